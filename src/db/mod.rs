@@ -1,0 +1,67 @@
+//! `db`: PostgreSQL for Mesher, through sqlx.
+//!
+//! - [`cluster`]: a throwaway PostgreSQL cluster started from the machine's own server binaries
+//!   (loopback only, temporary directory, dropped privileges when run as root, stopped on drop).
+//! - [`schema`]: Mesher's schema (`mesher-api.md` §5.2), idempotent, with daily event partitions.
+//! - [`fixtures`]: deterministic fixtures (org, users, project, API keys, issues, events,
+//!   memberships, alert rules, alerts) whose ids the generators reuse.
+
+pub mod cli;
+pub mod cluster;
+pub mod fixtures;
+pub mod schema;
+
+pub use cluster::Cluster;
+pub use fixtures::Fixtures;
+
+use anyhow::{Context, Result};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, PgPool};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Mesher's hard-coded database URL (§1.4).
+pub const MESHER_URL: &str = "postgres://mesh:mesh@localhost:5432/mesher";
+
+/// Connect a pool to `url`. Every session runs in UTC so timestamps print the same everywhere.
+pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool> {
+    let opts = PgConnectOptions::from_str(url)
+        .with_context(|| format!("invalid database URL {url:?}"))?
+        .options([("TimeZone", "UTC")])
+        .disable_statement_logging();
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(opts)
+        .await
+        .with_context(|| format!("cannot connect to PostgreSQL at {}", redact(url)))
+}
+
+/// The URL with its password replaced by `***`, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.find(':') {
+                Some(c) => format!("{}{}:***{}", &url[..s + 3], &creds[..c], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            super::redact("postgres://mesh:mesh@localhost:5432/mesher"),
+            "postgres://mesh:***@localhost:5432/mesher"
+        );
+        assert_eq!(
+            super::redact("postgres://localhost/x"),
+            "postgres://localhost/x"
+        );
+    }
+}

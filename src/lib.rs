@@ -1,0 +1,13 @@
+//! mesher-stress: load, fuzz and soak stress testing for Mesher, with crash triage.
+//! See ARCHITECTURE.md for the pipeline and where to change what.
+pub mod api;
+pub mod checks;
+pub mod cli;
+pub mod db;
+pub mod exit;
+pub mod model;
+pub mod profile;
+pub mod run;
+pub mod safety;
+pub mod signals;
+pub mod target;

@@ -1,0 +1,46 @@
+use clap::Parser;
+use mesher_stress::cli::{Cli, Command};
+use mesher_stress::exit;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::SUCCESS
+            };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(exit::TOOL_ERROR);
+        }
+    };
+    let g = cli.global.clone();
+    let result = rt.block_on(async move {
+        match cli.command {
+            Command::Run(a) => mesher_stress::run::main(a, &g).await,
+            Command::Target(a) => mesher_stress::target::main(a, &g).await,
+            Command::Db(a) => mesher_stress::db::cli::main(a, &g).await,
+        }
+    });
+    // Do not wait for stray blocking tasks (e.g. a stdin reader) at shutdown.
+    rt.shutdown_timeout(std::time::Duration::from_secs(2));
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(exit::TOOL_ERROR)
+        }
+    }
+}
