@@ -208,12 +208,7 @@ impl Route {
     /// Panics if the number of arguments differs from the number of parameters: that is a
     /// programming error, never a property of input.
     pub fn path(&self, args: &[&str]) -> String {
-        assert_eq!(
-            args.len(),
-            self.params.len(),
-            "wrong argument count for {}",
-            self.name
-        );
+        assert_eq!(args.len(), self.params.len(), "wrong argument count for {}", self.name);
         let mut out = String::with_capacity(self.template.len() + 40);
         let mut next = 0;
         for seg in self.template.split('/').skip(1) {
@@ -249,18 +244,10 @@ impl Route {
 
 macro_rules! q {
     ($name:literal, $kind:ident) => {
-        QueryParam {
-            name: $name,
-            kind: QueryKind::$kind,
-            required: false,
-        }
+        QueryParam { name: $name, kind: QueryKind::$kind, required: false }
     };
     ($name:literal, $kind:ident, required) => {
-        QueryParam {
-            name: $name,
-            kind: QueryKind::$kind,
-            required: true,
-        }
+        QueryParam { name: $name, kind: QueryKind::$kind, required: true }
     };
 }
 
@@ -284,13 +271,8 @@ const fn route(
         RouteId::EventsIngest | RouteId::EventsBulk => Auth::ApiKey,
         _ => Auth::None,
     };
-    let broadcasts = matches!(
-        id,
-        RouteId::IssueResolve
-            | RouteId::IssueArchive
-            | RouteId::IssueUnresolve
-            | RouteId::IssueDiscard
-    );
+    let broadcasts =
+        matches!(id, RouteId::IssueResolve | RouteId::IssueArchive | RouteId::IssueUnresolve | RouteId::IssueDiscard);
     Route {
         id,
         number: id as u8 + 1,
@@ -309,27 +291,13 @@ const fn route(
     }
 }
 
-const PAGE: &[QueryParam] = &[
-    q!("cursor", Cursor),
-    q!("cursor_id", CursorId),
-    q!("limit", Limit),
-];
+const PAGE: &[QueryParam] = &[q!("cursor", Cursor), q!("cursor_id", CursorId), q!("limit", Limit)];
 
 /// The 36 routes, indexed by `RouteId as usize`, in Mesher's registration order.
 pub static ROUTES: [Route; 36] = {
     use RouteId::*;
     [
-        route(
-            EventsIngest,
-            "events-ingest",
-            Post,
-            "/api/v1/events",
-            &[],
-            &[],
-            B::Event,
-            202,
-            &[F::Project, F::ApiKey],
-        ),
+        route(EventsIngest, "events-ingest", Post, "/api/v1/events", &[], &[], B::Event, 202, &[F::Project, F::ApiKey]),
         route(
             EventsBulk,
             "events-bulk",
@@ -376,11 +344,7 @@ pub static ROUTES: [Route; 36] = {
             Get,
             "/api/v1/projects/:project_id/events/tags",
             &[P::ProjectRef],
-            &[
-                q!("key", TagKey, required),
-                q!("value", TagValue, required),
-                q!("limit", Limit),
-            ],
+            &[q!("key", TagKey, required), q!("value", TagValue, required), q!("limit", Limit)],
             B::None,
             200,
             &[F::Project, F::Event],
@@ -761,11 +725,7 @@ impl WsPath {
     /// Mesher's classification of a WebSocket request target (§3.2): stream client iff the
     /// target contains `/stream/projects/`.
     pub fn classify(target: &str) -> WsPath {
-        if target.contains(Self::STREAM_PREFIX) {
-            WsPath::Stream
-        } else {
-            WsPath::Ingest
-        }
+        if target.contains(Self::STREAM_PREFIX) { WsPath::Stream } else { WsPath::Ingest }
     }
 
     /// Mesher's extraction of the stream project id (§3.2): split on `/`; if the second element
@@ -791,10 +751,7 @@ pub fn match_route<'a>(method: &str, path: &'a str) -> Option<RouteMatch<'a>> {
     // Pass 1: exact routes, byte-exact path.
     for r in ROUTES.iter().filter(|r| r.is_exact()) {
         if r.method.as_str() == method && r.template == path {
-            return Some(RouteMatch {
-                route: r,
-                args: Vec::new(),
-            });
+            return Some(RouteMatch { route: r, args: Vec::new() });
         }
     }
     // Pass 2: parameterised routes in registration order, comparing non-empty segments.
@@ -836,14 +793,8 @@ mod tests {
             assert_eq!(r.number as usize, i + 1);
             assert_eq!(r.param_names().count(), r.params.len(), "{}", r.name);
         }
-        assert_eq!(
-            ROUTES.iter().filter(|r| r.method == Method::Get).count(),
-            17
-        );
-        assert_eq!(
-            ROUTES.iter().filter(|r| r.method == Method::Post).count(),
-            19
-        );
+        assert_eq!(ROUTES.iter().filter(|r| r.method == Method::Get).count(), 17);
+        assert_eq!(ROUTES.iter().filter(|r| r.method == Method::Post).count(), 19);
         let mut names: Vec<_> = ROUTES.iter().map(|r| r.name).collect();
         names.sort();
         names.dedup();
@@ -886,17 +837,8 @@ mod tests {
         assert_eq!(WsPath::classify("/foo"), WsPath::Ingest);
         assert_eq!(WsPath::classify("/stream/projects"), WsPath::Ingest);
         assert_eq!(WsPath::classify("/stream/projects/abc"), WsPath::Stream);
-        assert_eq!(
-            WsPath::stream_project_id("/stream/projects/abc"),
-            Some("abc")
-        );
-        assert_eq!(
-            WsPath::stream_project_id("/ws/stream/projects/abc?x=1"),
-            Some("abc?x=1")
-        );
-        assert_eq!(
-            WsPath::stream_project_id("/a/stream/projects/x"),
-            Some("projects")
-        );
+        assert_eq!(WsPath::stream_project_id("/stream/projects/abc"), Some("abc"));
+        assert_eq!(WsPath::stream_project_id("/ws/stream/projects/abc?x=1"), Some("abc?x=1"));
+        assert_eq!(WsPath::stream_project_id("/a/stream/projects/x"), Some("projects"));
     }
 }

@@ -54,11 +54,7 @@ pub struct HttpRequest {
     pub body: Vec<u8>,
     /// When set, exactly these bytes are written to the socket instead of the fields above
     /// (HTTP-level mutations that no client library would send).
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        with = "opt_bytes_text"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_bytes_text")]
     pub raw: Option<Vec<u8>>,
 }
 
@@ -68,27 +64,14 @@ impl HttpRequest {
         let mut headers = Vec::new();
         if !body.is_empty() {
             headers.push(("content-type".to_string(), b"application/json".to_vec()));
-            headers.push((
-                "content-length".to_string(),
-                body.len().to_string().into_bytes(),
-            ));
+            headers.push(("content-length".to_string(), body.len().to_string().into_bytes()));
         }
-        HttpRequest {
-            route,
-            method: method.to_string(),
-            target,
-            headers,
-            body,
-            raw: None,
-        }
+        HttpRequest { route, method: method.to_string(), target, headers, body, raw: None }
     }
 
     /// The first header with this name (exact, case-sensitive like Mesher).
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_slice())
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_slice())
     }
 
     /// True when the request can only go through the raw-socket path (it carries raw bytes, or
@@ -103,17 +86,12 @@ impl HttpRequest {
         if let Some(raw) = &self.raw {
             return raw.clone();
         }
-        let mut out =
-            Vec::with_capacity(64 + self.target.len() + self.body.len() + self.headers.len() * 32);
+        let mut out = Vec::with_capacity(64 + self.target.len() + self.body.len() + self.headers.len() * 32);
         out.extend_from_slice(self.method.as_bytes());
         out.push(b' ');
         out.extend_from_slice(self.target.as_bytes());
         out.extend_from_slice(b" HTTP/1.1\r\n");
-        if !self
-            .headers
-            .iter()
-            .any(|(n, _)| n.eq_ignore_ascii_case("host"))
-        {
+        if !self.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
             out.extend_from_slice(b"host: ");
             out.extend_from_slice(host.as_bytes());
             out.extend_from_slice(b"\r\n");
@@ -162,15 +140,7 @@ fn is_zero(v: &u32) -> bool {
 
 impl WsFrame {
     pub fn text(s: impl Into<Vec<u8>>) -> WsFrame {
-        WsFrame {
-            fin: true,
-            opcode: 1,
-            rsv: 0,
-            masked: true,
-            payload: s.into(),
-            declared_len: None,
-            delay_ms: 0,
-        }
+        WsFrame { fin: true, opcode: 1, rsv: 0, masked: true, payload: s.into(), declared_len: None, delay_ms: 0 }
     }
 }
 
@@ -209,10 +179,7 @@ impl Generated {
     /// `unrouted`).
     pub fn route_name(&self) -> &'static str {
         match &self.payload {
-            Payload::Http(r) => r
-                .route
-                .map(|id| crate::api::Route::get(id).name)
-                .unwrap_or("unrouted"),
+            Payload::Http(r) => r.route.map(|id| crate::api::Route::get(id).name).unwrap_or("unrouted"),
             Payload::Ws(w) => w.kind.name(),
         }
     }
@@ -229,10 +196,7 @@ pub mod bytes_text {
             Err(_) => {
                 use serde::ser::SerializeMap;
                 let mut m = s.serialize_map(Some(1))?;
-                m.serialize_entry(
-                    "base64",
-                    &base64::engine::general_purpose::STANDARD.encode(v),
-                )?;
+                m.serialize_entry("base64", &base64::engine::general_purpose::STANDARD.encode(v))?;
                 m.end()
             }
         }
@@ -248,9 +212,9 @@ pub mod bytes_text {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
         match Repr::deserialize(d)? {
             Repr::Text(t) => Ok(t.into_bytes()),
-            Repr::B64 { base64 } => base64::engine::general_purpose::STANDARD
-                .decode(base64)
-                .map_err(serde::de::Error::custom),
+            Repr::B64 { base64 } => {
+                base64::engine::general_purpose::STANDARD.decode(base64).map_err(serde::de::Error::custom)
+            }
         }
     }
 }
@@ -282,13 +246,8 @@ mod header_list {
         s.collect_seq(v.iter().map(|(n, val)| H(n.clone(), val.clone())))
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<Vec<(String, Vec<u8>)>, D::Error> {
-        Ok(Vec::<H>::deserialize(d)?
-            .into_iter()
-            .map(|H(n, v)| (n, v))
-            .collect())
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(String, Vec<u8>)>, D::Error> {
+        Ok(Vec::<H>::deserialize(d)?.into_iter().map(|H(n, v)| (n, v)).collect())
     }
 }
 
@@ -298,29 +257,16 @@ mod tests {
 
     #[test]
     fn wire_form_and_json_round_trip() {
-        let mut r = HttpRequest::new(
-            Some(RouteId::EventsIngest),
-            "POST",
-            "/api/v1/events".into(),
-            b"{}".to_vec(),
-        );
+        let mut r = HttpRequest::new(Some(RouteId::EventsIngest), "POST", "/api/v1/events".into(), b"{}".to_vec());
         r.headers.push(("x-sentry-auth".into(), vec![0xff, b'k']));
         let wire = String::from_utf8_lossy(&r.to_wire("127.0.0.1:8080")).to_string();
         assert!(wire.starts_with("POST /api/v1/events HTTP/1.1\r\nhost: 127.0.0.1:8080\r\n"));
         assert!(wire.ends_with("\r\n\r\n{}"));
         let g = Generated {
-            seed: RequestSeed {
-                run: 1,
-                stream: 2,
-                index: 3,
-            },
+            seed: RequestSeed { run: 1, stream: 2, index: 3 },
             layer: Layer::Http,
             payload: Payload::Http(r),
-            trail: vec![MutationStep {
-                op: "http.x".into(),
-                at: "x-sentry-auth".into(),
-                detail: String::new(),
-            }],
+            trail: vec![MutationStep { op: "http.x".into(), at: "x-sentry-auth".into(), detail: String::new() }],
         };
         let j = serde_json::to_string(&g).unwrap();
         assert!(j.contains("base64"));

@@ -43,8 +43,7 @@ pub async fn main(args: DbArgs, g: &Global) -> Result<u8> {
         DbCommand::Up { bare } => {
             let cluster = Cluster::start()?;
             let url = cluster.url().to_string();
-            let mut out =
-                serde_json::json!({ "url": url, "pid": cluster.pid(), "dir": cluster.dir() });
+            let mut out = serde_json::json!({ "url": url, "pid": cluster.pid(), "dir": cluster.dir() });
             if !bare {
                 let pool = connect(&url, 2).await?;
                 let s = schema::apply(&pool).await?;
@@ -84,11 +83,7 @@ pub async fn main(args: DbArgs, g: &Global) -> Result<u8> {
             }
             Ok(crate::exit::SUCCESS)
         }
-        DbCommand::Seed {
-            database_url,
-            reset,
-            schema: with_schema,
-        } => {
+        DbCommand::Seed { database_url, reset, schema: with_schema } => {
             let pool = connect(&database_url, 2).await?;
             if with_schema {
                 schema::apply(&pool).await?;
@@ -98,9 +93,9 @@ pub async fn main(args: DbArgs, g: &Global) -> Result<u8> {
             }
             let (f, r) = match fixtures::seed(&pool, &Default::default()).await {
                 Ok(x) => x,
-                Err(e) => bail!(
-                    "{e:#}\n  (does the schema exist? `mesher-stress db schema --database-url …` creates it)"
-                ),
+                Err(e) => {
+                    bail!("{e:#}\n  (does the schema exist? `mesher-stress db schema --database-url …` creates it)")
+                }
             };
             if g.json {
                 println!("{}", serde_json::json!({ "fixtures": f, "seeded": r }));

@@ -35,11 +35,7 @@ impl ServerBinaries {
     /// Find `initdb` and `postgres` on PATH, then under `/usr/lib/postgresql/<newest>/bin`.
     pub fn find() -> Result<ServerBinaries> {
         let on_path = |name: &str| -> Option<PathBuf> {
-            std::env::var_os("PATH").and_then(|p| {
-                std::env::split_paths(&p)
-                    .map(|d| d.join(name))
-                    .find(|f| f.is_file())
-            })
+            std::env::var_os("PATH").and_then(|p| std::env::split_paths(&p).map(|d| d.join(name)).find(|f| f.is_file()))
         };
         if let (Some(initdb), Some(postgres)) = (on_path("initdb"), on_path("postgres")) {
             return Ok(ServerBinaries { initdb, postgres });
@@ -56,10 +52,7 @@ impl ServerBinaries {
             .collect();
         versions.sort();
         if let Some((_, bin)) = versions.pop() {
-            return Ok(ServerBinaries {
-                initdb: bin.join("initdb"),
-                postgres: bin.join("postgres"),
-            });
+            return Ok(ServerBinaries { initdb: bin.join("initdb"), postgres: bin.join("postgres") });
         }
         bail!(
             "no PostgreSQL server binaries found (looked for initdb and postgres on PATH and under \
@@ -90,8 +83,7 @@ fn server_identity() -> Result<Option<(libc::uid_t, libc::gid_t)>> {
 }
 
 fn chown(path: &Path, uid: libc::uid_t, gid: libc::gid_t) -> Result<()> {
-    std::os::unix::fs::chown(path, Some(uid), Some(gid))
-        .with_context(|| format!("chown {}", path.display()))
+    std::os::unix::fs::chown(path, Some(uid), Some(gid)).with_context(|| format!("chown {}", path.display()))
 }
 
 /// Configure a command to run as `ident` (when root), in its own process group, and to receive
@@ -105,10 +97,7 @@ fn prepare(cmd: &mut Command, ident: Option<(libc::uid_t, libc::gid_t)>) {
                 return Err(std::io::Error::last_os_error());
             }
             if let Some((uid, gid)) = ident {
-                if libc::setgroups(0, std::ptr::null()) != 0
-                    || libc::setgid(gid) != 0
-                    || libc::setuid(uid) != 0
-                {
+                if libc::setgroups(0, std::ptr::null()) != 0 || libc::setgid(gid) != 0 || libc::setuid(uid) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
             }
@@ -137,10 +126,8 @@ impl Cluster {
     pub fn start() -> Result<Cluster> {
         let bins = ServerBinaries::find()?;
         let ident = server_identity()?;
-        let dir = tempfile::Builder::new()
-            .prefix("mesher-stress-pg.")
-            .tempdir()
-            .context("creating a temporary directory")?;
+        let dir =
+            tempfile::Builder::new().prefix("mesher-stress-pg.").tempdir().context("creating a temporary directory")?;
         let data = dir.path().join("data");
         let log = dir.path().join("postgres.log");
         if let Some((uid, gid)) = ident {
@@ -151,23 +138,12 @@ impl Cluster {
         initdb
             .args(["-D"])
             .arg(&data)
-            .args([
-                "-U",
-                "mesh",
-                "--auth=trust",
-                "-E",
-                "UTF8",
-                "--no-locale",
-                "--no-sync",
-                "--no-instructions",
-            ])
+            .args(["-U", "mesh", "--auth=trust", "-E", "UTF8", "--no-locale", "--no-sync", "--no-instructions"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         prepare(&mut initdb, ident);
-        let out = initdb
-            .output()
-            .with_context(|| format!("running {}", bins.initdb.display()))?;
+        let out = initdb.output().with_context(|| format!("running {}", bins.initdb.display()))?;
         if !out.status.success() {
             bail!(
                 "initdb failed ({}):\n{}{}",
@@ -207,9 +183,7 @@ impl Cluster {
                 .stdout(logf.try_clone()?)
                 .stderr(logf);
             prepare(&mut pg, ident);
-            let child = pg
-                .spawn()
-                .with_context(|| format!("starting {}", bins.postgres.display()))?;
+            let child = pg.spawn().with_context(|| format!("starting {}", bins.postgres.display()))?;
             let mut cluster = Cluster {
                 child: Some(child),
                 dir: None,
@@ -238,10 +212,7 @@ impl Cluster {
             if let Some(child) = self.child.as_mut()
                 && let Some(status) = child.try_wait()?
             {
-                bail!(
-                    "PostgreSQL exited during startup ({status}):\n{}",
-                    self.log_tail(40)
-                );
+                bail!("PostgreSQL exited during startup ({status}):\n{}", self.log_tail(40));
             }
             if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
                 // The socket accepts while the server is still starting up; a real query decides.
@@ -250,10 +221,7 @@ impl Cluster {
                 }
             }
             if Instant::now() > deadline {
-                bail!(
-                    "PostgreSQL did not accept connections within {timeout:?}:\n{}",
-                    self.log_tail(40)
-                );
+                bail!("PostgreSQL did not accept connections within {timeout:?}:\n{}", self.log_tail(40));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -280,9 +248,7 @@ impl Cluster {
         run_sync(async move {
             use sqlx::Connection;
             let mut c = sqlx::PgConnection::connect(&url).await?;
-            sqlx::query("CREATE DATABASE mesher")
-                .execute(&mut c)
-                .await?;
+            sqlx::query("CREATE DATABASE mesher").execute(&mut c).await?;
             c.close().await?;
             Ok::<_, sqlx::Error>(())
         })
@@ -325,9 +291,7 @@ impl Cluster {
             loop {
                 match child.try_wait() {
                     Ok(Some(_)) => break,
-                    Ok(None) if Instant::now() < deadline => {
-                        std::thread::sleep(Duration::from_millis(20))
-                    }
+                    Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
                     _ => {
                         // SAFETY: as above; kill the whole group (backends too).
                         unsafe { libc::kill(-(child.id() as libc::pid_t), libc::SIGKILL) };
@@ -359,14 +323,8 @@ where
     F::Output: Send,
 {
     std::thread::scope(|s| {
-        s.spawn(|| {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime")
-                .block_on(fut)
-        })
-        .join()
-        .expect("runtime thread")
+        s.spawn(|| tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime").block_on(fut))
+            .join()
+            .expect("runtime thread")
     })
 }

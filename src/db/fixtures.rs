@@ -40,14 +40,7 @@ pub struct SeedOptions {
 
 impl Default for SeedOptions {
     fn default() -> Self {
-        SeedOptions {
-            users: 256,
-            members: 4,
-            api_keys: 4,
-            issues: 8,
-            events_per_issue: 3,
-            alert_rules: 4,
-        }
+        SeedOptions { users: 256, members: 4, api_keys: 4, issues: 8, events_per_issue: 3, alert_rules: 4 }
     }
 }
 
@@ -84,12 +77,8 @@ fn id(prefix: char, n: u32) -> String {
 
 /// A deterministic key in Mesher's format `mshr_` + 48 lowercase hex characters.
 pub fn key_value(n: u32) -> String {
-    let a = sha1_smol::Sha1::from(format!("mesher-stress api key {n}"))
-        .digest()
-        .to_string();
-    let b = sha1_smol::Sha1::from(format!("mesher-stress api key {n} second half"))
-        .digest()
-        .to_string();
+    let a = sha1_smol::Sha1::from(format!("mesher-stress api key {n}")).digest().to_string();
+    let b = sha1_smol::Sha1::from(format!("mesher-stress api key {n} second half")).digest().to_string();
     format!("mshr_{}{}", a, &b[..8])
 }
 
@@ -98,19 +87,13 @@ impl Fixtures {
     pub fn plan(opts: &SeedOptions) -> Fixtures {
         let mut users = vec![USER_ONE.to_string()];
         users.extend((1..=opts.users).map(|i| id('2', i)));
-        let member_users: Vec<String> = (1..=opts.members.min(opts.users))
-            .map(|i| id('2', i))
-            .collect();
-        let memberships = (1..=member_users.len() as u32)
-            .map(|i| id('9', i))
-            .collect();
+        let member_users: Vec<String> = (1..=opts.members.min(opts.users)).map(|i| id('2', i)).collect();
+        let memberships = (1..=member_users.len() as u32).map(|i| id('9', i)).collect();
         let issues: Vec<String> = std::iter::once(SEED_ISSUE.to_string())
             .chain((1..opts.issues).map(|i| id('4', i)))
             .take(opts.issues as usize)
             .collect();
-        let events = (1..=issues.len() as u32 * opts.events_per_issue)
-            .map(|i| id('6', i))
-            .collect();
+        let events = (1..=issues.len() as u32 * opts.events_per_issue).map(|i| id('6', i)).collect();
         let alert_rules: Vec<String> = (1..=opts.alert_rules).map(|i| id('7', i)).collect();
         Fixtures {
             org_id: ORG_ID.into(),
@@ -120,9 +103,7 @@ impl Fixtures {
             users,
             member_users,
             memberships,
-            api_keys: (1..=opts.api_keys)
-                .map(|i| (id('5', i), key_value(i)))
-                .collect(),
+            api_keys: (1..=opts.api_keys).map(|i| (id('5', i), key_value(i))).collect(),
             revoked_key: (id('5', 999), key_value(999)),
             issues,
             events,
@@ -134,10 +115,7 @@ impl Fixtures {
 
     /// Users that are not members of the org after seeding (free for `POST …/members`).
     pub fn free_users(&self) -> impl Iterator<Item = &str> {
-        self.users
-            .iter()
-            .filter(|u| !self.member_users.contains(u))
-            .map(String::as_str)
+        self.users.iter().filter(|u| !self.member_users.contains(u)).map(String::as_str)
     }
 
     /// The first live API key's raw value.
@@ -157,44 +135,32 @@ pub async fn seed(pool: &PgPool, opts: &SeedOptions) -> Result<(Fixtures, SeedRe
     let f = Fixtures::plan(opts);
     let mut report = SeedReport::default();
     let mut tx = pool.begin().await?;
-    sqlx::query("SELECT pg_advisory_xact_lock(7358190412)")
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(7358190412)").execute(&mut *tx).await?;
     macro_rules! count {
         ($table:literal, $n:expr) => {
             report.inserted.push(($table.to_string(), $n))
         };
     }
 
-    let n = sqlx::query("INSERT INTO organizations (id, name, slug) VALUES ($1::uuid, 'Stress Org', $2) ON CONFLICT DO NOTHING")
-        .bind(&f.org_id)
-        .bind(&f.org_slug)
-        .execute(&mut *tx)
-        .await
-        .context("seeding organizations")?
-        .rows_affected();
+    let n = sqlx::query(
+        "INSERT INTO organizations (id, name, slug) VALUES ($1::uuid, 'Stress Org', $2) ON CONFLICT DO NOTHING",
+    )
+    .bind(&f.org_id)
+    .bind(&f.org_slug)
+    .execute(&mut *tx)
+    .await
+    .context("seeding organizations")?
+    .rows_affected();
     count!("organizations", n);
 
     let names: Vec<String> = f
         .users
         .iter()
         .enumerate()
-        .map(|(i, _)| {
-            if i == 0 {
-                "User One".to_string()
-            } else {
-                format!("Stress User {i}")
-            }
-        })
+        .map(|(i, _)| if i == 0 { "User One".to_string() } else { format!("Stress User {i}") })
         .collect();
     let emails: Vec<String> = (0..f.users.len())
-        .map(|i| {
-            if i == 0 {
-                "u1@example.test".to_string()
-            } else {
-                format!("stress{i}@example.test")
-            }
-        })
+        .map(|i| if i == 0 { "u1@example.test".to_string() } else { format!("stress{i}@example.test") })
         .collect();
     let n = sqlx::query(
         "INSERT INTO users (id, email, password_hash, display_name)
@@ -223,15 +189,8 @@ pub async fn seed(pool: &PgPool, opts: &SeedOptions) -> Result<(Fixtures, SeedRe
     .rows_affected();
     count!("projects", n);
 
-    let roles: Vec<String> = (0..f.memberships.len())
-        .map(|i| {
-            if i == 0 {
-                "owner".into()
-            } else {
-                "member".into()
-            }
-        })
-        .collect();
+    let roles: Vec<String> =
+        (0..f.memberships.len()).map(|i| if i == 0 { "owner".into() } else { "member".into() }).collect();
     let n = sqlx::query(
         "INSERT INTO org_memberships (id, user_id, org_id, role)
          SELECT m::uuid, u::uuid, $3::uuid, r FROM unnest($1::text[], $2::text[], $4::text[]) AS t(m, u, r)
@@ -268,23 +227,10 @@ pub async fn seed(pool: &PgPool, opts: &SeedOptions) -> Result<(Fixtures, SeedRe
 
     let per = opts.events_per_issue.max(1) as usize;
     let titles: Vec<String> = (0..f.issues.len())
-        .map(|i| {
-            if i == 0 {
-                "Seed issue".to_string()
-            } else {
-                format!("Seed issue {i}")
-            }
-        })
+        .map(|i| if i == 0 { "Seed issue".to_string() } else { format!("Seed issue {i}") })
         .collect();
-    let fps: Vec<String> = (0..f.issues.len())
-        .map(|i| {
-            if i == 0 {
-                "msg:seed".to_string()
-            } else {
-                format!("msg:seed {i}")
-            }
-        })
-        .collect();
+    let fps: Vec<String> =
+        (0..f.issues.len()).map(|i| if i == 0 { "msg:seed".to_string() } else { format!("msg:seed {i}") }).collect();
     let n = sqlx::query(
         "INSERT INTO issues (id, project_id, fingerprint, title, level, event_count)
          SELECT i::uuid, $4::uuid, fp, t, 'error', $5 FROM unnest($1::text[], $2::text[], $3::text[]) AS x(i, fp, t)
@@ -301,24 +247,9 @@ pub async fn seed(pool: &PgPool, opts: &SeedOptions) -> Result<(Fixtures, SeedRe
     .rows_affected();
     count!("issues", n);
 
-    let ev_issue: Vec<String> = f
-        .events
-        .iter()
-        .enumerate()
-        .map(|(i, _)| f.issues[i / per].clone())
-        .collect();
-    let ev_fp: Vec<String> = f
-        .events
-        .iter()
-        .enumerate()
-        .map(|(i, _)| fps[i / per].clone())
-        .collect();
-    let ev_msg: Vec<String> = f
-        .events
-        .iter()
-        .enumerate()
-        .map(|(i, _)| format!("seed event {i}"))
-        .collect();
+    let ev_issue: Vec<String> = f.events.iter().enumerate().map(|(i, _)| f.issues[i / per].clone()).collect();
+    let ev_fp: Vec<String> = f.events.iter().enumerate().map(|(i, _)| fps[i / per].clone()).collect();
+    let ev_msg: Vec<String> = f.events.iter().enumerate().map(|(i, _)| format!("seed event {i}")).collect();
     let n = sqlx::query(
         "INSERT INTO events (id, project_id, issue_id, level, message, fingerprint, tags, stacktrace, exception, sdk_name, sdk_version)
          SELECT e::uuid, $5::uuid, i::uuid, 'error', m, fp, '{\"environment\":\"production\",\"release\":\"1.0.0\"}'::jsonb,

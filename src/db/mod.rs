@@ -59,9 +59,6 @@ mod tests {
             super::redact("postgres://mesh:mesh@localhost:5432/mesher"),
             "postgres://mesh:***@localhost:5432/mesher"
         );
-        assert_eq!(
-            super::redact("postgres://localhost/x"),
-            "postgres://localhost/x"
-        );
+        assert_eq!(super::redact("postgres://localhost/x"), "postgres://localhost/x");
     }
 }

@@ -87,13 +87,8 @@ pub struct SchemaReport {
 /// drops anything). Concurrent callers are serialised with an advisory lock.
 pub async fn apply(pool: &PgPool) -> Result<SchemaReport> {
     let mut tx = pool.begin().await?;
-    sqlx::query("SELECT pg_advisory_xact_lock(7358190411)")
-        .execute(&mut *tx)
-        .await?;
-    sqlx::raw_sql(SCHEMA_SQL)
-        .execute(&mut *tx)
-        .await
-        .context("creating Mesher's schema")?;
+    sqlx::query("SELECT pg_advisory_xact_lock(7358190411)").execute(&mut *tx).await?;
+    sqlx::raw_sql(SCHEMA_SQL).execute(&mut *tx).await.context("creating Mesher's schema")?;
     sqlx::raw_sql(sqlx::AssertSqlSafe(partitions_sql(7)))
         .execute(&mut *tx)
         .await

@@ -30,11 +30,7 @@ pub struct Profile {
     #[serde(default)]
     pub seed: Option<u64>,
     /// Hard bound on the whole run; the run stops by itself after this long.
-    #[serde(
-        deserialize_with = "de_duration",
-        serialize_with = "ser_duration",
-        default = "default_max_duration"
-    )]
+    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration", default = "default_max_duration")]
     pub max_duration: Duration,
     pub target: TargetSpec,
     #[serde(default)]
@@ -85,11 +81,7 @@ pub enum TargetSpec {
         /// Base URL of its WebSocket listener, e.g. `ws://127.0.0.1:8081`.
         ws: String,
         /// How long to wait for readiness (HTTP port open).
-        #[serde(
-            deserialize_with = "de_duration",
-            serialize_with = "ser_duration",
-            default = "default_ready"
-        )]
+        #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration", default = "default_ready")]
         ready_timeout: Duration,
     },
     /// An already running server (no supervision: deaths are seen only as refused connections).
@@ -125,12 +117,7 @@ fn yes() -> bool {
 
 impl Default for DatabaseSpec {
     fn default() -> Self {
-        DatabaseSpec {
-            url: None,
-            schema: true,
-            seed: true,
-            reset: false,
-        }
+        DatabaseSpec { url: None, schema: true, seed: true, reset: false }
     }
 }
 
@@ -144,11 +131,7 @@ pub enum Phase {
         #[serde(default)]
         checks: Vec<crate::checks::CheckName>,
         /// How long to wait for the startup lines of a spawned target.
-        #[serde(
-            deserialize_with = "de_duration",
-            serialize_with = "ser_duration",
-            default = "default_startup"
-        )]
+        #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration", default = "default_startup")]
         startup_timeout: Duration,
     },
 }
@@ -172,17 +155,14 @@ fn default_runs() -> PathBuf {
 
 impl Default for OutputSpec {
     fn default() -> Self {
-        OutputSpec {
-            dir: default_runs(),
-        }
+        OutputSpec { dir: default_runs() }
     }
 }
 
 /// Parse `"250ms"`, `"10s"`, `"5m"`, `"2h"`, `"1h 30m"` (humantime syntax).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| {
-        format!("invalid duration {s:?} ({e}); write e.g. \"500ms\", \"30s\", \"5m\", \"2h\"")
-    })
+    humantime::parse_duration(s)
+        .map_err(|e| format!("invalid duration {s:?} ({e}); write e.g. \"500ms\", \"30s\", \"5m\", \"2h\""))
 }
 
 fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
@@ -197,38 +177,25 @@ fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Er
 impl Profile {
     /// Read, parse and validate a profile file.
     pub fn load(path: &Path) -> Result<Profile> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read profile {}", path.display()))?;
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read profile {}", path.display()))?;
         Self::parse(&text, path)
     }
 
     /// Parse and validate profile text; `path` is used in messages.
     pub fn parse(text: &str, path: &Path) -> Result<Profile> {
-        let mut p: Profile = toml::from_str(text)
-            .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.to_string().trim_end()))?;
+        let mut p: Profile =
+            toml::from_str(text).map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.to_string().trim_end()))?;
         p.source = path.to_path_buf();
-        p.validate()
-            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        p.validate().map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         Ok(p)
     }
 
     fn validate(&self) -> Result<()> {
         if self.version != SCHEMA_VERSION {
-            bail!(
-                "version = {}: this build reads schema version {SCHEMA_VERSION} only",
-                self.version
-            );
+            bail!("version = {}: this build reads schema version {SCHEMA_VERSION} only", self.version);
         }
-        if self.name.is_empty()
-            || !self
-                .name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
-            bail!(
-                "name = {:?}: must be non-empty and use only letters, digits, '-' and '_'",
-                self.name
-            );
+        if self.name.is_empty() || !self.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            bail!("name = {:?}: must be non-empty and use only letters, digits, '-' and '_'", self.name);
         }
         if self.max_duration.is_zero() || self.max_duration > Duration::from_secs(7 * 24 * 3600) {
             bail!("max_duration: must be between 1s and 7d");
@@ -240,13 +207,9 @@ impl Profile {
                         .map_err(|e| anyhow::anyhow!("target.faults[{i}] = {f:?}: {e}"))?;
                 }
             }
-            TargetSpec::Command {
-                command, http, ws, ..
-            } => {
+            TargetSpec::Command { command, http, ws, .. } => {
                 if command.is_empty() {
-                    bail!(
-                        "target.command: must name the program to run, e.g. [\"./mesher/mesher\"]"
-                    );
+                    bail!("target.command: must name the program to run, e.g. [\"./mesher/mesher\"]");
                 }
                 check_url("target.http", http, "http")?;
                 check_url("target.ws", ws, "ws")?;
@@ -271,11 +234,7 @@ impl Profile {
             );
         }
         if f.members > f.users {
-            bail!(
-                "fixtures.members = {}: must be at most fixtures.users ({})",
-                f.members,
-                f.users
-            );
+            bail!("fixtures.members = {}: must be at most fixtures.users ({})", f.members, f.users);
         }
         Ok(())
     }

@@ -54,9 +54,9 @@ impl Fault {
             "leak" => {
                 let bytes = match param {
                     None => 50 * 1024,
-                    Some(p) => p.parse().map_err(|_| {
-                        format!("leak={p}: the parameter is a byte count, e.g. leak=51200")
-                    })?,
+                    Some(p) => {
+                        p.parse().map_err(|_| format!("leak={p}: the parameter is a byte count, e.g. leak=51200"))?
+                    }
                 };
                 Ok(Fault::Leak { bytes })
             }
@@ -64,13 +64,10 @@ impl Fault {
                 let (every, length) = match param {
                     None => (Duration::from_secs(5), Duration::from_millis(500)),
                     Some(p) => {
-                        let (e, l) = p.split_once('/').ok_or_else(|| {
-                            format!("pause={p}: write pause=EVERY/LENGTH, e.g. pause=5s/500ms")
-                        })?;
-                        (
-                            crate::profile::parse_duration(e)?,
-                            crate::profile::parse_duration(l)?,
-                        )
+                        let (e, l) = p
+                            .split_once('/')
+                            .ok_or_else(|| format!("pause={p}: write pause=EVERY/LENGTH, e.g. pause=5s/500ms"))?;
+                        (crate::profile::parse_duration(e)?, crate::profile::parse_duration(l)?)
                     }
                 };
                 if every.is_zero() || length.is_zero() {
@@ -79,18 +76,16 @@ impl Fault {
                 Ok(Fault::Pause { every, length })
             }
             "cumulative-crash" => {
-                let after = match param {
-                    None => 1000,
-                    Some(p) => p.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
-                        format!("cumulative-crash={p}: the parameter is a positive request count")
-                    })?,
-                };
+                let after =
+                    match param {
+                        None => 1000,
+                        Some(p) => p.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                            format!("cumulative-crash={p}: the parameter is a positive request count")
+                        })?,
+                    };
                 Ok(Fault::CumulativeCrash { after })
             }
-            _ => Err(format!(
-                "unknown fault {name:?}; known faults: {}",
-                Fault::NAMES.join(", ")
-            )),
+            _ => Err(format!("unknown fault {name:?}; known faults: {}", Fault::NAMES.join(", "))),
         }
     }
 
@@ -119,10 +114,7 @@ mod tests {
         assert_eq!(Fault::parse("leak=10").unwrap(), Fault::Leak { bytes: 10 });
         assert_eq!(
             Fault::parse("pause=2s/100ms").unwrap(),
-            Fault::Pause {
-                every: Duration::from_secs(2),
-                length: Duration::from_millis(100)
-            }
+            Fault::Pause { every: Duration::from_secs(2), length: Duration::from_millis(100) }
         );
         assert!(Fault::parse("nope").unwrap_err().contains("known faults"));
         assert!(Fault::parse("leak=x").is_err());

@@ -8,9 +8,7 @@ use anyhow::Result;
 use clap::Args;
 
 #[derive(Debug, Clone, Args)]
-#[command(
-    after_help = "Planted faults (--fault NAME[=PARAM], repeatable): see the documentation of each below."
-)]
+#[command(after_help = "Planted faults (--fault NAME[=PARAM], repeatable): see the documentation of each below.")]
 pub struct TargetArgs {
     /// HTTP port (Mesher: MESHER_HTTP_PORT, default 8080). 0 picks a free port.
     #[arg(long, env = "MESHER_HTTP_PORT", default_value_t = 8080)]
@@ -37,8 +35,5 @@ pub struct TargetArgs {
 
 /// `mesher-stress target`.
 pub async fn main(args: TargetArgs, _g: &Global) -> Result<u8> {
-    anyhow::bail!(
-        "the built-in target is under construction ({} faults asked)",
-        args.faults.len()
-    )
+    anyhow::bail!("the built-in target is under construction ({} faults asked)", args.faults.len())
 }
