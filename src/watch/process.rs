@@ -114,15 +114,15 @@ impl ExitInfo {
         }
     }
 
-    /// `signal 11 (SIGSEGV), shell exit 139` / `exit code 1`.
+    /// `was killed by signal 11 (SIGSEGV), shell exit 139` / `exited with code 1`.
     pub fn describe(&self) -> String {
         match (&self.signal, &self.signal_name) {
             (Some(n), Some(name)) => format!(
-                "killed by signal {n} ({name}), shell exit {}{}",
+                "was killed by signal {n} ({name}), shell exit {}{}",
                 self.shell_code,
                 if self.core_dumped { ", core dumped" } else { "" }
             ),
-            _ => format!("exit code {}", self.code.unwrap_or(-1)),
+            _ => format!("exited with code {}", self.code.unwrap_or(-1)),
         }
     }
 }
