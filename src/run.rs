@@ -195,10 +195,14 @@ async fn run_profile(
         crate::safety::check_target(ws, g.allow_remote)?;
     }
     let database = setup_database(profile).await?;
-    say(format!("database: {}", db::redact(&database.url)));
+    match database.cluster.as_ref().and_then(|c| c.pid()) {
+        Some(pid) => say(format!("database: {} (throwaway cluster, postgres pid {pid})", db::redact(&database.url))),
+        None => say(format!("database: {}", db::redact(&database.url))),
+    }
     report.database = db::redact(&database.url);
     let target = start_target(profile, &database, g).await?;
-    say(format!("target: {} (HTTP {}, WebSocket {})", target.description, target.http, target.ws));
+    let pid = target.process.as_ref().map(|p| format!(", pid {}", p.pid())).unwrap_or_default();
+    say(format!("target: {} (HTTP {}, WebSocket {}{pid})", target.description, target.http, target.ws));
     report.target = target.description.clone();
     *env = Some((database, target));
     let (database, target) = env.as_ref().expect("just set");
