@@ -1,9 +1,10 @@
 //! `mesher-stress run PROFILE`: the main job.
 //!
-//! 1. read and validate the profile; 2. make the run directory; 3. the database (throwaway
-//! cluster or a URL; schema and fixtures as the profile says); 4. the target (spawn the built-in
-//! one or a command, or use a running URL; loopback rule); 5. the phases in order; 6. write
-//! `report.json` (atomically, also after Ctrl-C) and exit with the verdict (`crate::exit`).
+//! 1. Read and validate the profile, make the run directory.
+//! 2. The database: a throwaway cluster or a URL; schema and fixtures as the profile says.
+//! 3. The target: spawn the built-in one or a command, or use a running URL (loopback rule).
+//! 4. The phases, in order.
+//! 5. Write `report.json` (atomically, also after Ctrl-C) and exit with the verdict (`crate::exit`).
 
 use crate::checks::{self, CheckResult, Status};
 use crate::cli::Global;
@@ -141,10 +142,8 @@ pub async fn main(args: RunArgs, g: &Global) -> Result<u8> {
     if let Some((database, target)) = env.take() {
         if let Some(p) = target.process {
             let log = p.lines();
-            if let Some(e) = p.exited().filter(|e| e.is_crash()) {
-                if !report.crashes.contains(&e) {
-                    report.crashes.push(e);
-                }
+            if let Some(e) = p.exited().filter(|e| e.is_crash() && !report.crashes.contains(e)) {
+                report.crashes.push(e);
             }
             let _ = p.stop().await;
             write_log(&run_dir.join("target.log"), &log);

@@ -61,7 +61,12 @@ fn planted_abi_crash_is_reported_on_the_event_check() {
     let p = write_profile(dir.path(), "\"service-reply-abi\"");
     let out = bin().arg("--out").arg(dir.path().join("run")).arg("run").arg(&p).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(3), "exit 3 = target crashed\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "exit 3 = target crashed\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let ingest = stdout.lines().find(|l| l.starts_with("PASS ingest")).unwrap_or_else(|| panic!("{stdout}"));
     assert!(ingest.contains("SIGSEGV") && ingest.contains("139"), "{ingest}");
     let r = report(dir.path());
