@@ -8,6 +8,7 @@ pub mod exit;
 pub mod fsutil;
 pub mod model;
 pub mod profile;
+pub mod report;
 pub mod run;
 pub mod safety;
 pub mod signals;

@@ -6,15 +6,15 @@
 //! 4. The phases, in order.
 //! 5. Write `report.json` (atomically, also after Ctrl-C) and exit with the verdict (`crate::exit`).
 
-use crate::checks::{self, CheckResult, Status};
+use crate::checks::{self, Status};
 use crate::cli::Global;
 use crate::db::{self, Cluster, Fixtures};
 use crate::exit;
 use crate::profile::{Phase, Profile, TargetSpec};
-use crate::watch::{ExitInfo, LogLine, TargetCommand, TargetProcess, process::listening_addr};
+use crate::report::{PhaseReport, RunReport, Verdict};
+use crate::watch::{LogLine, TargetCommand, TargetProcess, process::listening_addr};
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use serde::Serialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
@@ -42,47 +42,6 @@ pub struct Database {
     pub cluster: Option<Cluster>,
 }
 
-/// One phase's outcome in `report.json`.
-#[derive(Debug, Serialize)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
-pub enum PhaseReport {
-    Checks { results: Vec<CheckResult> },
-}
-
-impl PhaseReport {
-    fn failed(&self) -> bool {
-        match self {
-            PhaseReport::Checks { results } => results.iter().any(|r| r.status == Status::Fail),
-        }
-    }
-}
-
-/// `report.json` of a run.
-#[derive(Debug, Serialize)]
-pub struct RunReport {
-    pub tool: &'static str,
-    pub version: &'static str,
-    pub profile: String,
-    pub profile_file: PathBuf,
-    pub seed: u64,
-    pub started: String,
-    pub elapsed_ms: u64,
-    pub target: String,
-    pub database: String,
-    pub phases: Vec<PhaseReport>,
-    /// Deaths of the target seen during the run.
-    pub crashes: Vec<ExitInfo>,
-    pub interrupted: bool,
-    pub verdict: Verdict,
-}
-
-#[derive(Debug, Serialize)]
-pub struct Verdict {
-    pub failed: bool,
-    pub crashed: bool,
-    pub exit_code: u8,
-}
-
 pub async fn main(args: RunArgs, g: &Global) -> Result<u8> {
     let mut profile = Profile::load(&args.profile)?;
     if g.seed.is_some() {
@@ -106,8 +65,8 @@ pub async fn main(args: RunArgs, g: &Global) -> Result<u8> {
     let started_at = SystemTime::now();
     let deadline = tokio::time::Instant::now() + profile.max_duration;
     let mut report = RunReport {
-        tool: "mesher-stress",
-        version: env!("CARGO_PKG_VERSION"),
+        tool: "mesher-stress".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
         profile: profile.name.clone(),
         profile_file: profile.source.clone(),
         seed,
@@ -161,7 +120,7 @@ pub async fn main(args: RunArgs, g: &Global) -> Result<u8> {
         Ok(()) => exit::verdict(report.verdict.failed, report.verdict.crashed),
     };
     report.verdict.exit_code = code;
-    crate::fsutil::write_json_atomic(&run_dir.join("report.json"), &report)?;
+    crate::report::write_all(&run_dir, &report)?;
     if let Err(e) = outcome {
         return Err(e.context(format!("run aborted; partial report in {}", run_dir.join("report.json").display())));
     }
