@@ -5,6 +5,7 @@
 
 pub mod html;
 pub mod junit;
+pub mod stats;
 
 use crate::checks::{CheckResult, Status};
 use crate::cli::Global;
