@@ -43,6 +43,8 @@ pub struct Database {
 }
 
 pub async fn main(args: RunArgs, g: &Global) -> Result<u8> {
+    // Catch Ctrl-C from the very start (also while PostgreSQL is starting).
+    let interrupted = crate::signals::interrupted();
     let mut profile = Profile::load(&args.profile)?;
     if g.seed.is_some() {
         profile.seed = g.seed;
@@ -85,7 +87,7 @@ pub async fn main(args: RunArgs, g: &Global) -> Result<u8> {
     let mut env: Option<(Database, Target)> = None;
     let outcome = tokio::select! {
         r = run_profile(&profile, g, &say, &mut report, &mut env) => r,
-        _ = crate::signals::interrupted() => {
+        _ = interrupted => {
             report.interrupted = true;
             say("interrupted: stopping the target and the database, writing the report".into());
             Ok(())
