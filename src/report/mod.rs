@@ -5,6 +5,7 @@
 
 pub mod html;
 pub mod junit;
+pub mod soak;
 pub mod stats;
 
 use crate::checks::{CheckResult, Status};
