@@ -59,7 +59,7 @@ pub struct Finding {
     pub trend: Option<Trend>,
 }
 
-fn after_warmup<'a>(s: &'a [(f64, f64)], fraction: f64) -> &'a [(f64, f64)] {
+fn after_warmup(s: &[(f64, f64)], fraction: f64) -> &[(f64, f64)] {
     let skip = ((s.len() as f64) * fraction.clamp(0.0, 0.9)) as usize;
     &s[skip..]
 }
