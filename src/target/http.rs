@@ -193,7 +193,7 @@ pub async fn serve_ws(app: Arc<App>, listener: TcpListener, mut stop: watch::Rec
                 service_fn(move |req| ws_handshake(app.clone(), shared.clone(), ws_ctx.clone(), req))
             };
             let mut b = http1::Builder::new();
-            b.keep_alive(false).max_headers(100).header_read_timeout(None).auto_date_header(false);
+            b.keep_alive(true).max_headers(100).header_read_timeout(None).auto_date_header(false);
             let conn = b.serve_connection(TokioIo::new(io), svc).with_upgrades();
             tokio::pin!(conn);
             tokio::select! {

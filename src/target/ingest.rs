@@ -54,6 +54,15 @@ pub fn fingerprint(ev: &Map<String, Value>) -> String {
     format!("msg:{}", clean(&message))
 }
 
+/// Fingerprints longer than this many bytes are stored as `sha1:<hex>` of the fingerprint:
+/// PostgreSQL's btree indexes on `fingerprint` reject entries above ~2.7 kB.
+pub const MAX_FINGERPRINT: usize = 1024;
+
+/// [`fingerprint`] made storable (see [`MAX_FINGERPRINT`]).
+pub fn storable_fingerprint(fp: String) -> String {
+    if fp.len() <= MAX_FINGERPRINT { fp } else { format!("sha1:{}", sha1_smol::Sha1::from(&fp).digest()) }
+}
+
 /// PostgreSQL's `->>` text form: strings unquoted, null → empty, anything else its JSON text.
 pub fn text_form(v: &Value) -> String {
     match v {
@@ -127,7 +136,7 @@ pub fn validate(v: Value) -> Result<Event, String> {
     typed("sdk_name", Value::is_string, "a string")?;
     typed("sdk_version", Value::is_string, "a string")?;
     check_value(&v, 0)?;
-    let fingerprint = fingerprint(o);
+    let fingerprint = storable_fingerprint(fingerprint(o));
     Ok(Event { level, message, fingerprint, body: v })
 }
 

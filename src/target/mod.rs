@@ -42,6 +42,8 @@
 //! | Response headers | `Content-Type`, `Content-Length`, `Connection: close` | the same (`--keep-alive` drops `Connection: close`) |
 //! | WS frame > 16 MiB | dropped without close | close 1009 |
 //! | WS heartbeat | ping every 30 s, 1001 on missing pong | none (pings from clients are answered) |
+//! | Very long fingerprints | index error (500) | fingerprints > 1024 bytes are stored as `sha1:<hex>` of the §4 fingerprint |
+//! | Search (#4) | `to_tsvector(message)` (fails on messages > 1 MB) | only the first 100 000 characters of a message are searched |
 //! | Spike checker, retention cleaner | run every 5 min / 24 h | startup lines only; not run |
 //! | Partitions (F18) | created at startup only | at startup and every hour (7 days ahead) |
 //! | Keep-alive chunked requests | — | header case rules fall back to hyper's lowercase map after a chunked request on a kept-alive connection |

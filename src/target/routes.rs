@@ -180,8 +180,8 @@ pub async fn handle(app: &App, m: &RouteMatch<'_>, query: &str, head: Option<&[u
                 sqlx::query_as(
                     "SELECT id::text, issue_id::text, level, message, received_at::text FROM events
                      WHERE project_id = $1::uuid AND received_at > now() - interval '24 hours'
-                       AND to_tsvector('english', message) @@ plainto_tsquery('english', $2)
-                     ORDER BY ts_rank(to_tsvector('english', message), plainto_tsquery('english', $2)) DESC,
+                       AND to_tsvector('english', left(message, 100000)) @@ plainto_tsquery('english', $2)
+                     ORDER BY ts_rank(to_tsvector('english', left(message, 100000)), plainto_tsquery('english', $2)) DESC,
                               received_at DESC LIMIT $3"
                 )
                 .bind(&p)
