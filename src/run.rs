@@ -51,9 +51,11 @@ pub async fn main(args: RunArgs, g: &Global) -> Result<u8> {
     }
     let seed = profile.seed.unwrap_or_else(rand::random);
     let run_dir = run_dir(&profile, g)?;
+    // Progress goes to stderr; a closed stderr (a reader that went away) must not stop the run.
     let say = |s: String| {
         if !g.quiet && !g.json {
-            eprintln!("{s}");
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr(), "{s}");
         }
     };
     say(format!(
