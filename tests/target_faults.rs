@@ -158,6 +158,7 @@ async fn sigterm_flushes_every_accepted_event() {
     unsafe { libc::kill(t.pid(), libc::SIGTERM) };
     let st = t.wait_exit(Duration::from_secs(20)).expect("exited");
     assert_eq!(st.code(), Some(0), "{st:?}");
-    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE message LIKE 'shutdown %'").fetch_one(&db).await.unwrap();
+    let n: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE message LIKE 'shutdown %'").fetch_one(&db).await.unwrap();
     assert_eq!(n, accepted);
 }
