@@ -438,3 +438,44 @@ async fn transport_rules() {
     let _: Value = get(a, "/api/v1/projects/default/settings").await.json();
     t.shutdown(Duration::from_secs(5)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_frames_ping_close_and_limits() {
+    use fastwebsockets::{Frame, OpCode, Payload};
+    let (url, _db, f) = seeded_db().await;
+    let t = boot(&url, |_| {}).await;
+    let key = f.api_key().to_string();
+    // Ping is answered with the same payload; a client close is echoed.
+    let mut ws = ws_connect(t.ws_addr, "/stream/projects/default", &[]).await;
+    ws.set_auto_pong(false);
+    ws.write_frame(Frame::new(true, OpCode::Ping, None, Payload::Owned(b"abc".to_vec()))).await.unwrap();
+    let pong = ws.read_frame().await.unwrap();
+    assert_eq!((pong.opcode, &pong.payload[..]), (OpCode::Pong, &b"abc"[..]));
+    // Any frame on a stream connection is a filter update.
+    ws_send(&mut ws, "[1,2,3]").await;
+    assert_eq!(ws_next(&mut ws).await.unwrap(), json!({"type":"filters_updated"}));
+    ws.write_frame(Frame::close(1000, b"bye")).await.unwrap();
+    assert_eq!(ws_next(&mut ws).await, Err(1000));
+    // A message above 16 MiB: close 1009.
+    // (Only the frame header is sent: the server decides on the declared length.)
+    let ing = ws_connect(t.ws_addr, "/ingest", &[("x-sentry-auth", &key)]).await;
+    let mut io = ing.into_inner();
+    let mut hdr = vec![0x82u8, 0x80 | 127];
+    hdr.extend_from_slice(&((16u64 << 20) + 1).to_be_bytes());
+    hdr.extend_from_slice(&[1, 2, 3, 4]);
+    tokio::io::AsyncWriteExt::write_all(&mut io, &hdr).await.unwrap();
+    let mut ing = fastwebsockets::WebSocket::after_handshake(io, fastwebsockets::Role::Client);
+    assert_eq!(ws_next(&mut ing).await, Err(1009));
+    // A continuation frame without a start: close 1002.
+    let mut ing = ws_connect(t.ws_addr, "/ingest", &[("x-sentry-auth", &key)]).await;
+    ing.write_frame(Frame::new(true, OpCode::Continuation, None, Payload::Owned(b"x".to_vec()))).await.unwrap();
+    assert_eq!(ws_next(&mut ing).await, Err(1002));
+    // Fragmented event message is reassembled and accepted.
+    let mut ing = ws_connect(t.ws_addr, "/ingest", &[("x-sentry-auth", &key)]).await;
+    ing.write_frame(Frame::new(false, OpCode::Text, None, Payload::Owned(br#"{"message":"#.to_vec()))).await.unwrap();
+    ing.write_frame(Frame::new(true, OpCode::Continuation, None, Payload::Owned(br#""frag"}"#.to_vec())))
+        .await
+        .unwrap();
+    assert_eq!(ws_next(&mut ing).await.unwrap(), json!({"status":"accepted"}));
+    t.shutdown(Duration::from_secs(5)).await;
+}
