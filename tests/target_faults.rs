@@ -158,6 +158,19 @@ async fn sigterm_flushes_every_accepted_event() {
     unsafe { libc::kill(t.pid(), libc::SIGTERM) };
     let st = t.wait_exit(Duration::from_secs(20)).expect("exited");
     assert_eq!(st.code(), Some(0), "{st:?}");
-    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE message LIKE 'shutdown %'").fetch_one(&db).await.unwrap();
+    let n: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE message LIKE 'shutdown %'").fetch_one(&db).await.unwrap();
     assert_eq!(n, accepted);
+}
+
+#[test]
+fn help_documents_every_fault() {
+    let out =
+        std::process::Command::new(env!("CARGO_BIN_EXE_mesher-stress")).args(["target", "--help"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    for name in mesher_stress::target::faults::Fault::NAMES {
+        assert!(text.contains(name), "--help lacks {name}");
+    }
+    assert!(text.contains("user_context") && text.contains("colno"));
+    assert!(text.contains("SIGSEGV") && text.contains("SIGABRT"));
 }

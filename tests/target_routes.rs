@@ -55,12 +55,25 @@ async fn all_36_routes_and_both_websocket_paths() {
     assert_eq!(m["data"]["message"], "Slow query");
     assert_eq!(ws_next(&mut stream).await.unwrap()["type"], "issue_count");
     // 2 bulk
-    let r = request(a, "POST", &p(RouteId::EventsBulk, &[]), &[("authorization", &key)], r#"[{"message":"b1"},{"message":"b2"}]"#).await;
+    let r = request(
+        a,
+        "POST",
+        &p(RouteId::EventsBulk, &[]),
+        &[("authorization", &key)],
+        r#"[{"message":"b1"},{"message":"b2"}]"#,
+    )
+    .await;
     assert_eq!(r.status, 202);
     hit(RouteId::EventsBulk);
     t.flush().await;
-    assert_eq!(count(&db, "SELECT count(*) FROM events WHERE message IN ('Disk 0xFF full','Slow query','b1','b2')").await, 4);
-    let fp: String = sqlx::query_scalar("SELECT fingerprint FROM issues WHERE title = 'Disk 0xFF full'").fetch_one(&db).await.unwrap();
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM events WHERE message IN ('Disk 0xFF full','Slow query','b1','b2')").await,
+        4
+    );
+    let fp: String = sqlx::query_scalar("SELECT fingerprint FROM issues WHERE title = 'Disk 0xFF full'")
+        .fetch_one(&db)
+        .await
+        .unwrap();
     assert_eq!(fp, "msg:disk ff full");
 
     // 3 issues list with pagination
@@ -70,9 +83,23 @@ async fn all_36_routes_and_both_websocket_paths() {
     assert_eq!(v["data"].as_array().unwrap().len(), 3);
     assert_eq!(v["has_more"], true);
     let cursor = v["next_cursor"].as_str().unwrap().replace(' ', "T");
-    let next = get(a, &format!("{}?limit=3&cursor={cursor}&cursor_id={}", p(RouteId::IssuesList, &[PROJECT]), v["next_cursor_id"].as_str().unwrap())).await;
+    let next = get(
+        a,
+        &format!(
+            "{}?limit=3&cursor={cursor}&cursor_id={}",
+            p(RouteId::IssuesList, &[PROJECT]),
+            v["next_cursor_id"].as_str().unwrap()
+        ),
+    )
+    .await;
     assert_eq!(next.status, 200, "{}", next.text());
-    let ids: BTreeSet<String> = v["data"].as_array().unwrap().iter().chain(next.json()["data"].as_array().unwrap()).map(|i| i["id"].as_str().unwrap().to_string()).collect();
+    let ids: BTreeSet<String> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(next.json()["data"].as_array().unwrap())
+        .map(|i| i["id"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(ids.len(), 6, "no repeats across pages");
     assert_eq!(get(a, &p(RouteId::IssuesList, &["no-such-slug"])).await.status, 500);
     assert_eq!(get(a, &p(RouteId::IssuesList, &["33333333-3333-3333-3333-33333333333X"])).await.status, 500);
@@ -100,7 +127,15 @@ async fn all_36_routes_and_both_websocket_paths() {
     let r = get(a, &p(RouteId::DashboardLevels, &[PROJECT])).await;
     assert!(r.json().as_array().unwrap().iter().any(|l| l["level"] == "warning"));
     hit(RouteId::DashboardLevels);
-    assert_eq!(get(a, &format!("{}?limit=2", p(RouteId::DashboardTopIssues, &[PROJECT]))).await.json().as_array().unwrap().len(), 2);
+    assert_eq!(
+        get(a, &format!("{}?limit=2", p(RouteId::DashboardTopIssues, &[PROJECT])))
+            .await
+            .json()
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
     assert_eq!(get(a, &format!("{}?limit=-1", p(RouteId::DashboardTopIssues, &[PROJECT]))).await.status, 500);
     hit(RouteId::DashboardTopIssues);
     let r = get(a, &format!("{}?key=environment", p(RouteId::DashboardTags, &[PROJECT]))).await;
@@ -113,7 +148,10 @@ async fn all_36_routes_and_both_websocket_paths() {
     assert_eq!(h.status, 200);
     assert!(h.head.contains("Connection: close"), "{}", h.head);
     assert!(h.json()["events_24h"].as_i64().unwrap() >= 28);
-    assert_eq!(get(a, &p(RouteId::DashboardHealth, &["00000000-0000-0000-0000-000000000000"])).await.json()["unresolved_count"], 0);
+    assert_eq!(
+        get(a, &p(RouteId::DashboardHealth, &["00000000-0000-0000-0000-000000000000"])).await.json()["unresolved_count"],
+        0
+    );
     hit(RouteId::DashboardHealth);
     // 13 event detail + navigation
     let r = get(a, &p(RouteId::EventDetail, &[&f.events[1]])).await;
@@ -133,20 +171,40 @@ async fn all_36_routes_and_both_websocket_paths() {
         let r = post(a, &p(id, &[issue]), "").await;
         assert_eq!(r.json(), json!({"status":"ok","affected":1}), "{action}");
         assert_eq!(ws_next_type(&mut stream, "issue").await, json!({"type":"issue","action":action,"issue_id":issue}));
-        let st: String = sqlx::query_scalar("SELECT status FROM issues WHERE id = $1::uuid").bind(issue).fetch_one(&db).await.unwrap();
+        let st: String = sqlx::query_scalar("SELECT status FROM issues WHERE id = $1::uuid")
+            .bind(issue)
+            .fetch_one(&db)
+            .await
+            .unwrap();
         assert_eq!(st, action);
         hit(id);
     }
-    assert_eq!(post(a, &p(RouteId::IssueResolve, &["00000000-0000-0000-0000-000000000000"]), "").await.json()["affected"], 0);
+    assert_eq!(
+        post(a, &p(RouteId::IssueResolve, &["00000000-0000-0000-0000-000000000000"]), "").await.json()["affected"],
+        0
+    );
     // discarded issue suppresses its events, still 202
-    let before = count(&db, "SELECT event_count::bigint FROM issues WHERE id = '44444444-4444-4444-4444-444444444444'").await;
+    let before =
+        count(&db, "SELECT event_count::bigint FROM issues WHERE id = '44444444-4444-4444-4444-444444444444'").await;
     assert_eq!(ingest(a, &key, r#"{"message":"seed","fingerprint":"msg:seed"}"#).await.status, 202);
-    assert_eq!(count(&db, "SELECT event_count::bigint FROM issues WHERE id = '44444444-4444-4444-4444-444444444444'").await, before);
+    assert_eq!(
+        count(&db, "SELECT event_count::bigint FROM issues WHERE id = '44444444-4444-4444-4444-444444444444'").await,
+        before
+    );
     // 17 assign
     let r = post(a, &p(RouteId::IssueAssign, &[&f.issues[1]]), &json!({"user_id": f.users[0]}).to_string()).await;
     assert_eq!(r.json(), json!({"status":"ok","affected":1}));
-    assert_eq!(count(&db, &format!("SELECT count(*) FROM issues WHERE assigned_to IS NOT NULL AND id = '{}'", f.issues[1])).await, 1);
-    assert_eq!(post(a, &p(RouteId::IssueAssign, &[&f.issues[1]]), r#"{"user_id":"00000000-0000-0000-0000-000000000000"}"#).await.status, 500);
+    assert_eq!(
+        count(&db, &format!("SELECT count(*) FROM issues WHERE assigned_to IS NOT NULL AND id = '{}'", f.issues[1]))
+            .await,
+        1
+    );
+    assert_eq!(
+        post(a, &p(RouteId::IssueAssign, &[&f.issues[1]]), r#"{"user_id":"00000000-0000-0000-0000-000000000000"}"#)
+            .await
+            .status,
+        500
+    );
     hit(RouteId::IssueAssign);
     // 19 delete
     assert_eq!(post(a, &p(RouteId::IssueDelete, &[&f.issues[2]]), "").await.json()["affected"], 1);
@@ -154,12 +212,19 @@ async fn all_36_routes_and_both_websocket_paths() {
     hit(RouteId::IssueDelete);
     // 20-23 members
     let free = f.free_users().next().unwrap().to_string();
-    let r = post(a, &p(RouteId::MembersAdd, &[&f.org_id]), &json!({"user_id": free, "role": "admin"}).to_string()).await;
+    let r =
+        post(a, &p(RouteId::MembersAdd, &[&f.org_id]), &json!({"user_id": free, "role": "admin"}).to_string()).await;
     assert_eq!(r.status, 201);
     let mid = r.json()["id"].as_str().unwrap().to_string();
-    assert_eq!(count(&db, &format!("SELECT count(*) FROM org_memberships WHERE id = '{mid}' AND role = 'admin'")).await, 1);
+    assert_eq!(
+        count(&db, &format!("SELECT count(*) FROM org_memberships WHERE id = '{mid}' AND role = 'admin'")).await,
+        1
+    );
     assert_eq!(post(a, &p(RouteId::MembersAdd, &[&f.org_id]), &json!({"user_id": free}).to_string()).await.status, 500);
-    assert_eq!(post(a, &p(RouteId::MembersAdd, &[&f.org_id]), "{}").await.json(), json!({"error":"user_id is required"}));
+    assert_eq!(
+        post(a, &p(RouteId::MembersAdd, &[&f.org_id]), "{}").await.json(),
+        json!({"error":"user_id is required"})
+    );
     hit(RouteId::MembersAdd);
     let list = get(a, &p(RouteId::MembersList, &[&f.org_id])).await.json();
     assert!(list.as_array().unwrap().iter().any(|m| m["id"] == mid.as_str()));
@@ -177,14 +242,22 @@ async fn all_36_routes_and_both_websocket_paths() {
     assert!(newkey.starts_with("mshr_") && newkey.len() == 53);
     hit(RouteId::ApiKeysCreate);
     let keys = get(a, &p(RouteId::ApiKeysList, &[PROJECT])).await.json();
-    let kid = keys.as_array().unwrap().iter().find(|k| k["key_value"] == newkey.as_str()).unwrap()["id"].as_str().unwrap().to_string();
+    let kid = keys.as_array().unwrap().iter().find(|k| k["key_value"] == newkey.as_str()).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     hit(RouteId::ApiKeysList);
     assert_eq!(ingest(a, &newkey, r#"{"message":"new key"}"#).await.status, 202);
     assert_eq!(post(a, &p(RouteId::ApiKeyRevoke, &[&kid]), "").await.json()["affected"], 1);
     assert_eq!(ingest(a, &newkey, r#"{"message":"new key"}"#).await.status, 401);
     hit(RouteId::ApiKeyRevoke);
     // 27-30 alert rules
-    let r = post(a, &p(RouteId::AlertRulesCreate, &[PROJECT]), r#"{"name":"R","condition":{"condition_type":"new_issue"},"cooldown_minutes":0}"#).await;
+    let r = post(
+        a,
+        &p(RouteId::AlertRulesCreate, &[PROJECT]),
+        r#"{"name":"R","condition":{"condition_type":"new_issue"},"cooldown_minutes":0}"#,
+    )
+    .await;
     assert_eq!(r.status, 201);
     let rid = r.json()["id"].as_str().unwrap().to_string();
     assert_eq!(post(a, &p(RouteId::AlertRulesCreate, &[PROJECT]), "[]").await.status, 201);
@@ -192,7 +265,13 @@ async fn all_36_routes_and_both_websocket_paths() {
     hit(RouteId::AlertRulesCreate);
     let rules = get(a, &p(RouteId::AlertRulesList, &[PROJECT])).await.json();
     assert!(rules.as_array().unwrap().iter().any(|r| r["id"] == rid.as_str() && r["enabled"] == true));
-    assert!(rules.as_array().unwrap().iter().any(|r| r["name"] == "Unnamed Rule" && r["action"] == json!({"type":"websocket"})));
+    assert!(
+        rules
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["name"] == "Unnamed Rule" && r["action"] == json!({"type":"websocket"}))
+    );
     hit(RouteId::AlertRulesList);
     // new-issue rule fires on a new issue (intended alerting)
     assert_eq!(ingest(a, &key, r#"{"message":"brand new problem","level":"warning"}"#).await.status, 202);
@@ -216,17 +295,26 @@ async fn all_36_routes_and_both_websocket_paths() {
     assert_eq!(post(a, &p(RouteId::AlertRuleDelete, &[&rid]), "").await.status, 500);
     hit(RouteId::AlertRuleDelete);
     // 34-36 settings, storage
-    assert_eq!(post(a, &p(RouteId::SettingsUpdate, &[PROJECT]), r#"{"retention_days":14,"sample_rate":"0.5"}"#).await.json()["affected"], 1);
+    assert_eq!(
+        post(a, &p(RouteId::SettingsUpdate, &[PROJECT]), r#"{"retention_days":14,"sample_rate":"0.5"}"#).await.json()["affected"],
+        1
+    );
     assert_eq!(post(a, &p(RouteId::SettingsUpdate, &[PROJECT]), r#"{"retention_days":"x"}"#).await.status, 400);
     hit(RouteId::SettingsUpdate);
-    assert_eq!(get(a, &p(RouteId::SettingsGet, &["default"])).await.json(), json!({"retention_days":14,"sample_rate":0.5}));
+    assert_eq!(
+        get(a, &p(RouteId::SettingsGet, &["default"])).await.json(),
+        json!({"retention_days":14,"sample_rate":0.5})
+    );
     assert_eq!(get(a, &p(RouteId::SettingsGet, &["00000000-0000-0000-0000-000000000000"])).await.status, 404);
     post(a, &p(RouteId::SettingsUpdate, &[PROJECT]), r#"{"sample_rate":"NaN"}"#).await;
     assert_eq!(get(a, &p(RouteId::SettingsGet, &[PROJECT])).await.json()["sample_rate"], "NaN");
     hit(RouteId::SettingsGet);
     t.flush().await;
     let n = count(&db, &format!("SELECT count(*) FROM events WHERE project_id = '{PROJECT}'")).await;
-    assert_eq!(get(a, &p(RouteId::Storage, &[PROJECT])).await.json(), json!({"event_count":n,"estimated_bytes":n*1024}));
+    assert_eq!(
+        get(a, &p(RouteId::Storage, &[PROJECT])).await.json(),
+        json!({"event_count":n,"estimated_bytes":n*1024})
+    );
     hit(RouteId::Storage);
     assert_eq!(seen.len(), 36, "every route exercised");
 
@@ -264,12 +352,20 @@ async fn ingestion_auth_rate_limit_grouping_and_limits() {
     let key = f.api_key().to_string();
     let ev = r#"{"message":"Grouped 0x1","level":"error"}"#;
     // Header rules: exact lowercase names only, raw key only.
-    for (h, v) in [("X-Sentry-Auth", key.clone()), ("Authorization", key.clone()), ("authorization", format!("Bearer {key}")),
-                   ("x-sentry-auth", format!("Sentry sentry_key={key}")), ("x-sentry-auth", f.revoked_key.1.clone())] {
+    for (h, v) in [
+        ("X-Sentry-Auth", key.clone()),
+        ("Authorization", key.clone()),
+        ("authorization", format!("Bearer {key}")),
+        ("x-sentry-auth", format!("Sentry sentry_key={key}")),
+        ("x-sentry-auth", f.revoked_key.1.clone()),
+    ] {
         assert_eq!(request(a, "POST", "/api/v1/events", &[(h, &v)], ev).await.status, 401, "{h}: {v}");
     }
     // x-sentry-auth present (even wrong) wins over a valid authorization.
-    assert_eq!(request(a, "POST", "/api/v1/events", &[("x-sentry-auth", "bad"), ("authorization", &key)], ev).await.status, 401);
+    assert_eq!(
+        request(a, "POST", "/api/v1/events", &[("x-sentry-auth", "bad"), ("authorization", &key)], ev).await.status,
+        401
+    );
     // Budget 5: the 6th is 429, then the window resets.
     for i in 0..5 {
         assert_eq!(ingest(a, &key, ev).await.status, 202, "event {i}");
@@ -286,16 +382,27 @@ async fn ingestion_auth_rate_limit_grouping_and_limits() {
     assert_eq!(ingest(a, &key, &too_big).await.json(), json!({"error":"payload too large"}));
     // Grouping and regression.
     t.flush().await;
-    let (cnt, st): (i32, String) = sqlx::query_as("SELECT event_count, status FROM issues WHERE fingerprint = 'msg:grouped 1'").fetch_one(&db).await.unwrap();
+    let (cnt, st): (i32, String) =
+        sqlx::query_as("SELECT event_count, status FROM issues WHERE fingerprint = 'msg:grouped 1'")
+            .fetch_one(&db)
+            .await
+            .unwrap();
     assert_eq!((cnt, st.as_str()), (5, "unresolved"));
     assert_eq!(count(&db, "SELECT count(*) FROM events WHERE fingerprint = 'msg:grouped 1'").await, 5);
-    sqlx::query("UPDATE issues SET status = 'resolved' WHERE fingerprint = 'msg:grouped 1'").execute(&db).await.unwrap();
+    sqlx::query("UPDATE issues SET status = 'resolved' WHERE fingerprint = 'msg:grouped 1'")
+        .execute(&db)
+        .await
+        .unwrap();
     assert_eq!(ingest(a, &key, ev).await.status, 202);
-    let st: String = sqlx::query_scalar("SELECT status FROM issues WHERE fingerprint = 'msg:grouped 1'").fetch_one(&db).await.unwrap();
+    let st: String = sqlx::query_scalar("SELECT status FROM issues WHERE fingerprint = 'msg:grouped 1'")
+        .fetch_one(&db)
+        .await
+        .unwrap();
     assert_eq!(st, "unresolved", "regression");
     // Bulk with sample_rate 0 is dropped with 202 and stores nothing.
     sqlx::query("UPDATE projects SET sample_rate = 0").execute(&db).await.unwrap();
-    let r = request(a, "POST", "/api/v1/events/bulk", &[("x-sentry-auth", &key)], r#"{"message":"sampled away"}"#).await;
+    let r =
+        request(a, "POST", "/api/v1/events/bulk", &[("x-sentry-auth", &key)], r#"{"message":"sampled away"}"#).await;
     assert_eq!(r.status, 202);
     t.flush().await;
     assert_eq!(count(&db, "SELECT count(*) FROM events WHERE message = 'sampled away'").await, 0);
@@ -329,5 +436,46 @@ async fn transport_rules() {
     // Still serving.
     assert_eq!(get(a, "/api/v1/projects/default/dashboard/health").await.status, 200);
     let _: Value = get(a, "/api/v1/projects/default/settings").await.json();
+    t.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_frames_ping_close_and_limits() {
+    use fastwebsockets::{Frame, OpCode, Payload};
+    let (url, _db, f) = seeded_db().await;
+    let t = boot(&url, |_| {}).await;
+    let key = f.api_key().to_string();
+    // Ping is answered with the same payload; a client close is echoed.
+    let mut ws = ws_connect(t.ws_addr, "/stream/projects/default", &[]).await;
+    ws.set_auto_pong(false);
+    ws.write_frame(Frame::new(true, OpCode::Ping, None, Payload::Owned(b"abc".to_vec()))).await.unwrap();
+    let pong = ws.read_frame().await.unwrap();
+    assert_eq!((pong.opcode, &pong.payload[..]), (OpCode::Pong, &b"abc"[..]));
+    // Any frame on a stream connection is a filter update.
+    ws_send(&mut ws, "[1,2,3]").await;
+    assert_eq!(ws_next(&mut ws).await.unwrap(), json!({"type":"filters_updated"}));
+    ws.write_frame(Frame::close(1000, b"bye")).await.unwrap();
+    assert_eq!(ws_next(&mut ws).await, Err(1000));
+    // A message above 16 MiB: close 1009.
+    // (Only the frame header is sent: the server decides on the declared length.)
+    let ing = ws_connect(t.ws_addr, "/ingest", &[("x-sentry-auth", &key)]).await;
+    let mut io = ing.into_inner();
+    let mut hdr = vec![0x82u8, 0x80 | 127];
+    hdr.extend_from_slice(&((16u64 << 20) + 1).to_be_bytes());
+    hdr.extend_from_slice(&[1, 2, 3, 4]);
+    tokio::io::AsyncWriteExt::write_all(&mut io, &hdr).await.unwrap();
+    let mut ing = fastwebsockets::WebSocket::after_handshake(io, fastwebsockets::Role::Client);
+    assert_eq!(ws_next(&mut ing).await, Err(1009));
+    // A continuation frame without a start: close 1002.
+    let mut ing = ws_connect(t.ws_addr, "/ingest", &[("x-sentry-auth", &key)]).await;
+    ing.write_frame(Frame::new(true, OpCode::Continuation, None, Payload::Owned(b"x".to_vec()))).await.unwrap();
+    assert_eq!(ws_next(&mut ing).await, Err(1002));
+    // Fragmented event message is reassembled and accepted.
+    let mut ing = ws_connect(t.ws_addr, "/ingest", &[("x-sentry-auth", &key)]).await;
+    ing.write_frame(Frame::new(false, OpCode::Text, None, Payload::Owned(br#"{"message":"#.to_vec()))).await.unwrap();
+    ing.write_frame(Frame::new(true, OpCode::Continuation, None, Payload::Owned(br#""frag"}"#.to_vec())))
+        .await
+        .unwrap();
+    assert_eq!(ws_next(&mut ing).await.unwrap(), json!({"status":"accepted"}));
     t.shutdown(Duration::from_secs(5)).await;
 }

@@ -131,7 +131,11 @@ pub async fn serve_http(app: Arc<App>, listener: TcpListener, mut stop: watch::R
     }
 }
 
-async fn handle(app: Arc<App>, shared: Arc<ConnShared>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn handle(
+    app: Arc<App>,
+    shared: Arc<ConnShared>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
     let head = shared.next_head();
     if let Some(cl) = req.headers().get(hyper::header::CONTENT_LENGTH) {
         app.faults.check_content_length(cl.to_str().unwrap_or(""));
@@ -148,8 +152,11 @@ async fn handle(app: Arc<App>, shared: Arc<ConnShared>, req: Request<Incoming>) 
     if m.route.touches_db {
         app.faults.on_db_request();
     }
-    let declared: Option<u64> =
-        parts.headers.get(hyper::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse().ok());
+    let declared: Option<u64> = parts
+        .headers
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok());
     let chunked = parts.headers.contains_key(hyper::header::TRANSFER_ENCODING);
     let body: Bytes = if chunked || declared.unwrap_or(0) == 0 {
         Bytes::new()
@@ -238,9 +245,9 @@ async fn ws_handshake(
     }
     let target = req.uri().path_and_query().map(|p| p.as_str().to_string()).unwrap_or_default();
     let kind = match crate::api::WsPath::classify(&target) {
-        crate::api::WsPath::Stream => ws::Kind::Stream {
-            room: crate::api::WsPath::stream_project_id(&target).unwrap_or("").to_string(),
-        },
+        crate::api::WsPath::Stream => {
+            ws::Kind::Stream { room: crate::api::WsPath::stream_project_id(&target).unwrap_or("").to_string() }
+        }
         crate::api::WsPath::Ingest => ws::Kind::Ingest { key: routes::api_key(head.as_deref(), req.headers()) },
     };
     match fastwebsockets::upgrade::upgrade(&mut req) {

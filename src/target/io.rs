@@ -9,9 +9,9 @@
 use std::collections::VecDeque;
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -93,7 +93,13 @@ impl RecordingIo {
                     self.shared.heads.lock().unwrap_or_else(|e| e.into_inner()).push_back(head);
                     // Chunked bodies cannot be skipped without parsing them: stop recording (later
                     // keep-alive requests on this connection fall back to hyper's header map).
-                    self.rec = if chunked { Rec::Off } else if len > 0 { Rec::Skip(len) } else { Rec::Head(Vec::new()) };
+                    self.rec = if chunked {
+                        Rec::Off
+                    } else if len > 0 {
+                        Rec::Skip(len)
+                    } else {
+                        Rec::Head(Vec::new())
+                    };
                     if !rest.is_empty() {
                         self.record_owned(rest);
                     }
@@ -132,7 +138,7 @@ fn body_framing(head: &[u8]) -> (u64, bool) {
 
 /// Mesher's header lookup on a raw head: exact (case-sensitive) trimmed name, trimmed value,
 /// the last occurrence wins, lines without `:` are ignored.
-pub fn raw_header<'a>(head: &'a [u8], name: &str) -> Option<String> {
+pub fn raw_header(head: &[u8], name: &str) -> Option<String> {
     let text = std::str::from_utf8(head).ok()?;
     let mut found = None;
     for line in text.split("\r\n").skip(1) {
@@ -153,8 +159,7 @@ impl AsyncRead for RecordingIo {
             Poll::Ready(Ok(())) => {
                 this.timer = None;
                 if !matches!(this.rec, Rec::Off) {
-                    let data = buf.filled()[before..].to_vec();
-                    this.record(&data);
+                    this.record(&buf.filled()[before..]);
                 }
                 Poll::Ready(Ok(()))
             }

@@ -36,7 +36,7 @@
 //! | Transport parse errors | no response bytes | hyper answers 400 (431 for > 8192 header bytes or > 100 headers) and closes; the process survives |
 //! | Non-numeric/negative Content-Length | treated as 0 | 400 from hyper |
 //! | Huge Content-Length (R1) | allocation abort | 400 `payload too large` above 20 MiB without reading (the abort is the `oversized-content-length` fault) |
-//! | Short body | waits 30 s, no response | waits (30 s per read), then no response |
+//! | Short body | waits 30 s, no response | waits (30 s per read), then 400 `incomplete body` |
 //! | Slow readers (R2) | block worker threads | async; only the `slow-reader-stall` fault stalls |
 //! | `Expect: 100-continue` | never answered | answered by hyper |
 //! | Response headers | `Content-Type`, `Content-Length`, `Connection: close` | the same (`--keep-alive` drops `Connection: close`) |

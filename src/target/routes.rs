@@ -11,7 +11,7 @@ use crate::api::{RouteId, RouteMatch};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 
-/// A response: status and JSON body (`plain` = the router's `Not Found` text).
+/// A response: status and body (JSON, except the router's plain `Not Found`).
 pub struct Resp {
     pub status: u16,
     pub body: Vec<u8>,
@@ -116,7 +116,14 @@ fn page(items: Vec<Value>, limit: i64, cursor: Option<(String, String)>) -> Resp
 }
 
 /// Dispatch a routed request. `head` is the raw request head (for Mesher's header rules).
-pub async fn handle(app: &App, m: &RouteMatch<'_>, query: &str, head: Option<&[u8]>, hdr_fallback: &http::HeaderMap, body: &[u8]) -> Resp {
+pub async fn handle(
+    app: &App,
+    m: &RouteMatch<'_>,
+    query: &str,
+    head: Option<&[u8]>,
+    hdr_fallback: &http::HeaderMap,
+    body: &[u8],
+) -> Resp {
     let q = parse_query(query);
     let a = |i: usize| m.args[i];
     let pool = &app.pool;
@@ -462,7 +469,8 @@ pub async fn handle(app: &App, m: &RouteMatch<'_>, query: &str, head: Option<&[u
             ok_affected(r.rows_affected())
         }
         RouteId::MemberRemove => {
-            let r = tryq!(sqlx::query("DELETE FROM org_memberships WHERE id = $1::uuid").bind(a(1)).execute(pool).await);
+            let r =
+                tryq!(sqlx::query("DELETE FROM org_memberships WHERE id = $1::uuid").bind(a(1)).execute(pool).await);
             if r.rows_affected() == 0 {
                 return Resp::error(500, "delete: no row returned (id not found)");
             }
@@ -507,8 +515,12 @@ pub async fn handle(app: &App, m: &RouteMatch<'_>, query: &str, head: Option<&[u
             Resp::json(201, json!({ "key_value": key }))
         }
         RouteId::ApiKeyRevoke => {
-            let r =
-                tryq!(sqlx::query("UPDATE api_keys SET revoked_at = now() WHERE id = $1::uuid").bind(a(0)).execute(pool).await);
+            let r = tryq!(
+                sqlx::query("UPDATE api_keys SET revoked_at = now() WHERE id = $1::uuid")
+                    .bind(a(0))
+                    .execute(pool)
+                    .await
+            );
             ok_affected(r.rows_affected())
         }
         RouteId::AlertRulesList => {
@@ -643,7 +655,13 @@ pub async fn handle(app: &App, m: &RouteMatch<'_>, query: &str, head: Option<&[u
                 Some((days, rate)) => {
                     // NaN and infinities have no JSON number: sent as strings (PostgreSQL's spelling).
                     let rate = serde_json::Number::from_f64(rate as f64).map(Value::Number).unwrap_or_else(|| {
-                        json!(if rate.is_nan() { "NaN" } else if rate > 0.0 { "Infinity" } else { "-Infinity" })
+                        json!(if rate.is_nan() {
+                            "NaN"
+                        } else if rate > 0.0 {
+                            "Infinity"
+                        } else {
+                            "-Infinity"
+                        })
                     });
                     Resp::json(200, json!({"retention_days":days,"sample_rate":rate}))
                 }
@@ -670,7 +688,10 @@ pub async fn handle(app: &App, m: &RouteMatch<'_>, query: &str, head: Option<&[u
         RouteId::Storage => {
             let p = project!();
             let n: i64 = tryq!(
-                sqlx::query_scalar("SELECT count(*) FROM events WHERE project_id = $1::uuid").bind(&p).fetch_one(pool).await
+                sqlx::query_scalar("SELECT count(*) FROM events WHERE project_id = $1::uuid")
+                    .bind(&p)
+                    .fetch_one(pool)
+                    .await
             );
             Resp::json(200, json!({"event_count":n,"estimated_bytes":n * 1024}))
         }

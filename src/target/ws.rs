@@ -104,8 +104,12 @@ impl Hub {
 /// What a connection is, decided from the handshake (§3.2).
 pub enum Kind {
     /// `key` = the raw value of `x-sentry-auth`, else `authorization` (None: rejected with 1008).
-    Ingest { key: Option<String> },
-    Stream { room: String },
+    Ingest {
+        key: Option<String>,
+    },
+    Stream {
+        room: String,
+    },
 }
 
 /// Serve one upgraded connection.
@@ -208,7 +212,8 @@ pub async fn serve_conn(
 fn set_filters(filters: &Mutex<Filters>, payload: &[u8]) {
     let v: Value = serde_json::from_slice(payload).unwrap_or(Value::Null);
     let get = |k: &str| v.get("filters").and_then(|f| f.get(k)).map(ingest::text_form).unwrap_or_default();
-    *filters.lock().unwrap_or_else(|e| e.into_inner()) = Filters { level: get("level"), environment: get("environment") };
+    *filters.lock().unwrap_or_else(|e| e.into_inner()) =
+        Filters { level: get("level"), environment: get("environment") };
 }
 
 async fn ingest_frame(app: &App, key: &str, payload: &[u8]) -> Value {

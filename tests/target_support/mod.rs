@@ -80,7 +80,8 @@ pub async fn raw(addr: SocketAddr, bytes: &[u8]) -> Result<Reply, String> {
 }
 
 fn parse(buf: &[u8]) -> Result<Reply, String> {
-    let end = buf.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(|| format!("no response ({} bytes)", buf.len()))?;
+    let end =
+        buf.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(|| format!("no response ({} bytes)", buf.len()))?;
     let head = String::from_utf8_lossy(&buf[..end]).into_owned();
     let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or("bad status line")?;
     Ok(Reply { status, head, body: buf[end + 4..].to_vec() })
