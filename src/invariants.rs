@@ -25,40 +25,15 @@ use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Mesher's grouping rule (§4 "Grouping"): the fingerprint an event is grouped under.
-pub fn fingerprint(event: &serde_json::Value) -> String {
-    use serde_json::Value;
-    let text = |v: &Value| match v {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
-    };
-    let clean = |s: &str| s.replace("0x", "").to_lowercase();
-    if let Some(f) = event.get("fingerprint").map(text).filter(|f| !f.is_empty()) {
-        return f;
-    }
-    let message = event.get("message").map(text).unwrap_or_default();
-    if let Some(Value::Array(frames)) = event.get("stacktrace")
-        && !frames.is_empty()
-    {
-        let parts: Vec<String> = frames
-            .iter()
-            .filter_map(|f| {
-                let file = f.get("filename")?;
-                let func = f.get("function_name")?;
-                Some(format!("{}|{}", text(file), text(func)))
-            })
-            .collect();
-        if parts.is_empty() {
-            return String::new();
-        }
-        return format!("{}:{}", parts.join(";"), clean(&message));
-    }
-    if let Some(t) = event.get("exception").and_then(|e| e.get("type_name")) {
-        let value = event.get("exception").and_then(|e| e.get("value")).map(text).unwrap_or_default();
-        return format!("{}:{}", text(t), clean(&value));
-    }
-    format!("msg:{}", clean(&message))
+/// The stored fingerprint of each event in an ingestion body (one object, or a bulk array), by
+/// Mesher's grouping rule (§4) as the built-in target implements it.
+pub fn fingerprints(body: &[u8], bulk: bool) -> Vec<String> {
+    use crate::target::ingest::{fingerprint, parse_events, storable_fingerprint};
+    parse_events(body, bulk)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|v| v.as_object().map(|o| storable_fingerprint(fingerprint(o))))
+        .collect()
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -105,8 +80,8 @@ impl Ledger {
         let mut s = self.seen.lock().expect("ledger lock");
         match m.route.id {
             RouteId::EventsIngest | RouteId::EventsBulk if status == 202 => {
-                if let Ok(v) = serde_json::from_slice::<serde_json::Value>(request_body) {
-                    *s.events.entry(fingerprint(&v)).or_default() += 1;
+                for fp in fingerprints(request_body, m.route.id == RouteId::EventsBulk) {
+                    *s.events.entry(fp).or_default() += 1;
                 }
             }
             RouteId::MembersAdd if status == 201 => {
@@ -142,8 +117,9 @@ impl Ledger {
 
     /// Record an event accepted over the WebSocket ingest path.
     pub fn observe_ws_event(&self, frame: &[u8]) {
-        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(frame) {
-            *self.seen.lock().expect("ledger lock").events.entry(fingerprint(&v)).or_default() += 1;
+        let mut s = self.seen.lock().expect("ledger lock");
+        for fp in fingerprints(frame, false) {
+            *s.events.entry(fp).or_default() += 1;
         }
     }
 
@@ -311,25 +287,12 @@ pub async fn check(ledger: &Ledger, t: &CheckTarget<'_>) -> sqlx::Result<Vec<Inv
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
-    fn fingerprints_follow_mesher_grouping() {
-        assert_eq!(fingerprint(&json!({"fingerprint": "custom", "message": "x"})), "custom");
-        assert_eq!(fingerprint(&json!({"fingerprint": 12})), "12");
-        assert_eq!(
-            fingerprint(
-                &json!({"message": "Boom at 0xFF", "stacktrace": [{"filename": "a.js", "function_name": "f", "lineno": 3}, {"filename": "b.js"}]})
-            ),
-            "a.js|f:boom at ff"
-        );
-        assert_eq!(fingerprint(&json!({"message": "m", "stacktrace": [{"lineno": 1}]})), "");
-        assert_eq!(
-            fingerprint(&json!({"message": "m", "exception": {"type_name": "E", "value": "Bad 0x1"}})),
-            "E:bad 1"
-        );
-        assert_eq!(fingerprint(&json!({"message": "Hello 0X1"})), "msg:hello 0x1");
-        assert_eq!(fingerprint(&json!({})), "msg:");
+    fn fingerprints_of_single_and_bulk_bodies() {
+        assert_eq!(fingerprints(br#"{"message":"Hello 0xA"}"#, false), vec!["msg:hello a"]);
+        assert_eq!(fingerprints(br#"[{"message":"a"},{"fingerprint":"f"}]"#, true), vec!["msg:a", "f"]);
+        assert!(fingerprints(b"not json", false).is_empty());
     }
 
     #[test]

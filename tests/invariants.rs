@@ -2,7 +2,7 @@
 //! the missing ids when rows are deleted behind the tool's back.
 
 use mesher_stress::db::{self, Cluster, fixtures, schema};
-use mesher_stress::invariants::{CheckTarget, Ledger, check, fingerprint};
+use mesher_stress::invariants::{CheckTarget, Ledger, check, fingerprints};
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -16,7 +16,7 @@ async fn invariants_pass_then_name_what_was_deleted() {
     // What a target would have done for three accepted events and one new membership.
     let ledger = Ledger::new();
     let body = br#"{"message":"disk full","level":"error"}"#;
-    let fp = fingerprint(&serde_json::from_slice(body).unwrap());
+    let fp = fingerprints(body, false).remove(0);
     let issue: String = sqlx::query_scalar(
         "INSERT INTO issues (project_id, fingerprint, title, level, event_count) VALUES ($1::uuid, $2, 'disk full', 'error', 3) RETURNING id::text",
     )
