@@ -11,3 +11,4 @@ pub mod run;
 pub mod safety;
 pub mod signals;
 pub mod target;
+pub mod triage;
