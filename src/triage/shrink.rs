@@ -183,6 +183,69 @@ fn leaf_paths(v: &Value) -> Vec<Vec<Seg>> {
     out
 }
 
+fn container_paths(v: &Value) -> Vec<Vec<Seg>> {
+    // Breadth-first: outer containers first.
+    let mut out = Vec::new();
+    let mut depth = 0;
+    if v.is_object() || v.is_array() {
+        out.push(Vec::new());
+    }
+    loop {
+        let level: Vec<Vec<Seg>> = paths_at(v, depth)
+            .into_iter()
+            .filter(|p| {
+                let mut c = v;
+                for s in p {
+                    c = match (s, c) {
+                        (Seg::Key(k), Value::Object(m)) => &m[k],
+                        (Seg::Index(i), Value::Array(a)) => &a[*i],
+                        _ => return false,
+                    };
+                }
+                c.is_object() || c.is_array()
+            })
+            .collect();
+        if paths_at(v, depth).is_empty() {
+            break;
+        }
+        out.extend(level);
+        depth += 1;
+    }
+    out
+}
+
+/// Hoisting: replace a container by one of its children of the same kind (an object by a
+/// member that is an object, an array by an element that is an array), removing a level of
+/// nesting that removal alone cannot (`{"a":{"ctx":{..}}}` → `{"ctx":{..}}`).
+pub fn hoist(value: &Value, test: &mut dyn FnMut(&Value) -> Result<bool>) -> Result<Value> {
+    let mut v = value.clone();
+    let mut tried: HashSet<String> = HashSet::new();
+    'outer: for _ in 0..200 {
+        for p in container_paths(&v) {
+            let node = get_mut(&mut v.clone(), &p).map(|x| x.clone()).unwrap();
+            let children: Vec<Value> = match &node {
+                Value::Object(m) => m.values().filter(|c| c.is_object()).cloned().collect(),
+                Value::Array(a) => a.iter().filter(|c| c.is_array()).cloned().collect(),
+                _ => Vec::new(),
+            };
+            for c in children {
+                let mut trial = v.clone();
+                *get_mut(&mut trial, &p).unwrap() = c;
+                let key = trial.to_string();
+                if !tried.insert(key) {
+                    continue;
+                }
+                if test(&trial)? {
+                    v = trial;
+                    continue 'outer;
+                }
+            }
+        }
+        break;
+    }
+    Ok(v)
+}
+
 /// Simpler values of the same type, simplest first.
 fn scalar_candidates(v: &Value) -> Vec<Value> {
     match v {
@@ -233,6 +296,7 @@ pub fn hdd(value: &Value, test: &mut dyn FnMut(&Value) -> Result<bool>) -> Resul
             v = retain_level(&base, depth, &set);
             depth += 1;
         }
+        v = hoist(&v, test)?;
         for p in leaf_paths(&v) {
             let Some(cur) = get_mut(&mut v, &p).map(|x| x.clone()) else { continue };
             for cand in scalar_candidates(&cur) {
