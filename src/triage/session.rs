@@ -275,7 +275,10 @@ pub fn gdb_backtrace(factory: &dyn TargetFactory, payloads: &[Payload], concurre
 
 /// Function names of the top `n` frames of gdb `bt` lines, skipping libc / signal machinery.
 pub fn top_frames(bt: &[String], n: usize) -> Vec<String> {
-    const SKIP: [&str; 12] = [
+    const SKIP: [&str; 15] = [
+        "std::",
+        "core::",
+        "alloc::",
         "raise",
         "abort",
         "gsignal",
@@ -345,6 +348,9 @@ pub struct FuzzOptions {
     pub hang_probe_timeout: Duration,
     /// Triage crashes (false: only count deaths and restart).
     pub triage: bool,
+    /// After each answered input, wait this long for a death (Mesher's §6.1 crash comes just
+    /// after the response). 0 = only check; a death is then noticed at the next input.
+    pub settle: Duration,
 }
 
 impl Default for FuzzOptions {
@@ -356,6 +362,7 @@ impl Default for FuzzOptions {
             recorder: 32,
             hang_probe_timeout: Duration::from_secs(2),
             triage: true,
+            settle: Duration::ZERO,
         }
     }
 }
@@ -452,7 +459,7 @@ pub fn fuzz_phase(
         while recorder.len() > fopts.recorder {
             recorder.pop_front();
         }
-        let mut death = target.death();
+        let mut death = if fopts.settle.is_zero() { target.death() } else { target.wait_death(fopts.settle) };
         if death.is_none() && matches!(reply, Reply::Timeout | Reply::Refused | Reply::Reset | Reply::Closed) {
             // Maybe dying right now; maybe hung.
             death = target.wait_death(topts.oracle.grace);
