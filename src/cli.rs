@@ -48,6 +48,8 @@ pub enum Command {
     Run(crate::run::RunArgs),
     /// Serve the built-in Mesher-compatible target (HTTP :8080, WebSocket :8081) with optional planted faults.
     Target(crate::target::TargetArgs),
+    /// Re-render report.html and junit.xml of a run directory from its report.json.
+    Report(crate::report::ReportArgs),
     /// Throwaway PostgreSQL, Mesher's schema and fixtures.
     Db(crate::db::cli::DbArgs),
     /// Replay crash reproducers (corpus/crashes/...) against a target: still crashing / fixed / flaky.

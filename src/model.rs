@@ -251,6 +251,13 @@ mod header_list {
     }
 }
 
+/// Anything that produces inputs by (stream, index): the generators implement it, the driver
+/// consumes it. Implementations must be pure in (their run seed, stream, index) apart from ids
+/// the run has created (documented by the implementation).
+pub trait Source: Send + Sync {
+    fn generate(&self, stream: u64, index: u64) -> Generated;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -274,11 +281,4 @@ mod tests {
         assert_eq!(back, g);
         assert_eq!(back.route_name(), "events-ingest");
     }
-}
-
-/// Anything that produces inputs by (stream, index): the generators implement it, the driver
-/// consumes it. Implementations must be pure in (their run seed, stream, index) apart from ids
-/// the run has created (documented by the implementation).
-pub trait Source: Send + Sync {
-    fn generate(&self, stream: u64, index: u64) -> Generated;
 }

@@ -1,16 +1,357 @@
 //! `mesher-stress run PROFILE`: the main job.
+//!
+//! 1. Read and validate the profile, make the run directory.
+//! 2. The database: a throwaway cluster or a URL; schema and fixtures as the profile says.
+//! 3. The target: spawn the built-in one or a command, or use a running URL (loopback rule).
+//! 4. The phases, in order.
+//! 5. Write `report.json` (atomically, also after Ctrl-C) and exit with the verdict (`crate::exit`).
+
+use crate::checks::{self, Status};
 use crate::cli::Global;
-use anyhow::Result;
+use crate::db::{self, Cluster, Fixtures};
+use crate::exit;
+use crate::profile::{Phase, Profile, TargetSpec};
+use crate::report::{PhaseReport, RunReport, Verdict};
+use crate::watch::{LogLine, TargetCommand, TargetProcess, process::listening_addr};
+use anyhow::{Context, Result, bail};
 use clap::Args;
-use std::path::PathBuf;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// The profile (TOML), e.g. profiles/smoke.toml.
+    /// The profile (TOML), e.g. profiles/smoke.toml. Its schema: profiles/README.md.
     pub profile: PathBuf,
 }
 
-pub async fn main(args: RunArgs, _g: &Global) -> Result<u8> {
-    let p = crate::profile::Profile::load(&args.profile)?;
-    anyhow::bail!("run of {} is under construction", p.name)
+/// Where the target listens, and its process when we spawned it.
+pub struct Target {
+    pub http: SocketAddr,
+    pub ws: SocketAddr,
+    pub process: Option<TargetProcess>,
+    pub description: String,
+}
+
+/// The database of a run (kept alive for the run's duration).
+pub struct Database {
+    pub url: String,
+    pub pool: sqlx::PgPool,
+    pub fixtures: Fixtures,
+    /// The throwaway cluster, stopped when dropped.
+    pub cluster: Option<Cluster>,
+}
+
+pub async fn main(args: RunArgs, g: &Global) -> Result<u8> {
+    // Catch Ctrl-C from the very start (also while PostgreSQL is starting).
+    let interrupted = crate::signals::interrupted();
+    let mut profile = Profile::load(&args.profile)?;
+    if g.seed.is_some() {
+        profile.seed = g.seed;
+    }
+    let seed = profile.seed.unwrap_or_else(rand::random);
+    let run_dir = run_dir(&profile, g)?;
+    // Progress goes to stderr; a closed stderr (a reader that went away) must not stop the run.
+    let say = |s: String| {
+        if !g.quiet && !g.json {
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr(), "{s}");
+        }
+    };
+    say(format!(
+        "mesher-stress {} · profile {} · seed {seed} · run directory {}",
+        env!("CARGO_PKG_VERSION"),
+        profile.name,
+        run_dir.display()
+    ));
+
+    let started = Instant::now();
+    let started_at = SystemTime::now();
+    let deadline = tokio::time::Instant::now() + profile.max_duration;
+    let mut report = RunReport {
+        tool: "mesher-stress".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        profile: profile.name.clone(),
+        profile_file: profile.source.clone(),
+        seed,
+        started: humantime::format_rfc3339_seconds(started_at).to_string(),
+        elapsed_ms: 0,
+        target: String::new(),
+        database: String::new(),
+        phases: Vec::new(),
+        crashes: Vec::new(),
+        interrupted: false,
+        verdict: Verdict { failed: false, crashed: false, exit_code: 0 },
+    };
+
+    // Set-up and phases race against Ctrl-C and the profile's time bound; the report is written
+    // whatever happens.
+    let mut env: Option<(Database, Target)> = None;
+    let outcome = tokio::select! {
+        r = run_profile(&profile, g, &say, &mut report, &mut env) => r,
+        _ = interrupted => {
+            report.interrupted = true;
+            say("interrupted: stopping the target and the database, writing the report".into());
+            Ok(())
+        }
+        _ = tokio::time::sleep_until(deadline) => {
+            say(format!("max_duration {} reached: stopping", humantime::format_duration(profile.max_duration)));
+            report.verdict.failed = true;
+            Ok(())
+        }
+    };
+
+    // Tear down in order: the target, then the database.
+    if let Some((database, target)) = env.take() {
+        if let Some(p) = target.process {
+            let log = p.lines();
+            if let Some(e) = p.exited().filter(|e| e.is_crash() && !report.crashes.contains(e)) {
+                report.crashes.push(e);
+            }
+            let _ = p.stop().await;
+            write_log(&run_dir.join("target.log"), &log);
+        }
+        database.pool.close().await;
+        drop(database.cluster);
+    }
+
+    report.elapsed_ms = started.elapsed().as_millis() as u64;
+    report.verdict.failed |= report.phases.iter().any(PhaseReport::failed);
+    report.verdict.crashed = !report.crashes.is_empty();
+    let code = match &outcome {
+        Err(_) => exit::TOOL_ERROR,
+        Ok(()) if report.interrupted => exit::INTERRUPTED,
+        Ok(()) => exit::verdict(report.verdict.failed, report.verdict.crashed),
+    };
+    report.verdict.exit_code = code;
+    crate::report::write_all(&run_dir, &report)?;
+    if let Err(e) = outcome {
+        return Err(e.context(format!("run aborted; partial report in {}", run_dir.join("report.json").display())));
+    }
+    if g.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        let verdict = match code {
+            exit::SUCCESS => "PASS".to_string(),
+            exit::FAILED => "FAIL".to_string(),
+            exit::CRASHED => "CRASHED (target died; all checks passed)".to_string(),
+            exit::FAILED_AND_CRASHED => "FAIL and CRASHED".to_string(),
+            exit::INTERRUPTED => "INTERRUPTED".to_string(),
+            c => format!("exit {c}"),
+        };
+        println!("{verdict} · {} · report {}", profile.name, run_dir.join("report.json").display());
+    }
+    Ok(code)
+}
+
+async fn run_profile(
+    profile: &Profile,
+    g: &Global,
+    say: &dyn Fn(String),
+    report: &mut RunReport,
+    env: &mut Option<(Database, Target)>,
+) -> Result<()> {
+    // The loopback rule first, before anything is started.
+    if let TargetSpec::Command { http, ws, .. } | TargetSpec::Url { http, ws } = &profile.target {
+        crate::safety::check_target(http, g.allow_remote)?;
+        crate::safety::check_target(ws, g.allow_remote)?;
+    }
+    let database = setup_database(profile).await?;
+    match database.cluster.as_ref().and_then(|c| c.pid()) {
+        Some(pid) => say(format!("database: {} (throwaway cluster, postgres pid {pid})", db::redact(&database.url))),
+        None => say(format!("database: {}", db::redact(&database.url))),
+    }
+    report.database = db::redact(&database.url);
+    let target = start_target(profile, &database, g).await?;
+    let pid = target.process.as_ref().map(|p| format!(", pid {}", p.pid())).unwrap_or_default();
+    say(format!("target: {} (HTTP {}, WebSocket {}{pid})", target.description, target.http, target.ws));
+    report.target = target.description.clone();
+    *env = Some((database, target));
+    let (database, target) = env.as_ref().expect("just set");
+
+    for (i, phase) in profile.phases.iter().enumerate() {
+        match phase {
+            Phase::Checks { checks: which, startup_timeout } => {
+                say(format!("phase {}: checks", i + 1));
+                let startup_lines = startup_lines(&profile.target);
+                let ctx = checks::CheckContext {
+                    http: target.http,
+                    ws: target.ws,
+                    fixtures: &database.fixtures,
+                    pool: &database.pool,
+                    process: target.process.as_ref(),
+                    startup_lines: &startup_lines,
+                    startup_timeout: *startup_timeout,
+                    request_timeout: Duration::from_secs(10),
+                };
+                let results = checks::run_checks(&ctx, which).await;
+                for r in &results {
+                    if let Some(c) = &r.crash {
+                        report.crashes.push(c.clone());
+                    }
+                    if !g.quiet && !g.json {
+                        let tag = match r.status {
+                            Status::Pass => "PASS",
+                            Status::Fail => "FAIL",
+                            Status::Skip => "SKIP",
+                        };
+                        println!("{tag} {:<10} {}", r.name.as_str(), r.summary);
+                        for e in &r.evidence {
+                            println!("       {e}");
+                        }
+                    }
+                }
+                report.phases.push(PhaseReport::Checks { results });
+            }
+        }
+        if let Some(p) = &target.process
+            && let Some(e) = p.exited()
+        {
+            if e.is_crash() && !report.crashes.contains(&e) {
+                report.crashes.push(e.clone());
+            }
+            if i + 1 < profile.phases.len() {
+                say(format!("the target {}: remaining phases skipped", e.describe()));
+                report.verdict.failed = true;
+            }
+            break;
+        }
+    }
+    Ok(())
+}
+
+fn startup_lines(spec: &TargetSpec) -> Vec<String> {
+    match spec {
+        TargetSpec::Command { startup_lines: Some(lines), .. } => lines.clone(),
+        _ => checks::MESHER_STARTUP_LINES.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+/// `--out`, or `<output.dir>/<name>-<UTC timestamp>`; created, must be writable.
+fn run_dir(profile: &Profile, g: &Global) -> Result<PathBuf> {
+    let dir = match &g.out {
+        Some(d) => d.clone(),
+        None => {
+            let ts = humantime::format_rfc3339_seconds(SystemTime::now()).to_string().replace([':', '-'], "");
+            profile.output.dir.join(format!("{}-{}", profile.name, ts.trim_end_matches('Z')))
+        }
+    };
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create run directory {}", dir.display()))?;
+    let copy = dir.join("profile.toml");
+    if let Ok(text) = std::fs::read(&profile.source) {
+        crate::fsutil::write_atomic(&copy, &text)?;
+    }
+    Ok(dir)
+}
+
+/// The run's database: a throwaway cluster unless the profile names a URL.
+pub async fn setup_database(profile: &Profile) -> Result<Database> {
+    let spec = &profile.database;
+    let (url, cluster) = match &spec.url {
+        Some(u) => (u.clone(), None),
+        None => {
+            let c = Cluster::start()?;
+            (c.url().to_string(), Some(c))
+        }
+    };
+    let pool = db::connect(&url, 8).await?;
+    if spec.schema {
+        db::schema::apply(&pool).await?;
+    }
+    if spec.reset {
+        db::schema::reset(&pool).await?;
+    }
+    let fixtures = if spec.seed {
+        db::fixtures::seed(&pool, &profile.fixtures).await?.0
+    } else {
+        Fixtures::plan(&profile.fixtures)
+    };
+    Ok(Database { url, pool, fixtures, cluster })
+}
+
+/// Start (or locate) the target and wait until it is ready.
+pub async fn start_target(profile: &Profile, database: &Database, g: &Global) -> Result<Target> {
+    match &profile.target {
+        TargetSpec::Builtin { faults, keep_alive, http_port, ws_port } => {
+            let exe = std::env::current_exe().context("cannot locate the mesher-stress executable")?;
+            let cmd = TargetCommand::builtin(exe, &database.url, faults, *keep_alive, (*http_port, *ws_port));
+            let process = TargetProcess::spawn(&cmd)?;
+            let timeout = Duration::from_secs(60);
+            let http = wait_listening(&process, "[mesh-rt] HTTP server listening on ", timeout).await?;
+            let ws = wait_listening(&process, "[mesh-rt] WebSocket server listening on ", timeout).await?;
+            let faults = if faults.is_empty() { String::new() } else { format!(" with faults {}", faults.join(", ")) };
+            Ok(Target { http, ws, process: Some(process), description: format!("built-in target{faults}") })
+        }
+        TargetSpec::Command { command, env, cwd, http, ws, ready_timeout, .. } => {
+            crate::safety::check_target(http, g.allow_remote)?;
+            crate::safety::check_target(ws, g.allow_remote)?;
+            let cmd = TargetCommand {
+                program: PathBuf::from(&command[0]),
+                args: command[1..].to_vec(),
+                env: env.clone(),
+                cwd: cwd.clone(),
+            };
+            let process = TargetProcess::spawn(&cmd)?;
+            let http_addr = resolve(http).await?;
+            let ws_addr = resolve(ws).await?;
+            wait_port(http_addr, *ready_timeout, Some(&process)).await?;
+            Ok(Target { http: http_addr, ws: ws_addr, process: Some(process), description: cmd.display() })
+        }
+        TargetSpec::Url { http, ws } => {
+            crate::safety::check_target(http, g.allow_remote)?;
+            crate::safety::check_target(ws, g.allow_remote)?;
+            let http_addr = resolve(http).await?;
+            let ws_addr = resolve(ws).await?;
+            wait_port(http_addr, Duration::from_secs(3), None)
+                .await
+                .with_context(|| format!("target {http} is unreachable: is the server running?"))?;
+            Ok(Target { http: http_addr, ws: ws_addr, process: None, description: format!("{http} / {ws}") })
+        }
+    }
+}
+
+async fn wait_listening(p: &TargetProcess, prefix: &str, timeout: Duration) -> Result<SocketAddr> {
+    match p.wait_for_line(|l: &LogLine| l.text.starts_with(prefix), timeout).await {
+        Some(l) => listening_addr(&l.text).with_context(|| format!("cannot read the address in {:?}", l.text)),
+        None => {
+            let tail: Vec<String> = p.log_tail(20).into_iter().map(|l| format!("  {}", l.text)).collect();
+            let why = match p.exited() {
+                Some(e) => format!("the target {}", e.describe()),
+                None => format!("no {prefix:?} line within {timeout:?}"),
+            };
+            bail!("the target did not become ready: {why}\n{}", tail.join("\n"))
+        }
+    }
+}
+
+/// `http://host:port/...` → the first address `host:port` resolves to.
+pub async fn resolve(url: &str) -> Result<SocketAddr> {
+    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+    let authority = rest.split(['/', '?']).next().unwrap_or("");
+    tokio::net::lookup_host(authority)
+        .await
+        .with_context(|| format!("cannot resolve {authority}"))?
+        .next()
+        .with_context(|| format!("{authority} resolves to no address"))
+}
+
+async fn wait_port(addr: SocketAddr, timeout: Duration, p: Option<&TargetProcess>) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return Ok(());
+        }
+        if let Some(e) = p.and_then(|p| p.exited()) {
+            bail!("the target {} before listening on {addr}", e.describe());
+        }
+        if Instant::now() > deadline {
+            bail!("nothing listens on {addr} after {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn write_log(path: &Path, lines: &[LogLine]) {
+    let text: String = lines.iter().map(|l| format!("{:>8} {:?} {}\n", l.at.as_millis(), l.stream, l.text)).collect();
+    let _ = crate::fsutil::write_atomic(path, text.as_bytes());
 }

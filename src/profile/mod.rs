@@ -83,6 +83,9 @@ pub enum TargetSpec {
         /// How long to wait for readiness (HTTP port open).
         #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration", default = "default_ready")]
         ready_timeout: Duration,
+        /// The startup lines the `startup` check expects, in order (default: Mesher's, §1.5).
+        #[serde(default)]
+        startup_lines: Option<Vec<String>>,
     },
     /// An already running server (no supervision: deaths are seen only as refused connections).
     Url { http: String, ws: String },

@@ -1,6 +1,15 @@
 //! Planted faults of the built-in target. Each reproduces one crash class of `mesher-api.md` §6
 //! with a real process death or hang, never a simulated status code. Triggers and symptoms are
-//! listed in [`Fault::HELP`] (shown by `mesher-stress target --help`).
+//! listed in [`HELP`] (shown by `mesher-stress target --help`).
+//!
+//! - [`Fault`]: the parsed `--fault NAME[=PARAM]` values.
+//! - [`FaultSet`]: the switched-on faults at run time, with their counters; the server asks it at
+//!   the trigger points (`http.rs`: accept, content length, every request; `ingest.rs`: event shape,
+//!   rate limit).
+//! - The crash functions ([`service_reply_abi_crash`], [`cumulative_crash`]) are `#[inline(never)]`
+//!   with telling names so gdb/core backtraces show them; they write through a null pointer
+//!   (genuine SIGSEGV, exit 139). [`oversized_content_length_abort`] really asks the allocator
+//!   for the buffer (genuine SIGABRT, exit 134).
 
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -102,6 +111,173 @@ impl Fault {
     }
 }
 
+/// Help text for `mesher-stress target --help`: trigger and symptom of every fault.
+pub const HELP: &str = "Planted faults (--fault NAME[=PARAM], repeatable). Each is a REAL process death or hang:
+
+  service-reply-abi         Trigger: an authenticated event (POST /api/v1/events or /api/v1/events/bulk
+                            with a valid key, or a WebSocket /ingest frame) whose JSON has a stacktrace
+                            frame with \"in_app\": false AND \"colno\": 0 (any number equal to zero), AND a
+                            user_context object with an \"email\" key. Smallest trigger:
+                            {\"stacktrace\":[{\"colno\":0,\"in_app\":false}],\"user_context\":{\"email\":0}}
+                            Symptom: no response; the process dies by SIGSEGV (exit 139) in
+                            service_reply_abi_crash (mesher-api.md 6.1).
+  rate-limit-bool           Trigger: the first rate-limit check of each project (first authenticated
+                            event). Symptom: 429 {\"error\":\"rate limited\"} although the budget is
+                            untouched; later checks are normal (6.1, the Bool reply misread).
+  oversized-content-length  Trigger: any request on the HTTP port (any path, no auth) with a
+                            Content-Length >= 2^40 and < 2^63. Symptom: the server allocates the body
+                            buffer up front like Mesher's runtime; the allocation fails and the process
+                            aborts with SIGABRT (exit 134), stderr `memory allocation of N bytes failed`
+                            (6.4 R1).
+  slow-reader-stall         Trigger: 2 connections to the HTTP port that send nothing or trickle bytes.
+                            Symptom: only 2 connections are served at a time (a slot is held from
+                            accept until the connection ends; reads time out after 30 s of silence),
+                            so every other request hangs (6.4 R2). A hang, not a death.
+  leak[=BYTES]              Every handled HTTP request leaks BYTES (default 51200) of touched memory:
+                            RSS grows by about requests x BYTES.
+  pause[=EVERY/LENGTH]      A stop-the-world pause of LENGTH every EVERY (default 5s/500ms): requests
+                            arriving or in flight during it wait until it ends.
+  cumulative-crash[=N]      The N-th database-touching request (any routed HTTP request, default 1000)
+                            kills the process by SIGSEGV (exit 139) in cumulative_crash, whatever it
+                            contains; the first N-1 are answered normally.";
+
+/// The smallest JSON body that triggers `service-reply-abi` (with a valid API key).
+pub const SERVICE_REPLY_ABI_SMALLEST_TRIGGER: &str =
+    r#"{"stacktrace":[{"colno":0,"in_app":false}],"user_context":{"email":0}}"#;
+
+/// Lower bound (inclusive) of the Content-Length that triggers `oversized-content-length`.
+pub const OVERSIZED_CONTENT_LENGTH_MIN: u64 = 1 << 40;
+
+/// Connections served at a time under `slow-reader-stall`.
+pub const SLOW_READER_SLOTS: usize = 2;
+
+/// The faults switched on for one server, with the run-time state they need.
+#[derive(Debug, Default)]
+pub struct FaultSet {
+    pub service_reply_abi: bool,
+    pub rate_limit_bool: bool,
+    pub oversized_content_length: bool,
+    pub slow_reader_stall: bool,
+    pub leak: Option<usize>,
+    pub pause: Option<(Duration, Duration)>,
+    pub cumulative_crash: Option<u64>,
+    db_requests: std::sync::atomic::AtomicU64,
+    first_checks: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+impl FaultSet {
+    pub fn new(faults: &[Fault]) -> FaultSet {
+        let mut s = FaultSet::default();
+        for f in faults {
+            match f {
+                Fault::ServiceReplyAbi => s.service_reply_abi = true,
+                Fault::RateLimitBool => s.rate_limit_bool = true,
+                Fault::OversizedContentLength => s.oversized_content_length = true,
+                Fault::SlowReaderStall => s.slow_reader_stall = true,
+                Fault::Leak { bytes } => s.leak = Some(*bytes),
+                Fault::Pause { every, length } => s.pause = Some((*every, *length)),
+                Fault::CumulativeCrash { after } => s.cumulative_crash = Some(*after),
+            }
+        }
+        s
+    }
+
+    /// `rate-limit-bool`: true when this is the first rate-limit check of `project` (answer "limited").
+    pub fn first_rate_check_misread(&self, project: &str) -> bool {
+        self.rate_limit_bool && self.first_checks.lock().unwrap_or_else(|e| e.into_inner()).insert(project.to_string())
+    }
+
+    /// `oversized-content-length`: called with every HTTP request's raw Content-Length value.
+    pub fn check_content_length(&self, raw: &str) {
+        if !self.oversized_content_length {
+            return;
+        }
+        if let Ok(n) = raw.trim().parse::<u64>()
+            && (OVERSIZED_CONTENT_LENGTH_MIN..1 << 63).contains(&n)
+        {
+            oversized_content_length_abort(n);
+        }
+    }
+
+    /// `cumulative-crash` and `leak`: called once per routed (database-touching) HTTP request.
+    pub fn on_db_request(&self) {
+        if let Some(after) = self.cumulative_crash {
+            let n = self.db_requests.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            if n >= after {
+                cumulative_crash(n);
+            }
+        }
+    }
+
+    /// `leak`: called once per handled HTTP request.
+    pub fn on_request(&self) {
+        if let Some(bytes) = self.leak {
+            leak_bytes(bytes);
+        }
+    }
+}
+
+/// True when `event` has the shape that triggers `service-reply-abi`: some `stacktrace` frame with
+/// `"in_app": false` and a `colno` number equal to zero, and a `user_context` object with `email`.
+pub fn is_service_reply_abi_trigger(event: &serde_json::Value) -> bool {
+    let frame_hit = event.get("stacktrace").and_then(|s| s.as_array()).is_some_and(|frames| {
+        frames.iter().any(|f| {
+            f.get("in_app") == Some(&serde_json::Value::Bool(false))
+                && f.get("colno").and_then(|c| c.as_f64()).is_some_and(|c| c == 0.0)
+        })
+    });
+    frame_hit && event.get("user_context").and_then(|u| u.as_object()).is_some_and(|u| u.contains_key("email"))
+}
+
+/// `service-reply-abi`: die by a genuine SIGSEGV, as Mesher does after misreading a service reply.
+#[inline(never)]
+pub fn service_reply_abi_crash() -> ! {
+    eprintln!("[mesher-stress target] service-reply-abi: misread service reply, dereferencing it");
+    null_write(0xdead)
+}
+
+/// `cumulative-crash`: die by a genuine SIGSEGV after `n` database-touching requests.
+#[inline(never)]
+pub fn cumulative_crash(n: u64) -> ! {
+    eprintln!("[mesher-stress target] cumulative-crash: request {n} corrupts the heap");
+    null_write(n)
+}
+
+#[inline(never)]
+fn null_write(v: u64) -> ! {
+    // SAFETY: deliberately not safe: the planted fault writes through a null pointer so the kernel
+    // delivers SIGSEGV. The volatile write cannot be optimised away.
+    unsafe {
+        std::ptr::write_volatile(std::ptr::null_mut::<u64>(), v);
+    }
+    // Not reached; if the platform somehow maps page 0, still die by SIGSEGV.
+    // SAFETY: raising a signal at ourselves has no memory-safety preconditions.
+    unsafe {
+        libc::signal(libc::SIGSEGV, libc::SIG_DFL);
+        libc::raise(libc::SIGSEGV);
+    }
+    std::process::abort()
+}
+
+/// `oversized-content-length`: allocate the body buffer up front like Mesher's runtime. The
+/// allocation of >= 1 TiB fails (Rust's allocation-error handler prints `memory allocation of N
+/// bytes failed` and aborts: SIGABRT). Should the kernel grant it (overcommit "always"), abort
+/// with the same message anyway, since the fault promises a death.
+#[inline(never)]
+pub fn oversized_content_length_abort(n: u64) -> ! {
+    let buf: Vec<u8> = Vec::with_capacity(n as usize);
+    std::hint::black_box(&buf);
+    eprintln!("memory allocation of {n} bytes failed");
+    std::process::abort()
+}
+
+/// `leak`: allocate `bytes`, write every page, and forget it.
+#[inline(never)]
+pub fn leak_bytes(bytes: usize) {
+    let v = vec![0xA5u8; bytes];
+    std::mem::forget(std::hint::black_box(v));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,5 +295,23 @@ mod tests {
         assert!(Fault::parse("nope").unwrap_err().contains("known faults"));
         assert!(Fault::parse("leak=x").is_err());
         assert!(Fault::parse("service-reply-abi=1").is_err());
+    }
+
+    #[test]
+    fn smallest_trigger_triggers_and_near_misses_do_not() {
+        let v: serde_json::Value = serde_json::from_str(SERVICE_REPLY_ABI_SMALLEST_TRIGGER).unwrap();
+        assert!(is_service_reply_abi_trigger(&v));
+        for miss in [
+            r#"{"stacktrace":[{"colno":1,"in_app":false}],"user_context":{"email":0}}"#,
+            r#"{"stacktrace":[{"colno":0,"in_app":true}],"user_context":{"email":0}}"#,
+            r#"{"stacktrace":[{"colno":0,"in_app":false}],"user_context":{"id":0}}"#,
+            r#"{"stacktrace":[{"colno":0}],"user_context":{"email":0}}"#,
+            r#"{"stacktrace":{"colno":0,"in_app":false},"user_context":{"email":0}}"#,
+        ] {
+            assert!(!is_service_reply_abi_trigger(&serde_json::from_str(miss).unwrap()), "{miss}");
+        }
+        let deep = r#"{"message":"x","stacktrace":[{"filename":"a","colno":3},{"colno":0.0,"in_app":false}],
+                       "user_context":{"id":"u","email":"a@b"}}"#;
+        assert!(is_service_reply_abi_trigger(&serde_json::from_str(deep).unwrap()));
     }
 }

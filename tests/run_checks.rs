@@ -1,0 +1,137 @@
+//! `mesher-stress run` end to end against the built-in target: the verification checks pass,
+//! the planted §6.1 crash is reported on the event check, and Ctrl-C leaves no orphan.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_mesher-stress"))
+}
+
+fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'),
+        Err(_) => false,
+    }
+}
+
+fn write_profile(dir: &std::path::Path, faults: &str) -> std::path::PathBuf {
+    let p = dir.join("p.toml");
+    std::fs::write(
+        &p,
+        format!(
+            "version = 1\nname = \"t\"\nmax_duration = \"2m\"\n[target]\nkind = \"builtin\"\nfaults = [{faults}]\n[[phases]]\nkind = \"checks\"\n"
+        ),
+    )
+    .unwrap();
+    p
+}
+
+fn report(dir: &std::path::Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(dir.join("run/report.json")).expect("report.json written")).unwrap()
+}
+
+#[test]
+fn verify_profile_passes_against_the_builtin_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = bin()
+        .arg("--out")
+        .arg(dir.path().join("run"))
+        .args(["run", concat!(env!("CARGO_MANIFEST_DIR"), "/profiles/verify-mesher.toml")])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    for check in ["startup", "health", "members", "websocket", "ingest"] {
+        assert!(stdout.lines().any(|l| l.starts_with(&format!("PASS {check}"))), "{check} did not pass:\n{stdout}");
+    }
+    let r = report(dir.path());
+    let results = r["phases"][0]["results"].as_array().unwrap();
+    assert_eq!(results.len(), 5);
+    assert!(results.iter().all(|c| c["status"] == "pass"), "{results:?}");
+    assert!(results[4]["summary"].as_str().unwrap().contains("accepted"), "{}", results[4]);
+    assert_eq!(r["verdict"]["exit_code"], 0);
+    assert!(dir.path().join("run/target.log").exists());
+}
+
+#[test]
+fn planted_abi_crash_is_reported_on_the_event_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write_profile(dir.path(), "\"service-reply-abi\"");
+    let out = bin().arg("--out").arg(dir.path().join("run")).arg("run").arg(&p).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "exit 3 = target crashed\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ingest = stdout.lines().find(|l| l.starts_with("PASS ingest")).unwrap_or_else(|| panic!("{stdout}"));
+    assert!(ingest.contains("SIGSEGV") && ingest.contains("139"), "{ingest}");
+    let r = report(dir.path());
+    assert_eq!(r["crashes"][0]["signal"], 11);
+    assert_eq!(r["crashes"][0]["shell_code"], 139);
+    assert_eq!(r["verdict"]["crashed"], true);
+}
+
+#[test]
+fn ctrl_c_stops_postgres_and_the_target_and_writes_the_report() {
+    let dir = tempfile::tempdir().unwrap();
+    // The run stays busy in the startup check, waiting for a line the target never prints.
+    let port = |_| std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (hp, wp): (u16, u16) = (port(0), port(1));
+    let p = dir.path().join("p.toml");
+    std::fs::write(
+        &p,
+        format!(
+            "version = 1\nname = \"t\"\n[target]\nkind = \"command\"\n\
+             command = [\"{}\", \"target\", \"--http-port\", \"{hp}\", \"--ws-port\", \"{wp}\"]\n\
+             http = \"http://127.0.0.1:{hp}\"\nws = \"ws://127.0.0.1:{wp}\"\nready_timeout = \"60s\"\n\
+             startup_lines = [\"a line that never comes\"]\n\
+             [[phases]]\nkind = \"checks\"\nchecks = [\"startup\"]\nstartup_timeout = \"5m\"\n",
+            env!("CARGO_BIN_EXE_mesher-stress")
+        ),
+    )
+    .unwrap();
+    let mut child = bin()
+        .arg("--out")
+        .arg(dir.path().join("run"))
+        .arg("run")
+        .arg(&p)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let (mut pg, mut target) = (None, None);
+    for line in stderr.lines() {
+        let line = line.unwrap();
+        let pid = |l: &str| l.rsplit("pid ").next().unwrap().trim_end_matches(')').parse::<u32>().ok();
+        if line.starts_with("database:") {
+            pg = pid(&line);
+        }
+        if line.starts_with("target:") {
+            target = pid(&line);
+        }
+        if line.contains("phase 1") {
+            break;
+        }
+    }
+    let (pg, target) = (pg.expect("postgres pid printed"), target.expect("target pid printed"));
+    assert!(alive(pg) && alive(target));
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(t.elapsed() < Duration::from_secs(30), "run did not stop after Ctrl-C");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(130));
+    assert!(!alive(target), "target {target} orphaned");
+    assert!(!alive(pg), "postgres {pg} orphaned");
+    let r = report(dir.path());
+    assert_eq!(r["interrupted"], true);
+}

@@ -1,0 +1,163 @@
+//! Planted faults and graceful shutdown of `mesher-stress target`, each against a real child
+//! process on a throwaway PostgreSQL: deaths are observed as signals, hangs as timeouts.
+
+mod target_support;
+
+use mesher_stress::target::faults::SERVICE_REPLY_ABI_SMALLEST_TRIGGER;
+use std::os::unix::process::ExitStatusExt;
+use std::time::{Duration, Instant};
+use target_support::*;
+use tokio::io::AsyncWriteExt;
+
+const HEALTH: &str = "/api/v1/projects/33333333-3333-3333-3333-333333333333/dashboard/health";
+
+fn key(f: &mesher_stress::db::Fixtures) -> String {
+    f.api_key().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_reply_abi_dies_by_sigsegv_without_answering() {
+    let (url, _db, f) = seeded_db().await;
+    let mut t = ChildTarget::start(&url, &["--fault", "service-reply-abi"]);
+    // Near misses are served normally.
+    let near = r#"{"message":"m","stacktrace":[{"colno":0,"in_app":true}],"user_context":{"email":"a@b"}}"#;
+    assert_eq!(ingest(t.http, &key(&f), near).await.status, 202);
+    // The trigger without a valid key never reaches processing.
+    assert_eq!(ingest(t.http, "mshr_wrong", SERVICE_REPLY_ABI_SMALLEST_TRIGGER).await.status, 401);
+    assert!(t.alive());
+    let mut r = String::new();
+    r.push_str(&format!(
+        "POST /api/v1/events HTTP/1.1\r\nx-sentry-auth: {}\r\nContent-Length: {}\r\n\r\n{}",
+        key(&f),
+        SERVICE_REPLY_ABI_SMALLEST_TRIGGER.len(),
+        SERVICE_REPLY_ABI_SMALLEST_TRIGGER
+    ));
+    assert!(raw(t.http, r.as_bytes()).await.is_err(), "no response");
+    let st = t.wait_exit(Duration::from_secs(10)).expect("process died");
+    assert_eq!(st.signal(), Some(libc::SIGSEGV), "{st:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_reply_abi_via_websocket_ingest() {
+    let (url, _db, f) = seeded_db().await;
+    let mut t = ChildTarget::start(&url, &["--fault", "service-reply-abi"]);
+    let k = key(&f);
+    let mut ws = ws_connect(t.ws, "/ingest", &[("x-sentry-auth", &k)]).await;
+    ws_send(&mut ws, r#"{"message":"fine"}"#).await;
+    assert_eq!(ws_next(&mut ws).await.unwrap()["status"], "accepted");
+    ws_send(&mut ws, SERVICE_REPLY_ABI_SMALLEST_TRIGGER).await;
+    let st = t.wait_exit(Duration::from_secs(10)).expect("process died");
+    assert_eq!(st.signal(), Some(libc::SIGSEGV));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limit_bool_first_check_is_limited() {
+    let (url, _db, f) = seeded_db().await;
+    let mut t = ChildTarget::start(&url, &["--fault", "rate-limit-bool"]);
+    let ev = r#"{"message":"hello"}"#;
+    assert_eq!(ingest(t.http, &key(&f), ev).await.status, 429);
+    assert_eq!(ingest(t.http, &key(&f), ev).await.status, 202);
+    assert_eq!(ingest(t.http, &key(&f), ev).await.status, 202);
+    assert!(t.alive());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_content_length_aborts() {
+    let (url, _db, _f) = seeded_db().await;
+    let mut t = ChildTarget::start(&url, &["--fault", "oversized-content-length"]);
+    // Below the threshold: an ordinary 400, the process lives.
+    let r = raw(t.http, b"POST /x HTTP/1.1\r\nContent-Length: 1099511627775\r\n\r\n").await.unwrap();
+    assert_eq!(r.status, 404);
+    assert!(t.alive());
+    let _ = raw(t.http, b"GET /anything HTTP/1.1\r\nContent-Length: 1099511627776\r\n\r\n").await;
+    let st = t.wait_exit(Duration::from_secs(10)).expect("process died");
+    assert_eq!(st.signal(), Some(libc::SIGABRT), "{st:?}");
+    assert!(t.stderr.lock().unwrap().contains("memory allocation of 1099511627776 bytes failed"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_reader_stall_hangs_other_requests() {
+    let (url, _db, _f) = seeded_db().await;
+    let mut t = ChildTarget::start(&url, &["--fault", "slow-reader-stall"]);
+    assert_eq!(get(t.http, HEALTH).await.status, 200);
+    // Two idle connections (one trickling) hold both slots.
+    let mut idle = tokio::net::TcpStream::connect(t.http).await.unwrap();
+    let mut trickle = tokio::net::TcpStream::connect(t.http).await.unwrap();
+    trickle.write_all(b"GET ").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let stalled = tokio::time::timeout(Duration::from_secs(3), get(t.http, HEALTH)).await;
+    assert!(stalled.is_err(), "a normal request must hang while slow readers hold the server");
+    assert!(t.alive(), "a hang, not a death");
+    // Releasing the slow readers lets requests through again.
+    idle.shutdown().await.unwrap();
+    drop(idle);
+    drop(trickle);
+    let r = tokio::time::timeout(Duration::from_secs(10), get(t.http, HEALTH)).await.expect("served again");
+    assert_eq!(r.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leak_grows_rss() {
+    let (url, _db, _f) = seeded_db().await;
+    let t = ChildTarget::start(&url, &["--fault", "leak=1048576"]);
+    for _ in 0..5 {
+        get(t.http, HEALTH).await;
+    }
+    let before = t.rss_kib();
+    for _ in 0..80 {
+        assert_eq!(get(t.http, HEALTH).await.status, 200);
+    }
+    let grown = t.rss_kib().saturating_sub(before);
+    assert!(grown >= 70 * 1024, "RSS grew by {grown} KiB, expected about 80 MiB");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_blocks_requests_for_its_length() {
+    let (url, _db, _f) = seeded_db().await;
+    let t = ChildTarget::start(&url, &["--fault", "pause=1s/800ms"]);
+    let start = Instant::now();
+    let mut worst = Duration::ZERO;
+    while start.elapsed() < Duration::from_millis(2600) {
+        let t0 = Instant::now();
+        assert_eq!(get(t.http, HEALTH).await.status, 200);
+        worst = worst.max(t0.elapsed());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(worst >= Duration::from_millis(500), "worst request {worst:?} should have waited out a pause");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cumulative_crash_after_n_requests() {
+    let (url, _db, _f) = seeded_db().await;
+    let mut t = ChildTarget::start(&url, &["--fault", "cumulative-crash=6"]);
+    // Unrouted requests do not touch the database and do not count.
+    for _ in 0..3 {
+        assert_eq!(get(t.http, "/nope").await.status, 404);
+    }
+    for i in 1..6 {
+        assert_eq!(get(t.http, HEALTH).await.status, 200, "request {i}");
+    }
+    assert!(t.alive(), "alive after N-1 requests");
+    assert!(raw(t.http, format!("GET {HEALTH} HTTP/1.1\r\n\r\n").as_bytes()).await.is_err());
+    let st = t.wait_exit(Duration::from_secs(10)).expect("process died");
+    assert_eq!(st.signal(), Some(libc::SIGSEGV));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_flushes_every_accepted_event() {
+    let (url, db, f) = seeded_db().await;
+    let mut t = ChildTarget::start(&url, &[]);
+    let k = key(&f);
+    let mut accepted = 0;
+    for i in 0..40 {
+        let r = ingest(t.http, &k, &format!(r#"{{"message":"shutdown {i}","level":"info"}}"#)).await;
+        assert_eq!(r.status, 202);
+        accepted += 1;
+    }
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(t.pid(), libc::SIGTERM) };
+    let st = t.wait_exit(Duration::from_secs(20)).expect("exited");
+    assert_eq!(st.code(), Some(0), "{st:?}");
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE message LIKE 'shutdown %'").fetch_one(&db).await.unwrap();
+    assert_eq!(n, accepted);
+}
