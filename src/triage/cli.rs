@@ -154,7 +154,7 @@ pub fn resolve(t: &TargetOpts, g: &Global) -> Result<Resolved> {
     if let Some(p) = &t.profile {
         let prof = crate::profile::Profile::load(p)?;
         return match prof.target {
-            crate::profile::TargetSpec::Command { command, env, cwd, http, ws, ready_timeout } => {
+            crate::profile::TargetSpec::Command { command, env, cwd, http, ws, ready_timeout, .. } => {
                 let mut f = CommandFactory::new(command[0].clone(), command[1..].to_vec());
                 f.env = env;
                 f.cwd = cwd;

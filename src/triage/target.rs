@@ -172,6 +172,17 @@ impl TargetFactory for CommandFactory {
             cmd.current_dir(d);
         }
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        // The target never outlives a `kill -9` of the tool (the signal fires when the spawning
+        // thread exits: start targets from the thread that runs the triage).
+        // SAFETY: prctl is async-signal-safe.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
         let mut child = cmd.spawn().with_context(|| format!("cannot start target {prog:?}"))?;
         let pid = child.id();
         let shared = Arc::new(Shared { death: Mutex::new(None), cv: Condvar::new(), tail: Mutex::new(VecDeque::new()) });
