@@ -111,7 +111,9 @@ pub struct Resolved {
 }
 
 fn builtin(faults: &[String], http_port: u16, ws_port: u16) -> Result<Resolved> {
-    let cluster = std::thread::spawn(crate::db::Cluster::start).join().map_err(|_| anyhow::anyhow!("cluster thread panicked"))??;
+    // On the calling thread: the cluster dies with the thread that started it (PDEATHSIG), and
+    // the caller (replay/minimize's blocking task) lives as long as the cluster is needed.
+    let cluster = crate::db::Cluster::start()?;
     let exe = std::env::current_exe().context("cannot find the mesher-stress executable")?;
     let mut args = vec![
         "target".to_string(),
