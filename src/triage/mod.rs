@@ -24,6 +24,7 @@ pub mod bucket;
 pub mod cli;
 pub mod exec;
 pub mod oracle;
+pub mod phase;
 pub mod session;
 pub mod shrink;
 pub mod target;
@@ -83,6 +84,23 @@ impl Death {
             Death::Signal { signo, .. } => Some(128 + signo),
             Death::Exit { code } => Some(*code),
             Death::Hang => None,
+        }
+    }
+
+    /// As the watch stage's [`crate::watch::ExitInfo`] (time since spawn unknown: zero).
+    pub fn exit_info(&self) -> crate::watch::ExitInfo {
+        let (code, signal) = match self {
+            Death::Signal { signo, .. } => (None, Some(*signo)),
+            Death::Exit { code } => (Some(*code), None),
+            Death::Hang => (None, None),
+        };
+        crate::watch::ExitInfo {
+            code,
+            signal,
+            signal_name: signal.map(crate::watch::process::signal_name),
+            shell_code: self.shell_code().unwrap_or(-1),
+            core_dumped: matches!(self, Death::Signal { core_dumped: true, .. }),
+            after: std::time::Duration::ZERO,
         }
     }
 
