@@ -175,9 +175,38 @@ impl<'f> Triager<'f> {
             }
         }
         let size_after: usize = payloads.iter().map(shrink::payload_size).sum();
+        let send_set: Vec<Payload> = repeat_payloads(&payloads, repeat);
+        let mut sig = Signature {
+            death: observed.key(),
+            kind: kind.into(),
+            routes: bucket::routes_of(&payloads),
+            shapes: if kind == "cumulative" { Vec::new() } else { payloads.iter().map(bucket::payload_shape).collect() },
+            frames: Vec::new(),
+        };
+        // A known bucket (same signature apart from gdb frames): count it, skip the rate
+        // measurement and the gdb re-run.
+        if let Some(m) = self.store.list()?.into_iter().find(|m| {
+            let s = &m.signature;
+            s.death == sig.death && s.kind == sig.kind && s.routes == sig.routes && s.shapes == sig.shapes
+        }) {
+            let coarse = suspects.first().filter(|_| kind != "cumulative").map(|g| coarse_key(&observed, g));
+            let m = self.store.hit(&m.bucket_id, coarse.as_deref())?;
+            return Ok(TriageReport {
+                death: observed,
+                bucket_id: Some(m.bucket_id.clone()),
+                dir: Some(self.store.bucket_dir(&m.bucket_id)),
+                new_bucket: false,
+                fast_path: false,
+                kind: kind.into(),
+                executions: oracle.stats.executions,
+                restarts: oracle.stats.restarts,
+                seconds: started.elapsed().as_secs_f64(),
+                size_before,
+                size_after,
+            });
+        }
         // Reproduction rate on fresh targets.
         let tries = self.opts.repro_tries;
-        let send_set: Vec<Payload> = repeat_payloads(&payloads, repeat);
         let serial_hits = if kind == "set" {
             oracle.rate(&payloads, 1, &observed, tries)?
         } else {
@@ -195,14 +224,7 @@ impl<'f> Triager<'f> {
         } else {
             Vec::new()
         };
-        let frames = top_frames(&backtrace, 3);
-        let sig = Signature {
-            death: observed.key(),
-            kind: kind.into(),
-            routes: bucket::routes_of(&payloads),
-            shapes: if kind == "cumulative" { Vec::new() } else { payloads.iter().map(bucket::payload_shape).collect() },
-            frames,
-        };
+        sig.frames = top_frames(&backtrace, 3);
         let now = bucket::now_text();
         let meta = Meta {
             bucket_id: sig.bucket_id(),
