@@ -210,7 +210,8 @@ async fn run_profile(
                     _ => Vec::new(),
                 };
                 let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-                let r = crate::triage::phase::run(spec, &faults, &database.url, &database.fixtures, report.seed, stop).await?;
+                let r = crate::triage::phase::run(spec, &faults, &database.url, &database.fixtures, report.seed, stop)
+                    .await?;
                 say(format!(
                     "fuzz: {} inputs, {} deaths, {} buckets in {:.0}s",
                     r.inputs_sent,

@@ -54,11 +54,19 @@ fn minimize_then_replay_still_crashing_then_fixed() {
     let metas = store.list().unwrap();
     assert_eq!(metas.len(), 1);
     let m = &metas[0];
-    eprintln!("MINIMISE cli: {} -> {} bytes, {} executions, {:.2}s, frames {:?}", m.size_before, m.size_after, m.executions, m.seconds, m.signature.frames);
+    eprintln!(
+        "MINIMISE cli: {} -> {} bytes, {} executions, {:.2}s, frames {:?}",
+        m.size_before, m.size_after, m.executions, m.seconds, m.signature.frames
+    );
     assert_eq!(m.signal.as_deref(), Some("SIGSEGV"));
     assert!(m.size_after * 5 < m.size_before);
     // gdb is installed here: the top non-libc frame is the crashy server's handler.
-    assert!(m.signature.frames.iter().any(|f| f.contains("handle")), "frames {:?} / bt {:?}", m.signature.frames, m.backtrace);
+    assert!(
+        m.signature.frames.iter().any(|f| f.contains("handle")),
+        "frames {:?} / bt {:?}",
+        m.signature.frames,
+        m.backtrace
+    );
     assert!(m.bucket_id.starts_with(&m.signature.bucket_id()));
 
     // Replay: still crashing against the same server.
@@ -156,9 +164,15 @@ fn fuzz_phase_survives_a_target_dying_100_times_one_bucket() {
     let mut topts = TriageOptions::default();
     topts.oracle.grace = Duration::from_millis(100);
     topts.repro_tries = 1;
-    let fopts = FuzzOptions { duration: Duration::from_secs(300), max_inputs: Some(300), settle: Duration::from_millis(30), ..FuzzOptions::default() };
+    let fopts = FuzzOptions {
+        duration: Duration::from_secs(300),
+        max_inputs: Some(300),
+        settle: Duration::from_millis(30),
+        ..FuzzOptions::default()
+    };
     let mut sender = ReplaySender { timeout: Duration::from_secs(3) };
-    let r = fuzz_phase(Arc::new(Mixed), &mut sender, &f, Store::open(dir.path()).unwrap(), topts, &fopts, &|| false).unwrap();
+    let r = fuzz_phase(Arc::new(Mixed), &mut sender, &f, Store::open(dir.path()).unwrap(), topts, &fopts, &|| false)
+        .unwrap();
     eprintln!("fuzz: sent {} deaths {} buckets {:?} in {:.1}s", r.inputs_sent, r.deaths, r.buckets, r.seconds);
     assert_eq!(r.inputs_sent, 300);
     assert_eq!(r.deaths, 100);

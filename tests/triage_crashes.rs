@@ -20,7 +20,12 @@ fn crashy_entry() {
 }
 
 fn mkgen(index: u64, p: HttpRequest) -> Generated {
-    Generated { seed: RequestSeed { run: 7, stream: 0, index }, layer: Layer::Json, payload: Payload::Http(p), trail: vec![] }
+    Generated {
+        seed: RequestSeed { run: 7, stream: 0, index },
+        layer: Layer::Json,
+        payload: Payload::Http(p),
+        trail: vec![],
+    }
 }
 
 fn post(target: &str, body: &[u8]) -> HttpRequest {
@@ -66,7 +71,11 @@ fn attributes_and_minimises_the_json_trigger_among_benign_suspects() {
     assert!(min.body.len() <= 36, "not minimal enough: {body}");
     assert!(body.contains("\"ctx\"") && body.contains("\"boom\""), "{body}");
     assert_eq!(min.target, "/api/v1/events", "query kept");
-    assert!(min.header("x-noise").is_none() && min.header("x-sentry-auth").is_none(), "headers kept: {:?}", min.headers);
+    assert!(
+        min.header("x-noise").is_none() && min.header("x-sentry-auth").is_none(),
+        "headers kept: {:?}",
+        min.headers
+    );
     assert_eq!(meta.signal.as_deref(), Some("SIGSEGV"));
     assert_eq!(meta.shell_exit, Some(139));
     assert_eq!(meta.route, "events-ingest");
@@ -83,7 +92,12 @@ fn attributes_and_minimises_the_json_trigger_among_benign_suspects() {
     let mut v = noisy_trigger_body();
     v["message"] = serde_json::json!("another message");
     v["extra"]["more"] = serde_json::json!([1, 2, {"q": null}]);
-    let r2 = t.on_crash(Death::Signal { signo: 11, core_dumped: false }, &[mkgen(9, post("/api/v1/events", &serde_json::to_vec(&v).unwrap()))]).unwrap();
+    let r2 = t
+        .on_crash(
+            Death::Signal { signo: 11, core_dumped: false },
+            &[mkgen(9, post("/api/v1/events", &serde_json::to_vec(&v).unwrap()))],
+        )
+        .unwrap();
     assert_eq!(r2.bucket_id, r.bucket_id);
     assert!(!r2.new_bucket);
     // 998 more hits of the same (coarse key → fast path, no replay): one bucket, count 1000.
@@ -162,7 +176,8 @@ fn concurrent_pair_and_cumulative_and_not_reproduced() {
     // Cumulative: dies (SIGBUS) after the 40th request, whatever it is.
     let fc = crashy_factory(&[("CRASHY_DIE_AFTER", "40")]);
     let mut t = Triager::new(&fc, Store::open(dir.path().join("b")).unwrap(), o.clone());
-    let benign: Vec<Generated> = (0..5).map(|i| mkgen(i, HttpRequest::new(None, "GET", format!("/p{i}"), vec![]))).collect();
+    let benign: Vec<Generated> =
+        (0..5).map(|i| mkgen(i, HttpRequest::new(None, "GET", format!("/p{i}"), vec![]))).collect();
     let r = t.on_crash(Death::Signal { signo: 7, core_dumped: false }, &benign).unwrap();
     eprintln!("cumulative: {r:?}");
     assert_eq!(r.kind, "cumulative");

@@ -7,9 +7,9 @@ mod common;
 use common::*;
 use mesher_stress::model::{HttpRequest, Payload};
 use mesher_stress::triage::exec;
+use mesher_stress::watch::TargetCommand;
 use mesher_stress::watch::attach::Attached;
 use mesher_stress::watch::supervisor::{SuperviseOptions, Supervisor, WatchEvent, death_of};
-use mesher_stress::watch::TargetCommand;
 use std::time::Duration;
 
 #[test]
@@ -52,7 +52,16 @@ async fn death_restart_hang_and_samples() {
     let o = s.restart().await.unwrap();
     assert!(o.end_s >= o.start_s && o.cause.contains("SIGSEGV"), "{o:?}");
     let addrs = s.addrs().unwrap();
-    assert!(tokio::task::spawn_blocking(move || exec::send(&mesher_stress::triage::oracle::default_probe(), &addrs, Duration::from_secs(2)).answered()).await.unwrap());
+    assert!(
+        tokio::task::spawn_blocking(move || exec::send(
+            &mesher_stress::triage::oracle::default_probe(),
+            &addrs,
+            Duration::from_secs(2)
+        )
+        .answered())
+        .await
+        .unwrap()
+    );
 
     // A hang: a stalling connection held open; probes fail for hang_after.
     let mut stall = HttpRequest::new(None, "GET", "/x".into(), vec![]);

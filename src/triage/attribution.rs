@@ -93,8 +93,8 @@ pub fn attribute(
         }
     }
     // 3. Cumulative: does the benign request, repeated, kill it the same way?
-    if !matches!(observed, Death::Hang) {
-        if let Some(count) = cumulative_count(oracle, &opts.benign, opts.cumulative_max, observed)? {
+    if !matches!(observed, Death::Hang)
+        && let Some(count) = cumulative_count(oracle, &opts.benign, opts.cumulative_max, observed)? {
             let input = Generated {
                 seed: crate::model::RequestSeed { run: 0, stream: 0, index: 0 },
                 layer: crate::model::Layer::Valid,
@@ -103,7 +103,6 @@ pub fn attribute(
             };
             return Ok(Attribution::Cumulative { count, input });
         }
-    }
     Ok(Attribution::NotReproduced)
 }
 
@@ -115,9 +114,8 @@ pub fn cumulative_count(oracle: &mut Oracle, benign: &Payload, max: u64, observe
         return Ok(None);
     };
     // Binary search the smallest n in [1, first] with "n sends kill a fresh target".
-    let kills = |oracle: &mut Oracle, n: u64| -> Result<bool> {
-        Ok(oracle.count_until_death(benign, n, observed)?.is_some())
-    };
+    let kills =
+        |oracle: &mut Oracle, n: u64| -> Result<bool> { Ok(oracle.count_until_death(benign, n, observed)?.is_some()) };
     let (mut lo, mut hi) = (0u64, first); // lo survives (0 trivially), hi kills
     if !kills(oracle, hi)? {
         return Ok(Some(first)); // flaky: report what we saw

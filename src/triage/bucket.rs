@@ -50,7 +50,11 @@ impl Signature {
     }
 
     pub fn slug(&self) -> String {
-        let mut s = format!("{}-{}", self.death.to_ascii_lowercase(), self.routes.first().map(String::as_str).unwrap_or("none"));
+        let mut s = format!(
+            "{}-{}",
+            self.death.to_ascii_lowercase(),
+            self.routes.first().map(String::as_str).unwrap_or("none")
+        );
         if self.kind != "single" {
             s.push('-');
             s.push_str(&self.kind);
@@ -238,11 +242,8 @@ fn sync_dir(path: &Path) {
 /// Replace `path` atomically: temp file in the same directory, fsync, rename, fsync dir.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        path.file_name().and_then(|s| s.to_str()).unwrap_or("f"),
-        std::process::id()
-    ));
+    let tmp =
+        dir.join(format!(".{}.tmp-{}", path.file_name().and_then(|s| s.to_str()).unwrap_or("f"), std::process::id()));
     write_synced(&tmp, bytes)?;
     std::fs::rename(&tmp, path).with_context(|| format!("cannot rename into {}", path.display()))?;
     sync_dir(dir);
@@ -302,11 +303,10 @@ impl Store {
         let mut m = read_meta(&dir)?;
         m.count += 1;
         m.last_seen = now_text();
-        if let Some(k) = coarse_key {
-            if !m.coarse_keys.iter().any(|x| x == k) && m.coarse_keys.len() < 64 {
+        if let Some(k) = coarse_key
+            && !m.coarse_keys.iter().any(|x| x == k) && m.coarse_keys.len() < 64 {
                 m.coarse_keys.push(k.to_string());
             }
-        }
         write_atomic(&dir.join("meta.json"), &serde_json::to_vec_pretty(&m)?)?;
         Ok(m)
     }
@@ -436,8 +436,12 @@ pub fn repro_script(meta: &Meta, inputs: &ReproInputs) -> String {
         "# Reproducer for bucket {}\n# Expected: the target dies: {} on {} ({}).\n",
         meta.bucket_id, meta.death, meta.route, meta.kind
     ));
-    s.push_str("# Sends to a running target at $HOST:$PORT (HTTP) / $WS_PORT (WebSocket); defaults 127.0.0.1:8080/8081.\n");
-    s.push_str("# Exit status is the sender's; whether the target died is for you (or `mesher-stress replay`) to see.\n");
+    s.push_str(
+        "# Sends to a running target at $HOST:$PORT (HTTP) / $WS_PORT (WebSocket); defaults 127.0.0.1:8080/8081.\n",
+    );
+    s.push_str(
+        "# Exit status is the sender's; whether the target died is for you (or `mesher-stress replay`) to see.\n",
+    );
     s.push_str("set -u\nDIR=\"$(cd \"$(dirname \"${BASH_SOURCE[0]}\")\" && pwd)\"\n");
     s.push_str("HOST=\"${HOST:-127.0.0.1}\"\nPORT=\"${PORT:-8080}\"\nWS_PORT=\"${WS_PORT:-8081}\"\n");
     let single_http = match inputs.payloads.as_slice() {
@@ -489,5 +493,18 @@ mod tests {
         let mut lie = r.clone();
         lie.headers[1].1 = b"99".to_vec();
         assert!(curl_command(&lie).is_none());
+    }
+}
+
+#[cfg(test)]
+mod ws_roundtrip {
+    #[test]
+    fn ws_payload_json_round_trip() {
+        use crate::api::WsPath;
+        use crate::model::{Payload, WsFrame, WsScript};
+        let p = Payload::Ws(WsScript { kind: WsPath::Ingest, path: "/ingest".into(), headers: vec![], frames: vec![WsFrame::text("x")] });
+        let j = serde_json::to_string(&p).unwrap();
+        let back: Result<Payload, _> = serde_json::from_str(&j);
+        assert!(back.is_ok(), "{j} -> {back:?}");
     }
 }

@@ -58,8 +58,10 @@ pub struct TargetOpts {
 }
 
 #[derive(Debug, Clone, Args)]
-#[command(after_help = "Exit codes: 0 every bucket fixed · 1 some bucket still crashing or flaky (or untested because \
-the running target died) · 5 tool error")]
+#[command(
+    after_help = "Exit codes: 0 every bucket fixed · 1 some bucket still crashing or flaky (or untested because \
+the running target died) · 5 tool error"
+)]
 pub struct ReplayArgs {
     /// Reproducer directories (corpus/crashes/<bucket>) or directories of them (corpus/crashes).
     #[arg(required = true)]
@@ -99,7 +101,10 @@ fn url_addr(url: &str) -> Result<SocketAddr> {
     let auth = rest.split(['/', '?']).next().unwrap_or("");
     let (h, p) = crate::safety::split_host_port(auth).with_context(|| format!("{url:?}: no host:port"))?;
     let h = if h.eq_ignore_ascii_case("localhost") { "127.0.0.1" } else { h };
-    format!("{h}:{p}").parse().or_else(|_| format!("[{h}]:{p}").parse()).with_context(|| format!("{url:?}: bad address"))
+    format!("{h}:{p}")
+        .parse()
+        .or_else(|_| format!("[{h}]:{p}").parse())
+        .with_context(|| format!("{url:?}: bad address"))
 }
 
 /// A resolved target: a factory, plus what must live as long as it (a throwaway database).
@@ -165,7 +170,9 @@ pub fn resolve(t: &TargetOpts, g: &Global) -> Result<Resolved> {
                 f.ready_timeout = ready_timeout;
                 Ok(Resolved { factory: Some(Box::new(f)), running: None, _cluster: None })
             }
-            crate::profile::TargetSpec::Builtin { faults, http_port, ws_port, .. } => builtin(&faults, http_port, ws_port),
+            crate::profile::TargetSpec::Builtin { faults, http_port, ws_port, .. } => {
+                builtin(&faults, http_port, ws_port)
+            }
             crate::profile::TargetSpec::Url { http, ws } => {
                 crate::safety::check_target(&http, g.allow_remote)?;
                 Ok(Resolved {
@@ -194,7 +201,9 @@ pub fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
         let mut v: Vec<PathBuf> = rd
             .flatten()
             .map(|e| e.path())
-            .filter(|d| d.join("payloads.json").exists() && !d.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')))
+            .filter(|d| {
+                d.join("payloads.json").exists() && !d.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'))
+            })
             .collect();
         v.sort();
         out.extend(v);
@@ -214,7 +223,12 @@ pub struct ReplayRow {
 }
 
 /// Replay reproducer directories against fresh targets from `factory` (blocking).
-pub fn replay_dirs(factory: &dyn TargetFactory, dirs: &[PathBuf], tries: usize, oopts: OracleOptions) -> Result<Vec<ReplayRow>> {
+pub fn replay_dirs(
+    factory: &dyn TargetFactory,
+    dirs: &[PathBuf],
+    tries: usize,
+    oopts: OracleOptions,
+) -> Result<Vec<ReplayRow>> {
     let mut oracle = Oracle::new(factory, oopts);
     let mut rows = Vec::new();
     for d in dirs {
@@ -257,7 +271,8 @@ pub fn replay_running(addrs: Addrs, dirs: &[PathBuf], oopts: &OracleOptions) -> 
     let mut dead = false;
     for d in dirs {
         let inputs = bucket::read_inputs(d)?;
-        let mut row = ReplayRow { dir: d.clone(), expected: inputs.death.key(), verdict: "untested".into(), hits: 0, tries: 0 };
+        let mut row =
+            ReplayRow { dir: d.clone(), expected: inputs.death.key(), verdict: "untested".into(), hits: 0, tries: 0 };
         if !dead {
             let u = UrlTarget { addrs };
             let send = repeat(&inputs);
@@ -317,7 +332,11 @@ pub async fn replay_main(args: ReplayArgs, g: &Global) -> Result<u8> {
     }
     let bad = rows.iter().any(|r| r.verdict != "fixed");
     if !g.json {
-        println!("replay: {} bucket(s), {}", rows.len(), if bad { "some still crash (exit 1)" } else { "all fixed (exit 0)" });
+        println!(
+            "replay: {} bucket(s), {}",
+            rows.len(),
+            if bad { "some still crash (exit 1)" } else { "all fixed (exit 0)" }
+        );
     }
     Ok(if bad { crate::exit::FAILED } else { crate::exit::SUCCESS })
 }
@@ -347,7 +366,8 @@ pub fn parse_raw_http(bytes: &[u8]) -> HttpRequest {
         let Some((n, v)) = l.split_once(": ") else { return raw() };
         headers.push((n.to_string(), v.as_bytes().to_vec()));
     }
-    let cl: Vec<&(String, Vec<u8>)> = headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case("content-length")).collect();
+    let cl: Vec<&(String, Vec<u8>)> =
+        headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case("content-length")).collect();
     let ok = match cl.as_slice() {
         [] => body.is_empty(),
         [(_, v)] => v == body.len().to_string().as_bytes(),

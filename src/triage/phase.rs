@@ -160,8 +160,10 @@ pub async fn run(
     stop: Arc<std::sync::atomic::AtomicBool>,
 ) -> Result<FuzzReport> {
     let exe = std::env::current_exe()?;
-    let mut args: Vec<String> =
-        ["target", "--http-port", "0", "--ws-port", "0", "--database-url", database_url].iter().map(|s| s.to_string()).collect();
+    let mut args: Vec<String> = ["target", "--http-port", "0", "--ws-port", "0", "--database-url", database_url]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     for f in faults {
         args.push("--fault".into());
         args.push(f.clone());
@@ -181,7 +183,7 @@ pub async fn run(
             settle: spec.settle,
         };
         let mut sender = ReplaySender { timeout: spec.triage.timeout };
-        let stop_fn = || stop.load(std::sync::atomic::Ordering::SeqCst);
+        let stop_fn = || stop.load(std::sync::atomic::Ordering::SeqCst) || crate::signals::was_interrupted();
         session::fuzz_phase(source, &mut sender, &factory, store, spec.triage_options(run_seed), &fopts, &stop_fn)
     })
     .await?
@@ -220,7 +222,9 @@ impl Source for EventFuzz {
     fn generate(&self, stream: u64, index: u64) -> Generated {
         let seed = RequestSeed { run: self.run, stream, index };
         let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(
-            self.run.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ stream.rotate_left(32) ^ index.wrapping_mul(0xD6E8_FEB8_6659_FD93),
+            self.run.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                ^ stream.rotate_left(32)
+                ^ index.wrapping_mul(0xD6E8_FEB8_6659_FD93),
         );
         let mut trail = Vec::new();
         if r.random_range(0..200) == 0 {
@@ -228,7 +232,11 @@ impl Source for EventFuzz {
             let mut req = HttpRequest::new(Some(route.id), "GET", route.path(&[&self.project]), Vec::new());
             let len = 1u64 << r.random_range(40..62);
             req.headers.push(("content-length".into(), len.to_string().into_bytes()));
-            trail.push(MutationStep { op: "http.content-length-lie".into(), at: "content-length".into(), detail: len.to_string() });
+            trail.push(MutationStep {
+                op: "http.content-length-lie".into(),
+                at: "content-length".into(),
+                detail: len.to_string(),
+            });
             return Generated { seed, layer: Layer::Http, payload: Payload::Http(req), trail };
         }
         let mut ev = serde_json::Map::new();
@@ -236,7 +244,11 @@ impl Source for EventFuzz {
             if r.random_range(0..10) < 7 {
                 let v = if r.random_range(0..8) == 0 {
                     let s = scalar(r);
-                    trail.push(MutationStep { op: "json.swap-type".into(), at: format!("$.{k}"), detail: s.to_string() });
+                    trail.push(MutationStep {
+                        op: "json.swap-type".into(),
+                        at: format!("$.{k}"),
+                        detail: s.to_string(),
+                    });
                     s
                 } else {
                     v

@@ -180,7 +180,11 @@ impl<'f> Triager<'f> {
             death: observed.key(),
             kind: kind.into(),
             routes: bucket::routes_of(&payloads),
-            shapes: if kind == "cumulative" { Vec::new() } else { payloads.iter().map(bucket::payload_shape).collect() },
+            shapes: if kind == "cumulative" {
+                Vec::new()
+            } else {
+                payloads.iter().map(bucket::payload_shape).collect()
+            },
             frames: Vec::new(),
         };
         // A known bucket (same signature apart from gdb frames): count it, skip the rate
@@ -212,7 +216,8 @@ impl<'f> Triager<'f> {
         } else {
             oracle.rate(&send_set, 1, &observed, tries)?
         };
-        let conc_set: Vec<Payload> = if kind == "set" { payloads.clone() } else { [send_set.clone(), payloads.clone()].concat() };
+        let conc_set: Vec<Payload> =
+            if kind == "set" { payloads.clone() } else { [send_set.clone(), payloads.clone()].concat() };
         let concurrent_hits = oracle.rate(&conc_set, concurrency.max(2), &observed, tries)?;
         let executions = oracle.stats.executions;
         let restarts = oracle.stats.restarts;
@@ -250,7 +255,12 @@ impl<'f> Triager<'f> {
             count: 1,
             tool_version: env!("CARGO_PKG_VERSION").to_string(),
             target: self.factory.describe(),
-            coarse_keys: suspects.first().filter(|_| kind != "cumulative").map(|g| coarse_key(&observed, g)).into_iter().collect(),
+            coarse_keys: suspects
+                .first()
+                .filter(|_| kind != "cumulative")
+                .map(|g| coarse_key(&observed, g))
+                .into_iter()
+                .collect(),
             backtrace,
             log_tail,
             signature: sig,
@@ -283,7 +293,12 @@ fn repeat_payloads(ps: &[Payload], n: u64) -> Vec<Payload> {
 
 /// Run the reproducer once under gdb (`TargetFactory::under_gdb`) and return the `#N` lines of
 /// the backtrace it prints.
-pub fn gdb_backtrace(factory: &dyn TargetFactory, payloads: &[Payload], concurrency: usize, opts: &OracleOptions) -> Option<Vec<String>> {
+pub fn gdb_backtrace(
+    factory: &dyn TargetFactory,
+    payloads: &[Payload],
+    concurrency: usize,
+    opts: &OracleOptions,
+) -> Option<Vec<String>> {
     let g = factory.under_gdb()?;
     let mut t = g.start().ok()?;
     let addrs = t.addrs();
@@ -328,7 +343,9 @@ pub fn top_frames(bt: &[String], n: usize) -> Vec<String> {
         }
         // Drop a Rust hash suffix (`::h0123abcd...`).
         let name = match name.rfind("::h") {
-            Some(i) if name[i + 3..].len() == 16 && name[i + 3..].chars().all(|c| c.is_ascii_hexdigit()) => name[..i].to_string(),
+            Some(i) if name[i + 3..].len() == 16 && name[i + 3..].chars().all(|c| c.is_ascii_hexdigit()) => {
+                name[..i].to_string()
+            }
             _ => name,
         };
         out.push(name);
@@ -440,7 +457,8 @@ pub fn bucket_table(store: &Store) -> Result<Vec<BucketRow>> {
 
 /// Human text of the bucket table.
 pub fn format_table(rows: &[BucketRow]) -> String {
-    let mut s = format!("{:<48} {:<9} {:<24} {:<10} {:>6}  {}\n", "bucket", "death", "route", "kind", "count", "last seen");
+    let mut s =
+        format!("{:<48} {:<9} {:<24} {:<10} {:>6}  {}\n", "bucket", "death", "route", "kind", "count", "last seen");
     for r in rows {
         s.push_str(&format!(
             "{:<48} {:<9} {:<24} {:<10} {:>6}  {}\n",
@@ -468,8 +486,14 @@ pub fn fuzz_phase(
     let mut triager = Triager::new(factory, store, topts.clone());
     let mut recorder: VecDeque<(Generated, bool)> = VecDeque::new();
     let mut target: Box<dyn TargetHandle> = factory.start()?;
-    let mut report =
-        FuzzReport { inputs_sent: 0, deaths: 0, outages: Vec::new(), triage: Vec::new(), buckets: Vec::new(), seconds: 0.0 };
+    let mut report = FuzzReport {
+        inputs_sent: 0,
+        deaths: 0,
+        outages: Vec::new(),
+        triage: Vec::new(),
+        buckets: Vec::new(),
+        seconds: 0.0,
+    };
     let mut index = 0u64;
     while Instant::now() < deadline && !stop() && fopts.max_inputs.is_none_or(|m| index < m) {
         let g = source.generate(fopts.stream, index);
@@ -498,7 +522,8 @@ pub fn fuzz_phase(
         target.kill();
         if fopts.triage {
             // Unanswered first, then most recent first.
-            let mut suspects: Vec<Generated> = recorder.iter().rev().filter(|(_, a)| !*a).map(|(g, _)| g.clone()).collect();
+            let mut suspects: Vec<Generated> =
+                recorder.iter().rev().filter(|(_, a)| !*a).map(|(g, _)| g.clone()).collect();
             suspects.extend(recorder.iter().rev().filter(|(_, a)| *a).map(|(g, _)| g.clone()));
             match triager.on_crash(d, &suspects) {
                 Ok(r) => report.triage.push(r),

@@ -58,7 +58,8 @@ pub fn ddmin<T: Clone>(items: &[T], test: &mut dyn FnMut(&[T]) -> Result<bool>) 
         }
         if !reduced && n_eff > 2 {
             for i in 0..chunks.len() {
-                let comp: Vec<usize> = chunks.iter().enumerate().filter(|(j, _)| *j != i).flat_map(|(_, ch)| ch.clone()).collect();
+                let comp: Vec<usize> =
+                    chunks.iter().enumerate().filter(|(j, _)| *j != i).flat_map(|(_, ch)| ch.clone()).collect();
                 if run(&comp, &mut failed)? {
                     c = comp;
                     n = (n_eff - 1).max(2);
@@ -400,7 +401,8 @@ fn shrink_http(r: &HttpRequest, test: &mut dyn FnMut(&Payload) -> Result<bool>) 
     if !cur.body.is_empty() {
         if let Ok(json) = serde_json::from_slice::<Value>(&cur.body) {
             let base = cur.clone();
-            let v = hdd(&json, &mut |v: &Value| test(&Payload::Http(with_body(&base, serde_json::to_vec(v).unwrap()))))?;
+            let v =
+                hdd(&json, &mut |v: &Value| test(&Payload::Http(with_body(&base, serde_json::to_vec(v).unwrap()))))?;
             let cand = with_body(&base, serde_json::to_vec(&v).unwrap());
             if cand.body.len() < cur.body.len() && test(&Payload::Http(cand.clone()))? {
                 cur = cand;

@@ -185,7 +185,8 @@ impl TargetFactory for CommandFactory {
         }
         let mut child = cmd.spawn().with_context(|| format!("cannot start target {prog:?}"))?;
         let pid = child.id();
-        let shared = Arc::new(Shared { death: Mutex::new(None), cv: Condvar::new(), tail: Mutex::new(VecDeque::new()) });
+        let shared =
+            Arc::new(Shared { death: Mutex::new(None), cv: Condvar::new(), tail: Mutex::new(VecDeque::new()) });
         let (tx, rx) = mpsc::channel::<Seen>();
         for (i, stream) in [
             child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
@@ -238,7 +239,8 @@ impl TargetFactory for CommandFactory {
         let mut http = self.http;
         let mut ws = self.ws;
         // Readiness: the listening line (or a fixed port accepting connections).
-        while http.is_none() || (self.http.is_some() && !super::exec::port_open(http.unwrap(), Duration::from_millis(200)))
+        while http.is_none()
+            || (self.http.is_some() && !super::exec::port_open(http.unwrap(), Duration::from_millis(200)))
         {
             if let Some(d) = t.death() {
                 bail!("target died during startup: {d}; last output:\n{}", t.log_tail().join("\n"));

@@ -138,9 +138,8 @@ impl Supervisor {
         let http = match self.opts.http {
             Some(a) => a,
             None => {
-                let line = p
-                    .wait_for_line(|l| l.text.contains("HTTP server listening on"), self.opts.ready_timeout)
-                    .await;
+                let line =
+                    p.wait_for_line(|l| l.text.contains("HTTP server listening on"), self.opts.ready_timeout).await;
                 match line.and_then(|l| listening_addr(&l.text)) {
                     Some(a) => loopback(a),
                     None => {
@@ -231,14 +230,13 @@ impl Supervisor {
             self.down = Some(("restart".into(), self.now_s()));
         }
         self.sampler = None;
-        if let Some(p) = self.proc_.take() {
-            if p.exited().is_none() {
+        if let Some(p) = self.proc_.take()
+            && p.exited().is_none() {
                 // A hung target: no grace.
                 // SAFETY: signalling our own child.
                 unsafe { libc::kill(p.pid() as libc::pid_t, libc::SIGKILL) };
                 p.wait_exit(Duration::from_secs(10)).await;
             }
-        }
         self.restarts += 1;
         self.spawn_ready().await?;
         Ok(self.outages.last().cloned().expect("an outage was just recorded"))
