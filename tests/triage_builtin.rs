@@ -102,7 +102,10 @@ fn ws_ingest_frames_are_minimised_against_the_builtin_target() {
     let dirb = corpus.join(&m.bucket_id);
     let inputs = bucket::read_inputs(&dirb).unwrap();
     let Payload::Ws(w) = &inputs.payloads[0] else { panic!() };
-    eprintln!("MINIMISE ws: {} -> {} bytes, {} executions, {:.1}s", m.size_before, m.size_after, m.executions, m.seconds);
+    eprintln!(
+        "MINIMISE ws: {} -> {} bytes, {} executions, {:.1}s",
+        m.size_before, m.size_after, m.executions, m.seconds
+    );
     assert_eq!(m.route, "ws-ingest");
     assert_eq!(w.frames.len(), 1, "{w:?}");
     assert!(w.headers.iter().all(|(n, _)| n != "x-junk"));

@@ -25,6 +25,10 @@ fn fuzz_phase_profile_ends_with_the_bucket_table() {
     eprintln!("{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(out.status.code(), Some(3), "crashed");
     assert!(stdout.contains("sigsegv-events-ingest"), "bucket table: {stdout}");
-    let n = std::fs::read_dir(&corpus).unwrap().flatten().filter(|e| !e.file_name().to_string_lossy().starts_with('.')).count();
+    let n = std::fs::read_dir(&corpus)
+        .unwrap()
+        .flatten()
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .count();
     assert!(n >= 1);
 }

@@ -94,15 +94,16 @@ pub fn attribute(
     }
     // 3. Cumulative: does the benign request, repeated, kill it the same way?
     if !matches!(observed, Death::Hang)
-        && let Some(count) = cumulative_count(oracle, &opts.benign, opts.cumulative_max, observed)? {
-            let input = Generated {
-                seed: crate::model::RequestSeed { run: 0, stream: 0, index: 0 },
-                layer: crate::model::Layer::Valid,
-                payload: opts.benign.clone(),
-                trail: Vec::new(),
-            };
-            return Ok(Attribution::Cumulative { count, input });
-        }
+        && let Some(count) = cumulative_count(oracle, &opts.benign, opts.cumulative_max, observed)?
+    {
+        let input = Generated {
+            seed: crate::model::RequestSeed { run: 0, stream: 0, index: 0 },
+            layer: crate::model::Layer::Valid,
+            payload: opts.benign.clone(),
+            trail: Vec::new(),
+        };
+        return Ok(Attribution::Cumulative { count, input });
+    }
     Ok(Attribution::NotReproduced)
 }
 

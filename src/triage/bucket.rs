@@ -304,9 +304,11 @@ impl Store {
         m.count += 1;
         m.last_seen = now_text();
         if let Some(k) = coarse_key
-            && !m.coarse_keys.iter().any(|x| x == k) && m.coarse_keys.len() < 64 {
-                m.coarse_keys.push(k.to_string());
-            }
+            && !m.coarse_keys.iter().any(|x| x == k)
+            && m.coarse_keys.len() < 64
+        {
+            m.coarse_keys.push(k.to_string());
+        }
         write_atomic(&dir.join("meta.json"), &serde_json::to_vec_pretty(&m)?)?;
         Ok(m)
     }
@@ -502,7 +504,12 @@ mod ws_roundtrip {
     fn ws_payload_json_round_trip() {
         use crate::api::WsPath;
         use crate::model::{Payload, WsFrame, WsScript};
-        let p = Payload::Ws(WsScript { kind: WsPath::Ingest, path: "/ingest".into(), headers: vec![], frames: vec![WsFrame::text("x")] });
+        let p = Payload::Ws(WsScript {
+            kind: WsPath::Ingest,
+            path: "/ingest".into(),
+            headers: vec![],
+            frames: vec![WsFrame::text("x")],
+        });
         let j = serde_json::to_string(&p).unwrap();
         let back: Result<Payload, _> = serde_json::from_str(&j);
         assert!(back.is_ok(), "{j} -> {back:?}");

@@ -79,7 +79,7 @@ fn read_until_eof(s: &mut TcpStream, deadline: Instant, limit: usize) -> (Vec<u8
             Ok(0) => return (buf, Ok(())),
             Ok(n) => {
                 buf.extend_from_slice(&chunk[..n]);
-                if buf.len() >= limit {
+                if buf.len() >= limit || response_complete(&buf) {
                     return (buf, Ok(()));
                 }
             }
@@ -87,6 +87,21 @@ fn read_until_eof(s: &mut TcpStream, deadline: Instant, limit: usize) -> (Vec<u8
             Err(e) => return (buf, Err(classify_err(&e))),
         }
     }
+}
+
+/// True when `buf` holds a whole response with a `Content-Length` (so a keep-alive server
+/// need not close the connection for us to stop reading).
+fn response_complete(buf: &[u8]) -> bool {
+    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else { return false };
+    let head = String::from_utf8_lossy(&buf[..end]);
+    if !head.starts_with("HTTP/") {
+        return false;
+    }
+    let len = head.lines().skip(1).find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.trim().eq_ignore_ascii_case("content-length").then(|| v.trim().parse::<usize>().ok()).flatten()
+    });
+    len.is_some_and(|n| buf.len() >= end + 4 + n)
 }
 
 /// Parse the status code of `HTTP/1.x NNN ...`.
@@ -111,7 +126,8 @@ pub fn send(payload: &Payload, addrs: &Addrs, timeout: Duration) -> Reply {
     }
 }
 
-/// HTTP: write the wire bytes to a fresh connection, read until the server closes.
+/// HTTP: write the wire bytes to a fresh connection, read until the server closes or the
+/// response is complete (Content-Length).
 pub fn send_http(r: &HttpRequest, addr: SocketAddr, timeout: Duration) -> Reply {
     let deadline = Instant::now() + timeout;
     let mut s = match connect(addr, timeout) {

@@ -231,12 +231,13 @@ impl Supervisor {
         }
         self.sampler = None;
         if let Some(p) = self.proc_.take()
-            && p.exited().is_none() {
-                // A hung target: no grace.
-                // SAFETY: signalling our own child.
-                unsafe { libc::kill(p.pid() as libc::pid_t, libc::SIGKILL) };
-                p.wait_exit(Duration::from_secs(10)).await;
-            }
+            && p.exited().is_none()
+        {
+            // A hung target: no grace.
+            // SAFETY: signalling our own child.
+            unsafe { libc::kill(p.pid() as libc::pid_t, libc::SIGKILL) };
+            p.wait_exit(Duration::from_secs(10)).await;
+        }
         self.restarts += 1;
         self.spawn_ready().await?;
         Ok(self.outages.last().cloned().expect("an outage was just recorded"))

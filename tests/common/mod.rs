@@ -95,10 +95,12 @@ fn handle(mut s: TcpStream) {
         RACE.fetch_sub(1, Ordering::SeqCst);
     }
     if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body)
-        && trigger(&v) && std::env::var_os("CRASHY_FIXED").is_none() {
-            status = "202 Accepted";
-            crash = true;
-        }
+        && trigger(&v)
+        && std::env::var_os("CRASHY_FIXED").is_none()
+    {
+        status = "202 Accepted";
+        crash = true;
+    }
     let resp = format!("HTTP/1.1 {status}\r\nconnection: close\r\ncontent-length: 11\r\n\r\n{{\"ok\":true}}");
     let _ = s.write_all(resp.as_bytes());
     let _ = s.flush();
@@ -108,9 +110,10 @@ fn handle(mut s: TcpStream) {
         unsafe { libc::raise(libc::SIGSEGV) };
     }
     if let Some(after) = std::env::var("CRASHY_DIE_AFTER").ok().and_then(|v| v.parse::<u64>().ok())
-        && n >= after {
-            unsafe { libc::raise(libc::SIGBUS) };
-        }
+        && n >= after
+    {
+        unsafe { libc::raise(libc::SIGBUS) };
+    }
 }
 
 /// Serve forever (called in the re-executed test binary).
