@@ -52,4 +52,8 @@ pub enum Command {
     Report(crate::report::ReportArgs),
     /// Throwaway PostgreSQL, Mesher's schema and fixtures.
     Db(crate::db::cli::DbArgs),
+    /// Replay crash reproducers (corpus/crashes/...) against a target: still crashing / fixed / flaky.
+    Replay(crate::triage::cli::ReplayArgs),
+    /// Attribute, minimise and bucket a crashing request given by hand (raw HTTP or JSON).
+    Minimize(crate::triage::cli::MinimizeArgs),
 }

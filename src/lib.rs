@@ -14,4 +14,5 @@ pub mod run;
 pub mod safety;
 pub mod signals;
 pub mod target;
+pub mod triage;
 pub mod watch;

@@ -26,6 +26,8 @@ fn main() -> ExitCode {
             Command::Target(a) => mesher_stress::target::main(a, &g).await,
             Command::Report(a) => mesher_stress::report::main(a, &g).await,
             Command::Db(a) => mesher_stress::db::cli::main(a, &g).await,
+            Command::Replay(a) => mesher_stress::triage::cli::replay_main(a, &g).await,
+            Command::Minimize(a) => mesher_stress::triage::cli::minimize_main(a, &g).await,
         }
     });
     // Do not wait for stray blocking tasks (e.g. a stdin reader) at shutdown.

@@ -147,6 +147,8 @@ impl WsFrame {
 /// A WebSocket conversation: handshake on `path` with extra headers, then frames.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WsScript {
+    // Not "kind": `Payload` is tagged with "kind" and would carry it twice (unreadable JSON).
+    #[serde(rename = "path_kind")]
     pub kind: WsPath,
     /// Request target of the handshake, e.g. `/ingest`.
     pub path: String,

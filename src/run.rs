@@ -203,6 +203,34 @@ async fn run_profile(
                 }
                 report.phases.push(PhaseReport::Checks { results });
             }
+            Phase::Fuzz(spec) => {
+                say(format!("phase {}: fuzz + triage ({})", i + 1, humantime::format_duration(spec.duration)));
+                let faults = match &profile.target {
+                    TargetSpec::Builtin { faults, .. } => faults.clone(),
+                    _ => Vec::new(),
+                };
+                let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+                let r = crate::triage::phase::run(spec, &faults, &database.url, &database.fixtures, report.seed, stop)
+                    .await?;
+                say(format!(
+                    "fuzz: {} inputs, {} deaths, {} buckets in {:.0}s",
+                    r.inputs_sent,
+                    r.deaths,
+                    r.buckets.len(),
+                    r.seconds
+                ));
+                if !g.quiet && !g.json {
+                    print!("{}", crate::triage::session::format_table(&r.buckets));
+                }
+                // One entry per distinct way of dying (the buckets hold the counts).
+                let mut kinds: Vec<String> = Vec::new();
+                for o in &r.outages {
+                    if !kinds.contains(&o.death.key()) {
+                        kinds.push(o.death.key());
+                        report.crashes.push(o.death.exit_info());
+                    }
+                }
+            }
         }
         if let Some(p) = &target.process
             && let Some(e) = p.exited()

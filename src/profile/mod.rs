@@ -137,6 +137,8 @@ pub enum Phase {
         #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration", default = "default_startup")]
         startup_timeout: Duration,
     },
+    /// Fuzz traffic with the watchdog and crash triage on (`crate::triage::phase`).
+    Fuzz(crate::triage::phase::FuzzPhaseSpec),
 }
 
 fn default_startup() -> Duration {
@@ -220,6 +222,11 @@ impl Profile {
             TargetSpec::Url { http, ws } => {
                 check_url("target.http", http, "http")?;
                 check_url("target.ws", ws, "ws")?;
+            }
+        }
+        for p in &self.phases {
+            if let Phase::Fuzz(f) = p {
+                f.validate(&self.target)?;
             }
         }
         if self.phases.is_empty() {

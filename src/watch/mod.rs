@@ -2,8 +2,14 @@
 //!
 //! - [`process`]: spawn a target (built-in or a command), capture its output, notice and
 //!   classify its death.
+//! - [`supervisor`]: readiness gate, death/hang detection, restarts with outage intervals.
+//! - [`sampler`]: /proc time series (RSS, fds, threads, CPU) once per interval.
+//! - [`attach`]: watch a process we did not start (pidfd_open).
 
+pub mod attach;
 pub mod process;
+pub mod sampler;
+pub mod supervisor;
 
 pub use process::{ExitInfo, LogLine, TargetCommand, TargetProcess};
 

@@ -1,0 +1,137 @@
+//! Attribution: which input(s) killed the target?
+//!
+//! Order: (1) each suspect alone (suspects come unanswered-first, then most recent first, as
+//! the flight recorder hands them over), (2) the whole suspect set replayed concurrently, then
+//! ddmin over the set (answers like "these 3 requests at concurrency 2"), (3) cumulative: a
+//! benign request repeated until the target dies; the count is confirmed on a fresh target.
+//! Hangs use the same steps with the oracle's hold-and-probe test.
+
+use super::Death;
+use super::oracle::Oracle;
+use super::shrink::ddmin;
+use crate::model::{Generated, Payload};
+use anyhow::Result;
+use serde::Serialize;
+
+/// Attribution settings.
+#[derive(Debug, Clone)]
+pub struct AttributionOptions {
+    /// At most this many suspects are tried alone.
+    pub max_alone: usize,
+    /// At most this many suspects go into the set search.
+    pub max_set: usize,
+    /// Concurrency of set replays.
+    pub concurrency: usize,
+    /// Benign request for the cumulative test, and how many to send at most.
+    pub benign: Payload,
+    pub cumulative_max: u64,
+}
+
+impl AttributionOptions {
+    pub fn new(benign: Payload) -> AttributionOptions {
+        AttributionOptions { max_alone: 16, max_set: 64, concurrency: 4, benign, cumulative_max: 5000 }
+    }
+}
+
+/// What killed it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Attribution {
+    /// One input alone.
+    Single { input: Generated },
+    /// A set of inputs sent together at `concurrency`.
+    Set { inputs: Vec<Generated>, concurrency: usize },
+    /// Any `count` requests kill it (the benign request repeated).
+    Cumulative { count: u64, input: Generated },
+    /// Nothing reproduced it.
+    NotReproduced,
+}
+
+/// Attribute `observed` among `suspects` (already ordered).
+pub fn attribute(
+    oracle: &mut Oracle,
+    observed: &Death,
+    suspects: &[Generated],
+    opts: &AttributionOptions,
+) -> Result<Attribution> {
+    // 1. Alone, each on a target that had seen nothing else (the oracle confirms aged deaths).
+    for s in suspects.iter().take(opts.max_alone) {
+        oracle.restart();
+        if oracle.reproduces(std::slice::from_ref(&s.payload), 1, observed)? {
+            return Ok(Attribution::Single { input: s.clone() });
+        }
+    }
+    // 2. The set, concurrently; then ddmin over it.
+    let set: Vec<Generated> = suspects.iter().take(opts.max_set).cloned().collect();
+    if set.len() > 1 {
+        let conc = opts.concurrency.max(2);
+        let payloads = |gs: &[Generated]| gs.iter().map(|g| g.payload.clone()).collect::<Vec<_>>();
+        let mut whole = false;
+        for _ in 0..2 {
+            oracle.restart();
+            if oracle.reproduces(&payloads(&set), conc, observed)? {
+                whole = true;
+                break;
+            }
+        }
+        if whole {
+            let min = ddmin(&set, &mut |c: &[Generated]| {
+                if c.len() == set.len() {
+                    return Ok(true);
+                }
+                if c.is_empty() {
+                    return Ok(false);
+                }
+                oracle.restart();
+                oracle.reproduces(&payloads(c), conc.min(c.len()), observed)
+            })?;
+            if min.len() == 1 {
+                return Ok(Attribution::Single { input: min[0].clone() });
+            }
+            let concurrency = conc.min(min.len());
+            return Ok(Attribution::Set { inputs: min, concurrency });
+        }
+    }
+    // 3. Cumulative: does the benign request, repeated, kill it the same way?
+    if !matches!(observed, Death::Hang)
+        && let Some(count) = cumulative_count(oracle, &opts.benign, opts.cumulative_max, observed)?
+    {
+        let input = Generated {
+            seed: crate::model::RequestSeed { run: 0, stream: 0, index: 0 },
+            layer: crate::model::Layer::Valid,
+            payload: opts.benign.clone(),
+            trail: Vec::new(),
+        };
+        return Ok(Attribution::Cumulative { count, input });
+    }
+    Ok(Attribution::NotReproduced)
+}
+
+/// The number of benign requests after which a fresh target dies like `observed`: measured by
+/// counting, then confirmed by binary search on fresh targets (dies after `count`, survives
+/// `count - 1`) so that a flaky count is narrowed down rather than trusted.
+pub fn cumulative_count(oracle: &mut Oracle, benign: &Payload, max: u64, observed: &Death) -> Result<Option<u64>> {
+    let Some(first) = oracle.count_until_death(benign, max, observed)? else {
+        return Ok(None);
+    };
+    // Binary search the smallest n in [1, first] with "n sends kill a fresh target".
+    let kills =
+        |oracle: &mut Oracle, n: u64| -> Result<bool> { Ok(oracle.count_until_death(benign, n, observed)?.is_some()) };
+    let (mut lo, mut hi) = (0u64, first); // lo survives (0 trivially), hi kills
+    if !kills(oracle, hi)? {
+        return Ok(Some(first)); // flaky: report what we saw
+    }
+    // Cheap check of the common exact case first.
+    if hi > 1 && !kills(oracle, hi - 1)? {
+        return Ok(Some(hi));
+    }
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if kills(oracle, mid)? {
+            hi = mid;
+        } else {
+            lo = mid;
+        }
+    }
+    Ok(Some(hi))
+}

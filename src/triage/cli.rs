@@ -1,0 +1,442 @@
+//! `mesher-stress replay` and `mesher-stress minimize`.
+//!
+//! Target selection (shared): `--target-cmd "PROG ARGS"` (split on whitespace; addresses from
+//! its `listening on` lines, or fixed with `--http`/`--ws`), `--profile FILE` (its `[target]`),
+//! `--http URL` alone (a running server: no restarts, death seen as "stopped answering"), or
+//! the built-in target (`--fault NAME[=P]`, on a throwaway PostgreSQL started once).
+//!
+//! `replay` exit codes: 0 every bucket fixed (no death in any try); 1 some bucket still crashes
+//! or is flaky (or could not be tested because a running target died); 5 tool error.
+
+use super::Death;
+use super::bucket::{self, ReproInputs};
+use super::exec::{self, Addrs, Reply};
+use super::oracle::{Oracle, OracleOptions};
+use super::session::{TriageOptions, Triager};
+use super::target::{CommandFactory, TargetFactory, TargetHandle, UrlTarget};
+use crate::cli::Global;
+use crate::model::{Generated, HttpRequest, Layer, Payload, RequestSeed};
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use serde::Serialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How to get a target.
+#[derive(Debug, Clone, Args)]
+pub struct TargetOpts {
+    /// Command that starts the target, split on whitespace, e.g. "./mesher/mesher". It must
+    /// print "[mesh-rt] HTTP server listening on ADDR" unless --http fixes the address.
+    #[arg(long, value_name = "CMD")]
+    pub target_cmd: Option<String>,
+    /// Environment for --target-cmd (repeatable).
+    #[arg(long, value_name = "K=V")]
+    pub target_env: Vec<String>,
+    /// Working directory for --target-cmd.
+    #[arg(long, value_name = "DIR")]
+    pub target_cwd: Option<PathBuf>,
+    /// Take the target from a profile's [target] table.
+    #[arg(long, value_name = "FILE")]
+    pub profile: Option<PathBuf>,
+    /// Built-in target with this planted fault (repeatable); the default target when nothing
+    /// else is given.
+    #[arg(long = "fault", value_name = "NAME[=PARAM]")]
+    pub faults: Vec<String>,
+    /// HTTP base URL: with --target-cmd, its fixed address; alone, an already running target.
+    #[arg(long, value_name = "URL")]
+    pub http: Option<String>,
+    /// WebSocket base URL (see --http).
+    #[arg(long, value_name = "URL")]
+    pub ws: Option<String>,
+    /// How long to wait for a death after the last answer.
+    #[arg(long, default_value = "300ms", value_parser = crate::profile::parse_duration)]
+    pub grace: Duration,
+    /// Per-request timeout.
+    #[arg(long, default_value = "5s", value_parser = crate::profile::parse_duration)]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(
+    after_help = "Exit codes: 0 every bucket fixed · 1 some bucket still crashing or flaky (or untested because \
+the running target died) · 5 tool error"
+)]
+pub struct ReplayArgs {
+    /// Reproducer directories (corpus/crashes/<bucket>) or directories of them (corpus/crashes).
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    #[command(flatten)]
+    pub target: TargetOpts,
+    /// Tries per bucket, each on a fresh target.
+    #[arg(long, default_value_t = 3)]
+    pub tries: usize,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct MinimizeArgs {
+    /// A request file: raw HTTP bytes, or a model::Generated / model::Payload as JSON.
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub target: TargetOpts,
+    /// Corpus directory the bucket is written to.
+    #[arg(long, default_value = "corpus/crashes")]
+    pub corpus: PathBuf,
+    /// Re-run the minimised reproducer under gdb and put the top frames into the signature.
+    #[arg(long)]
+    pub gdb: bool,
+    /// Budget: at most this many executions for the minimisation.
+    #[arg(long, default_value_t = 2000)]
+    pub max_executions: u64,
+    /// Budget: at most this long for the minimisation.
+    #[arg(long, default_value = "5m", value_parser = crate::profile::parse_duration)]
+    pub max_time: Duration,
+    /// Reproduction-rate tries recorded in meta.json.
+    #[arg(long, default_value_t = 3)]
+    pub tries: usize,
+}
+
+fn url_addr(url: &str) -> Result<SocketAddr> {
+    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+    let auth = rest.split(['/', '?']).next().unwrap_or("");
+    let (h, p) = crate::safety::split_host_port(auth).with_context(|| format!("{url:?}: no host:port"))?;
+    let h = if h.eq_ignore_ascii_case("localhost") { "127.0.0.1" } else { h };
+    format!("{h}:{p}")
+        .parse()
+        .or_else(|_| format!("[{h}]:{p}").parse())
+        .with_context(|| format!("{url:?}: bad address"))
+}
+
+/// A resolved target: a factory, plus what must live as long as it (a throwaway database).
+pub struct Resolved {
+    pub factory: Option<Box<dyn TargetFactory>>,
+    /// Set when the target is an already running server.
+    pub running: Option<Addrs>,
+    pub _cluster: Option<crate::db::Cluster>,
+}
+
+fn builtin(faults: &[String], http_port: u16, ws_port: u16) -> Result<Resolved> {
+    // On the calling thread: the cluster dies with the thread that started it (PDEATHSIG), and
+    // the caller (replay/minimize's blocking task) lives as long as the cluster is needed.
+    let cluster = crate::db::Cluster::start()?;
+    let exe = std::env::current_exe().context("cannot find the mesher-stress executable")?;
+    let mut args = vec![
+        "target".to_string(),
+        "--http-port".into(),
+        http_port.to_string(),
+        "--ws-port".into(),
+        ws_port.to_string(),
+        "--database-url".into(),
+        cluster.url().to_string(),
+        "--prepare-db".into(),
+    ];
+    for f in faults {
+        args.push("--fault".into());
+        args.push(f.clone());
+    }
+    let f = CommandFactory::new(exe.to_string_lossy().to_string(), args);
+    Ok(Resolved { factory: Some(Box::new(f)), running: None, _cluster: Some(cluster) })
+}
+
+/// Resolve the target options (may start PostgreSQL for the built-in target).
+pub fn resolve(t: &TargetOpts, g: &Global) -> Result<Resolved> {
+    for u in [&t.http, &t.ws].into_iter().flatten() {
+        crate::safety::check_target(u, g.allow_remote)?;
+    }
+    let http = t.http.as_deref().map(url_addr).transpose()?;
+    let ws = t.ws.as_deref().map(url_addr).transpose()?;
+    if let Some(cmd) = &t.target_cmd {
+        let mut parts = cmd.split_whitespace().map(str::to_string);
+        let prog = parts.next().context("--target-cmd is empty")?;
+        let mut f = CommandFactory::new(prog, parts.collect());
+        for kv in &t.target_env {
+            let (k, v) = kv.split_once('=').with_context(|| format!("--target-env {kv:?}: expected K=V"))?;
+            f.env.insert(k.into(), v.into());
+        }
+        f.cwd = t.target_cwd.clone();
+        f.http = http;
+        f.ws = ws;
+        return Ok(Resolved { factory: Some(Box::new(f)), running: None, _cluster: None });
+    }
+    if let Some(p) = &t.profile {
+        let prof = crate::profile::Profile::load(p)?;
+        return match prof.target {
+            crate::profile::TargetSpec::Command { command, env, cwd, http, ws, ready_timeout, .. } => {
+                let mut f = CommandFactory::new(command[0].clone(), command[1..].to_vec());
+                f.env = env;
+                f.cwd = cwd;
+                f.http = Some(url_addr(&http)?);
+                f.ws = Some(url_addr(&ws)?);
+                f.ready_timeout = ready_timeout;
+                Ok(Resolved { factory: Some(Box::new(f)), running: None, _cluster: None })
+            }
+            crate::profile::TargetSpec::Builtin { faults, http_port, ws_port, .. } => {
+                builtin(&faults, http_port, ws_port)
+            }
+            crate::profile::TargetSpec::Url { http, ws } => {
+                crate::safety::check_target(&http, g.allow_remote)?;
+                Ok(Resolved {
+                    factory: None,
+                    running: Some(Addrs { http: url_addr(&http)?, ws: Some(url_addr(&ws)?) }),
+                    _cluster: None,
+                })
+            }
+        };
+    }
+    if let Some(h) = http {
+        return Ok(Resolved { factory: None, running: Some(Addrs { http: h, ws }), _cluster: None });
+    }
+    builtin(&t.faults, 0, 0)
+}
+
+/// Reproducer directories under the given paths.
+pub fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.join("payloads.json").exists() {
+            out.push(p.clone());
+            continue;
+        }
+        let rd = std::fs::read_dir(p).with_context(|| format!("cannot read {}", p.display()))?;
+        let mut v: Vec<PathBuf> = rd
+            .flatten()
+            .map(|e| e.path())
+            .filter(|d| {
+                d.join("payloads.json").exists() && !d.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'))
+            })
+            .collect();
+        v.sort();
+        out.extend(v);
+    }
+    Ok(out)
+}
+
+/// Per-bucket verdict of a replay.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReplayRow {
+    pub dir: PathBuf,
+    pub expected: String,
+    /// `still-crashing`, `fixed`, `flaky`, `untested`.
+    pub verdict: String,
+    pub hits: usize,
+    pub tries: usize,
+}
+
+/// Replay reproducer directories against fresh targets from `factory` (blocking).
+pub fn replay_dirs(
+    factory: &dyn TargetFactory,
+    dirs: &[PathBuf],
+    tries: usize,
+    oopts: OracleOptions,
+) -> Result<Vec<ReplayRow>> {
+    let mut oracle = Oracle::new(factory, oopts);
+    let mut rows = Vec::new();
+    for d in dirs {
+        let inputs = bucket::read_inputs(d)?;
+        let send = repeat(&inputs);
+        let hits = oracle.rate(&send, inputs.concurrency, &inputs.death, tries)?;
+        rows.push(ReplayRow {
+            dir: d.clone(),
+            expected: inputs.death.key(),
+            verdict: verdict(hits, tries).into(),
+            hits,
+            tries,
+        });
+    }
+    Ok(rows)
+}
+
+fn verdict(hits: usize, tries: usize) -> &'static str {
+    if hits == 0 {
+        "fixed"
+    } else if hits == tries {
+        "still-crashing"
+    } else {
+        "flaky"
+    }
+}
+
+fn repeat(inputs: &ReproInputs) -> Vec<Payload> {
+    let mut v = Vec::new();
+    for _ in 0..inputs.repeat.max(1) {
+        v.extend(inputs.payloads.iter().cloned());
+    }
+    v
+}
+
+/// Replay against an already running target: one try per bucket; a target that stops
+/// answering after a bucket marks it still-crashing and the rest untested.
+pub fn replay_running(addrs: Addrs, dirs: &[PathBuf], oopts: &OracleOptions) -> Result<Vec<ReplayRow>> {
+    let mut rows = Vec::new();
+    let mut dead = false;
+    for d in dirs {
+        let inputs = bucket::read_inputs(d)?;
+        let mut row =
+            ReplayRow { dir: d.clone(), expected: inputs.death.key(), verdict: "untested".into(), hits: 0, tries: 0 };
+        if !dead {
+            let u = UrlTarget { addrs };
+            let send = repeat(&inputs);
+            if matches!(inputs.death, Death::Hang) {
+                let held: Vec<_> = send.iter().filter_map(|p| exec::open_and_hold(p, &addrs, oopts.timeout)).collect();
+                std::thread::sleep(oopts.hold);
+                let probe = exec::send(&oopts.probe, &addrs, oopts.probe_timeout);
+                drop(held);
+                row.tries = 1;
+                row.hits = matches!(probe, Reply::Timeout) as usize;
+            } else {
+                super::oracle::send_all(&send, &u.addrs(), inputs.concurrency, oopts.timeout);
+                std::thread::sleep(oopts.grace);
+                let probe = exec::send(&oopts.probe, &addrs, oopts.probe_timeout);
+                row.tries = 1;
+                row.hits = (!probe.answered()) as usize;
+            }
+            dead = row.hits > 0;
+            row.verdict = verdict(row.hits, 1).into();
+        }
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+fn oracle_opts(t: &TargetOpts) -> OracleOptions {
+    let mut o = OracleOptions::new(super::oracle::default_probe());
+    o.grace = t.grace;
+    o.timeout = t.timeout;
+    o
+}
+
+/// `mesher-stress replay`.
+pub async fn replay_main(args: ReplayArgs, g: &Global) -> Result<u8> {
+    let g2 = g.clone();
+    let rows = tokio::task::spawn_blocking(move || -> Result<Vec<ReplayRow>> {
+        let g = g2;
+        let dirs = expand(&args.paths)?;
+        if dirs.is_empty() {
+            bail!("no reproducer directories (with payloads.json) under {:?}", args.paths);
+        }
+        let r = resolve(&args.target, &g)?;
+        let oopts = oracle_opts(&args.target);
+        match (&r.factory, r.running) {
+            (Some(f), _) => replay_dirs(f.as_ref(), &dirs, args.tries.max(1), oopts),
+            (None, Some(a)) => replay_running(a, &dirs, &oopts),
+            (None, None) => bail!("no target"),
+        }
+    })
+    .await??;
+    if g.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else if !g.quiet {
+        for r in &rows {
+            println!("{:<15} {:>2}/{:<2} {:<8} {}", r.verdict, r.hits, r.tries, r.expected, r.dir.display());
+        }
+    }
+    let bad = rows.iter().any(|r| r.verdict != "fixed");
+    if !g.json {
+        println!(
+            "replay: {} bucket(s), {}",
+            rows.len(),
+            if bad { "some still crash (exit 1)" } else { "all fixed (exit 0)" }
+        );
+    }
+    Ok(if bad { crate::exit::FAILED } else { crate::exit::SUCCESS })
+}
+
+/// Parse a raw HTTP request file: structured when it parses cleanly (request line, headers,
+/// body of exactly Content-Length bytes), else kept as raw bytes.
+pub fn parse_raw_http(bytes: &[u8]) -> HttpRequest {
+    let raw = || HttpRequest {
+        route: None,
+        method: String::new(),
+        target: String::new(),
+        headers: Vec::new(),
+        body: Vec::new(),
+        raw: Some(bytes.to_vec()),
+    };
+    let Some(end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") else { return raw() };
+    let Ok(head) = std::str::from_utf8(&bytes[..end]) else { return raw() };
+    let body = &bytes[end + 4..];
+    let mut lines = head.split("\r\n");
+    let line = lines.next().unwrap_or("");
+    let parts: Vec<&str> = line.split(' ').collect();
+    if parts.len() != 3 || parts[2] != "HTTP/1.1" {
+        return raw();
+    }
+    let mut headers = Vec::new();
+    for l in lines {
+        let Some((n, v)) = l.split_once(": ") else { return raw() };
+        headers.push((n.to_string(), v.as_bytes().to_vec()));
+    }
+    let cl: Vec<&(String, Vec<u8>)> =
+        headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case("content-length")).collect();
+    let ok = match cl.as_slice() {
+        [] => body.is_empty(),
+        [(_, v)] => v == body.len().to_string().as_bytes(),
+        _ => false,
+    };
+    if !ok {
+        return raw();
+    }
+    let path = parts[1].split('?').next().unwrap_or("");
+    HttpRequest {
+        route: crate::api::match_route(parts[0], path).map(|m| m.route.id),
+        method: parts[0].into(),
+        target: parts[1].into(),
+        headers,
+        body: body.to_vec(),
+        raw: None,
+    }
+}
+
+/// Read a request file given by hand.
+pub fn read_request_file(path: &Path) -> Result<Generated> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    if let Ok(g) = serde_json::from_slice::<Generated>(&bytes) {
+        return Ok(g);
+    }
+    let payload = match serde_json::from_slice::<Payload>(&bytes) {
+        Ok(p) => p,
+        Err(_) => Payload::Http(parse_raw_http(&bytes)),
+    };
+    Ok(Generated { seed: RequestSeed { run: 0, stream: 0, index: 0 }, layer: Layer::Http, payload, trail: Vec::new() })
+}
+
+/// `mesher-stress minimize`.
+pub async fn minimize_main(args: MinimizeArgs, g: &Global) -> Result<u8> {
+    let g = g.clone();
+    let gj = g.json;
+    let quiet = g.quiet;
+    let report = tokio::task::spawn_blocking(move || -> Result<super::session::TriageReport> {
+        let input = read_request_file(&args.file)?;
+        let r = resolve(&args.target, &g)?;
+        let Some(f) = &r.factory else {
+            bail!("minimize needs a target it can restart: give --target-cmd, --profile or --fault");
+        };
+        let store = bucket::Store::open(&args.corpus)?;
+        let mut opts = TriageOptions { oracle: oracle_opts(&args.target), ..TriageOptions::default() };
+        opts.attribution.benign = opts.oracle.probe.clone();
+        opts.gdb = args.gdb;
+        opts.max_executions = args.max_executions;
+        opts.max_time = args.max_time;
+        opts.repro_tries = args.tries;
+        opts.run_seed = g.seed;
+        let mut t = Triager::new(f.as_ref(), store, opts);
+        t.minimize_input(input)
+    })
+    .await??;
+    if gj {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else if !quiet {
+        println!(
+            "{} {}: {} bytes -> {} bytes, {} executions, {} restarts, {:.1}s -> {}",
+            report.death,
+            report.kind,
+            report.size_before,
+            report.size_after,
+            report.executions,
+            report.restarts,
+            report.seconds,
+            report.dir.as_ref().map(|d| d.display().to_string()).unwrap_or("(not reproduced)".into())
+        );
+    }
+    Ok(if report.bucket_id.is_some() { crate::exit::CRASHED } else { crate::exit::FAILED })
+}

@@ -1,0 +1,565 @@
+//! One crash from observation to bucket ([`Triager::on_crash`]), and the fuzz+triage phase
+//! ([`fuzz_phase`]) that the profile's `fuzz` phase runs.
+//!
+//! Plugging in the driver: hand `on_crash` the death the watchdog saw and the flight
+//! recorder's suspects (unanswered first, then most recent first). Plugging in another target:
+//! implement [`TargetFactory`]. The fuzz phase takes any [`Source`] and a [`Sender`] (the
+//! built-in [`ReplaySender`] is a real serial sender over this module's executor).
+
+use super::Death;
+use super::attribution::{self, Attribution, AttributionOptions};
+use super::bucket::{self, Meta, ReproInputs, ReproRate, Signature, Store};
+use super::exec::{Addrs, Reply};
+use super::oracle::{Oracle, OracleOptions};
+use super::shrink;
+use super::target::{TargetFactory, TargetHandle};
+use crate::model::{Generated, Payload, Source};
+use anyhow::Result;
+use serde::Serialize;
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Triage settings.
+#[derive(Debug, Clone)]
+pub struct TriageOptions {
+    pub oracle: OracleOptions,
+    pub attribution: AttributionOptions,
+    /// Reproduction-rate tries (serial and concurrent each) for meta.json.
+    pub repro_tries: usize,
+    /// Re-run the minimised reproducer under gdb for backtrace frames.
+    pub gdb: bool,
+    /// Budget of the minimisation (executions and wall time); what is reached is kept.
+    pub max_executions: u64,
+    pub max_time: Duration,
+    pub run_seed: Option<u64>,
+}
+
+impl Default for TriageOptions {
+    fn default() -> Self {
+        let probe = super::oracle::default_probe();
+        TriageOptions {
+            oracle: OracleOptions::new(probe.clone()),
+            attribution: AttributionOptions::new(probe),
+            repro_tries: 3,
+            gdb: false,
+            max_executions: 2000,
+            max_time: Duration::from_secs(300),
+            run_seed: None,
+        }
+    }
+}
+
+/// What triage of one crash produced.
+#[derive(Debug, Clone, Serialize)]
+pub struct TriageReport {
+    pub death: Death,
+    /// None when the crash could not be reproduced.
+    pub bucket_id: Option<String>,
+    pub dir: Option<PathBuf>,
+    pub new_bucket: bool,
+    /// True when counted against a known bucket without replaying (coarse key matched).
+    pub fast_path: bool,
+    pub kind: String,
+    pub executions: u64,
+    pub restarts: u64,
+    pub seconds: f64,
+    pub size_before: usize,
+    pub size_after: usize,
+}
+
+/// Death + route + skeleton of the unminimised payload: equal keys are counted against the
+/// bucket they were attributed to before, without re-triage.
+pub fn coarse_key(death: &Death, g: &Generated) -> String {
+    format!("{}|{}|{}", death.key(), shrink::route_key(&g.payload), bucket::payload_shape(&g.payload))
+}
+
+pub struct Triager<'f> {
+    pub factory: &'f dyn TargetFactory,
+    pub store: Store,
+    pub opts: TriageOptions,
+}
+
+impl<'f> Triager<'f> {
+    pub fn new(factory: &'f dyn TargetFactory, store: Store, opts: TriageOptions) -> Triager<'f> {
+        Triager { factory, store, opts }
+    }
+
+    /// Replay `input` alone on a fresh target to learn how it kills, then triage it.
+    pub fn minimize_input(&mut self, input: Generated) -> Result<TriageReport> {
+        let mut oracle = Oracle::new(self.factory, self.opts.oracle.clone());
+        let out = oracle.execute_raw(std::slice::from_ref(&input.payload), 1, false)?;
+        let death = match out.death {
+            Some(d) => d,
+            None => {
+                let hang = oracle.execute_raw(std::slice::from_ref(&input.payload), 1, true)?;
+                match hang.death {
+                    Some(d) => d,
+                    None => anyhow::bail!(
+                        "the input does not kill or hang the target ({}); replies: {:?}",
+                        self.factory.describe(),
+                        out.replies
+                    ),
+                }
+            }
+        };
+        drop(oracle);
+        self.on_crash(death, std::slice::from_ref(&input))
+    }
+
+    /// Triage one observed death given the suspects (unanswered first, then most recent).
+    pub fn on_crash(&mut self, observed: Death, suspects: &[Generated]) -> Result<TriageReport> {
+        let started = Instant::now();
+        if let Some(first) = suspects.first() {
+            let key = coarse_key(&observed, first);
+            if let Some(m) = self.store.find_coarse(&key)? {
+                let m = self.store.hit(&m.bucket_id, None)?;
+                return Ok(TriageReport {
+                    death: observed,
+                    bucket_id: Some(m.bucket_id.clone()),
+                    dir: Some(self.store.bucket_dir(&m.bucket_id)),
+                    new_bucket: false,
+                    fast_path: true,
+                    kind: m.kind,
+                    executions: 0,
+                    restarts: 0,
+                    seconds: started.elapsed().as_secs_f64(),
+                    size_before: 0,
+                    size_after: 0,
+                });
+            }
+        }
+        let mut oracle = Oracle::new(self.factory, self.opts.oracle.clone());
+        let att = attribution::attribute(&mut oracle, &observed, suspects, &self.opts.attribution)?;
+        let (originals, concurrency, repeat, kind) = match &att {
+            Attribution::Single { input } => (vec![input.clone()], 1, 1, "single"),
+            Attribution::Set { inputs, concurrency } => (inputs.clone(), *concurrency, 1, "set"),
+            Attribution::Cumulative { count, input } => (vec![input.clone()], 1, *count, "cumulative"),
+            Attribution::NotReproduced => {
+                return Ok(TriageReport {
+                    death: observed,
+                    bucket_id: None,
+                    dir: None,
+                    new_bucket: false,
+                    fast_path: false,
+                    kind: "not-reproduced".into(),
+                    executions: oracle.stats.executions,
+                    restarts: oracle.stats.restarts,
+                    seconds: started.elapsed().as_secs_f64(),
+                    size_before: suspects.iter().map(|g| shrink::payload_size(&g.payload)).sum(),
+                    size_after: 0,
+                });
+            }
+        };
+        let mut payloads: Vec<Payload> = originals.iter().map(|g| g.payload.clone()).collect();
+        let size_before: usize = payloads.iter().map(shrink::payload_size).sum();
+        // Minimise each payload with the others fixed (cumulative: the benign request is kept).
+        if kind != "cumulative" {
+            let budget_execs = oracle.stats.executions + self.opts.max_executions;
+            let deadline = Instant::now() + self.opts.max_time;
+            for i in 0..payloads.len() {
+                let others = payloads.clone();
+                let p = shrink::shrink_payload(&payloads[i], &mut |c: &Payload| {
+                    if oracle.stats.executions >= budget_execs || Instant::now() >= deadline {
+                        return Ok(false);
+                    }
+                    let mut set = others.clone();
+                    set[i] = c.clone();
+                    if set.len() > 1 {
+                        oracle.restart();
+                    }
+                    oracle.reproduces(&set, concurrency, &observed)
+                })?;
+                payloads[i] = p;
+            }
+        }
+        let size_after: usize = payloads.iter().map(shrink::payload_size).sum();
+        let send_set: Vec<Payload> = repeat_payloads(&payloads, repeat);
+        let mut sig = Signature {
+            death: observed.key(),
+            kind: kind.into(),
+            routes: bucket::routes_of(&payloads),
+            shapes: if kind == "cumulative" {
+                Vec::new()
+            } else {
+                payloads.iter().map(bucket::payload_shape).collect()
+            },
+            frames: Vec::new(),
+        };
+        // A known bucket (same signature apart from gdb frames): count it, skip the rate
+        // measurement and the gdb re-run.
+        if let Some(m) = self.store.list()?.into_iter().find(|m| {
+            let s = &m.signature;
+            s.death == sig.death && s.kind == sig.kind && s.routes == sig.routes && s.shapes == sig.shapes
+        }) {
+            let coarse = suspects.first().filter(|_| kind != "cumulative").map(|g| coarse_key(&observed, g));
+            let m = self.store.hit(&m.bucket_id, coarse.as_deref())?;
+            return Ok(TriageReport {
+                death: observed,
+                bucket_id: Some(m.bucket_id.clone()),
+                dir: Some(self.store.bucket_dir(&m.bucket_id)),
+                new_bucket: false,
+                fast_path: false,
+                kind: kind.into(),
+                executions: oracle.stats.executions,
+                restarts: oracle.stats.restarts,
+                seconds: started.elapsed().as_secs_f64(),
+                size_before,
+                size_after,
+            });
+        }
+        // Reproduction rate on fresh targets.
+        let tries = self.opts.repro_tries;
+        let serial_hits = if kind == "set" {
+            oracle.rate(&payloads, 1, &observed, tries)?
+        } else {
+            oracle.rate(&send_set, 1, &observed, tries)?
+        };
+        let conc_set: Vec<Payload> =
+            if kind == "set" { payloads.clone() } else { [send_set.clone(), payloads.clone()].concat() };
+        let concurrent_hits = oracle.rate(&conc_set, concurrency.max(2), &observed, tries)?;
+        let executions = oracle.stats.executions;
+        let restarts = oracle.stats.restarts;
+        let log_tail: Vec<String> = oracle.last_log.iter().rev().take(30).rev().cloned().collect();
+        drop(oracle);
+        // Backtrace under gdb.
+        let backtrace = if self.opts.gdb && !matches!(observed, Death::Hang) {
+            gdb_backtrace(self.factory, &send_set, concurrency, &self.opts.oracle).unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        sig.frames = top_frames(&backtrace, 3);
+        let now = bucket::now_text();
+        let meta = Meta {
+            bucket_id: sig.bucket_id(),
+            death: observed,
+            signal: observed.signo().and_then(super::signal_name).map(str::to_string),
+            signo: observed.signo(),
+            shell_exit: observed.shell_code(),
+            route: sig.routes.first().cloned().unwrap_or_default(),
+            kind: kind.into(),
+            concurrency,
+            cumulative_count: (kind == "cumulative").then_some(repeat),
+            run_seed: self.opts.run_seed,
+            request_seeds: originals.iter().map(|g| g.seed).collect(),
+            trails: originals.iter().map(|g| g.trail.clone()).collect(),
+            executions,
+            restarts,
+            seconds: started.elapsed().as_secs_f64(),
+            size_before,
+            size_after,
+            repro: ReproRate { tries, serial_hits, concurrent_hits },
+            first_seen: now.clone(),
+            last_seen: now,
+            count: 1,
+            tool_version: env!("CARGO_PKG_VERSION").to_string(),
+            target: self.factory.describe(),
+            coarse_keys: suspects
+                .first()
+                .filter(|_| kind != "cumulative")
+                .map(|g| coarse_key(&observed, g))
+                .into_iter()
+                .collect(),
+            backtrace,
+            log_tail,
+            signature: sig,
+        };
+        let inputs = ReproInputs { payloads, concurrency, repeat, death: observed };
+        let (m, new) = self.store.record(meta, &inputs)?;
+        Ok(TriageReport {
+            death: observed,
+            bucket_id: Some(m.bucket_id.clone()),
+            dir: Some(self.store.bucket_dir(&m.bucket_id)),
+            new_bucket: new,
+            fast_path: false,
+            kind: kind.into(),
+            executions,
+            restarts,
+            seconds: started.elapsed().as_secs_f64(),
+            size_before,
+            size_after,
+        })
+    }
+}
+
+fn repeat_payloads(ps: &[Payload], n: u64) -> Vec<Payload> {
+    let mut out = Vec::with_capacity(ps.len() * n as usize);
+    for _ in 0..n.max(1) {
+        out.extend(ps.iter().cloned());
+    }
+    out
+}
+
+/// Run the reproducer once under gdb (`TargetFactory::under_gdb`) and return the `#N` lines of
+/// the backtrace it prints.
+pub fn gdb_backtrace(
+    factory: &dyn TargetFactory,
+    payloads: &[Payload],
+    concurrency: usize,
+    opts: &OracleOptions,
+) -> Option<Vec<String>> {
+    let g = factory.under_gdb()?;
+    let mut t = g.start().ok()?;
+    let addrs = t.addrs();
+    super::oracle::send_all(payloads, &addrs, concurrency, opts.timeout);
+    // gdb prints the backtrace and exits (killing the inferior) in batch mode.
+    t.wait_death(Duration::from_secs(60));
+    let lines: Vec<String> = t.log_tail().into_iter().filter(|l| l.starts_with('#')).collect();
+    t.kill();
+    Some(lines)
+}
+
+/// Function names of the top `n` frames of gdb `bt` lines, skipping libc / signal machinery.
+pub fn top_frames(bt: &[String], n: usize) -> Vec<String> {
+    const SKIP: [&str; 15] = [
+        "std::",
+        "core::",
+        "alloc::",
+        "raise",
+        "abort",
+        "gsignal",
+        "pthread_kill",
+        "__pthread_kill",
+        "__GI_",
+        "__restore_rt",
+        "<signal handler called>",
+        "??",
+        "libc::",
+        "std::sys::",
+        "__libc_",
+    ];
+    let mut out = Vec::new();
+    for l in bt {
+        // "#0  0x00007f.. in func (args) at file:line" or "#1  func (args) at ..."
+        let rest = l.trim_start_matches('#').trim_start_matches(|c: char| c.is_ascii_digit()).trim_start();
+        let rest = match rest.find(" in ") {
+            Some(i) if rest.starts_with("0x") => &rest[i + 4..],
+            _ => rest,
+        };
+        let name = rest.split(" (").next().unwrap_or("").trim().to_string();
+        if name.is_empty() || SKIP.iter().any(|s| name.starts_with(s) || name.contains(&format!("::{s}"))) {
+            continue;
+        }
+        // Drop a Rust hash suffix (`::h0123abcd...`).
+        let name = match name.rfind("::h") {
+            Some(i) if name[i + 3..].len() == 16 && name[i + 3..].chars().all(|c| c.is_ascii_hexdigit()) => {
+                name[..i].to_string()
+            }
+            _ => name,
+        };
+        out.push(name);
+        if out.len() == n {
+            break;
+        }
+    }
+    out
+}
+
+/// Sends generated inputs during the fuzz phase (the driver implements it; [`ReplaySender`]
+/// is the built-in serial one).
+pub trait Sender: Send {
+    fn send(&mut self, g: &Generated, addrs: &Addrs) -> Reply;
+}
+
+/// Serial sender over [`super::exec::send`].
+pub struct ReplaySender {
+    pub timeout: Duration,
+}
+
+impl Sender for ReplaySender {
+    fn send(&mut self, g: &Generated, addrs: &Addrs) -> Reply {
+        super::exec::send(&g.payload, addrs, self.timeout)
+    }
+}
+
+/// Fuzz phase settings.
+#[derive(Debug, Clone)]
+pub struct FuzzOptions {
+    pub duration: Duration,
+    /// At most this many inputs (None = until `duration`).
+    pub max_inputs: Option<u64>,
+    pub stream: u64,
+    /// Flight recorder size (suspects handed to triage).
+    pub recorder: usize,
+    /// A send that times out triggers a hang probe; the target counts as hung when the probe
+    /// also times out.
+    pub hang_probe_timeout: Duration,
+    /// Triage crashes (false: only count deaths and restart).
+    pub triage: bool,
+    /// After each answered input, wait this long for a death (Mesher's §6.1 crash comes just
+    /// after the response). 0 = only check; a death is then noticed at the next input.
+    pub settle: Duration,
+}
+
+impl Default for FuzzOptions {
+    fn default() -> Self {
+        FuzzOptions {
+            duration: Duration::from_secs(60),
+            max_inputs: None,
+            stream: 0,
+            recorder: 32,
+            hang_probe_timeout: Duration::from_secs(2),
+            triage: true,
+            settle: Duration::ZERO,
+        }
+    }
+}
+
+/// A period during which the target was down (from the death to readiness after restart).
+#[derive(Debug, Clone, Serialize)]
+pub struct Outage {
+    pub death: Death,
+    pub started_s: f64,
+    pub seconds: f64,
+}
+
+/// Result of a fuzz+triage phase.
+#[derive(Debug, Clone, Serialize)]
+pub struct FuzzReport {
+    pub inputs_sent: u64,
+    pub deaths: u64,
+    pub outages: Vec<Outage>,
+    pub triage: Vec<TriageReport>,
+    /// The bucket table at the end (all buckets in the store).
+    pub buckets: Vec<BucketRow>,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BucketRow {
+    pub bucket_id: String,
+    pub death: String,
+    pub route: String,
+    pub kind: String,
+    pub count: u64,
+    pub first_seen: String,
+    pub last_seen: String,
+    pub size_after: usize,
+}
+
+pub fn bucket_table(store: &Store) -> Result<Vec<BucketRow>> {
+    Ok(store
+        .list()?
+        .into_iter()
+        .map(|m| BucketRow {
+            bucket_id: m.bucket_id,
+            death: m.death.key(),
+            route: m.route,
+            kind: m.kind,
+            count: m.count,
+            first_seen: m.first_seen,
+            last_seen: m.last_seen,
+            size_after: m.size_after,
+        })
+        .collect())
+}
+
+/// Human text of the bucket table.
+pub fn format_table(rows: &[BucketRow]) -> String {
+    let mut s =
+        format!("{:<48} {:<9} {:<24} {:<10} {:>6}  {}\n", "bucket", "death", "route", "kind", "count", "last seen");
+    for r in rows {
+        s.push_str(&format!(
+            "{:<48} {:<9} {:<24} {:<10} {:>6}  {}\n",
+            r.bucket_id, r.death, r.route, r.kind, r.count, r.last_seen
+        ));
+    }
+    s
+}
+
+/// The fuzz+triage phase: generate inputs from `source`, send them with `sender` to a target
+/// from `factory`, notice deaths at once (and hangs with a probe), hand each death with the
+/// flight recorder's suspects to triage, restart, continue until the time is up.
+/// Blocking: call it from a plain thread or `spawn_blocking`.
+pub fn fuzz_phase(
+    source: Arc<dyn Source>,
+    sender: &mut dyn Sender,
+    factory: &dyn TargetFactory,
+    store: Store,
+    topts: TriageOptions,
+    fopts: &FuzzOptions,
+    stop: &dyn Fn() -> bool,
+) -> Result<FuzzReport> {
+    let t0 = Instant::now();
+    let deadline = t0 + fopts.duration;
+    let mut triager = Triager::new(factory, store, topts.clone());
+    let mut recorder: VecDeque<(Generated, bool)> = VecDeque::new();
+    let mut target: Box<dyn TargetHandle> = factory.start()?;
+    let mut report = FuzzReport {
+        inputs_sent: 0,
+        deaths: 0,
+        outages: Vec::new(),
+        triage: Vec::new(),
+        buckets: Vec::new(),
+        seconds: 0.0,
+    };
+    let mut index = 0u64;
+    while Instant::now() < deadline && !stop() && fopts.max_inputs.is_none_or(|m| index < m) {
+        let g = source.generate(fopts.stream, index);
+        index += 1;
+        let addrs = target.addrs();
+        let reply = sender.send(&g, &addrs);
+        report.inputs_sent += 1;
+        recorder.push_back((g, reply.answered()));
+        while recorder.len() > fopts.recorder {
+            recorder.pop_front();
+        }
+        let mut death = if fopts.settle.is_zero() { target.death() } else { target.wait_death(fopts.settle) };
+        if death.is_none() && matches!(reply, Reply::Timeout | Reply::Refused | Reply::Reset | Reply::Closed) {
+            // Maybe dying right now; maybe hung.
+            death = target.wait_death(topts.oracle.grace);
+            if death.is_none() && matches!(reply, Reply::Timeout) {
+                let probe = super::exec::send(&topts.oracle.probe, &addrs, fopts.hang_probe_timeout);
+                if matches!(probe, Reply::Timeout) {
+                    death = Some(Death::Hang);
+                }
+            }
+        }
+        let Some(d) = death else { continue };
+        let down_at = Instant::now();
+        report.deaths += 1;
+        target.kill();
+        if fopts.triage {
+            // Unanswered first, then most recent first.
+            let mut suspects: Vec<Generated> =
+                recorder.iter().rev().filter(|(_, a)| !*a).map(|(g, _)| g.clone()).collect();
+            suspects.extend(recorder.iter().rev().filter(|(_, a)| *a).map(|(g, _)| g.clone()));
+            match triager.on_crash(d, &suspects) {
+                Ok(r) => report.triage.push(r),
+                Err(e) => eprintln!("triage failed: {e:#}"),
+            }
+        }
+        recorder.clear();
+        target = factory.start()?;
+        report.outages.push(Outage {
+            death: d,
+            started_s: (down_at - t0).as_secs_f64(),
+            seconds: down_at.elapsed().as_secs_f64(),
+        });
+    }
+    target.kill();
+    report.buckets = bucket_table(&triager.store)?;
+    report.seconds = t0.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_skip_libc() {
+        let bt: Vec<String> = [
+            "#0  __pthread_kill_implementation (no_tid=0, signo=11, threadid=<optimized out>) at ./nptl/pthread_kill.c:44",
+            "#1  0x00007ffff7c8f15f in __pthread_kill_internal (signo=11) at ./nptl/pthread_kill.c:78",
+            "#2  0x00007ffff7c40472 in __GI_raise (sig=11) at ../sysdeps/posix/raise.c:26",
+            "#3  0x0000555555560abc in crashy::handle::h0123456789abcdef (s=...) at tests/common/mod.rs:40",
+            "#4  0x0000555555560def in crashy::serve (port=0) at tests/common/mod.rs:80",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert_eq!(top_frames(&bt, 3), vec!["crashy::handle".to_string(), "crashy::serve".to_string()]);
+    }
+}

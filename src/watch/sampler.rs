@@ -1,0 +1,93 @@
+//! /proc sampler: RSS, open fds, threads and CPU (utime + stime) of a process, once per
+//! interval, into a plain serialisable time series. Linux only (reads `/proc/<pid>/stat` and
+//! counts `/proc/<pid>/fd`).
+
+use serde::{Deserialize, Serialize};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// One sample.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProcSample {
+    /// Milliseconds since the series' origin.
+    pub t_ms: u64,
+    pub pid: u32,
+    pub rss_bytes: u64,
+    pub fds: u64,
+    pub threads: u64,
+    /// utime + stime, in seconds.
+    pub cpu_seconds: f64,
+}
+
+/// Read one sample now (None when the process is gone or unreadable).
+pub fn read(pid: u32, t_ms: u64) -> Option<ProcSample> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may contain spaces: split after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // f[0] is field 3 (state); utime = field 14, stime = 15, num_threads = 20, rss = 24.
+    if f.first() == Some(&"Z") {
+        return None;
+    }
+    let num = |i: usize| f.get(i).and_then(|s| s.parse::<u64>().ok());
+    let (utime, stime, threads, rss_pages) = (num(11)?, num(12)?, num(17)?, num(21)?);
+    // SAFETY: sysconf has no preconditions.
+    let (page, tck) = unsafe { (libc::sysconf(libc::_SC_PAGESIZE), libc::sysconf(libc::_SC_CLK_TCK)) };
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count() as u64).unwrap_or(0);
+    Some(ProcSample {
+        t_ms,
+        pid,
+        rss_bytes: rss_pages * page.max(1) as u64,
+        fds,
+        threads,
+        cpu_seconds: (utime + stime) as f64 / tck.max(1) as f64,
+    })
+}
+
+/// A running sampler task; the series is shared (read it any time, e.g. for the report).
+pub struct Sampler {
+    pub series: Arc<Mutex<Vec<ProcSample>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Sampler {
+    /// Sample `pid` every `every` (first sample at once) until it is gone or the sampler is
+    /// dropped. `origin` is the time zero of `t_ms`. Several samplers (one per target
+    /// incarnation) can share one series.
+    pub fn spawn(pid: u32, every: Duration, origin: Instant, series: Arc<Mutex<Vec<ProcSample>>>) -> Sampler {
+        let s = series.clone();
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let t = origin.elapsed().as_millis() as u64;
+                match read(pid, t) {
+                    Some(x) => s.lock().expect("series lock").push(x),
+                    None => break,
+                }
+            }
+        });
+        Sampler { series, task }
+    }
+
+    /// A copy of the series so far.
+    pub fn snapshot(&self) -> Vec<ProcSample> {
+        self.series.lock().expect("series lock").clone()
+    }
+}
+
+impl Drop for Sampler {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn reads_own_process() {
+        let s = super::read(std::process::id(), 0).unwrap();
+        assert!(s.rss_bytes > 0 && s.threads >= 1 && s.fds >= 3, "{s:?}");
+    }
+}
