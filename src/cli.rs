@@ -50,4 +50,6 @@ pub enum Command {
     Target(crate::target::TargetArgs),
     /// Throwaway PostgreSQL, Mesher's schema and fixtures.
     Db(crate::db::cli::DbArgs),
+    /// Regenerate inputs exactly from (seed, stream, index): JSON or wire bytes.
+    Gen(crate::generate::cli::GenArgs),
 }

@@ -5,6 +5,7 @@ pub mod checks;
 pub mod cli;
 pub mod db;
 pub mod exit;
+pub mod generate;
 pub mod fsutil;
 pub mod model;
 pub mod profile;
