@@ -184,25 +184,52 @@ fn auth_form(r: &mut GenRng, ctx: &Ctx, st: &mut St) -> Option<(String, String)>
 
 fn content_length_lie(r: &mut GenRng, _: &Ctx, st: &mut St) -> Option<(String, String)> {
     let len = st.req.body.len() as u64;
+    let mut second: Option<String> = None;
     let v: String = match below(r, 9) {
         0 if len > 0 => (len - range(r, 1, len)).to_string(),
         0 | 1 => (len + range(r, 1, 4096)).to_string(),
         2 => (1u64 << range(r, 40, 62)).to_string(),
-        3 => (*pick(r, &["281474976710656", "1099511627776", "9223372036854775807", "9223372036854775808", "18446744073709551615", "18446744073709551616"])).to_string(),
+        3 => (*pick(
+            r,
+            &[
+                "281474976710656",
+                "1099511627776",
+                "9223372036854775807",
+                "9223372036854775808",
+                "18446744073709551615",
+                "18446744073709551616",
+            ],
+        ))
+        .to_string(),
         4 => format!("-{}", range(r, 1, 1 << 20)),
         5 => (*pick(r, &["abc", "1e3", "0x10", "+5", " 12", "12 ", "1,2", "", "١٢"])).to_string(),
-        6 => "0".to_string(),
-        7 => {
-            // Two different lengths.
-            st.req.headers.push(("content-length".into(), (len + 1).to_string().into_bytes()));
+        6 if len > 0 => "0".to_string(),
+        6 | 7 => {
+            // Two different lengths, the true one first or last.
+            second = Some((len + 1).to_string());
             len.to_string()
         }
         _ => "99999999999999999999999999".to_string(),
     };
     st.req.headers.retain(|(n, _)| n != "content-length");
-    st.req.headers.push(("content-length".into(), v.clone().into_bytes()));
+    let detail = match &second {
+        Some(b) if chance(r, 0.5) => {
+            st.req.headers.push(("content-length".into(), b.clone().into_bytes()));
+            st.req.headers.push(("content-length".into(), v.clone().into_bytes()));
+            format!("{b:?} then {v:?} for a {len}-byte body")
+        }
+        Some(b) => {
+            st.req.headers.push(("content-length".into(), v.clone().into_bytes()));
+            st.req.headers.push(("content-length".into(), b.clone().into_bytes()));
+            format!("{v:?} then {b:?} for a {len}-byte body")
+        }
+        None => {
+            st.req.headers.push(("content-length".into(), v.clone().into_bytes()));
+            format!("{v:?} for a {len}-byte body")
+        }
+    };
     st.raw_needed = true;
-    Some(("content-length".into(), format!("{v:?} for a {len}-byte body")))
+    Some(("content-length".into(), detail))
 }
 
 fn chunked(r: &mut GenRng, _: &Ctx, st: &mut St) -> Option<(String, String)> {
@@ -350,7 +377,8 @@ fn bad_param(r: &mut GenRng, _kind: ParamKind, valid: &str) -> (String, &'static
         12 => (format!("{valid}'"), "SQL quote"),
         _ => ("bulk".into(), "the word bulk"),
     };
-    v
+    // Some variants are no-ops on some values (uppercase of an all-digit UUID).
+    if v.0 == valid { ("abc".into(), "non-UUID") } else { v }
 }
 
 fn path_param(r: &mut GenRng, _: &Ctx, st: &mut St) -> Option<(String, String)> {

@@ -225,6 +225,7 @@ fn rename_member(r: &mut GenRng, _: &GenOptions, j: &mut J) -> Option<(String, S
         },
         _ => format!("{old}\u{301}"),
     };
+    let new = if new == old { format!("{old}_x") } else { new };
     m[i].0 = new.clone();
     let shown: String = new.chars().take(40).collect();
     Some((at, format!("{old:?} -> {shown:?}")))
