@@ -72,8 +72,8 @@ fn pinned_digest_is_machine_independent() {
         h.update(&bytes(&g.generate(1, n)));
     }
     let digest = h.digest().to_string();
-    let expected = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/generate_digest.txt"))
-        .unwrap_or_default();
+    let expected =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/generate_digest.txt")).unwrap_or_default();
     assert_eq!(digest, expected.trim(), "generation digest changed");
 }
 
@@ -91,8 +91,12 @@ fn every_input_regenerates_with_its_trail() {
         let again = fresh.regenerate(&item);
         assert_eq!(again, item, "index {n}");
         // Forcing the recorded layer and route reproduces it too (what `gen --layer --route` does).
-        let forced =
-            Generator::new(5, fixtures(), all_layers(), GenOptions::default()).generate_with(3, n, Some(item.layer), None);
+        let forced = Generator::new(5, fixtures(), all_layers(), GenOptions::default()).generate_with(
+            3,
+            n,
+            Some(item.layer),
+            None,
+        );
         assert_eq!(forced, item);
         if matches!(item.layer, Layer::Json | Layer::Http) {
             assert!(!item.trail.is_empty(), "mutated layers record their operators");

@@ -308,7 +308,8 @@ fn websocket_operators_do_what_they_record() {
         let mut s = base.clone();
         let st = ws::apply("ws.ping-flood", &mut rng::from_u64(seed), &c, &mut s).unwrap();
         let n = number_in(&st.detail, "");
-        let pings = s.frames.iter().filter(|f| f.opcode == 9).count() - base.frames.iter().filter(|f| f.opcode == 9).count();
+        let pings =
+            s.frames.iter().filter(|f| f.opcode == 9).count() - base.frames.iter().filter(|f| f.opcode == 9).count();
         assert_eq!(pings, n);
 
         let mut s = base.clone();
@@ -335,7 +336,12 @@ fn websocket_operators_do_what_they_record() {
 #[test]
 fn every_operator_applies_somewhere_and_layers_compose() {
     let c = ctx();
-    let g = Generator::new(3, c.fixtures.clone(), Mix { valid: 0.0, json: 1.0, http: 1.0, ws: 1.0, routes: Default::default() }, GenOptions { max_string: 64 * 1024, max_array: 5000, ..GenOptions::default() });
+    let g = Generator::new(
+        3,
+        c.fixtures.clone(),
+        Mix { valid: 0.0, json: 1.0, http: 1.0, ws: 1.0, routes: Default::default() },
+        GenOptions { max_string: 64 * 1024, max_array: 5000, ..GenOptions::default() },
+    );
     let mut used = BTreeSet::new();
     let mut multi = 0;
     for n in 0..3000 {

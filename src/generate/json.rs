@@ -33,7 +33,7 @@ pub enum Seg {
 
 impl J {
     pub fn obj() -> J {
-        J::Obj(Vec::new())
+        J::Obj(Vec::with_capacity(8))
     }
 
     pub fn str(s: impl Into<String>) -> J {
@@ -212,6 +212,12 @@ impl J {
 pub fn write_str(s: &str, out: &mut Vec<u8>) {
     out.push(b'"');
     let bytes = s.as_bytes();
+    // Fast path: most generated strings need no escaping.
+    if !bytes.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\') {
+        out.extend_from_slice(bytes);
+        out.push(b'"');
+        return;
+    }
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
         let esc: &[u8] = match b {

@@ -173,8 +173,11 @@ impl<T: Copy> Table<T> {
     fn is_empty(&self) -> bool {
         self.items.is_empty()
     }
-    fn draw(&self, r: &mut rng::GenRng) -> T {
-        self.items[rng::weighted(r, &self.cum)]
+    /// Draw with a 64-bit value (uniform in [0, total) from its top 53 bits).
+    fn draw_u64(&self, x: u64) -> T {
+        let total = *self.cum.last().expect("non-empty weights");
+        let u = (x >> 11) as f64 / (1u64 << 53) as f64 * total;
+        self.items[self.cum.iter().position(|&c| u < c).unwrap_or(self.cum.len() - 1)]
     }
 }
 
@@ -209,10 +212,7 @@ impl Generator {
         ]);
         let all_routes = Table::new(ROUTES.iter().map(|r| (r.id, mix.route_weight(r.name))));
         let body_routes = Table::new(
-            ROUTES
-                .iter()
-                .filter(|r| r.body != crate::api::BodyKind::None)
-                .map(|r| (r.id, mix.route_weight(r.name))),
+            ROUTES.iter().filter(|r| r.body != crate::api::BodyKind::None).map(|r| (r.id, mix.route_weight(r.name))),
         );
         let ws_paths =
             Table::new([WsPath::Ingest, WsPath::Stream].into_iter().map(|w| (w, mix.route_weight(w.name()))));
@@ -245,8 +245,8 @@ impl Generator {
             let mut files: Vec<_> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
             files.sort();
             for f in files.iter().filter(|p| p.extension().is_some_and(|e| e == "json")) {
-                let g: Generated = serde_json::from_slice(&std::fs::read(f)?)
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
+                let g: Generated =
+                    serde_json::from_slice(&std::fs::read(f)?).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
                 if let Payload::Http(h) = g.payload
                     && let Ok(v) = serde_json::from_slice::<serde_json::Value>(&h.body)
                 {
@@ -273,30 +273,30 @@ impl Generator {
     /// The n-th input of stream s with a forced layer and/or route name (route names include
     /// `ws-ingest`/`ws-stream`). Forcing what the mix would have chosen anyway changes nothing.
     pub fn generate_with(&self, stream: u64, index: u64, layer: Option<Layer>, route: Option<&str>) -> Generated {
-        let mut sel = rng::derive(self.run, stream, index, rng::SALT_SELECT);
+        // Selection: two splitmix draws (cheaper than a ChaCha stream); content: ChaCha8.
+        let sel = rng::select_u64(self.run, stream, index);
         let mut r = rng::derive(self.run, stream, index, rng::SALT_CONTENT);
-        let natural = self.layers.draw(&mut sel);
-        let route_draw = rng::next_u64(&mut sel);
+        let natural = self.layers.draw_u64(sel);
+        let route_draw = rng::splitmix(sel ^ rng::SALT_SELECT);
         let layer = layer.unwrap_or_else(|| match route {
             Some("ws-ingest" | "ws-stream") => Layer::Ws,
             _ => natural,
         });
         let seed = RequestSeed { run: self.run, stream, index };
-        let mut sub = rng::from_u64(route_draw);
-        let pick_route = |table: &Table<RouteId>, sub: &mut rng::GenRng| -> RouteId {
+        let pick_route = |table: &Table<RouteId>| -> RouteId {
             match route.and_then(Route::by_name) {
                 Some(r) => r.id,
-                None => table.draw(sub),
+                None => table.draw_u64(route_draw),
             }
         };
         match layer {
             Layer::Valid => {
-                let id = pick_route(&self.all_routes, &mut sub);
+                let id = pick_route(&self.all_routes);
                 let (req, _) = valid::request(&mut r, &self.ctx, id);
                 Generated { seed, layer, payload: Payload::Http(req), trail: Vec::new() }
             }
             Layer::Json => {
-                let id = pick_route(&self.body_routes, &mut sub);
+                let id = pick_route(&self.body_routes);
                 let id = if Route::get(id).body == crate::api::BodyKind::None { RouteId::EventsIngest } else { id };
                 let (req, body) = valid::request(&mut r, &self.ctx, id);
                 let mut m = rng::derive(self.run, stream, index, rng::SALT_MUTATE);
@@ -309,7 +309,7 @@ impl Generator {
                 Generated { seed, layer, payload: Payload::Http(req), trail }
             }
             Layer::Http => {
-                let id = pick_route(&self.all_routes, &mut sub);
+                let id = pick_route(&self.all_routes);
                 let (req, _) = valid::request(&mut r, &self.ctx, id);
                 let mut m = rng::derive(self.run, stream, index, rng::SALT_MUTATE);
                 let (req, trail) = mutate::http::mutate(&mut m, &self.ctx, req);
@@ -319,7 +319,7 @@ impl Generator {
                 let kind = match route {
                     Some("ws-ingest") => WsPath::Ingest,
                     Some("ws-stream") => WsPath::Stream,
-                    _ => self.ws_paths.draw(&mut sub),
+                    _ => self.ws_paths.draw_u64(route_draw),
                 };
                 let script = valid::ws_script(&mut r, &self.ctx, kind);
                 let mut m = rng::derive(self.run, stream, index, rng::SALT_MUTATE);

@@ -37,6 +37,12 @@ pub fn seed32(run: u64, stream: u64, index: u64, salt: u64) -> [u8; 32] {
     out
 }
 
+/// The selection draw of (run, stream, index): layer and route choices derive from it.
+pub fn select_u64(run: u64, stream: u64, index: u64) -> u64 {
+    let s = seed32(run, stream, index, SALT_SELECT);
+    u64::from_le_bytes(s[..8].try_into().expect("8 bytes"))
+}
+
 pub fn derive(run: u64, stream: u64, index: u64, salt: u64) -> GenRng {
     GenRng::from_seed(seed32(run, stream, index, salt))
 }

@@ -73,17 +73,27 @@ const ERR_TYPES: &[&str] = &[
 ];
 const MODULES: &[&str] = &["app", "app.models", "app.views", "lib.http", "core.db", "worker.jobs", "ui.render"];
 const FILES: &[&str] = &[
-    "app.py", "views.py", "models.py", "main.js", "index.ts", "server.go", "handler.rs", "Worker.java", "db.rb",
+    "app.py",
+    "views.py",
+    "models.py",
+    "main.js",
+    "index.ts",
+    "server.go",
+    "handler.rs",
+    "Worker.java",
+    "db.rb",
     "render.tsx",
 ];
-const FUNCS: &[&str] =
-    &["main", "handle", "process", "render", "fetch", "save", "load", "run", "dispatch", "call", "__init__", "<lambda>"];
+const FUNCS: &[&str] = &[
+    "main", "handle", "process", "render", "fetch", "save", "load", "run", "dispatch", "call", "__init__", "<lambda>",
+];
 const ENVS: &[&str] = &["production", "staging", "development", "test"];
 const RELEASES: &[&str] = &["1.0.0", "1.0.1", "1.1.0", "2.0.0-rc1", "2024.06.1"];
 const SDKS: &[&str] = &["mesher-js", "mesher-python", "mesher-go", "mesher-rust", "sentry.python"];
 const CATEGORIES: &[&str] = &["navigation", "http", "ui.click", "console", "query", "auth"];
 /// Occasional non-ASCII but valid text (the schema allows any string).
-const UNICODE_WORDS: &[&str] = &["ünïcödé", "日本語", "emoji🎉", "Ωμέγα", "naïve café", "עברית", "quote\"d", "back\\slash"];
+const UNICODE_WORDS: &[&str] =
+    &["ünïcödé", "日本語", "emoji🎉", "Ωμέγα", "naïve café", "עברית", "quote\"d", "back\\slash"];
 
 /// Everything valid generation needs besides the RNG: fixtures, their partition into safe and
 /// sacrificial ids, options, and the run's id pool.
@@ -110,7 +120,8 @@ impl Ctx {
         let per = if n == 0 { 0 } else { fixtures.events.len() / n };
         let safe_events = if per == 0 { Vec::new() } else { fixtures.events[..safe_issues.len() * per].to_vec() };
         let k = fixtures.api_keys.len();
-        let (ingest, revocable) = if k >= 2 { fixtures.api_keys.split_at(k - 1) } else { (&fixtures.api_keys[..], &[][..]) };
+        let (ingest, revocable) =
+            if k >= 2 { fixtures.api_keys.split_at(k - 1) } else { (&fixtures.api_keys[..], &[][..]) };
         Ctx {
             ingest_keys: ingest.iter().map(|k| k.1.clone()).collect(),
             revocable_keys: revocable.iter().map(|k| k.0.clone()).collect(),
@@ -272,10 +283,9 @@ pub fn event(r: &mut GenRng, opts: &GenOptions) -> J {
         e = e.with("user_context", u);
     }
     if chance(r, 0.8) {
-        e = e.with("sdk_name", J::str(*pick(r, SDKS))).with(
-            "sdk_version",
-            J::Str(format!("{}.{}.{}", range(r, 0, 3), range(r, 0, 20), range(r, 0, 9))),
-        );
+        e = e
+            .with("sdk_name", J::str(*pick(r, SDKS)))
+            .with("sdk_version", J::Str(format!("{}.{}.{}", range(r, 0, 3), range(r, 0, 20), range(r, 0, 9))));
     }
     if chance(r, 0.1) {
         e = e.with("fingerprint", J::Str(format!("fp-{}", ident(r, 4, 24))));
@@ -390,7 +400,11 @@ pub fn query_value(r: &mut GenRng, ctx: &Ctx, kind: QueryKind) -> String {
             (0..n).map(|_| *pick(r, WORDS)).collect::<Vec<_>>().join("+")
         }
         QueryKind::TagKey => {
-            if chance(r, 0.7) { (*pick(r, &["environment", "release"])).into() } else { ident(r, 1, 16) }
+            if chance(r, 0.7) {
+                (*pick(r, &["environment", "release"])).into()
+            } else {
+                ident(r, 1, 16)
+            }
         }
         QueryKind::TagValue => {
             if chance(r, 0.7) {

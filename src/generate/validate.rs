@@ -264,8 +264,17 @@ pub fn check_event(v: &Value) -> R {
     only_keys(
         m,
         &[
-            "message", "level", "fingerprint", "stacktrace", "exception", "breadcrumbs", "tags", "extra",
-            "user_context", "sdk_name", "sdk_version",
+            "message",
+            "level",
+            "fingerprint",
+            "stacktrace",
+            "exception",
+            "breadcrumbs",
+            "tags",
+            "extra",
+            "user_context",
+            "sdk_name",
+            "sdk_version",
         ],
     )?;
     string(m, "message", true)?;

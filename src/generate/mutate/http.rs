@@ -163,8 +163,12 @@ fn auth_form(r: &mut GenRng, ctx: &Ctx, st: &mut St) -> Option<(String, String)>
         3 => ("Bearer", vec![("authorization", format!("Bearer {key}"))]),
         4 => ("capitalised X-Sentry-Auth", vec![("X-Sentry-Auth", key)]),
         5 => ("capitalised Authorization", vec![("Authorization", key)]),
-        6 => ("both headers, wrong x-sentry-auth", vec![("x-sentry-auth", "mshr_wrong".into()), ("authorization", key)]),
-        7 => ("both headers, right x-sentry-auth", vec![("x-sentry-auth", key), ("authorization", "mshr_wrong".into())]),
+        6 => {
+            ("both headers, wrong x-sentry-auth", vec![("x-sentry-auth", "mshr_wrong".into()), ("authorization", key)])
+        }
+        7 => {
+            ("both headers, right x-sentry-auth", vec![("x-sentry-auth", key), ("authorization", "mshr_wrong".into())])
+        }
         8 => ("empty value", vec![("x-sentry-auth", String::new())]),
         9 => ("revoked key", vec![("x-sentry-auth", revoked)]),
         10 => ("surrounding whitespace", vec![("x-sentry-auth", format!("  {key}\t"))]),
@@ -262,7 +266,9 @@ fn chunked(r: &mut GenRng, _: &Ctx, st: &mut St) -> Option<(String, String)> {
     st.req.headers.push(("transfer-encoding".into(), b"chunked".to_vec()));
     st.req.body = out;
     st.raw_needed = true;
-    let label = ["proper chunks", "chunk extensions", "chunk sizes too large", "bad final chunk size", "no final chunk"][variant];
+    let label =
+        ["proper chunks", "chunk extensions", "chunk sizes too large", "bad final chunk size", "no final chunk"]
+            [variant];
     Some(("transfer-encoding".into(), format!("{label}{}", if keep_cl { ", content-length kept" } else { "" })))
 }
 
@@ -312,10 +318,13 @@ fn header_case(r: &mut GenRng, _: &Ctx, st: &mut St) -> Option<(String, String)>
     let new = if chance(r, 0.5) {
         old.to_uppercase()
     } else {
-        old.split('-').map(|p| {
-            let mut c = p.chars();
-            c.next().map(|f| f.to_uppercase().collect::<String>() + c.as_str()).unwrap_or_default()
-        }).collect::<Vec<_>>().join("-")
+        old.split('-')
+            .map(|p| {
+                let mut c = p.chars();
+                c.next().map(|f| f.to_uppercase().collect::<String>() + c.as_str()).unwrap_or_default()
+            })
+            .collect::<Vec<_>>()
+            .join("-")
     };
     st.req.headers[i].0 = new.clone();
     st.raw_needed = true;
@@ -431,15 +440,49 @@ fn path_shape(r: &mut GenRng, _: &Ctx, st: &mut St) -> Option<(String, String)> 
 fn bad_query_value(r: &mut GenRng, kind: QueryKind) -> (String, &'static str) {
     match kind {
         QueryKind::Limit | QueryKind::RawLimit => {
-            let v = *pick(r, &["0", "1", "100", "101", "-1", "2147483647", "2147483648", "9223372036854775808", "abc", "1.5", "", "1e3", " 5"]);
+            let v = *pick(
+                r,
+                &[
+                    "0",
+                    "1",
+                    "100",
+                    "101",
+                    "-1",
+                    "2147483647",
+                    "2147483648",
+                    "9223372036854775808",
+                    "abc",
+                    "1.5",
+                    "",
+                    "1e3",
+                    " 5",
+                ],
+            );
             (v.into(), "limit boundary")
         }
         QueryKind::Cursor => {
-            let v = *pick(r, &["2026-02-17 06:29:45.123456+00", "2026-02-17%2006:29:45+00", "not-a-time", "2026-13-45T99:99:99", "", "0", "2026-02-17T06:29:45Z", "infinity"]);
+            let v = *pick(
+                r,
+                &[
+                    "2026-02-17 06:29:45.123456+00",
+                    "2026-02-17%2006:29:45+00",
+                    "not-a-time",
+                    "2026-13-45T99:99:99",
+                    "",
+                    "0",
+                    "2026-02-17T06:29:45Z",
+                    "infinity",
+                ],
+            );
             (v.into(), "cursor format")
         }
-        QueryKind::CursorId | QueryKind::UserId => ((*pick(r, &["abc", "", "00000000-0000-0000-0000-000000000000", "%27"])).into(), "id format"),
-        QueryKind::Bucket => ((*pick(r, &["epoch", "dow", " hour", "HOURS", "fortnight", "", "hour;drop", "millennium"])).into(), "bucket unit"),
+        QueryKind::CursorId | QueryKind::UserId => {
+            ((*pick(r, &["abc", "", "00000000-0000-0000-0000-000000000000", "%27"])).into(), "id format")
+        }
+        QueryKind::Bucket => (
+            (*pick(r, &["epoch", "dow", " hour", "HOURS", "fortnight", "", "hour;drop", "millennium"])).into(),
+            "bucket unit",
+        ),
         QueryKind::SearchText => {
             let v = match below(r, 5) {
                 0 => String::new(),
@@ -450,8 +493,12 @@ fn bad_query_value(r: &mut GenRng, kind: QueryKind) -> (String, &'static str) {
             };
             (v, "search text")
         }
-        QueryKind::TagKey | QueryKind::TagValue => ((*pick(r, &["\"", "\\", "a\"b", "ünï", "%22", "", "{}", "'"])).into(), "tag text"),
-        QueryKind::IssueStatus | QueryKind::Level | QueryKind::AlertStatus => ((*pick(r, &["", "RESOLVED", "x", "'", "%00"])).into(), "filter value"),
+        QueryKind::TagKey | QueryKind::TagValue => {
+            ((*pick(r, &["\"", "\\", "a\"b", "ünï", "%22", "", "{}", "'"])).into(), "tag text")
+        }
+        QueryKind::IssueStatus | QueryKind::Level | QueryKind::AlertStatus => {
+            ((*pick(r, &["", "RESOLVED", "x", "'", "%00"])).into(), "filter value")
+        }
     }
 }
 
@@ -460,7 +507,15 @@ fn query(r: &mut GenRng, ctx: &Ctx, st: &mut St) -> Option<(String, String)> {
     let path = st.req.target.split('?').next().unwrap_or("").to_string();
     if route.query.is_empty() || chance(r, 0.15) {
         // Query shapes that do not depend on the parameters.
-        let (q, label) = *pick(r, &[("?a", "piece without ="), ("?a=b=c", "a=b=c"), ("?&&", "empty pieces"), ("?limit=1&limit=2", "duplicate key")]);
+        let (q, label) = *pick(
+            r,
+            &[
+                ("?a", "piece without ="),
+                ("?a=b=c", "a=b=c"),
+                ("?&&", "empty pieces"),
+                ("?limit=1&limit=2", "duplicate key"),
+            ],
+        );
         st.req.target = format!("{path}{q}");
         return Some(("query".into(), label.into()));
     }
@@ -484,7 +539,13 @@ fn query(r: &mut GenRng, ctx: &Ctx, st: &mut St) -> Option<(String, String)> {
 fn method(r: &mut GenRng, _: &Ctx, st: &mut St) -> Option<(String, String)> {
     let old = st.req.method.clone();
     let new: String = match below(r, 8) {
-        0 => if old == "GET" { "POST".into() } else { "GET".into() },
+        0 => {
+            if old == "GET" {
+                "POST".into()
+            } else {
+                "GET".into()
+            }
+        }
         1 => old.to_lowercase(),
         2 => (*pick(r, &["HEAD", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE", "CONNECT"])).into(),
         3 => "".into(),

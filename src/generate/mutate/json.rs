@@ -80,7 +80,12 @@ pub fn mutate_value(r: &mut GenRng, o: &GenOptions, mut j: J) -> (Vec<u8>, Vec<M
 }
 
 /// Replace the body of a valid request by a mutation of `base`, fixing `content-length`.
-pub fn mutate_request(r: &mut GenRng, o: &GenOptions, mut req: HttpRequest, base: J) -> (HttpRequest, Vec<MutationStep>) {
+pub fn mutate_request(
+    r: &mut GenRng,
+    o: &GenOptions,
+    mut req: HttpRequest,
+    base: J,
+) -> (HttpRequest, Vec<MutationStep>) {
     let (body, trail) = mutate_value(r, o, base);
     set_body(&mut req, body);
     (req, trail)
@@ -159,7 +164,12 @@ fn target(r: &mut GenRng, j: &J, want: fn(&J) -> bool) -> Option<Vec<Seg>> {
     Some(p)
 }
 
-fn replace(r: &mut GenRng, j: &mut J, want: fn(&J) -> bool, f: impl FnOnce(&mut GenRng, &J) -> (J, String)) -> Option<(String, String)> {
+fn replace(
+    r: &mut GenRng,
+    j: &mut J,
+    want: fn(&J) -> bool,
+    f: impl FnOnce(&mut GenRng, &J) -> (J, String),
+) -> Option<(String, String)> {
     let p = target(r, j, want)?;
     let at = j.path_text(&p);
     let node = j.at_mut(&p)?;
@@ -314,7 +324,10 @@ fn boundary_number(r: &mut GenRng, _: &GenOptions, j: &mut J) -> Option<(String,
             (*pick(r, BOUNDARY_NUMBERS)).to_string()
         };
         let shown: String = text.chars().take(24).collect();
-        let d = format!("number {shown}{}", if text.len() > 24 { format!("… ({} digits)", text.len()) } else { String::new() });
+        let d = format!(
+            "number {shown}{}",
+            if text.len() > 24 { format!("… ({} digits)", text.len()) } else { String::new() }
+        );
         (J::Raw(text), d)
     })
 }

@@ -195,7 +195,8 @@ fn control_abuse(r: &mut GenRng, _: &Ctx, s: &mut WsScript) -> Option<(String, S
     Some((format!("frame {at}"), label))
 }
 
-const CLOSE_CODES: &[u16] = &[0, 999, 1000, 1001, 1004, 1005, 1006, 1007, 1011, 1015, 1016, 2999, 3000, 4999, 5000, 65535];
+const CLOSE_CODES: &[u16] =
+    &[0, 999, 1000, 1001, 1004, 1005, 1006, 1007, 1011, 1015, 1016, 2999, 3000, 4999, 5000, 65535];
 
 fn close_code(r: &mut GenRng, _: &Ctx, s: &mut WsScript) -> Option<(String, String)> {
     let (payload, label) = match below(r, 5) {
