@@ -92,7 +92,7 @@ impl ArbitraryRequest {
                 (Layer::Http, Payload::Http(http::finish(st, wire)))
             }
             ArbLayer::Ws => {
-                let kind = if self.route % 2 == 0 { WsPath::Ingest } else { WsPath::Stream };
+                let kind = if self.route.is_multiple_of(2) { WsPath::Ingest } else { WsPath::Stream };
                 let mut s = valid::ws_script(&mut r, ctx, kind);
                 for o in ops {
                     let k = o.op as usize % ws::OPS.len();

@@ -278,7 +278,7 @@ impl Generator {
         let mut r = rng::derive(self.run, stream, index, rng::SALT_CONTENT);
         let natural = self.layers.draw_u64(sel);
         let route_draw = rng::splitmix(sel ^ rng::SALT_SELECT);
-        let layer = layer.unwrap_or_else(|| match route {
+        let layer = layer.unwrap_or(match route {
             Some("ws-ingest" | "ws-stream") => Layer::Ws,
             _ => natural,
         });

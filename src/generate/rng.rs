@@ -12,7 +12,7 @@ use rand_chacha::ChaCha8Rng;
 /// The generator RNG.
 pub type GenRng = ChaCha8Rng;
 
-pub const SALT_SELECT: u64 = 0x5e1e_c7;
+pub const SALT_SELECT: u64 = 0x005e_1ec7;
 pub const SALT_CONTENT: u64 = 0xc0_47e7;
 pub const SALT_MUTATE: u64 = 0x3u64 << 40 | 0x7a7e;
 

@@ -117,7 +117,7 @@ impl Ctx {
         let sac = if n >= 2 { (n / 4).max(1) } else { 0 };
         let safe_issues = fixtures.issues[..n - sac].to_vec();
         let sacrificial_issues = fixtures.issues[n - sac..].to_vec();
-        let per = if n == 0 { 0 } else { fixtures.events.len() / n };
+        let per = fixtures.events.len().checked_div(n).unwrap_or(0);
         let safe_events = if per == 0 { Vec::new() } else { fixtures.events[..safe_issues.len() * per].to_vec() };
         let k = fixtures.api_keys.len();
         let (ingest, revocable) =
@@ -152,9 +152,9 @@ fn words(r: &mut GenRng, lo: u64, hi: u64, out: &mut String) {
             out.push(' ');
         }
         if chance(r, 0.02) {
-            out.push_str(*pick(r, UNICODE_WORDS));
+            out.push_str(pick::<&str>(r, UNICODE_WORDS));
         } else {
-            out.push_str(*pick(r, WORDS));
+            out.push_str(pick::<&str>(r, WORDS));
         }
     }
 }
@@ -207,7 +207,7 @@ fn breadcrumb(r: &mut GenRng) -> J {
         .with("category", J::str(*pick(r, CATEGORIES)))
         .with("message", J::Str(word_string(r, 1, 6)))
         .with("level", J::str(*pick(r, LEVELS)))
-        .with("data", J::obj().with(*pick(r, WORDS), J::Str(ident(r, 1, 12))))
+        .with("data", J::obj().with(pick::<&str>(r, WORDS), J::Str(ident(r, 1, 12))))
 }
 
 /// Size class of an event: most small, some medium, a long tail of large ones.

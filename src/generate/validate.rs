@@ -282,10 +282,10 @@ pub fn check_event(v: &Value) -> R {
         Some(l) if LEVELS.contains(&l) => {}
         other => return Err(format!("level {other:?}")),
     }
-    if let Some(fp) = m.get("fingerprint") {
-        if !fp.as_str().is_some_and(|s| !s.is_empty()) {
-            return Err("fingerprint must be a non-empty string".into());
-        }
+    if let Some(fp) = m.get("fingerprint")
+        && fp.as_str().is_none_or(str::is_empty)
+    {
+        return Err("fingerprint must be a non-empty string".into());
     }
     string(m, "sdk_name", false)?;
     string(m, "sdk_version", false)?;
@@ -322,10 +322,10 @@ pub fn check_event(v: &Value) -> R {
             }
         }
     }
-    if let Some(t) = m.get("tags") {
-        if !obj(t)?.values().all(Value::is_string) {
-            return Err("tags must map strings to strings".into());
-        }
+    if let Some(t) = m.get("tags")
+        && !obj(t)?.values().all(Value::is_string)
+    {
+        return Err("tags must map strings to strings".into());
     }
     for k in ["extra", "user_context"] {
         if let Some(x) = m.get(k) {

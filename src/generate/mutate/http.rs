@@ -29,9 +29,12 @@ pub struct FieldOp {
     pub apply: fn(&mut GenRng, &Ctx, &mut St) -> Option<(String, String)>,
 }
 
+/// (where, what) of an applied operator.
+pub type Applied = Option<(String, String)>;
+
 pub struct WireOp {
     pub name: &'static str,
-    pub apply: fn(&mut GenRng, &Ctx, &mut Vec<u8>) -> Option<(String, String)>,
+    pub apply: fn(&mut GenRng, &Ctx, &mut Vec<u8>) -> Applied,
 }
 
 pub const FIELD_OPS: &[FieldOp] = &[

@@ -18,7 +18,7 @@ pub struct TreeOp {
 /// A byte operator on the serialised body.
 pub struct ByteOp {
     pub name: &'static str,
-    pub apply: fn(&mut GenRng, &GenOptions, &mut Vec<u8>) -> Option<(String, String)>,
+    pub apply: fn(&mut GenRng, &GenOptions, &mut Vec<u8>) -> super::http::Applied,
 }
 
 pub const TREE_OPS: &[TreeOp] = &[
