@@ -56,4 +56,6 @@ pub enum Command {
     Replay(crate::triage::cli::ReplayArgs),
     /// Attribute, minimise and bucket a crashing request given by hand (raw HTTP or JSON).
     Minimize(crate::triage::cli::MinimizeArgs),
+    /// Regenerate inputs exactly from (seed, stream, index): JSON or wire bytes.
+    Gen(crate::generate::cli::GenArgs),
 }

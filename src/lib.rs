@@ -6,6 +6,7 @@ pub mod cli;
 pub mod db;
 pub mod exit;
 pub mod fsutil;
+pub mod generate;
 pub mod invariants;
 pub mod model;
 pub mod profile;

@@ -28,6 +28,7 @@ fn main() -> ExitCode {
             Command::Db(a) => mesher_stress::db::cli::main(a, &g).await,
             Command::Replay(a) => mesher_stress::triage::cli::replay_main(a, &g).await,
             Command::Minimize(a) => mesher_stress::triage::cli::minimize_main(a, &g).await,
+            Command::Gen(a) => mesher_stress::generate::cli::main(a, &g).await,
         }
     });
     // Do not wait for stray blocking tasks (e.g. a stdin reader) at shutdown.

@@ -1,0 +1,99 @@
+//! Generation throughput (one core): valid and mutated inputs per second, small and large
+//! events. `cargo bench --bench generate -- --warm-up-time 1 --measurement-time 3`.
+//! Goal: >= 10x what the driver sends (~100k req/s), so generation never limits a run.
+//!
+//! Measured 2026-11-23 on the shared 2-core machine (load average 3-4 from parallel builds, so
+//! these are pessimistic), mean time per input on one core:
+//!
+//! | case                     | per input | inputs/s |
+//! |--------------------------|-----------|----------|
+//! | valid/dashboard-health   | 0.35 us   | 2.8 M    |
+//! | valid/all-routes         | 4.4 us    | 228 k    |
+//! | valid/event-small        | 10.0 us   | 100 k    |
+//! | valid/event-large (16-64 KiB) | 348 us | 2.9 k  |
+//! | json/event-small         | 18 us     | 55 k     |
+//! | json/all-routes          | 37 us     | 27 k     |
+//! | http/all-routes          | 78 us     | 13 k     |
+//! | ws/all                   | 27 us     | 36 k     |
+//! | default mix (.7/.2/.1)   | 50 us     | 20 k     |
+//!
+//! Only body-less routes meet the 10x goal; event and mutated inputs cost time proportional to
+//! their size (mutators deliberately build up to 1 MiB strings, 100k-element arrays, 10k headers).
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use mesher_stress::db::Fixtures;
+use mesher_stress::db::fixtures::SeedOptions;
+use mesher_stress::generate::{GenOptions, Generator, Mix};
+use mesher_stress::model::{Layer, Source};
+use std::hint::black_box;
+
+fn generator(mix: Mix, opts: GenOptions) -> Generator {
+    Generator::new(42, Fixtures::plan(&SeedOptions::default()), mix, opts)
+}
+
+fn routes_only(names: &[&str]) -> std::collections::BTreeMap<String, f64> {
+    mesher_stress::api::ROUTES
+        .iter()
+        .map(|r| (r.name.to_string(), if names.contains(&r.name) { 1.0 } else { 0.0 }))
+        .collect()
+}
+
+fn bench(c: &mut Criterion) {
+    let small = GenOptions { medium_event_ratio: 0.0, large_event_ratio: 0.0, ..GenOptions::default() };
+    let large = GenOptions {
+        medium_event_ratio: 0.0,
+        large_event_ratio: 1.0,
+        max_event_bytes: 64 * 1024,
+        ..GenOptions::default()
+    };
+    let cases: Vec<(&str, Generator)> = vec![
+        ("valid/all-routes", generator(Mix::only(Layer::Valid), GenOptions::default())),
+        (
+            "valid/dashboard-health",
+            generator(
+                Mix { routes: routes_only(&["dashboard-health"]), ..Mix::only(Layer::Valid) },
+                GenOptions::default(),
+            ),
+        ),
+        (
+            "valid/event-small",
+            generator(Mix { routes: routes_only(&["events-ingest"]), ..Mix::only(Layer::Valid) }, small.clone()),
+        ),
+        (
+            "valid/event-large",
+            generator(Mix { routes: routes_only(&["events-ingest"]), ..Mix::only(Layer::Valid) }, large.clone()),
+        ),
+        (
+            "json/event-small",
+            generator(
+                Mix { routes: routes_only(&["events-ingest"]), ..Mix::only(Layer::Json) },
+                GenOptions { max_string: 4096, max_array: 1000, max_depth: 500, ..small.clone() },
+            ),
+        ),
+        (
+            "json/all-routes",
+            generator(
+                Mix::only(Layer::Json),
+                GenOptions { max_string: 4096, max_array: 1000, max_depth: 500, ..GenOptions::default() },
+            ),
+        ),
+        ("http/all-routes", generator(Mix::only(Layer::Http), GenOptions::default())),
+        ("ws/all", generator(Mix::only(Layer::Ws), GenOptions { max_string: 4096, ..small.clone() })),
+        ("default-mix", generator(Mix::default(), GenOptions::default())),
+    ];
+    let mut group = c.benchmark_group("generate");
+    group.throughput(Throughput::Elements(1));
+    for (name, g) in &cases {
+        let mut n = 0u64;
+        group.bench_function(*name, |b| {
+            b.iter(|| {
+                n += 1;
+                black_box(g.generate(0, n))
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,152 @@
+//! `mesher-stress gen`: regenerate inputs exactly from (seed, stream, index), as JSON lines
+//! (`model::Generated`) or as the bytes that go on the wire.
+//!
+//! Uses the default fixtures plan (`Fixtures::plan(&SeedOptions::default())`) unless
+//! `--fixtures` gives other seed options, the default mix unless `--mix` gives one, and a fresh
+//! id pool (so the stateful routes regenerate as at the start of a run).
+
+use super::{GenOptions, Generator, Mix, validate};
+use crate::cli::Global;
+use crate::db::Fixtures;
+use crate::db::fixtures::SeedOptions;
+use crate::exit;
+use crate::model::{Generated, Layer, Payload, WsScript};
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use std::io::Write;
+
+#[derive(Debug, Clone, Args)]
+#[command(after_help = "Example: mesher-stress gen --seed 42 --stream 0 --index 17 --layer json --route events-ingest")]
+pub struct GenArgs {
+    /// Stream number.
+    #[arg(long, default_value_t = 0)]
+    pub stream: u64,
+    /// Index of the first input in the stream.
+    #[arg(long, default_value_t = 0)]
+    pub index: u64,
+    /// Force the layer: valid, json, http or ws.
+    #[arg(long, value_parser = parse_layer)]
+    pub layer: Option<Layer>,
+    /// Force the route (a route name from the catalogue, ws-ingest or ws-stream).
+    #[arg(long)]
+    pub route: Option<String>,
+    /// How many consecutive indexes to print.
+    #[arg(long, default_value_t = 1)]
+    pub count: u64,
+    /// Print the wire bytes (HTTP request, or WebSocket handshake and frames) instead of JSON.
+    #[arg(long)]
+    pub wire: bool,
+    /// Traffic mix as JSON, e.g. '{"valid":0.5,"json":0.5,"routes":{"events-ingest":3}}'.
+    #[arg(long)]
+    pub mix: Option<String>,
+    /// Fixture seed options as JSON (default: the profile default).
+    #[arg(long)]
+    pub fixtures: Option<String>,
+    /// Generation options as JSON (GenOptions).
+    #[arg(long)]
+    pub options: Option<String>,
+    /// Check inputs of the valid layer against the spec validator; exit non-zero on a failure.
+    #[arg(long)]
+    pub check: bool,
+}
+
+fn parse_layer(s: &str) -> Result<Layer, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_string()))
+        .map_err(|_| format!("unknown layer {s:?} (valid, json, http, ws)"))
+}
+
+pub async fn main(a: GenArgs, g: &Global) -> Result<u8> {
+    let Some(seed) = g.seed else { bail!("gen needs --seed N") };
+    let mix: Mix = match &a.mix {
+        Some(t) => serde_json::from_str(t).context("--mix")?,
+        None => Mix::default(),
+    };
+    let seed_opts: SeedOptions = match &a.fixtures {
+        Some(t) => serde_json::from_str(t).context("--fixtures")?,
+        None => SeedOptions::default(),
+    };
+    let opts: GenOptions = match &a.options {
+        Some(t) => serde_json::from_str(t).context("--options")?,
+        None => GenOptions::default(),
+    };
+    if let Some(r) = &a.route
+        && crate::api::Route::by_name(r).is_none()
+        && r != "ws-ingest"
+        && r != "ws-stream"
+    {
+        bail!("unknown route {r:?}");
+    }
+    let fixtures = Fixtures::plan(&seed_opts);
+    let generator = Generator::try_new(seed, fixtures.clone(), mix, opts)?;
+    let mut out = std::io::stdout().lock();
+    let mut failures = 0;
+    for i in 0..a.count {
+        let item = generator.generate_with(a.stream, a.index + i, a.layer, a.route.as_deref());
+        if a.check && item.layer == Layer::Valid {
+            let r = match &item.payload {
+                Payload::Http(h) => validate::check_request(h, &fixtures),
+                Payload::Ws(w) => validate::check_ws(w, &fixtures),
+            };
+            if let Err(e) = r {
+                eprintln!("invalid: stream {} index {}: {e}", a.stream, a.index + i);
+                failures += 1;
+            }
+        }
+        if a.wire {
+            out.write_all(&wire(&item))?;
+        } else {
+            serde_json::to_writer(&mut out, &item)?;
+            out.write_all(b"\n")?;
+        }
+    }
+    out.flush()?;
+    Ok(if failures > 0 { exit::TOOL_ERROR } else { exit::SUCCESS })
+}
+
+/// The bytes of an input as sent to `127.0.0.1:8080` / `:8081`.
+pub fn wire(g: &Generated) -> Vec<u8> {
+    match &g.payload {
+        Payload::Http(h) => h.to_wire("127.0.0.1:8080"),
+        Payload::Ws(w) => ws_wire(w),
+    }
+}
+
+/// A WebSocket script as bytes: the client handshake (fixed key) then every frame, encoded per
+/// RFC 6455 with the frame's fields as given (FIN, RSV, opcode, mask bit, declared length) and
+/// the masking key `37 fa 21 3d`. Delays are not represented.
+pub fn ws_wire(s: &WsScript) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(format!("GET {} HTTP/1.1\r\nhost: 127.0.0.1:8081\r\n", s.path).as_bytes());
+    out.extend_from_slice(
+        b"upgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n",
+    );
+    for (n, v) in &s.headers {
+        out.extend_from_slice(n.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(v);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+    for f in &s.frames {
+        out.push((u8::from(f.fin) << 7) | ((f.rsv & 7) << 4) | (f.opcode & 15));
+        let len = f.declared_len.unwrap_or(f.payload.len() as u64);
+        let m = u8::from(f.masked) << 7;
+        if len < 126 {
+            out.push(m | len as u8);
+        } else if len <= u16::MAX as u64 {
+            out.push(m | 126);
+            out.extend_from_slice(&(len as u16).to_be_bytes());
+        } else {
+            out.push(m | 127);
+            out.extend_from_slice(&len.to_be_bytes());
+        }
+        if f.masked {
+            out.extend_from_slice(&MASK);
+            out.extend(f.payload.iter().enumerate().map(|(i, b)| b ^ MASK[i % 4]));
+        } else {
+            out.extend_from_slice(&f.payload);
+        }
+    }
+    out
+}

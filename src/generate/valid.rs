@@ -1,0 +1,585 @@
+//! Valid inputs: for every route a request a correct Mesher answers with the route's success
+//! status (`mesher-api.md` §2.4–§2.5, §4), and valid WebSocket scripts (§3).
+//!
+//! Everything here is a plain function of a [`GenRng`] and the [`Ctx`] (fixtures, options, id
+//! pool); the proptest strategies in [`super::strategy`] and the [`super::Generator`] fast path
+//! call the same functions, so they yield the same values for the same seed.
+//!
+//! Fixture use (so valid requests never destroy what other valid requests need):
+//! - `issue-delete` only targets the *sacrificial* issues (the last quarter of `fixtures.issues`,
+//!   at least one when there are two or more); every other issue route and `event-detail` use the
+//!   remaining issues and their events. With fewer than two issues, delete targets a random,
+//!   well-formed, unknown UUID (200, affected 0).
+//! - `api-key-revoke` only targets the last fixture key (when there are two or more); ingestion
+//!   authenticates with the others. With one key it revokes a random unknown UUID.
+//! - `member-remove` and `alert-rule-delete` only take ids the run created ([`IdPool`]); with
+//!   none available the request becomes `members-add` / `alert-rules-create` instead.
+//! - `members-add` takes a free user from the pool; with none left it becomes `member-role`.
+
+use super::GenOptions;
+use super::ids::IdPool;
+use super::json::J;
+use super::rng::{self, GenRng, below, chance, pick, range};
+use crate::api::{BodyKind, ParamKind, QueryKind, Route, RouteId, WsPath};
+use crate::db::Fixtures;
+use crate::model::{HttpRequest, WsFrame, WsScript};
+use std::sync::Arc;
+
+pub const LEVELS: &[&str] = &["fatal", "error", "warning", "info", "debug"];
+pub const ISSUE_STATUSES: &[&str] = &["unresolved", "resolved", "archived", "discarded"];
+pub const ALERT_STATUSES: &[&str] = &["active", "acknowledged", "resolved"];
+pub const ROLES: &[&str] = &["owner", "admin", "member"];
+/// `date_trunc` units PostgreSQL accepts (§2.5 #7).
+pub const BUCKETS: &[&str] = &[
+    "microseconds",
+    "milliseconds",
+    "second",
+    "minute",
+    "hour",
+    "day",
+    "week",
+    "month",
+    "quarter",
+    "year",
+    "decade",
+    "century",
+    "millennium",
+    "hours",
+    "Hour",
+    "DAY",
+    "h",
+    "mon",
+    "w",
+];
+pub const TOGGLES: &[&str] = &["true", "false", "t", "f", "yes", "no", "on", "off", "1", "0", "TRUE", "Off"];
+
+const WORDS: &[&str] = &[
+    "request", "timeout", "user", "session", "cache", "miss", "failed", "connect", "database", "query", "null",
+    "pointer", "index", "out", "of", "range", "payment", "order", "checkout", "render", "widget", "token", "expired",
+    "invalid", "state", "worker", "queue", "retry", "upload", "image", "parse", "config", "missing", "key", "socket",
+    "closed", "handler", "panic", "overflow", "denied",
+];
+const ERR_TYPES: &[&str] = &[
+    "TypeError",
+    "ValueError",
+    "KeyError",
+    "RuntimeError",
+    "IOError",
+    "ReferenceError",
+    "NullPointerException",
+    "IndexOutOfBounds",
+    "TimeoutError",
+    "ConnectionResetError",
+];
+const MODULES: &[&str] = &["app", "app.models", "app.views", "lib.http", "core.db", "worker.jobs", "ui.render"];
+const FILES: &[&str] = &[
+    "app.py",
+    "views.py",
+    "models.py",
+    "main.js",
+    "index.ts",
+    "server.go",
+    "handler.rs",
+    "Worker.java",
+    "db.rb",
+    "render.tsx",
+];
+const FUNCS: &[&str] = &[
+    "main", "handle", "process", "render", "fetch", "save", "load", "run", "dispatch", "call", "__init__", "<lambda>",
+];
+const ENVS: &[&str] = &["production", "staging", "development", "test"];
+const RELEASES: &[&str] = &["1.0.0", "1.0.1", "1.1.0", "2.0.0-rc1", "2024.06.1"];
+const SDKS: &[&str] = &["mesher-js", "mesher-python", "mesher-go", "mesher-rust", "sentry.python"];
+const CATEGORIES: &[&str] = &["navigation", "http", "ui.click", "console", "query", "auth"];
+/// Occasional non-ASCII but valid text (the schema allows any string).
+const UNICODE_WORDS: &[&str] =
+    &["ünïcödé", "日本語", "emoji🎉", "Ωμέγα", "naïve café", "עברית", "quote\"d", "back\\slash"];
+
+/// Everything valid generation needs besides the RNG: fixtures, their partition into safe and
+/// sacrificial ids, options, and the run's id pool.
+#[derive(Debug)]
+pub struct Ctx {
+    pub fixtures: Fixtures,
+    pub opts: GenOptions,
+    pub ids: Arc<IdPool>,
+    pub safe_issues: Vec<String>,
+    pub sacrificial_issues: Vec<String>,
+    pub safe_events: Vec<String>,
+    /// Raw key values used for ingestion.
+    pub ingest_keys: Vec<String>,
+    /// Key ids valid revokes may target.
+    pub revocable_keys: Vec<String>,
+}
+
+impl Ctx {
+    pub fn new(fixtures: Fixtures, opts: GenOptions, ids: Arc<IdPool>) -> Ctx {
+        let n = fixtures.issues.len();
+        let sac = if n >= 2 { (n / 4).max(1) } else { 0 };
+        let safe_issues = fixtures.issues[..n - sac].to_vec();
+        let sacrificial_issues = fixtures.issues[n - sac..].to_vec();
+        let per = fixtures.events.len().checked_div(n).unwrap_or(0);
+        let safe_events = if per == 0 { Vec::new() } else { fixtures.events[..safe_issues.len() * per].to_vec() };
+        let k = fixtures.api_keys.len();
+        let (ingest, revocable) =
+            if k >= 2 { fixtures.api_keys.split_at(k - 1) } else { (&fixtures.api_keys[..], &[][..]) };
+        Ctx {
+            ingest_keys: ingest.iter().map(|k| k.1.clone()).collect(),
+            revocable_keys: revocable.iter().map(|k| k.0.clone()).collect(),
+            fixtures,
+            opts,
+            ids,
+            safe_issues,
+            sacrificial_issues,
+            safe_events,
+        }
+    }
+
+    fn project_ref(&self, r: &mut GenRng) -> String {
+        if chance(r, 0.2) { self.fixtures.project_slug.clone() } else { self.fixtures.project_id.clone() }
+    }
+
+    fn id_or_random(r: &mut GenRng, xs: &[String]) -> String {
+        if xs.is_empty() { rng::uuid(r) } else { pick(r, xs).clone() }
+    }
+}
+
+// ---------------------------------------------------------------- text helpers
+
+fn words(r: &mut GenRng, lo: u64, hi: u64, out: &mut String) {
+    let n = range(r, lo, hi);
+    for i in 0..n {
+        if i > 0 {
+            out.push(' ');
+        }
+        if chance(r, 0.02) {
+            out.push_str(pick::<&str>(r, UNICODE_WORDS));
+        } else {
+            out.push_str(pick::<&str>(r, WORDS));
+        }
+    }
+}
+
+fn word_string(r: &mut GenRng, lo: u64, hi: u64) -> String {
+    let mut s = String::with_capacity(hi as usize * 8);
+    words(r, lo, hi, &mut s);
+    s
+}
+
+/// `[a-z0-9_]{lo..=hi}`: identifiers safe in query strings.
+pub fn ident(r: &mut GenRng, lo: u64, hi: u64) -> String {
+    const A: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789_";
+    let n = range(r, lo, hi);
+    (0..n).map(|_| A[below(r, A.len())] as char).collect()
+}
+
+/// A timestamp in the text form Mesher returns, with the space replaced by `T` (§2.2).
+pub fn cursor(r: &mut GenRng) -> String {
+    format!(
+        "2026-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}+00",
+        range(r, 1, 12),
+        range(r, 1, 28),
+        range(r, 0, 23),
+        range(r, 0, 59),
+        range(r, 0, 59),
+        range(r, 0, 999_999)
+    )
+}
+
+// ---------------------------------------------------------------- events (§4)
+
+fn frame(r: &mut GenRng) -> J {
+    let mut f = J::obj()
+        .with("filename", J::str(*pick(r, FILES)))
+        .with("function_name", J::str(*pick(r, FUNCS)))
+        .with("lineno", J::Int(range(r, 1, 5000) as i64));
+    if chance(r, 0.7) {
+        f = f.with("colno", J::Int(range(r, 1, 200) as i64));
+    }
+    if chance(r, 0.5) {
+        f = f.with("context_line", J::Str(word_string(r, 1, 8)));
+    }
+    f.with("in_app", J::Bool(chance(r, 0.6)))
+}
+
+fn breadcrumb(r: &mut GenRng) -> J {
+    J::obj()
+        .with("timestamp", J::Str(cursor(r).replace("+00", "Z")))
+        .with("category", J::str(*pick(r, CATEGORIES)))
+        .with("message", J::Str(word_string(r, 1, 6)))
+        .with("level", J::str(*pick(r, LEVELS)))
+        .with("data", J::obj().with(pick::<&str>(r, WORDS), J::Str(ident(r, 1, 12))))
+}
+
+/// Size class of an event: most small, some medium, a long tail of large ones.
+fn event_sizes(r: &mut GenRng, opts: &GenOptions) -> (u64, u64, u64) {
+    let x: f64 = rand::Rng::random(r);
+    if x < 1.0 - opts.medium_event_ratio - opts.large_event_ratio {
+        (range(r, 0, 4), range(r, 0, 3), range(r, 1, 12))
+    } else if x < 1.0 - opts.large_event_ratio {
+        (range(r, 5, 60), range(r, 4, 40), range(r, 5, 60))
+    } else {
+        // Large: aim at a byte size between 16 KiB and max_event_bytes (~130 B per frame).
+        let target = range(r, 16 * 1024, (opts.max_event_bytes as u64).max(16 * 1024));
+        let frames = target / 2 / 130;
+        let crumbs = target / 2 / 150;
+        (frames, crumbs, range(r, 10, 400))
+    }
+}
+
+/// One event with the whole §4 schema.
+pub fn event(r: &mut GenRng, opts: &GenOptions) -> J {
+    let (frames, crumbs, msg_words) = event_sizes(r, opts);
+    let etype = *pick(r, ERR_TYPES);
+    let mut msg = String::with_capacity(msg_words as usize * 8 + 32);
+    msg.push_str(etype);
+    msg.push_str(": ");
+    words(r, 1, msg_words, &mut msg);
+    if chance(r, 0.3) {
+        msg.push_str(" at 0x");
+        rng::hex(r, 12, &mut msg);
+    }
+    let mut e = J::obj().with("message", J::Str(msg)).with("level", J::str(*pick(r, LEVELS)));
+    if chance(r, 0.75) {
+        let mut ex = J::obj().with("type_name", J::str(etype)).with("value", J::Str(word_string(r, 1, 10)));
+        if chance(r, 0.6) {
+            ex = ex.with("module_name", J::str(*pick(r, MODULES)));
+        }
+        e = e.with("exception", ex);
+    }
+    if frames > 0 || chance(r, 0.5) {
+        e = e.with("stacktrace", J::Arr((0..frames).map(|_| frame(r)).collect()));
+    }
+    if crumbs > 0 {
+        e = e.with("breadcrumbs", J::Arr((0..crumbs).map(|_| breadcrumb(r)).collect()));
+    }
+    if chance(r, 0.8) {
+        let mut tags = J::obj().with("environment", J::str(*pick(r, ENVS)));
+        if chance(r, 0.7) {
+            tags = tags.with("release", J::str(*pick(r, RELEASES)));
+        }
+        for _ in 0..range(r, 0, 3) {
+            tags = tags.with(&ident(r, 2, 10), J::Str(ident(r, 1, 16)));
+        }
+        e = e.with("tags", tags);
+    }
+    if chance(r, 0.4) {
+        let mut extra = J::obj();
+        for _ in 0..range(r, 1, 4) {
+            let v = match below(r, 4) {
+                0 => J::Int(range(r, 0, 1 << 40) as i64),
+                1 => J::Bool(chance(r, 0.5)),
+                2 => J::Arr(vec![J::Str(ident(r, 1, 8)), J::Null]),
+                _ => J::Str(word_string(r, 1, 5)),
+            };
+            extra = extra.with(&ident(r, 2, 12), v);
+        }
+        e = e.with("extra", extra);
+    }
+    if chance(r, 0.5) {
+        let mut u = J::obj().with("id", J::Str(ident(r, 2, 12)));
+        if chance(r, 0.5) {
+            u = u.with("email", J::Str(format!("{}@example.test", ident(r, 3, 10))));
+        }
+        e = e.with("user_context", u);
+    }
+    if chance(r, 0.8) {
+        e = e
+            .with("sdk_name", J::str(*pick(r, SDKS)))
+            .with("sdk_version", J::Str(format!("{}.{}.{}", range(r, 0, 3), range(r, 0, 20), range(r, 0, 9))));
+    }
+    if chance(r, 0.1) {
+        e = e.with("fingerprint", J::Str(format!("fp-{}", ident(r, 4, 24))));
+    }
+    e
+}
+
+/// The bulk route's body: one event (the route processes the whole body as one event), and
+/// sometimes a JSON array of events (still answered 202 by design, §2.5 #2).
+pub fn bulk_event(r: &mut GenRng, opts: &GenOptions) -> J {
+    if chance(r, 0.25) { J::Arr((0..range(r, 1, 10)).map(|_| event(r, opts)).collect()) } else { event(r, opts) }
+}
+
+pub fn alert_rule(r: &mut GenRng) -> J {
+    let mut b = J::obj();
+    if chance(r, 0.9) {
+        b = b.with("name", J::Str(word_string(r, 1, 5)));
+    }
+    if chance(r, 0.9) {
+        let c = if chance(r, 0.6) {
+            J::obj()
+                .with("condition_type", J::str("threshold"))
+                .with("threshold", J::Int(range(r, 1, 10_000) as i64))
+                .with("window_minutes", J::Int(range(r, 1, 1440) as i64))
+        } else {
+            J::obj().with("condition_type", J::str("new_issue"))
+        };
+        b = b.with("condition", c);
+    }
+    if chance(r, 0.7) {
+        b = b.with("action", J::obj().with("type", J::str("websocket")));
+    }
+    if chance(r, 0.7) {
+        let m = range(r, 0, 1440) as i64;
+        b = b.with("cooldown_minutes", if chance(r, 0.1) { J::Str(m.to_string()) } else { J::Int(m) });
+    }
+    b
+}
+
+pub fn settings(r: &mut GenRng) -> J {
+    let mut b = J::obj();
+    if chance(r, 0.8) {
+        let d = range(r, 1, 365) as i64;
+        b = b.with("retention_days", if chance(r, 0.1) { J::Str(d.to_string()) } else { J::Int(d) });
+    }
+    if chance(r, 0.7) {
+        let s = (range(r, 0, 1000) as f64) / 1000.0;
+        b = b.with("sample_rate", if chance(r, 0.1) { J::Str(s.to_string()) } else { J::Float(s) });
+    }
+    b
+}
+
+pub fn api_key_label(r: &mut GenRng) -> J {
+    match below(r, 10) {
+        0 => J::obj(),
+        _ => J::obj().with("label", J::Str(word_string(r, 1, 4))),
+    }
+}
+
+pub fn toggle(r: &mut GenRng) -> J {
+    let v = match below(r, 4) {
+        0 => J::Str((*pick(r, TOGGLES)).to_string()),
+        1 => J::Int(below(r, 2) as i64),
+        _ => J::Bool(chance(r, 0.5)),
+    };
+    J::obj().with("enabled", v)
+}
+
+pub fn role(r: &mut GenRng) -> J {
+    J::obj().with("role", J::str(*pick(r, ROLES)))
+}
+
+pub fn add_member(r: &mut GenRng, user: &str) -> J {
+    let b = J::obj().with("user_id", J::str(user));
+    if chance(r, 0.85) { b.with("role", J::str(*pick(r, ROLES))) } else { b }
+}
+
+pub fn assign(r: &mut GenRng, f: &Fixtures) -> J {
+    match below(r, 10) {
+        0 => J::obj().with("user_id", J::Null),
+        1 => J::obj().with("user_id", J::str("")),
+        _ => J::obj().with("user_id", J::Str(Ctx::id_or_random(r, &f.users))),
+    }
+}
+
+/// A stream subscription message (§3.3).
+pub fn stream_filter(r: &mut GenRng) -> J {
+    let mut f = J::obj();
+    if chance(r, 0.6) {
+        f = f.with("level", J::str(*pick(r, LEVELS)));
+    }
+    if chance(r, 0.6) {
+        f = f.with("environment", J::str(*pick(r, ENVS)));
+    }
+    J::obj().with("type", J::str("subscribe")).with("filters", f)
+}
+
+// ---------------------------------------------------------------- queries
+
+/// A valid value of a query parameter.
+pub fn query_value(r: &mut GenRng, ctx: &Ctx, kind: QueryKind) -> String {
+    match kind {
+        QueryKind::IssueStatus => (*pick(r, ISSUE_STATUSES)).into(),
+        QueryKind::Level => (*pick(r, LEVELS)).into(),
+        QueryKind::UserId => Ctx::id_or_random(r, &ctx.fixtures.users),
+        QueryKind::Cursor => cursor(r),
+        QueryKind::CursorId => rng::uuid(r),
+        QueryKind::Limit => range(r, 1, 100).to_string(),
+        QueryKind::RawLimit => (if chance(r, 0.8) { range(r, 0, 100) } else { range(r, 101, 100_000) }).to_string(),
+        QueryKind::SearchText => {
+            let n = range(r, 1, 3);
+            (0..n).map(|_| *pick(r, WORDS)).collect::<Vec<_>>().join("+")
+        }
+        QueryKind::TagKey => {
+            if chance(r, 0.7) {
+                (*pick(r, &["environment", "release"])).into()
+            } else {
+                ident(r, 1, 16)
+            }
+        }
+        QueryKind::TagValue => {
+            if chance(r, 0.7) {
+                (*pick(r, &["production", "staging", "1.0.0"])).into()
+            } else {
+                ident(r, 1, 16)
+            }
+        }
+        QueryKind::Bucket => (*pick(r, BUCKETS)).into(),
+        QueryKind::AlertStatus => (*pick(r, ALERT_STATUSES)).into(),
+    }
+}
+
+/// `?a=b&...` for a route (required parameters always, optional ones half the time; `cursor`
+/// always comes with `cursor_id`), or "".
+pub fn query(r: &mut GenRng, ctx: &Ctx, route: &Route) -> String {
+    let mut out = String::new();
+    let mut with_cursor = false;
+    for q in route.query {
+        let include = match q.kind {
+            QueryKind::CursorId => with_cursor,
+            _ => q.required || chance(r, 0.5),
+        };
+        if !include {
+            continue;
+        }
+        if q.kind == QueryKind::Cursor {
+            with_cursor = true;
+        }
+        out.push(if out.is_empty() { '?' } else { '&' });
+        out.push_str(q.name);
+        out.push('=');
+        out.push_str(&query_value(r, ctx, q.kind));
+    }
+    out
+}
+
+// ---------------------------------------------------------------- requests
+
+/// The route actually generated when `id` is asked for, given the pool (see module docs), and
+/// the ids taken for it.
+fn settle(r: &mut GenRng, ctx: &Ctx, id: RouteId) -> (RouteId, Option<String>) {
+    let draw = rng::next_u64(r);
+    match id {
+        RouteId::MemberRemove => match ctx.ids.take_membership(draw) {
+            Some((m, _)) => (id, Some(m)),
+            None => settle(r, ctx, RouteId::MembersAdd),
+        },
+        RouteId::MembersAdd => match ctx.ids.take_free_user(draw) {
+            Some(u) => (id, Some(u)),
+            None => (RouteId::MemberRole, None),
+        },
+        RouteId::AlertRuleDelete => match ctx.ids.take_rule(draw) {
+            Some(rule) => (id, Some(rule)),
+            None => (RouteId::AlertRulesCreate, None),
+        },
+        _ => (id, None),
+    }
+}
+
+fn path_arg(r: &mut GenRng, ctx: &Ctx, route: &Route, kind: ParamKind, taken: &Option<String>) -> String {
+    let f = &ctx.fixtures;
+    match kind {
+        ParamKind::ProjectRef => ctx.project_ref(r),
+        ParamKind::OrgId => f.org_id.clone(),
+        ParamKind::IssueId if route.id == RouteId::IssueDelete => Ctx::id_or_random(r, &ctx.sacrificial_issues),
+        ParamKind::IssueId => Ctx::id_or_random(r, &ctx.safe_issues),
+        ParamKind::EventId => Ctx::id_or_random(r, &ctx.safe_events),
+        ParamKind::MembershipId => match taken {
+            Some(m) => m.clone(),
+            None => Ctx::id_or_random(r, &f.memberships),
+        },
+        ParamKind::ApiKeyId => Ctx::id_or_random(r, &ctx.revocable_keys),
+        ParamKind::AlertRuleId => match taken {
+            Some(rule) => rule.clone(),
+            None => Ctx::id_or_random(r, &f.alert_rules),
+        },
+        ParamKind::AlertId if route.id == RouteId::AlertAcknowledge => Ctx::id_or_random(r, &f.active_alerts),
+        ParamKind::AlertId => {
+            if chance(r, 0.5) || f.acknowledged_alerts.is_empty() {
+                Ctx::id_or_random(r, &f.active_alerts)
+            } else {
+                pick(r, &f.acknowledged_alerts).clone()
+            }
+        }
+    }
+}
+
+/// The valid JSON body of a route (None for routes without a body).
+pub fn body(r: &mut GenRng, ctx: &Ctx, route: &Route, taken: &Option<String>) -> Option<J> {
+    Some(match route.body {
+        BodyKind::None => return None,
+        BodyKind::Event => event(r, &ctx.opts),
+        BodyKind::BulkEvent => bulk_event(r, &ctx.opts),
+        BodyKind::Assign => assign(r, &ctx.fixtures),
+        BodyKind::AddMember => {
+            let user = match taken {
+                Some(u) => u.clone(),
+                None => Ctx::id_or_random(r, &ctx.fixtures.users),
+            };
+            add_member(r, &user)
+        }
+        BodyKind::MemberRole => role(r),
+        BodyKind::ApiKeyLabel => api_key_label(r),
+        BodyKind::AlertRule => alert_rule(r),
+        BodyKind::Toggle => toggle(r),
+        BodyKind::Settings => settings(r),
+    })
+}
+
+/// A valid request for `id` (or for the route it settles to, see module docs), with its body
+/// as a tree (for the JSON layer) — the request's body bytes are that tree serialised.
+pub fn request(r: &mut GenRng, ctx: &Ctx, id: RouteId) -> (HttpRequest, Option<J>) {
+    let (id, taken) = settle(r, ctx, id);
+    let route = Route::get(id);
+    let args: Vec<String> = route.params.iter().map(|k| path_arg(r, ctx, route, *k, &taken)).collect();
+    let argr: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut target = route.path(&argr);
+    target.push_str(&query(r, ctx, route));
+    let body = body(r, ctx, route, &taken);
+    let bytes = body.as_ref().map(J::to_bytes).unwrap_or_default();
+    let mut req = HttpRequest::new(Some(id), route.method.as_str(), target, bytes);
+    if route.auth == crate::api::Auth::ApiKey {
+        let key = if ctx.ingest_keys.is_empty() { String::new() } else { pick(r, &ctx.ingest_keys).clone() };
+        let name = if chance(r, 0.8) { "x-sentry-auth" } else { "authorization" };
+        req.headers.push((name.to_string(), key.into_bytes()));
+    }
+    (req, body)
+}
+
+// ---------------------------------------------------------------- WebSocket (§3)
+
+fn close_frame(code: u16, reason: &[u8]) -> WsFrame {
+    let mut p = code.to_be_bytes().to_vec();
+    p.extend_from_slice(reason);
+    WsFrame { fin: true, opcode: 8, rsv: 0, masked: true, payload: p, declared_len: None, delay_ms: 0 }
+}
+
+/// A valid WebSocket conversation: ingest (authenticated, event frames) or stream (subscription
+/// messages), possibly a ping, then a normal close (1000).
+pub fn ws_script(r: &mut GenRng, ctx: &Ctx, kind: WsPath) -> WsScript {
+    let mut frames = Vec::new();
+    let mut headers = Vec::new();
+    let path = match kind {
+        WsPath::Ingest => {
+            let key = if ctx.ingest_keys.is_empty() { "mshr_".to_string() } else { pick(r, &ctx.ingest_keys).clone() };
+            let name = if chance(r, 0.8) { "x-sentry-auth" } else { "authorization" };
+            headers.push((name.to_string(), key.into_bytes()));
+            let small = GenOptions { large_event_ratio: 0.0, ..ctx.opts.clone() };
+            for _ in 0..range(r, 1, 4) {
+                let mut f = WsFrame::text(event(r, &small).to_bytes());
+                if chance(r, 0.2) {
+                    f.opcode = 2;
+                }
+                frames.push(f);
+            }
+            kind.path("")
+        }
+        WsPath::Stream => {
+            for _ in 0..range(r, 1, 3) {
+                frames.push(WsFrame::text(stream_filter(r).to_bytes()));
+            }
+            kind.path(&ctx.fixtures.project_id)
+        }
+    };
+    if chance(r, 0.3) {
+        let at = below(r, frames.len() + 1);
+        let mut p = WsFrame::text(b"ping".to_vec());
+        p.opcode = 9;
+        frames.insert(at, p);
+    }
+    frames.push(close_frame(1000, b""));
+    WsScript { kind, path, headers, frames }
+}
+
+pub fn close(code: u16, reason: &[u8]) -> WsFrame {
+    close_frame(code, reason)
+}

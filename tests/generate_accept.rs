@@ -1,0 +1,145 @@
+//! Acceptance: every valid generator's output gets the route's success status from the live
+//! built-in target, across thousands of seeds. Contract with the target: spawn
+//! `mesher-stress target --http-port 0 --ws-port 0 --database-url URL --prepare-db --keep-alive`
+//! on a throwaway cluster, wait for `[mesh-rt] HTTP server listening on 127.0.0.1:PORT` and the
+//! WebSocket line, then send with a plain hyper client. The driver's role (feeding created ids
+//! back into the pool) is played here by `IdPool::observe`.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use mesher_stress::api::Route;
+use mesher_stress::db::fixtures::SeedOptions;
+use mesher_stress::db::{Cluster, Fixtures};
+use mesher_stress::generate::{GenOptions, Generator, Mix, cli::ws_wire};
+use mesher_stress::model::{HttpRequest, Layer, Payload, Source};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+struct Target {
+    child: Child,
+    http: u16,
+    ws: u16,
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn port_after(line: &str, marker: &str) -> Option<u16> {
+    let rest = &line[line.find(marker)? + marker.len()..];
+    rest.trim().rsplit(':').next()?.trim().parse().ok()
+}
+
+fn start_target(url: &str) -> Target {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mesher-stress"))
+        .args(["target", "--http-port", "0", "--ws-port", "0", "--database-url", url, "--prepare-db", "--keep-alive"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the target");
+    let (tx, rx) = mpsc::channel::<String>();
+    for pipe in [Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>, Box::new(child.stderr.take().unwrap())]
+    {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+    }
+    let (mut http, mut ws) = (None, None);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut seen = Vec::new();
+    while http.is_none() || ws.is_none() {
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(line) => {
+                http = http.or_else(|| port_after(&line, "HTTP server listening on"));
+                ws = ws.or_else(|| port_after(&line, "WebSocket server listening on"));
+                seen.push(line);
+            }
+            Err(_) if Instant::now() < deadline && child.try_wait().ok().flatten().is_none() => {}
+            Err(_) => {
+                // Collect what is left of its output.
+                while let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+                    seen.push(line);
+                }
+                let status = child.try_wait().ok().flatten();
+                let _ = child.kill();
+                panic!("target not ready (exit {status:?}); output:\n{}", seen.join("\n"));
+            }
+        }
+    }
+    Target { child, http: http.unwrap(), ws: ws.unwrap() }
+}
+
+async fn send(port: u16, req: &HttpRequest) -> (u16, Vec<u8>) {
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.expect("handshake");
+    tokio::spawn(conn);
+    let mut b = hyper::Request::builder().method(req.method.as_str()).uri(req.target.as_str());
+    b = b.header("host", format!("127.0.0.1:{port}"));
+    for (n, v) in &req.headers {
+        b = b.header(n.as_str(), v.as_slice());
+    }
+    let request = b.body(Full::new(Bytes::from(req.body.clone()))).expect("request");
+    sender.ready().await.expect("ready");
+    let resp = sender.send_request(request).await.expect("response");
+    let status = resp.status().as_u16();
+    let body = resp.into_body().collect().await.map(|b| b.to_bytes().to_vec()).unwrap_or_default();
+    (status, body)
+}
+
+#[test]
+fn valid_requests_succeed_against_the_builtin_target() {
+    let cluster = Cluster::start().expect("throwaway PostgreSQL");
+    let target = start_target(cluster.url());
+    let fixtures = Fixtures::plan(&SeedOptions::default());
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let mut failures = Vec::new();
+    let mut sent = 0;
+    for seed in 0..30u64 {
+        let g = Generator::new(seed, fixtures.clone(), Mix::only(Layer::Valid), GenOptions::default());
+        for n in 0..100 {
+            let item = g.generate(seed % 3, n);
+            let Payload::Http(req) = &item.payload else { unreachable!("valid layer is HTTP") };
+            let route = Route::get(req.route.expect("valid requests are routed"));
+            let (status, body) = rt.block_on(send(target.http, req));
+            g.ids().observe(req, status, &body);
+            sent += 1;
+            if status != route.success {
+                failures.push(format!(
+                    "seed {seed} index {n} {} {} -> {status} {}",
+                    req.method,
+                    req.target,
+                    String::from_utf8_lossy(&body)
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{} of {sent} valid requests failed:\n{}", failures.len(), failures.join("\n"));
+
+    // WebSocket: valid scripts complete the handshake (101) on the WS port.
+    let g = Generator::new(1, fixtures, Mix::only(Layer::Ws), GenOptions::default());
+    let mut checked = 0;
+    for n in 0..200 {
+        let item = g.generate(0, n);
+        let Payload::Ws(script) = &item.payload else { unreachable!() };
+        if !item.trail.is_empty() {
+            continue;
+        }
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", target.ws)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(&ws_wire(script)).unwrap();
+        let mut buf = [0u8; 12];
+        s.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"HTTP/1.1 101", "{script:?}");
+        checked += 1;
+    }
+    assert!(checked > 20);
+}
