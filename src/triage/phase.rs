@@ -1,8 +1,8 @@
 //! The `fuzz` phase of a profile: fuzz traffic with the watchdog and triage on, bounded in
 //! time, ending with the bucket table. [`FuzzPhaseSpec`] is its TOML table (`kind = "fuzz"`);
 //! [`run`] runs it (blocking work on the blocking pool). Inputs come from any
-//! [`crate::model::Source`]; until the generators are wired here, [`EventFuzz`] (below) is the
-//! source: seeded mutations of authenticated event bodies plus HTTP-level length lies.
+//! [`crate::generate::Generator`] with the phase's `mix` (default: fuzz-heavy, ingestion
+//! weighted up); the generators know the API, not the target's planted faults.
 //!
 //! Limitation: only `kind = "builtin"` targets for now (each incarnation is spawned on free ports
 //! on the run's database, next to the run's own target); the profile validation says so.
@@ -10,11 +10,9 @@
 use super::bucket::Store;
 use super::session::{self, FuzzOptions, FuzzReport, ReplaySender, TriageOptions};
 use super::target::CommandFactory;
-use crate::model::{Generated, HttpRequest, Layer, MutationStep, Payload, RequestSeed, Source};
+use crate::model::Source;
 use anyhow::{Result, bail};
-use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -84,8 +82,23 @@ pub struct FuzzPhaseSpec {
     /// longer than this.
     #[serde(deserialize_with = "de_dur", serialize_with = "ser_dur", default = "d_hang")]
     pub hang_probe_timeout: Duration,
+    /// Traffic mix (the generators' `Mix`): layer weights and per-route weights.
+    #[serde(default = "d_mix")]
+    pub mix: crate::generate::Mix,
     #[serde(default)]
     pub triage: TriageSpec,
+}
+
+/// Fuzz-heavy by default: mostly mutated traffic, authenticated ingestion weighted up (the
+/// ABI-crash-prone paths of §6.1).
+fn d_mix() -> crate::generate::Mix {
+    crate::generate::Mix {
+        valid: 0.3,
+        json: 0.5,
+        http: 0.2,
+        ws: 0.0,
+        routes: [("events-ingest".to_string(), 24.0), ("events-bulk".to_string(), 6.0)].into_iter().collect(),
+    }
 }
 
 /// `[phases.triage]`.
@@ -169,7 +182,13 @@ pub async fn run(
         args.push(f.clone());
     }
     let factory = CommandFactory::new(exe.to_string_lossy().to_string(), args);
-    let source: Arc<dyn Source> = Arc::new(EventFuzz::new(run_seed, fixtures.api_key(), &fixtures.project_id));
+    spec.mix.validate()?;
+    let source: Arc<dyn Source> = Arc::new(crate::generate::Generator::new(
+        run_seed,
+        fixtures.clone(),
+        spec.mix.clone(),
+        crate::generate::GenOptions::default(),
+    ));
     let spec = spec.clone();
     tokio::task::spawn_blocking(move || {
         let store = Store::open(&spec.triage.corpus)?;
@@ -189,122 +208,19 @@ pub async fn run(
     .await?
 }
 
-/// A small built-in fuzz source: authenticated `POST /api/v1/events` with seeded random event
-/// bodies (fields of §4 in random subsets, values of random types, stack frames with edge
-/// values such as `colno: 0`, nested user contexts), and now and then an HTTP-level lie (a
-/// huge `Content-Length` on the health route). Pure in (run seed, stream, index).
-pub struct EventFuzz {
-    pub run: u64,
-    pub api_key: String,
-    pub project: String,
-}
-
-impl EventFuzz {
-    pub fn new(run: u64, api_key: &str, project: &str) -> EventFuzz {
-        EventFuzz { run, api_key: api_key.into(), project: project.into() }
-    }
-}
-
-fn scalar(r: &mut impl Rng) -> Value {
-    match r.random_range(0..8) {
-        0 => Value::Null,
-        1 => json!(r.random::<bool>()),
-        2 => json!(0),
-        3 => json!(r.random_range(-5i64..100_000)),
-        4 => json!(1e308),
-        5 => json!(""),
-        6 => json!("x".repeat(r.random_range(1..40))),
-        _ => json!("ü\"\\\t<>|||"),
-    }
-}
-
-impl Source for EventFuzz {
-    fn generate(&self, stream: u64, index: u64) -> Generated {
-        let seed = RequestSeed { run: self.run, stream, index };
-        let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(
-            self.run.wrapping_mul(0x9E37_79B9_7F4A_7C15)
-                ^ stream.rotate_left(32)
-                ^ index.wrapping_mul(0xD6E8_FEB8_6659_FD93),
-        );
-        let mut trail = Vec::new();
-        if r.random_range(0..200) == 0 {
-            let route = crate::api::Route::get(crate::api::RouteId::DashboardHealth);
-            let mut req = HttpRequest::new(Some(route.id), "GET", route.path(&[&self.project]), Vec::new());
-            let len = 1u64 << r.random_range(40..62);
-            req.headers.push(("content-length".into(), len.to_string().into_bytes()));
-            trail.push(MutationStep {
-                op: "http.content-length-lie".into(),
-                at: "content-length".into(),
-                detail: len.to_string(),
-            });
-            return Generated { seed, layer: Layer::Http, payload: Payload::Http(req), trail };
-        }
-        let mut ev = serde_json::Map::new();
-        let mut put = |k: &str, v: Value, r: &mut rand_chacha::ChaCha8Rng, trail: &mut Vec<MutationStep>| {
-            if r.random_range(0..10) < 7 {
-                let v = if r.random_range(0..8) == 0 {
-                    let s = scalar(r);
-                    trail.push(MutationStep {
-                        op: "json.swap-type".into(),
-                        at: format!("$.{k}"),
-                        detail: s.to_string(),
-                    });
-                    s
-                } else {
-                    v
-                };
-                ev.insert(k.into(), v);
-            }
-        };
-        put("message", json!(format!("fuzz event {index}")), &mut r, &mut trail);
-        put("level", json!(["error", "warning", "info", "fatal", "debug"][r.random_range(0..5)]), &mut r, &mut trail);
-        let frames: Vec<Value> = (0..r.random_range(0..4))
-            .map(|i| {
-                let mut f = serde_json::Map::new();
-                f.insert("filename".into(), json!(format!("f{i}.js")));
-                f.insert("function".into(), json!(format!("fn{i}")));
-                f.insert("lineno".into(), json!(r.random_range(0..500)));
-                if r.random::<bool>() {
-                    f.insert("colno".into(), if r.random_range(0..3) == 0 { json!(0) } else { scalar(&mut r) });
-                }
-                if r.random::<bool>() {
-                    f.insert("in_app".into(), json!(r.random::<bool>()));
-                }
-                Value::Object(f)
-            })
-            .collect();
-        put("stacktrace", Value::Array(frames), &mut r, &mut trail);
-        let mut user = serde_json::Map::new();
-        for k in ["id", "email", "ip_address", "username"] {
-            if r.random::<bool>() {
-                user.insert(k.into(), scalar(&mut r));
-            }
-        }
-        put("user_context", Value::Object(user), &mut r, &mut trail);
-        put("tags", json!({"env": "fuzz", "n": index}), &mut r, &mut trail);
-        put("extra", json!({"nested": {"deep": [scalar(&mut r), scalar(&mut r)]}}), &mut r, &mut trail);
-        put("fingerprint", json!(["a|||b", "c"]), &mut r, &mut trail);
-        let body = serde_json::to_vec(&Value::Object(ev)).expect("json");
-        let route = crate::api::Route::get(crate::api::RouteId::EventsIngest);
-        let mut req = HttpRequest::new(Some(route.id), "POST", route.path(&[]), body);
-        req.headers.push(("x-sentry-auth".into(), self.api_key.clone().into_bytes()));
-        Generated { seed, layer: Layer::Json, payload: Payload::Http(req), trail }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn event_fuzz_is_deterministic_and_spec_defaults_parse() {
-        let s = EventFuzz::new(5, "mshr_k", "p");
-        assert_eq!(s.generate(0, 17), s.generate(0, 17));
-        assert_ne!(s.generate(0, 17), s.generate(0, 18));
+    fn spec_defaults_parse() {
         let spec: FuzzPhaseSpec = toml::from_str("duration = \"30s\"\n[triage]\ngdb = true\n").unwrap();
         assert_eq!(spec.duration, Duration::from_secs(30));
         assert!(spec.triage.gdb && spec.triage.enabled);
         assert_eq!(spec.triage.corpus, PathBuf::from("corpus/crashes"));
         assert!(toml::from_str::<FuzzPhaseSpec>("nope = 1").is_err());
+        spec.mix.validate().unwrap();
+        let spec: FuzzPhaseSpec = toml::from_str("[mix]\nvalid = 1.0\njson = 0.0\nhttp = 0.0\n").unwrap();
+        assert_eq!(spec.mix.valid, 1.0);
     }
 }
