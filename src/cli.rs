@@ -50,4 +50,6 @@ pub enum Command {
     Target(crate::target::TargetArgs),
     /// Throwaway PostgreSQL, Mesher's schema and fixtures.
     Db(crate::db::cli::DbArgs),
+    /// Fire load at a URL (GETs to one path, optional WebSocket lanes): table, report.json, verdict.
+    Load(crate::drive::cli::LoadArgs),
 }

@@ -25,6 +25,7 @@ fn main() -> ExitCode {
             Command::Run(a) => mesher_stress::run::main(a, &g).await,
             Command::Target(a) => mesher_stress::target::main(a, &g).await,
             Command::Db(a) => mesher_stress::db::cli::main(a, &g).await,
+            Command::Load(a) => mesher_stress::drive::cli::main(a, &g).await,
         }
     });
     // Do not wait for stray blocking tasks (e.g. a stdin reader) at shutdown.
