@@ -85,7 +85,10 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
 async fn http_lane(sh: Arc<Shared>, lane: u32, mut rec: Recorder, fl: LaneRecorder, mut stop: watch::Receiver<bool>) -> (u64, Option<Instant>) {
     let mut client = HttpLane::new(sh.http.clone(), sh.timeouts, sh.keep_alive, sh.http_host.clone());
     let mut j: u64 = 0;
+    tokio::time::sleep_until(sh.start.into()).await;
+    let mut behind;
     loop {
+        behind = true;
         if *stop.borrow() {
             break;
         }
@@ -99,6 +102,9 @@ async fn http_lane(sh: Arc<Shared>, lane: u32, mut rec: Recorder, fl: LaneRecord
             if sh.past_deadline(at) {
                 break;
             }
+            // Behind schedule (earlier answers held the lane up): charge from the intended time.
+            // Otherwise the only delay is our own timer's (≤ 1 ms): measure from the actual send.
+            behind = Instant::now() >= at;
             tokio::select! {
                 _ = tokio::time::sleep_until(at.into()) => {}
                 _ = stopped(&mut stop) => break,
@@ -115,6 +121,7 @@ async fn http_lane(sh: Arc<Shared>, lane: u32, mut rec: Recorder, fl: LaneRecord
         let route = route_of(&g);
         let key = |outcome| Key { route, layer: g.layer, outcome };
         let sent = Instant::now();
+        let from = if behind { intended } else { sent };
         rec.sent += 1;
         match &g.payload {
             Payload::Http(r) => {
@@ -135,13 +142,13 @@ async fn http_lane(sh: Arc<Shared>, lane: u32, mut rec: Recorder, fl: LaneRecord
                 {
                     f.accept(m);
                 }
-                finish(&mut rec, &fl, t, key(outcome), intended, sent, done);
+                finish(&mut rec, &fl, t, key(outcome), intended, from, sent, done);
             }
             Payload::Ws(script) => {
                 let Some((opts, host)) = &sh.ws else {
                     // No WebSocket endpoint: counted, not sent.
                     let t = fl.begin(g.seed, g.layer, route, 0, 0, sent, None);
-                    finish(&mut rec, &fl, t, key(Outcome::ConnectOther), intended, sent, Instant::now());
+                    finish(&mut rec, &fl, t, key(Outcome::ConnectOther), intended, from, sent, Instant::now());
                     continue;
                 };
                 let t = fl.begin(g.seed, g.layer, route, client.conns + 1, 0, sent, None);
@@ -151,7 +158,7 @@ async fn http_lane(sh: Arc<Shared>, lane: u32, mut rec: Recorder, fl: LaneRecord
                     _ = stopped(&mut stop) => None,
                 };
                 let outcome = ans.unwrap_or(Outcome::Interrupted);
-                finish(&mut rec, &fl, t, key(outcome), intended, sent, Instant::now());
+                finish(&mut rec, &fl, t, key(outcome), intended, from, sent, Instant::now());
             }
         }
         if let Some(think) = sh.think {
@@ -165,10 +172,11 @@ async fn http_lane(sh: Arc<Shared>, lane: u32, mut rec: Recorder, fl: LaneRecord
 }
 
 #[inline]
-fn finish(rec: &mut Recorder, fl: &LaneRecorder, t: Ticket, key: Key, intended: Instant, sent: Instant, done: Instant) {
+#[allow(clippy::too_many_arguments)]
+fn finish(rec: &mut Recorder, fl: &LaneRecorder, t: Ticket, key: Key, intended: Instant, from: Instant, sent: Instant, done: Instant) {
     let answered = !key.outcome.is_error() && key.outcome != Outcome::Interrupted;
     fl.end(t, key.outcome, answered.then_some(done));
-    rec.record(key, intended, sent, done);
+    rec.record(key, intended, from, sent, done);
 }
 
 /// The bytes of the n-th WebSocket frame a source offers: the first data frame of a script, or
@@ -187,6 +195,7 @@ fn frame_from(g: &crate::model::Generated) -> (Vec<u8>, bool) {
 
 struct InFlight {
     intended: Instant,
+    from: Instant,
     sent: Instant,
     ticket: Ticket,
     layer: Layer,
@@ -204,6 +213,7 @@ async fn ws_ingest_lane(sh: Arc<Shared>, lane: u32, mut rec: Recorder, fl: LaneR
     let offset = period.map(|p| p.mul_f64(lane as f64 / lanes)).unwrap_or_default();
     let mut j: u64 = 0;
     let mut conn_no = 0u64;
+    tokio::time::sleep_until(sh.start.into()).await;
     let key = |layer, outcome| Key { route: "ws-ingest", layer, outcome };
     'outer: loop {
         if *stop.borrow() || sh.past_deadline(Instant::now()) || sh.requests.is_some_and(|m| sh.issued.load(Ordering::Relaxed) >= m) {
@@ -225,7 +235,7 @@ async fn ws_ingest_lane(sh: Arc<Shared>, lane: u32, mut rec: Recorder, fl: LaneR
                 rec.sent += 1;
                 let seed = RequestSeed { run: 0, stream, index: j };
                 let t = fl.begin(seed, Layer::Ws, "ws-ingest", conn_no, 0, t0, None);
-                finish(&mut rec, &fl, t, key(Layer::Ws, o), t0, t0, Instant::now());
+                finish(&mut rec, &fl, t, key(Layer::Ws, o), t0, t0, t0, Instant::now());
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_millis(100)) => {}
                     _ = stopped(&mut stop) => break,
@@ -240,6 +250,7 @@ async fn ws_ingest_lane(sh: Arc<Shared>, lane: u32, mut rec: Recorder, fl: LaneR
             None => Instant::now(),
         };
         let mut sending = true;
+        let mut last_write_done = Instant::now();
         loop {
             let can_send = sending && pending.len() < 4096 && (period.is_some() || pending.is_empty());
             let ack_deadline = pending.front().map(|p| p.sent + sh.timeouts.request);
@@ -259,12 +270,17 @@ async fn ws_ingest_lane(sh: Arc<Shared>, lane: u32, mut rec: Recorder, fl: LaneR
                     let ticket = fl.begin(g.seed, g.layer, "ws-ingest", conn_no, 0, sent, None);
                     let marker = sh.fanout.as_ref().and_then(|f| ws::event_marker(&bytes).inspect(|m| f.register(m.clone(), sent)));
                     let frame = if binary { Frame::binary(bytes.into()) } else { Frame::text(bytes.into()) };
-                    let inf = InFlight { intended: next_at, sent, ticket, layer: g.layer, marker };
-                    match wr.write_frame(frame).await {
+                    // Charged from the intended time only when our previous write (back-pressure
+                    // from the server) made us late, not for timer slop.
+                    let from = if last_write_done >= next_at { next_at } else { sent };
+                    let inf = InFlight { intended: next_at, from, sent, ticket, layer: g.layer, marker };
+                    let w = wr.write_frame(frame).await;
+                    last_write_done = Instant::now();
+                    match w {
                         Ok(()) => pending.push_back(inf),
                         Err(_) => {
                             let done = Instant::now();
-                            finish(&mut rec, &fl, inf.ticket, key(inf.layer, Outcome::Reset), inf.intended, inf.sent, done);
+                            finish(&mut rec, &fl, inf.ticket, key(inf.layer, Outcome::Reset), inf.intended, inf.from, inf.sent, done);
                             drain(&mut rec, &fl, &mut pending, Outcome::Reset);
                             continue 'outer;
                         }
@@ -284,7 +300,7 @@ async fn ws_ingest_lane(sh: Arc<Shared>, lane: u32, mut rec: Recorder, fl: LaneR
                                     if outcome == Outcome::AckOk && let (Some(fo), Some(m)) = (&sh.fanout, &p.marker) {
                                         fo.accept(m);
                                     }
-                                    finish(&mut rec, &fl, p.ticket, key(p.layer, outcome), p.intended, p.sent, done);
+                                    finish(&mut rec, &fl, p.ticket, key(p.layer, outcome), p.intended, p.from, p.sent, done);
                                 }
                                 if !sending && pending.is_empty() { break 'outer; }
                                 if period.is_none() { next_at = done; }
@@ -329,7 +345,7 @@ async fn ws_ingest_lane(sh: Arc<Shared>, lane: u32, mut rec: Recorder, fl: LaneR
 fn drain(rec: &mut Recorder, fl: &LaneRecorder, pending: &mut VecDeque<InFlight>, o: Outcome) {
     let done = Instant::now();
     for p in pending.drain(..) {
-        finish(rec, fl, p.ticket, Key { route: "ws-ingest", layer: p.layer, outcome: o }, p.intended, p.sent, done);
+        finish(rec, fl, p.ticket, Key { route: "ws-ingest", layer: p.layer, outcome: o }, p.intended, p.from, p.sent, done);
     }
 }
 
@@ -339,6 +355,7 @@ async fn ws_churn_lane(sh: Arc<Shared>, lane: u32, mut rec: Recorder, fl: LaneRe
     let stream = WS_CHURN_STREAM + lane as u64;
     let headers = vec![("x-sentry-auth".to_string(), w.auth.clone().into_bytes())];
     let mut j = 0u64;
+    tokio::time::sleep_until(sh.start.into()).await;
     while !*stop.borrow() && sh.take_budget() {
         let g = sh.ws_source.generate(stream, j);
         j += 1;
@@ -370,7 +387,7 @@ async fn ws_churn_lane(sh: Arc<Shared>, lane: u32, mut rec: Recorder, fl: LaneRe
             r = cycle => r.unwrap_or_else(|e| e),
             _ = stopped(&mut stop) => Outcome::Interrupted,
         };
-        finish(&mut rec, &fl, t, Key { route: "ws-churn", layer: g.layer, outcome: o }, sent, sent, Instant::now());
+        finish(&mut rec, &fl, t, Key { route: "ws-churn", layer: g.layer, outcome: o }, sent, sent, sent, Instant::now());
     }
     (rec.sent, rec.last_sent)
 }

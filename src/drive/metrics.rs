@@ -202,12 +202,14 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    /// Record a request that was sent at `sent` (intended `intended`) and finished at `done`.
+    /// Record a request intended for `intended`, actually sent at `sent`, finished at `done`;
+    /// the corrected latency runs from `from` (see `lanes.rs`: the intended time when the lane
+    /// was held up by earlier answers, else the actual send).
     #[inline]
-    pub fn record(&mut self, key: Key, intended: Instant, sent: Instant, done: Instant) {
+    pub fn record(&mut self, key: Key, intended: Instant, from: Instant, sent: Instant, done: Instant) {
         let sample = Sample {
             key,
-            corrected_us: done.saturating_duration_since(intended).as_micros() as u64,
+            corrected_us: done.saturating_duration_since(from.min(sent)).as_micros() as u64,
             uncorrected_us: done.saturating_duration_since(sent).as_micros() as u64,
             lag_us: sent.saturating_duration_since(intended).as_micros() as u64,
         };
@@ -269,6 +271,15 @@ pub struct Second {
 
 fn new_hist() -> Histogram<u64> {
     Histogram::new(3).expect("3 significant figures is valid")
+}
+
+/// Record into an auto-resizing histogram (`saturating_record` would clamp to the current
+/// size instead of growing).
+#[inline]
+fn rec(h: &mut Histogram<u64>, v: u64) {
+    if h.record(v).is_err() {
+        h.saturating_record(v);
+    }
 }
 
 /// Histograms of one key.
@@ -364,12 +375,12 @@ impl Aggregator {
                 .pairs
                 .entry(s.key)
                 .or_insert_with(|| Pair { corrected: new_hist(), uncorrected: new_hist() });
-            pair.corrected.saturating_record(s.corrected_us);
-            pair.uncorrected.saturating_record(s.uncorrected_us);
+            rec(&mut pair.corrected, s.corrected_us);
+            rec(&mut pair.uncorrected, s.uncorrected_us);
             self.totals.samples += 1;
             if s.key.outcome.is_request() {
-                self.totals.lag.saturating_record(s.lag_us);
-                self.interval.saturating_record(s.corrected_us);
+                rec(&mut self.totals.lag, s.lag_us);
+                rec(&mut self.interval, s.corrected_us);
                 self.live.done.fetch_add(1, Ordering::Relaxed);
                 if s.key.outcome.is_error() {
                     self.live.errors.fetch_add(1, Ordering::Relaxed);
