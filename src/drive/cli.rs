@@ -191,7 +191,7 @@ pub async fn main(a: LoadArgs, g: &Global) -> Result<u8> {
     } else if !g.quiet {
         report.print_table(&mut std::io::stdout().lock())?;
     } else {
-        println!("verdict: {}", if report.passed { "passed" } else { "FAILED" });
+        println!("verdict: {}", report.verdict_word());
     }
     Ok(report.exit_code(false))
 }

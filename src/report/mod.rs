@@ -369,7 +369,17 @@ impl PhaseReport {
         for t in &self.thresholds {
             writeln!(w, "threshold {:<28} limit {:>10} actual {:>10}  {}", t.name, t.limit, t.actual, if t.passed { "ok" } else { "FAILED" })?;
         }
-        writeln!(w, "verdict: {}", if self.passed { "passed" } else { "FAILED" })
+        writeln!(w, "verdict: {}", self.verdict_word())
+    }
+
+    /// `passed`, `FAILED` or `interrupted` (with the measured part's result).
+    pub fn verdict_word(&self) -> &'static str {
+        match (self.interrupted, self.passed) {
+            (true, true) => "interrupted (passed so far)",
+            (true, false) => "interrupted (FAILED so far)",
+            (false, true) => "passed",
+            (false, false) => "FAILED",
+        }
     }
 }
 
