@@ -24,6 +24,22 @@ pub struct Answer {
     pub raw: bool,
 }
 
+/// A request ready to go.
+pub enum Prepared {
+    Hyper(hyper::Request<Full<Bytes>>),
+    Raw(Vec<u8>),
+}
+
+impl Prepared {
+    /// The exact bytes, for raw requests.
+    pub fn raw(&self) -> Option<&[u8]> {
+        match self {
+            Prepared::Raw(b) => Some(b),
+            Prepared::Hyper(_) => None,
+        }
+    }
+}
+
 /// A sending lane's HTTP client state.
 pub struct HttpLane {
     pub opts: ConnectOpts,
@@ -31,6 +47,7 @@ pub struct HttpLane {
     pub keep_alive: bool,
     /// `host` header value.
     pub host: String,
+    host_value: Option<hyper::header::HeaderValue>,
     sender: Option<SendRequest<Full<Bytes>>>,
     /// Connections opened so far (the flight recorder's connection number).
     pub conns: u64,
@@ -38,7 +55,8 @@ pub struct HttpLane {
 
 impl HttpLane {
     pub fn new(opts: ConnectOpts, timeouts: Timeouts, keep_alive: bool, host: String) -> HttpLane {
-        HttpLane { opts, timeouts, keep_alive, host, sender: None, conns: 0 }
+        let host_value = hyper::header::HeaderValue::from_str(&host).ok();
+        HttpLane { opts, timeouts, keep_alive, host, host_value, sender: None, conns: 0 }
     }
 
     /// Convert to a hyper request; None when hyper would refuse or rewrite it.
@@ -67,7 +85,7 @@ impl HttpLane {
                 h.append(name, value);
             }
             if !has_host {
-                h.insert(hyper::header::HOST, hyper::header::HeaderValue::from_str(&self.host).ok()?);
+                h.insert(hyper::header::HOST, self.host_value.clone()?);
             }
             if !self.keep_alive && !has_conn {
                 h.insert(hyper::header::CONNECTION, hyper::header::HeaderValue::from_static("close"));
@@ -100,17 +118,30 @@ impl HttpLane {
         Ok(sender)
     }
 
-    /// Bytes the raw executor would send (for the flight recorder), if this request goes raw.
-    pub fn raw_bytes(&self, r: &HttpRequest) -> Option<Vec<u8>> {
-        if self.to_hyper(r).is_none() { Some(r.to_wire(&self.host)) } else { None }
+    /// Decide how `r` goes out: through hyper, or raw (exact bytes) when hyper would refuse or
+    /// rewrite it.
+    pub fn prepare(&self, r: &HttpRequest) -> Prepared {
+        match self.to_hyper(r) {
+            Some(req) => Prepared::Hyper(req),
+            None => Prepared::Raw(r.to_wire(&self.host)),
+        }
     }
 
     /// Send one request and read its whole answer.
     pub async fn send(&mut self, r: &HttpRequest) -> Answer {
-        let Some(req) = self.to_hyper(r) else {
-            self.conns += 1;
-            let a = net::raw_exchange(&self.opts, self.timeouts, &r.to_wire(&self.host)).await;
-            return Answer { outcome: a.outcome, status: a.status, body_len: a.body_len, raw: true };
+        let p = self.prepare(r);
+        self.send_prepared(p).await
+    }
+
+    /// Send a prepared request and read its whole answer.
+    pub async fn send_prepared(&mut self, p: Prepared) -> Answer {
+        let req = match p {
+            Prepared::Hyper(req) => req,
+            Prepared::Raw(bytes) => {
+                self.conns += 1;
+                let a = net::raw_exchange(&self.opts, self.timeouts, &bytes).await;
+                return Answer { outcome: a.outcome, status: a.status, body_len: a.body_len, raw: true };
+            }
         };
         let fail = |outcome| Answer { outcome, status: None, body_len: 0, raw: false };
         // A kept-alive connection the server has closed meanwhile: open a new one (the request

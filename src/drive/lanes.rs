@@ -125,14 +125,14 @@ async fn http_lane(sh: Arc<Shared>, lane: u32, mut rec: Recorder, fl: LaneRecord
         rec.sent += 1;
         match &g.payload {
             Payload::Http(r) => {
-                let raw = client.raw_bytes(r);
-                let t = fl.begin(g.seed, g.layer, route, client.conns + 1, 0, sent, raw.as_deref());
+                let prepared = client.prepare(r);
+                let t = fl.begin(g.seed, g.layer, route, client.conns.max(1), 0, sent, prepared.raw());
                 let marker = match &sh.fanout {
                     Some(f) if is_ingest_route(r) => ws::event_marker(&r.body).inspect(|m| f.register(m.clone(), sent)),
                     _ => None,
                 };
                 let ans = tokio::select! {
-                    a = client.send(r) => Some(a),
+                    a = client.send_prepared(prepared) => Some(a),
                     _ = stopped(&mut stop) => None,
                 };
                 let done = Instant::now();
@@ -416,6 +416,9 @@ async fn ws_stream_lane(
             _ = stopped(&mut stop) => break,
         };
         let Ok(s) = s else {
+            if *producers_done.borrow() {
+                break;
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };

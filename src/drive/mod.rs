@@ -370,9 +370,8 @@ pub struct PhaseCtx {
 impl PhaseCtx {
     /// A context that never stops early, without output directory or progress.
     pub fn quiet() -> PhaseCtx {
-        let (tx, rx) = tokio::sync::watch::channel(false);
-        // Keep the sender alive for the whole program so `stop` never reports a closed channel.
-        std::mem::forget(tx);
+        // The sender is dropped: the lanes treat a closed channel as "never stops".
+        let (_, rx) = tokio::sync::watch::channel(false);
         PhaseCtx { out_dir: None, flight: FlightRecorder::default(), stop: rx, progress: ProgressMode::Off, allow_remote: false, ws_source: None }
     }
 }
