@@ -71,6 +71,7 @@ struct Ring {
 #[derive(Clone)]
 pub struct LaneRecorder {
     ring: Arc<Mutex<Ring>>,
+    base: (SystemTime, Instant),
     k: usize,
     lane: u32,
     keep_raw: bool,
@@ -100,7 +101,7 @@ impl LaneRecorder {
             lane: self.lane,
             conn,
             frame,
-            sent_at: SystemTime::now(),
+            sent_at: self.base.0 + sent.saturating_duration_since(self.base.1),
             sent,
             answered_after_us: None,
             outcome: None,
@@ -135,6 +136,7 @@ impl LaneRecorder {
 #[derive(Clone)]
 pub struct FlightRecorder {
     lanes: Arc<Mutex<Vec<LaneRecorder>>>,
+    base: (SystemTime, Instant),
     k: usize,
     keep_raw: bool,
 }
@@ -148,13 +150,19 @@ impl Default for FlightRecorder {
 impl FlightRecorder {
     /// `k` entries per lane; `keep_raw` keeps the bytes of raw requests (≤ 64 KiB each).
     pub fn new(k: usize, keep_raw: bool) -> FlightRecorder {
-        FlightRecorder { lanes: Arc::new(Mutex::new(Vec::new())), k: k.max(1), keep_raw }
+        FlightRecorder {
+            lanes: Arc::new(Mutex::new(Vec::new())),
+            base: (SystemTime::now(), Instant::now()),
+            k: k.max(1),
+            keep_raw,
+        }
     }
 
     /// Register a lane.
     pub fn lane(&self, lane: u32) -> LaneRecorder {
         let l = LaneRecorder {
             ring: Arc::new(Mutex::new(Ring { entries: VecDeque::with_capacity(self.k), next: 0 })),
+            base: self.base,
             k: self.k,
             lane,
             keep_raw: self.keep_raw,

@@ -22,9 +22,9 @@ use anyhow::Result;
 use fastwebsockets::{Frame, OpCode};
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 /// Stream ids of the WebSocket lanes (HTTP lanes use their lane number).
 const WS_INGEST_STREAM: u64 = 1 << 20;
@@ -74,22 +74,36 @@ fn is_ingest_route(r: &crate::model::HttpRequest) -> bool {
     matches!(r.route, Some(crate::api::RouteId::EventsIngest) | Some(crate::api::RouteId::EventsBulk))
 }
 
-/// Wait for the stop signal (never resolves if the sender is gone without stopping).
-async fn stopped(stop: &mut watch::Receiver<bool>) {
-    let ok = stop.wait_for(|v| *v).await.is_ok();
-    if !ok {
-        std::future::pending::<()>().await;
+/// A lane's stop signal: a flag plus the lane's own Notify (nothing shared on the hot path).
+#[derive(Clone)]
+struct Stop {
+    flag: Arc<AtomicBool>,
+    notify: Arc<Notify>,
+}
+
+impl Stop {
+    #[inline]
+    fn is_set(&self) -> bool {
+        self.flag.load(Ordering::Relaxed)
+    }
+
+    /// Resolves once the phase is stopped.
+    async fn wait(&self) {
+        if self.is_set() {
+            return;
+        }
+        self.notify.notified().await;
     }
 }
 
-async fn http_lane(sh: Arc<Shared>, lane: u32, mut rec: Recorder, fl: LaneRecorder, mut stop: watch::Receiver<bool>) -> (u64, Option<Instant>) {
+async fn http_lane(sh: Arc<Shared>, lane: u32, mut rec: Recorder, fl: LaneRecorder, stop: Stop) -> (u64, Option<Instant>) {
     let mut client = HttpLane::new(sh.http.clone(), sh.timeouts, sh.keep_alive, sh.http_host.clone());
     let mut j: u64 = 0;
     tokio::time::sleep_until(sh.start.into()).await;
     let mut behind;
     loop {
         behind = true;
-        if *stop.borrow() {
+        if stop.is_set() {
             break;
         }
         let intended = if let Some(s) = &sh.schedule {
@@ -107,7 +121,7 @@ async fn http_lane(sh: Arc<Shared>, lane: u32, mut rec: Recorder, fl: LaneRecord
             behind = Instant::now() >= at;
             tokio::select! {
                 _ = tokio::time::sleep_until(at.into()) => {}
-                _ = stopped(&mut stop) => break,
+                _ = stop.wait() => break,
             }
             at
         } else {
@@ -133,7 +147,7 @@ async fn http_lane(sh: Arc<Shared>, lane: u32, mut rec: Recorder, fl: LaneRecord
                 };
                 let ans = tokio::select! {
                     a = client.send_prepared(prepared) => Some(a),
-                    _ = stopped(&mut stop) => None,
+                    _ = stop.wait() => None,
                 };
                 let done = Instant::now();
                 let outcome = ans.map(|a| a.outcome).unwrap_or(Outcome::Interrupted);
@@ -155,7 +169,7 @@ async fn http_lane(sh: Arc<Shared>, lane: u32, mut rec: Recorder, fl: LaneRecord
                 client.conns += 1;
                 let ans = tokio::select! {
                     a = ws::run_raw_script(opts, sh.timeouts, host, script) => Some(a.0),
-                    _ = stopped(&mut stop) => None,
+                    _ = stop.wait() => None,
                 };
                 let outcome = ans.unwrap_or(Outcome::Interrupted);
                 finish(&mut rec, &fl, t, key(outcome), intended, from, sent, Instant::now());
@@ -164,7 +178,7 @@ async fn http_lane(sh: Arc<Shared>, lane: u32, mut rec: Recorder, fl: LaneRecord
         if let Some(think) = sh.think {
             tokio::select! {
                 _ = tokio::time::sleep(think) => {}
-                _ = stopped(&mut stop) => break,
+                _ = stop.wait() => break,
             }
         }
     }
@@ -202,7 +216,7 @@ struct InFlight {
     marker: Option<String>,
 }
 
-async fn ws_ingest_lane(sh: Arc<Shared>, lane: u32, mut rec: Recorder, fl: LaneRecorder, mut stop: watch::Receiver<bool>) -> (u64, Option<Instant>) {
+async fn ws_ingest_lane(sh: Arc<Shared>, lane: u32, mut rec: Recorder, fl: LaneRecorder, stop: Stop) -> (u64, Option<Instant>) {
     let (opts, host) = sh.ws.clone().expect("checked: ws target");
     let w = &sh.phase.websocket;
     let stream = WS_INGEST_STREAM + lane as u64;
@@ -216,14 +230,14 @@ async fn ws_ingest_lane(sh: Arc<Shared>, lane: u32, mut rec: Recorder, fl: LaneR
     tokio::time::sleep_until(sh.start.into()).await;
     let key = |layer, outcome| Key { route: "ws-ingest", layer, outcome };
     'outer: loop {
-        if *stop.borrow() || sh.past_deadline(Instant::now()) || sh.requests.is_some_and(|m| sh.issued.load(Ordering::Relaxed) >= m) {
+        if stop.is_set() || sh.past_deadline(Instant::now()) || sh.requests.is_some_and(|m| sh.issued.load(Ordering::Relaxed) >= m) {
             break;
         }
         conn_no += 1;
         let t0 = Instant::now();
         let wsock = tokio::select! {
             r = ws::ws_connect(&opts, sh.timeouts, &host, &w.ingest_path, &headers) => r,
-            _ = stopped(&mut stop) => break,
+            _ = stop.wait() => break,
         };
         let wsock = match wsock {
             Ok(s) => s,
@@ -238,7 +252,7 @@ async fn ws_ingest_lane(sh: Arc<Shared>, lane: u32, mut rec: Recorder, fl: LaneR
                 finish(&mut rec, &fl, t, key(Layer::Ws, o), t0, t0, t0, Instant::now());
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-                    _ = stopped(&mut stop) => break,
+                    _ = stop.wait() => break,
                 }
                 continue;
             }
@@ -332,7 +346,7 @@ async fn ws_ingest_lane(sh: Arc<Shared>, lane: u32, mut rec: Recorder, fl: LaneR
                     if !sending { break 'outer; }
                     continue 'outer;
                 }
-                _ = stopped(&mut stop) => {
+                _ = stop.wait() => {
                     drain(&mut rec, &fl, &mut pending, Outcome::Interrupted);
                     break 'outer;
                 }
@@ -349,14 +363,14 @@ fn drain(rec: &mut Recorder, fl: &LaneRecorder, pending: &mut VecDeque<InFlight>
     }
 }
 
-async fn ws_churn_lane(sh: Arc<Shared>, lane: u32, mut rec: Recorder, fl: LaneRecorder, mut stop: watch::Receiver<bool>) -> (u64, Option<Instant>) {
+async fn ws_churn_lane(sh: Arc<Shared>, lane: u32, mut rec: Recorder, fl: LaneRecorder, stop: Stop) -> (u64, Option<Instant>) {
     let (opts, host) = sh.ws.clone().expect("checked: ws target");
     let w = &sh.phase.websocket;
     let stream = WS_CHURN_STREAM + lane as u64;
     let headers = vec![("x-sentry-auth".to_string(), w.auth.clone().into_bytes())];
     let mut j = 0u64;
     tokio::time::sleep_until(sh.start.into()).await;
-    while !*stop.borrow() && sh.take_budget() {
+    while !stop.is_set() && sh.take_budget() {
         let g = sh.ws_source.generate(stream, j);
         j += 1;
         let (bytes, binary) = frame_from(&g);
@@ -385,7 +399,7 @@ async fn ws_churn_lane(sh: Arc<Shared>, lane: u32, mut rec: Recorder, fl: LaneRe
         };
         let o = tokio::select! {
             r = cycle => r.unwrap_or_else(|e| e),
-            _ = stopped(&mut stop) => Outcome::Interrupted,
+            _ = stop.wait() => Outcome::Interrupted,
         };
         finish(&mut rec, &fl, t, Key { route: "ws-churn", layer: g.layer, outcome: o }, sent, sent, sent, Instant::now());
     }
@@ -397,7 +411,7 @@ async fn ws_stream_lane(
     lane: u32,
     mut rec: Recorder,
     mut producers_done: watch::Receiver<bool>,
-    mut stop: watch::Receiver<bool>,
+    stop: Stop,
 ) {
     let (opts, host) = sh.ws.clone().expect("checked: ws target");
     let w = &sh.phase.websocket;
@@ -408,12 +422,12 @@ async fn ws_stream_lane(
     let mut sweep = tokio::time::interval(Duration::from_secs(1));
     let fan_key = |outcome| Key { route: "ws-stream", layer: Layer::Valid, outcome };
     'outer: loop {
-        if *stop.borrow() || end.is_some_and(|e| Instant::now() >= e) {
+        if stop.is_set() || end.is_some_and(|e| Instant::now() >= e) {
             break;
         }
         let s = tokio::select! {
             r = ws::ws_connect(&opts, sh.timeouts, &host, &path, &[]) => r,
-            _ = stopped(&mut stop) => break,
+            _ = stop.wait() => break,
         };
         let Ok(s) = s else {
             if *producers_done.borrow() {
@@ -455,7 +469,7 @@ async fn ws_stream_lane(
                     if ok { end = Some(Instant::now() + grace); }
                 }
                 _ = tokio::time::sleep_until(end_at.into()), if end.is_some() => break 'outer,
-                _ = stopped(&mut stop) => break 'outer,
+                _ = stop.wait() => break 'outer,
             }
         }
     }
@@ -528,38 +542,102 @@ pub(crate) async fn run(
     let progress = crate::drive::progress::start(ctx.progress, live.clone(), planned.clone(), start);
     let agg_task = tokio::spawn(agg.run());
     let flight = ctx.flight.clone();
-    let mut producers = tokio::task::JoinSet::new();
+    // Stop fan-out: one flag, one Notify per lane.
+    let flag = Arc::new(AtomicBool::new(false));
+    let mut notifies: Vec<Arc<Notify>> = Vec::new();
+    let mut new_stop = || {
+        let n = Arc::new(Notify::new());
+        notifies.push(n.clone());
+        Stop { flag: flag.clone(), notify: n }
+    };
+    // Producing lanes, dealt round-robin over the driver threads.
+    type LaneFut = std::pin::Pin<Box<dyn std::future::Future<Output = (u64, Option<Instant>)> + Send>>;
+    let mut lanes: Vec<LaneFut> = Vec::new();
     let mut lane_no = 0u32;
     for i in 0..phase.concurrency {
-        producers.spawn(http_lane(sh.clone(), i, sink.recorder(), flight.lane(lane_no), ctx.stop.clone()));
+        lanes.push(Box::pin(http_lane(sh.clone(), i, sink.recorder(), flight.lane(lane_no), new_stop())));
         lane_no += 1;
     }
     for i in 0..phase.websocket.ingest_connections {
-        producers.spawn(ws_ingest_lane(sh.clone(), i, sink.recorder(), flight.lane(lane_no), ctx.stop.clone()));
+        lanes.push(Box::pin(ws_ingest_lane(sh.clone(), i, sink.recorder(), flight.lane(lane_no), new_stop())));
         lane_no += 1;
     }
     for i in 0..phase.websocket.churn {
-        producers.spawn(ws_churn_lane(sh.clone(), i, sink.recorder(), flight.lane(lane_no), ctx.stop.clone()));
+        lanes.push(Box::pin(ws_churn_lane(sh.clone(), i, sink.recorder(), flight.lane(lane_no), new_stop())));
         lane_no += 1;
     }
     let (done_tx, done_rx) = watch::channel(false);
     let mut subscribers = tokio::task::JoinSet::new();
     for i in 0..phase.websocket.stream_subscribers {
-        subscribers.spawn(ws_stream_lane(sh.clone(), i, sink.recorder(), done_rx.clone(), ctx.stop.clone()));
+        subscribers.spawn(ws_stream_lane(sh.clone(), i, sink.recorder(), done_rx.clone(), new_stop()));
     }
     drop(sink);
+    let stop_watch = {
+        let mut rx = ctx.stop.clone();
+        let flag = flag.clone();
+        let notifies = notifies.clone();
+        tokio::spawn(async move {
+            if rx.wait_for(|v| *v).await.is_ok() {
+                flag.store(true, Ordering::SeqCst);
+                for n in &notifies {
+                    n.notify_one();
+                }
+            }
+        })
+    };
+    let threads = match phase.driver_threads {
+        0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        n => n,
+    }
+    .clamp(1, lanes.len().max(1));
+    let mut buckets: Vec<Vec<LaneFut>> = (0..threads).map(|_| Vec::new()).collect();
+    for (i, l) in lanes.into_iter().enumerate() {
+        buckets[i % threads].push(l);
+    }
+    // Each driver thread runs its lanes on a current-thread runtime (no work stealing, no
+    // cross-thread wakeups on the hot path), like wrk's one event loop per thread.
+    let mut results = Vec::new();
+    for (t, bucket) in buckets.into_iter().enumerate() {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new().name(format!("drive-{t}")).spawn(move || {
+            let out = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt.block_on(async move {
+                    let mut set = tokio::task::JoinSet::new();
+                    for l in bucket {
+                        set.spawn(l);
+                    }
+                    let (mut sent, mut last, mut panics) = (0u64, None::<Instant>, 0u64);
+                    while let Some(r) = set.join_next().await {
+                        match r {
+                            Ok((n, l)) => {
+                                sent += n;
+                                last = last.max(l);
+                            }
+                            Err(_) => panics += 1,
+                        }
+                    }
+                    (sent, last, panics)
+                }),
+                Err(_) => (0, None, bucket.len() as u64),
+            };
+            let _ = tx.send(out);
+        })?;
+        results.push(rx);
+    }
     let mut sent = 0u64;
     let mut last_sent: Option<Instant> = None;
     let mut lane_panics = 0u64;
-    while let Some(r) = producers.join_next().await {
-        match r {
-            Ok((n, last)) => {
+    for rx in results {
+        match rx.await {
+            Ok((n, last, p)) => {
                 sent += n;
                 last_sent = last_sent.max(last);
+                lane_panics += p;
             }
             Err(_) => lane_panics += 1,
         }
     }
+    stop_watch.abort();
     let sending_ended = Instant::now();
     let _ = done_tx.send(true);
     while subscribers.join_next().await.is_some() {}

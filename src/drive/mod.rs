@@ -85,6 +85,10 @@ pub struct LoadPhase {
     pub websocket: WsLoad,
     #[serde(default)]
     pub thresholds: Thresholds,
+    /// Driver threads (each a single-threaded event loop running its share of the lanes);
+    /// 0 = one per available core (respects taskset).
+    #[serde(default)]
+    pub driver_threads: usize,
     /// Flight recorder entries per lane.
     #[serde(default = "default_flight")]
     pub flight_recorder: usize,
