@@ -51,5 +51,5 @@ pub enum Command {
     /// Throwaway PostgreSQL, Mesher's schema and fixtures.
     Db(crate::db::cli::DbArgs),
     /// Fire load at a URL (GETs to one path, optional WebSocket lanes): table, report.json, verdict.
-    Load(crate::drive::cli::LoadArgs),
+    Load(Box<crate::drive::cli::LoadArgs>),
 }

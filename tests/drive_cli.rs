@@ -17,7 +17,20 @@ async fn ctrl_c_writes_the_report_of_what_was_measured() {
     let mut child = bin()
         .args(["--quiet", "--out"])
         .arg(dir.path())
-        .args(["load", "--http", &http(addr), "--route-get", "/ok", "-c", "4", "--rate", "400", "--duration", "60s", "--keep-alive"])
+        .args([
+            "load",
+            "--http",
+            &http(addr),
+            "--route-get",
+            "/ok",
+            "-c",
+            "4",
+            "--rate",
+            "400",
+            "--duration",
+            "60s",
+            "--keep-alive",
+        ])
         .spawn()
         .unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -45,7 +58,8 @@ async fn thresholds_set_the_exit_code() {
     let run = |extra: &'static [&'static str]| {
         let url = http(addr);
         tokio::task::spawn_blocking(move || {
-            bin().args(["--quiet", "load", "--http", &url, "--route-get", "/ok", "--requests", "200", "-c", "4"])
+            bin()
+                .args(["--quiet", "load", "--http", &url, "--route-get", "/ok", "--requests", "200", "-c", "4"])
                 .args(extra)
                 .output()
                 .unwrap()
@@ -57,9 +71,11 @@ async fn thresholds_set_the_exit_code() {
     let bad = run(&["--p99-max", "1us"]).await.unwrap();
     assert_eq!(bad.status.code(), Some(1));
     // Refuses non-loopback targets before any traffic.
-    let remote = tokio::task::spawn_blocking(|| bin().args(["--quiet", "load", "--http", "http://10.1.2.3:80", "--requests", "1"]).output().unwrap())
-        .await
-        .unwrap();
+    let remote = tokio::task::spawn_blocking(|| {
+        bin().args(["--quiet", "load", "--http", "http://10.1.2.3:80", "--requests", "1"]).output().unwrap()
+    })
+    .await
+    .unwrap();
     assert_eq!(remote.status.code(), Some(5));
     assert!(String::from_utf8_lossy(&remote.stderr).contains("loopback"));
 }

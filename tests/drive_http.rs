@@ -38,9 +38,10 @@ async fn closed_loop_keep_alive_counts_and_reuses_connections() {
 async fn connection_per_request_against_a_closing_server() {
     let (addr, stats) = http_server(Mode::Close).await;
     let p = phase("requests = 600\nconcurrency = 8");
-    let r = run_phase(&p, Arc::new(Gets("/api/v1/projects/default/dashboard/health")), &target(addr), &PhaseCtx::quiet())
-        .await
-        .unwrap();
+    let r =
+        run_phase(&p, Arc::new(Gets("/api/v1/projects/default/dashboard/health")), &target(addr), &PhaseCtx::quiet())
+            .await
+            .unwrap();
     check_consistent(&r);
     assert_eq!(r.outcomes.get("2xx"), Some(&600));
     assert_eq!(stats.connections.load(Ordering::Relaxed), 600, "one connection per request");
@@ -60,7 +61,9 @@ async fn open_loop_follows_the_schedule() {
     assert_eq!(r.planned.mode, "open");
     assert!(!r.timeline.is_empty());
     // Ramp: 0 → 400/s over 1 s then 400 → 0 over 1 s = 400 requests.
-    let p = phase("concurrency = 4\nkeep_alive = true\nstages = [{ rate = 400.0, duration = \"1s\" }, { rate = 0.0, duration = \"1s\" }]");
+    let p = phase(
+        "concurrency = 4\nkeep_alive = true\nstages = [{ rate = 400.0, duration = \"1s\" }, { rate = 0.0, duration = \"1s\" }]",
+    );
     let r = run_phase(&p, Arc::new(Gets("/ok")), &target(addr), &PhaseCtx::quiet()).await.unwrap();
     check_consistent(&r);
     assert_eq!(r.requests_sent, 400);
@@ -99,12 +102,16 @@ async fn connect_errors_are_counted_by_kind() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thresholds_flip_the_verdict() {
     let (addr, _) = http_server(Mode::KeepAlive).await;
-    let ok = phase("requests = 300\nconcurrency = 4\nkeep_alive = true\n[thresholds]\np99_max = { \"*\" = \"10s\" }\nerror_rate_max = 0.0");
+    let ok = phase(
+        "requests = 300\nconcurrency = 4\nkeep_alive = true\n[thresholds]\np99_max = { \"*\" = \"10s\" }\nerror_rate_max = 0.0",
+    );
     let r = run_phase(&ok, Arc::new(Gets("/ok")), &target(addr), &PhaseCtx::quiet()).await.unwrap();
     assert!(r.passed && r.thresholds.iter().all(|t| t.passed), "{:?}", r.thresholds);
     assert_eq!(r.exit_code(false), 0);
     assert_eq!(r.exit_code(true), 3);
-    let bad = phase("requests = 300\nconcurrency = 4\nkeep_alive = true\n[thresholds]\np99_max = { \"*\" = \"1us\" }\nmin_rate = 1e9");
+    let bad = phase(
+        "requests = 300\nconcurrency = 4\nkeep_alive = true\n[thresholds]\np99_max = { \"*\" = \"1us\" }\nmin_rate = 1e9",
+    );
     let r = run_phase(&bad, Arc::new(Gets("/ok")), &target(addr), &PhaseCtx::quiet()).await.unwrap();
     assert!(!r.passed);
     assert_eq!(r.thresholds.iter().filter(|t| !t.passed).count(), 2, "{:?}", r.thresholds);
@@ -146,7 +153,9 @@ impl Source for Mixed {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn raw_requests_and_layers_are_kept_apart() {
     let (addr, _) = http_server(Mode::KeepAlive).await;
-    let p = phase("requests = 40\nconcurrency = 1\nkeep_alive = true\nrequest_timeout = \"300ms\"\nbody_timeout = \"300ms\"");
+    let p = phase(
+        "requests = 40\nconcurrency = 1\nkeep_alive = true\nrequest_timeout = \"300ms\"\nbody_timeout = \"300ms\"",
+    );
     let r = run_phase(&p, Arc::new(Mixed), &target(addr), &PhaseCtx::quiet()).await.unwrap();
     check_consistent(&r);
     assert_eq!(r.layers["valid"].get("2xx"), Some(&10));
@@ -213,7 +222,9 @@ async fn interval_log_and_timeline_are_written() {
 
 #[test]
 fn phases_must_be_bounded_and_valid() {
-    let bad = |t: &str| toml::from_str::<LoadPhase>(t).map_err(|e| e.to_string()).and_then(|p| p.validate().map_err(|e| e.to_string()));
+    let bad = |t: &str| {
+        toml::from_str::<LoadPhase>(t).map_err(|e| e.to_string()).and_then(|p| p.validate().map_err(|e| e.to_string()))
+    };
     assert!(bad("concurrency = 4").unwrap_err().contains("bound"));
     assert!(bad("duration = \"1s\"\nrate = -1.0").is_err());
     assert!(bad("duration = \"1s\"\nrate = 10.0\nthink_time = \"1ms\"").is_err());

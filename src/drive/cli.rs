@@ -115,7 +115,12 @@ impl Source for EventSource {
             body.into_bytes(),
         );
         r.headers.push(("x-sentry-auth".into(), b"mesher-stress".to_vec()));
-        Generated { seed: RequestSeed { run: self.run, stream, index }, layer: Layer::Valid, payload: Payload::Http(r), trail: Vec::new() }
+        Generated {
+            seed: RequestSeed { run: self.run, stream, index },
+            layer: Layer::Valid,
+            payload: Payload::Http(r),
+            trail: Vec::new(),
+        }
     }
 }
 
@@ -157,13 +162,14 @@ fn phase_from_args(a: &LoadArgs) -> Result<LoadPhase> {
 }
 
 /// `mesher-stress load`.
-pub async fn main(a: LoadArgs, g: &Global) -> Result<u8> {
+pub async fn main(a: Box<LoadArgs>, g: &Global) -> Result<u8> {
     let phase = phase_from_args(&a)?;
     phase.validate()?;
     let run = g.seed.unwrap_or_else(rand::random);
-    let path = a.route_get.clone().unwrap_or_else(|| {
-        api::Route::get(RouteId::DashboardHealth).path(&["33333333-3333-3333-3333-333333333333"])
-    });
+    let path = a
+        .route_get
+        .clone()
+        .unwrap_or_else(|| api::Route::get(RouteId::DashboardHealth).path(&["33333333-3333-3333-3333-333333333333"]));
     let source: Arc<dyn Source> = Arc::new(GetSource::new(run, &path));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stop_tx = Arc::new(stop_tx);

@@ -25,6 +25,7 @@ pub struct Answer {
 }
 
 /// A request ready to go.
+#[allow(clippy::large_enum_variant)] // built and consumed once per request, never stored
 pub enum Prepared {
     Hyper(hyper::Request<Full<Bytes>>),
     Raw(Vec<u8>),
@@ -172,10 +173,8 @@ impl HttpLane {
             Ok(Ok(resp)) => resp,
         };
         let status = resp.status().as_u16();
-        let server_closes = resp
-            .headers()
-            .get(hyper::header::CONNECTION)
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
+        let server_closes =
+            resp.headers().get(hyper::header::CONNECTION).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
         let mut body = resp.into_body();
         let mut len = 0usize;
         let read = async {

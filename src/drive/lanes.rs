@@ -96,7 +96,13 @@ impl Stop {
     }
 }
 
-async fn http_lane(sh: Arc<Shared>, lane: u32, mut rec: Recorder, fl: LaneRecorder, stop: Stop) -> (u64, Option<Instant>) {
+async fn http_lane(
+    sh: Arc<Shared>,
+    lane: u32,
+    mut rec: Recorder,
+    fl: LaneRecorder,
+    stop: Stop,
+) -> (u64, Option<Instant>) {
     let mut client = HttpLane::new(sh.http.clone(), sh.timeouts, sh.keep_alive, sh.http_host.clone());
     let mut j: u64 = 0;
     tokio::time::sleep_until(sh.start.into()).await;
@@ -187,7 +193,16 @@ async fn http_lane(sh: Arc<Shared>, lane: u32, mut rec: Recorder, fl: LaneRecord
 
 #[inline]
 #[allow(clippy::too_many_arguments)]
-fn finish(rec: &mut Recorder, fl: &LaneRecorder, t: Ticket, key: Key, intended: Instant, from: Instant, sent: Instant, done: Instant) {
+fn finish(
+    rec: &mut Recorder,
+    fl: &LaneRecorder,
+    t: Ticket,
+    key: Key,
+    intended: Instant,
+    from: Instant,
+    sent: Instant,
+    done: Instant,
+) {
     let answered = !key.outcome.is_error() && key.outcome != Outcome::Interrupted;
     fl.end(t, key.outcome, answered.then_some(done));
     rec.record(key, intended, from, sent, done);
@@ -216,7 +231,13 @@ struct InFlight {
     marker: Option<String>,
 }
 
-async fn ws_ingest_lane(sh: Arc<Shared>, lane: u32, mut rec: Recorder, fl: LaneRecorder, stop: Stop) -> (u64, Option<Instant>) {
+async fn ws_ingest_lane(
+    sh: Arc<Shared>,
+    lane: u32,
+    mut rec: Recorder,
+    fl: LaneRecorder,
+    stop: Stop,
+) -> (u64, Option<Instant>) {
     let (opts, host) = sh.ws.clone().expect("checked: ws target");
     let w = &sh.phase.websocket;
     let stream = WS_INGEST_STREAM + lane as u64;
@@ -230,7 +251,10 @@ async fn ws_ingest_lane(sh: Arc<Shared>, lane: u32, mut rec: Recorder, fl: LaneR
     tokio::time::sleep_until(sh.start.into()).await;
     let key = |layer, outcome| Key { route: "ws-ingest", layer, outcome };
     'outer: loop {
-        if stop.is_set() || sh.past_deadline(Instant::now()) || sh.requests.is_some_and(|m| sh.issued.load(Ordering::Relaxed) >= m) {
+        if stop.is_set()
+            || sh.past_deadline(Instant::now())
+            || sh.requests.is_some_and(|m| sh.issued.load(Ordering::Relaxed) >= m)
+        {
             break;
         }
         conn_no += 1;
@@ -359,11 +383,26 @@ async fn ws_ingest_lane(sh: Arc<Shared>, lane: u32, mut rec: Recorder, fl: LaneR
 fn drain(rec: &mut Recorder, fl: &LaneRecorder, pending: &mut VecDeque<InFlight>, o: Outcome) {
     let done = Instant::now();
     for p in pending.drain(..) {
-        finish(rec, fl, p.ticket, Key { route: "ws-ingest", layer: p.layer, outcome: o }, p.intended, p.from, p.sent, done);
+        finish(
+            rec,
+            fl,
+            p.ticket,
+            Key { route: "ws-ingest", layer: p.layer, outcome: o },
+            p.intended,
+            p.from,
+            p.sent,
+            done,
+        );
     }
 }
 
-async fn ws_churn_lane(sh: Arc<Shared>, lane: u32, mut rec: Recorder, fl: LaneRecorder, stop: Stop) -> (u64, Option<Instant>) {
+async fn ws_churn_lane(
+    sh: Arc<Shared>,
+    lane: u32,
+    mut rec: Recorder,
+    fl: LaneRecorder,
+    stop: Stop,
+) -> (u64, Option<Instant>) {
     let (opts, host) = sh.ws.clone().expect("checked: ws target");
     let w = &sh.phase.websocket;
     let stream = WS_CHURN_STREAM + lane as u64;
@@ -401,7 +440,16 @@ async fn ws_churn_lane(sh: Arc<Shared>, lane: u32, mut rec: Recorder, fl: LaneRe
             r = cycle => r.unwrap_or_else(|e| e),
             _ = stop.wait() => Outcome::Interrupted,
         };
-        finish(&mut rec, &fl, t, Key { route: "ws-churn", layer: g.layer, outcome: o }, sent, sent, sent, Instant::now());
+        finish(
+            &mut rec,
+            &fl,
+            t,
+            Key { route: "ws-churn", layer: g.layer, outcome: o },
+            sent,
+            sent,
+            sent,
+            Instant::now(),
+        );
     }
     (rec.sent, rec.last_sent)
 }
@@ -494,8 +542,14 @@ pub(crate) async fn run(
         None => None,
     };
     let linger = phase.linger_zero.unwrap_or(!phase.keep_alive);
-    let opts = |addr| ConnectOpts { addr, connect_timeout: phase.connect_timeout, spread_source: phase.spread_source_addrs, linger_zero: linger };
-    let timeouts = Timeouts { connect: phase.connect_timeout, request: phase.request_timeout, body: phase.body_timeout };
+    let opts = |addr| ConnectOpts {
+        addr,
+        connect_timeout: phase.connect_timeout,
+        spread_source: phase.spread_source_addrs,
+        linger_zero: linger,
+    };
+    let timeouts =
+        Timeouts { connect: phase.connect_timeout, request: phase.request_timeout, body: phase.body_timeout };
     let hlog = ctx.out_dir.as_ref().map(|d| d.join(format!("{}.hlog", phase.name)));
     if let Some(d) = &ctx.out_dir {
         std::fs::create_dir_all(d)?;

@@ -306,7 +306,13 @@ pub struct Sink {
 impl Sink {
     /// A recorder for a new lane.
     pub fn recorder(&self) -> Recorder {
-        Recorder { tx: self.tx.clone(), buf: Vec::with_capacity(BATCH), since: Instant::now(), sent: 0, last_sent: None }
+        Recorder {
+            tx: self.tx.clone(),
+            buf: Vec::with_capacity(BATCH),
+            since: Instant::now(),
+            sent: 0,
+            last_sent: None,
+        }
     }
 }
 
@@ -343,7 +349,9 @@ impl Aggregator {
                         .with_start_time(now)
                         .with_base_time(now)
                         .begin_log_with(&mut file, &mut serializer)?;
-                    w.write_comment("\"StartTimestamp\",\"Interval_Length\",\"Interval_Max\",\"Interval_Compressed_Histogram\"")?;
+                    w.write_comment(
+                        "\"StartTimestamp\",\"Interval_Length\",\"Interval_Max\",\"Interval_Compressed_Histogram\"",
+                    )?;
                 }
                 Some(IntervalLog { file, serializer })
             }
@@ -430,7 +438,10 @@ impl Aggregator {
     pub async fn run(mut self) -> Totals {
         self.tx = None;
         self.start = Instant::now();
-        let mut tick = tokio::time::interval_at(tokio::time::Instant::from_std(self.start + Duration::from_secs(1)), Duration::from_secs(1));
+        let mut tick = tokio::time::interval_at(
+            tokio::time::Instant::from_std(self.start + Duration::from_secs(1)),
+            Duration::from_secs(1),
+        );
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {

@@ -242,9 +242,8 @@ impl LoadPhase {
 
     /// The sending bound in time: `duration`, else the sum of the stages.
     pub fn time_bound(&self) -> Option<Duration> {
-        self.duration.or_else(|| {
-            if self.stages.is_empty() { None } else { Some(self.stages.iter().map(|s| s.duration).sum()) }
-        })
+        self.duration
+            .or_else(|| if self.stages.is_empty() { None } else { Some(self.stages.iter().map(|s| s.duration).sum()) })
     }
 
     /// Check the phase; messages name the key.
@@ -253,7 +252,10 @@ impl LoadPhase {
             bail!("load phase {:?}: needs a bound: `duration`, `requests` or `stages`", self.name);
         }
         if self.time_bound().is_none() && self.websocket.any() {
-            bail!("load phase {:?}: WebSocket lanes need `duration` (a request count does not bound subscribers)", self.name);
+            bail!(
+                "load phase {:?}: WebSocket lanes need `duration` (a request count does not bound subscribers)",
+                self.name
+            );
         }
         if let Some(d) = self.time_bound()
             && (d.is_zero() || d > Duration::from_secs(7 * 24 * 3600))
@@ -280,7 +282,10 @@ impl LoadPhase {
             bail!("load phase {:?}: stages: every rate is 0, nothing would be sent", self.name);
         }
         if self.think_time.is_some() && self.is_open_loop() {
-            bail!("load phase {:?}: think_time is for closed loop; with `rate`/`stages` the schedule decides", self.name);
+            bail!(
+                "load phase {:?}: think_time is for closed loop; with `rate`/`stages` the schedule decides",
+                self.name
+            );
         }
         for (what, d) in [
             ("connect_timeout", self.connect_timeout),
@@ -296,7 +301,10 @@ impl LoadPhase {
             bail!("load phase {:?}: websocket.frame_rate must be ≥ 0", self.name);
         }
         if w.ingest_connections > 100_000 || w.stream_subscribers > 10_000 || w.churn > 10_000 {
-            bail!("load phase {:?}: websocket lanes too many (ingest ≤ 100000, subscribers ≤ 10000, churn ≤ 10000)", self.name);
+            bail!(
+                "load phase {:?}: websocket lanes too many (ingest ≤ 100000, subscribers ≤ 10000, churn ≤ 10000)",
+                self.name
+            );
         }
         if let Some(e) = self.thresholds.error_rate_max
             && !(0.0..=1.0).contains(&e)
@@ -376,7 +384,14 @@ impl PhaseCtx {
     pub fn quiet() -> PhaseCtx {
         // The sender is dropped: the lanes treat a closed channel as "never stops".
         let (_, rx) = tokio::sync::watch::channel(false);
-        PhaseCtx { out_dir: None, flight: FlightRecorder::default(), stop: rx, progress: ProgressMode::Off, allow_remote: false, ws_source: None }
+        PhaseCtx {
+            out_dir: None,
+            flight: FlightRecorder::default(),
+            stop: rx,
+            progress: ProgressMode::Off,
+            allow_remote: false,
+            ws_source: None,
+        }
     }
 }
 

@@ -95,25 +95,29 @@ pub struct RawHead {
     pub head_len: usize,
 }
 
+/// Not an HTTP response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotHttp;
+
 /// Parse a response head from `buf`; `Ok(None)` = need more bytes; `Err` = not HTTP.
-pub fn parse_head(buf: &[u8]) -> Result<Option<RawHead>, ()> {
+pub fn parse_head(buf: &[u8]) -> Result<Option<RawHead>, NotHttp> {
     let Some(end) = find(buf, b"\r\n\r\n") else {
         if buf.len() >= 5 && !buf.starts_with(b"HTTP/") {
-            return Err(());
+            return Err(NotHttp);
         }
         if buf.len() > 64 * 1024 {
-            return Err(());
+            return Err(NotHttp);
         }
         return Ok(None);
     };
     let head = &buf[..end];
     let mut lines = head.split(|&b| b == b'\n').map(|l| l.strip_suffix(b"\r").unwrap_or(l));
-    let status_line = lines.next().ok_or(())?;
+    let status_line = lines.next().ok_or(NotHttp)?;
     if !status_line.starts_with(b"HTTP/") {
-        return Err(());
+        return Err(NotHttp);
     }
-    let code = status_line.split(|&b| b == b' ').nth(1).ok_or(())?;
-    let status: u16 = std::str::from_utf8(code).map_err(|_| ())?.parse().map_err(|_| ())?;
+    let code = status_line.split(|&b| b == b' ').nth(1).ok_or(NotHttp)?;
+    let status: u16 = std::str::from_utf8(code).map_err(|_| NotHttp)?.parse().map_err(|_| NotHttp)?;
     let mut h = RawHead { status, content_length: None, connection_close: false, chunked: false, head_len: end + 4 };
     for l in lines {
         let Some(colon) = l.iter().position(|&b| b == b':') else { continue };
@@ -168,7 +172,7 @@ pub async fn raw_on_stream(s: &mut TcpStream, t: Timeouts, bytes: &[u8]) -> RawA
     let head = match tokio::time::timeout(t.request, async {
         loop {
             match parse_head(&buf) {
-                Err(()) => return Err(Outcome::BadResponse),
+                Err(NotHttp) => return Err(Outcome::BadResponse),
                 Ok(Some(h)) => return Ok(h),
                 Ok(None) => {}
             }

@@ -51,7 +51,8 @@ pub fn start(mode: ProgressMode, live: Arc<Live>, planned: Planned, start: Insta
             _ => indicatif::ProgressBar::no_length(),
         };
         bar.set_style(
-            indicatif::ProgressStyle::with_template("{bar:30} {msg}").unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            indicatif::ProgressStyle::with_template("{bar:30} {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
         let b = bar.clone();
         let task = tokio::spawn(async move {

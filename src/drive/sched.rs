@@ -106,7 +106,11 @@ mod tests {
 
     #[test]
     fn ramps_are_monotonic_and_sum_up() {
-        let s = Schedule::stages(0.0, &[(100.0, Duration::from_secs(10)), (100.0, Duration::from_secs(5)), (0.0, Duration::from_secs(10))], None);
+        let s = Schedule::stages(
+            0.0,
+            &[(100.0, Duration::from_secs(10)), (100.0, Duration::from_secs(5)), (0.0, Duration::from_secs(10))],
+            None,
+        );
         // 500 + 500 + 500
         assert_eq!(s.total(), Some(1500));
         let mut prev = Duration::ZERO;

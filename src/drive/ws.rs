@@ -105,7 +105,7 @@ pub async fn run_raw_script(o: &ConnectOpts, t: Timeouts, host: &str, script: &W
     let head = tokio::time::timeout(t.request, async {
         loop {
             match net::parse_head(&buf) {
-                Err(()) => return Err(Outcome::BadResponse),
+                Err(net::NotHttp) => return Err(Outcome::BadResponse),
                 Ok(Some(h)) => return Ok(h),
                 Ok(None) => {}
             }
@@ -169,7 +169,15 @@ pub async fn run_raw_script(o: &ConnectOpts, t: Timeouts, host: &str, script: &W
 }
 
 fn close_frame() -> WsFrame {
-    WsFrame { fin: true, opcode: 8, rsv: 0, masked: true, payload: 1000u16.to_be_bytes().to_vec(), declared_len: None, delay_ms: 0 }
+    WsFrame {
+        fin: true,
+        opcode: 8,
+        rsv: 0,
+        masked: true,
+        payload: 1000u16.to_be_bytes().to_vec(),
+        declared_len: None,
+        delay_ms: 0,
+    }
 }
 
 struct SpawnExecutor;
@@ -262,12 +270,7 @@ pub struct Fanout {
 
 impl Fanout {
     pub fn new(subscribers: u32, timeout: Duration) -> Arc<Fanout> {
-        Arc::new(Fanout {
-            map: Mutex::new(HashMap::new()),
-            order: Mutex::new(VecDeque::new()),
-            subscribers,
-            timeout,
-        })
+        Arc::new(Fanout { map: Mutex::new(HashMap::new()), order: Mutex::new(VecDeque::new()), subscribers, timeout })
     }
 
     /// An event with this marker was sent at `sent`.

@@ -7,10 +7,10 @@
 //! atomically ([`write_json_atomic`]: temp file in the same directory, fsync, rename).
 //! Change threshold rules in [`evaluate`]; change table columns in `print_table`.
 
+use crate::drive::LoadPhase;
 use crate::drive::flight::FlightEntry;
 use crate::drive::metrics::{Key, Outcome, Second, Totals};
 use crate::drive::sched::Schedule;
-use crate::drive::LoadPhase;
 use crate::model::Layer;
 use anyhow::{Context, Result};
 use hdrhistogram::Histogram;
@@ -224,7 +224,8 @@ impl PhaseReport {
         let denom = measured.saturating_sub(interrupted_n);
         let elapsed_s = b.elapsed.as_secs_f64().max(1e-9);
         let span = b.send_span.unwrap_or(b.sending).as_secs_f64();
-        let achieved_rate = if b.sent > 1 && span > 0.0 { (b.sent - 1) as f64 / span } else { b.sent as f64 / elapsed_s };
+        let achieved_rate =
+            if b.sent > 1 && span > 0.0 { (b.sent - 1) as f64 / span } else { b.sent as f64 / elapsed_s };
         let rate_base = b.planned.duration_s.map(|d| d.min(elapsed_s)).unwrap_or(elapsed_s).max(1e-9);
 
         // Per route × layer.
@@ -264,13 +265,22 @@ impl PhaseReport {
             let d = t.pairs.iter().find(|(k, _)| k.outcome == Outcome::Delivered).map(|(_, p)| &p.corrected);
             FanoutReport {
                 delivered: d.map_or(0, |h| h.len()),
-                missed: t.pairs.iter().filter(|(k, _)| k.outcome == Outcome::Missed).map(|(_, p)| p.corrected.len()).sum(),
+                missed: t
+                    .pairs
+                    .iter()
+                    .filter(|(k, _)| k.outcome == Outcome::Missed)
+                    .map(|(_, p)| p.corrected.len())
+                    .sum(),
                 delay: d.map(Percentiles::of).unwrap_or_default(),
             }
         });
         let mut r = PhaseReport {
             name: b.phase.name.clone(),
-            started_at_ms: b.started_at.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0),
+            started_at_ms: b
+                .started_at
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0),
             planned: b.planned,
             elapsed_s: round2(elapsed_s),
             requests_sent: b.sent,
@@ -353,21 +363,58 @@ impl PhaseReport {
         }
         let oc = self.outcomes.iter().map(|(k, v)| format!("{k}:{v}")).collect::<Vec<_>>().join(" ");
         row(w, "ALL (corrected)", "", self.requests_measured, self.throughput, &self.latency, oc)?;
-        row(w, "ALL (uncorrected)", "", self.requests_measured, self.throughput, &self.latency_uncorrected, String::new())?;
+        row(
+            w,
+            "ALL (uncorrected)",
+            "",
+            self.requests_measured,
+            self.throughput,
+            &self.latency_uncorrected,
+            String::new(),
+        )?;
         if self.planned.mode == "open" {
-            writeln!(w, "send lag (actual - intended): p50 {} p99 {} max {}", fmt_us(self.send_lag.p50), fmt_us(self.send_lag.p99), fmt_us(self.send_lag.max))?;
+            writeln!(
+                w,
+                "send lag (actual - intended): p50 {} p99 {} max {}",
+                fmt_us(self.send_lag.p50),
+                fmt_us(self.send_lag.p99),
+                fmt_us(self.send_lag.max)
+            )?;
         }
         if let Some(f) = &self.fanout {
-            writeln!(w, "stream fan-out: {} delivered, {} missed, delay p50 {} p99 {} max {}", f.delivered, f.missed, fmt_us(f.delay.p50), fmt_us(f.delay.p99), fmt_us(f.delay.max))?;
+            writeln!(
+                w,
+                "stream fan-out: {} delivered, {} missed, delay p50 {} p99 {} max {}",
+                f.delivered,
+                f.missed,
+                fmt_us(f.delay.p50),
+                fmt_us(f.delay.p99),
+                fmt_us(f.delay.max)
+            )?;
         }
         if !self.consistent {
-            writeln!(w, "INCONSISTENT: {} sent but {} measured ({} lane panics)", self.requests_sent, self.requests_measured, self.lane_panics)?;
+            writeln!(
+                w,
+                "INCONSISTENT: {} sent but {} measured ({} lane panics)",
+                self.requests_sent, self.requests_measured, self.lane_panics
+            )?;
         }
         if !self.unanswered.is_empty() {
-            writeln!(w, "{} requests were sent and never answered (report.json lists their seeds)", self.unanswered.len())?;
+            writeln!(
+                w,
+                "{} requests were sent and never answered (report.json lists their seeds)",
+                self.unanswered.len()
+            )?;
         }
         for t in &self.thresholds {
-            writeln!(w, "threshold {:<28} limit {:>10} actual {:>10}  {}", t.name, t.limit, t.actual, if t.passed { "ok" } else { "FAILED" })?;
+            writeln!(
+                w,
+                "threshold {:<28} limit {:>10} actual {:>10}  {}",
+                t.name,
+                t.limit,
+                t.actual,
+                if t.passed { "ok" } else { "FAILED" }
+            )?;
         }
         writeln!(w, "verdict: {}", self.verdict_word())
     }

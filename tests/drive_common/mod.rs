@@ -18,7 +18,10 @@ pub enum Mode {
     /// `Connection: close` on every response (like Mesher).
     Close,
     /// Every `every`, a stop-the-world pause of `len` (requests arriving then wait).
-    Stall { every: Duration, len: Duration },
+    Stall {
+        every: Duration,
+        len: Duration,
+    },
     /// Answers `n` requests, then closes every connection without answering.
     DieAfter(u64),
 }
@@ -64,7 +67,9 @@ pub async fn http_server(mode: Mode) -> (SocketAddr, Arc<Stats>) {
                             dead.store(true, Ordering::SeqCst);
                             return Err("dead");
                         }
-                        let mut r = hyper::Response::new(Full::new(Bytes::from_static(b"{\"status\":\"ok\",\"pad\":\"abcdefgh\"}")));
+                        let mut r = hyper::Response::new(Full::new(Bytes::from_static(
+                            b"{\"status\":\"ok\",\"pad\":\"abcdefgh\"}",
+                        )));
                         if matches!(mode, Mode::Close) {
                             r.headers_mut().insert("connection", hyper::header::HeaderValue::from_static("close"));
                         }
@@ -122,7 +127,11 @@ pub async fn ws_server() -> (SocketAddr, Arc<Stats>) {
                                             msg.push(b'}');
                                             drop(f);
                                             let _ = btx.send(msg);
-                                            if ws.write_frame(Frame::text(b"{\"status\":\"accepted\"}".to_vec().into())).await.is_err() {
+                                            if ws
+                                                .write_frame(Frame::text(b"{\"status\":\"accepted\"}".to_vec().into()))
+                                                .await
+                                                .is_err()
+                                            {
                                                 break;
                                             }
                                         }
@@ -178,7 +187,12 @@ impl Source for Events {
             body,
         );
         r.headers.push(("x-sentry-auth".into(), b"k".to_vec()));
-        Generated { seed: RequestSeed { run: 7, stream, index }, layer: Layer::Valid, payload: Payload::Http(r), trail: Vec::new() }
+        Generated {
+            seed: RequestSeed { run: 7, stream, index },
+            layer: Layer::Valid,
+            payload: Payload::Http(r),
+            trail: Vec::new(),
+        }
     }
 }
 
