@@ -26,8 +26,13 @@ PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done; rm -rf "$OUT"; }
 trap cleanup EXIT
 
-wait_port() { # port seconds
-  for _ in $(seq 1 $(( $2 * 10 ))); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; return 1
+wait_port() { # port seconds [pid: give up early when it exits]
+  for _ in $(seq 1 $(( $2 * 10 ))); do
+    (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0
+    [ -n "${3:-}" ] && ! kill -0 "$3" 2>/dev/null && return 1
+    sleep 0.1
+  done
+  return 1
 }
 
 taskset -c 0 "$TT" 127.0.0.1:$PORT 2>/dev/null & PIDS+=($!)
@@ -97,7 +102,7 @@ echo "== 4. latency correction against the built-in target's pause fault (pause=
 TP=$((PORT + 10))
 "$BIN" --quiet target --keep-alive --http-port $TP --ws-port $((TP + 1)) --fault pause=2s/200ms > "$OUT/target.log" 2>&1 & TPID=$!
 PIDS+=($TPID)
-if wait_port $TP 60; then
+if wait_port $TP 60 $TPID; then
   run ms-pause -- "$BIN" --quiet --out "$OUT/ms-pause" load --http http://127.0.0.1:$TP -c 8 --rate 1000 --duration ${D}s --keep-alive
   ms_row ms-pause
   python3 - "$OUT/ms-pause/report.json" <<'PY'
@@ -106,5 +111,5 @@ r = json.load(open(sys.argv[1]))
 print(f"  corrected p99 {r['latency']['p99']/1000:.1f} ms vs uncorrected p99 {r['latency_uncorrected']['p99']/1000:.1f} ms (max {r['latency']['max']/1000:.1f} ms)")
 PY
 else
-  echo "  skipped: the built-in target did not listen on :$TP within 60 s ($(tail -1 "$OUT/target.log"))"
+  echo "  skipped: the built-in target is not ready (no listener on :$TP: $(tail -1 "$OUT/target.log"))"
 fi

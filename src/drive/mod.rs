@@ -412,3 +412,27 @@ pub async fn run_phase(
     }
     lanes::run(phase, source, target, ctx).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The lead wires `Phase::Load(LoadPhase)` into the profile's internally tagged enum: the
+    /// `kind` tag must not trip `deny_unknown_fields`.
+    #[test]
+    fn embeds_in_an_internally_tagged_phase_enum() {
+        #[derive(Deserialize)]
+        #[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+        enum Phase {
+            Load(LoadPhase),
+        }
+        let Phase::Load(p) = toml::from_str::<Phase>(
+            "kind = \"load\"\nduration = \"30s\"\nrate = 100.0\n[thresholds]\np99_max = { \"dashboard-health\" = \"50ms\" }\n[mix]\nvalid = 1.0",
+        )
+        .unwrap();
+        p.validate().unwrap();
+        assert_eq!(p.duration, Some(Duration::from_secs(30)));
+        assert_eq!(p.mix["valid"], 1.0);
+        assert!(toml::from_str::<Phase>("kind = \"load\"\nduration = \"1s\"\nbogus = 1").is_err());
+    }
+}
