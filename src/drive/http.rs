@@ -49,7 +49,7 @@ pub struct HttpLane {
     /// `host` header value.
     pub host: String,
     host_value: Option<hyper::header::HeaderValue>,
-    sender: Option<Open>,
+    sender: Option<SendRequest<Full<Bytes>>>,
     /// Connections opened so far (the flight recorder's connection number).
     pub conns: u64,
 }
@@ -106,14 +106,17 @@ impl HttpLane {
         b.body(Full::new(Bytes::copy_from_slice(&r.body))).ok()
     }
 
-    async fn open(&mut self) -> Result<Open, Outcome> {
+    async fn open(&mut self) -> Result<SendRequest<Full<Bytes>>, Outcome> {
         let stream = net::connect(&self.opts).await?;
         self.conns += 1;
         let (sender, conn) = hyper::client::conn::http1::Builder::new()
             .handshake(TokioIo::new(stream))
             .await
             .map_err(|e| classify(&e))?;
-        Ok(Open { sender, conn: Box::pin(conn), conn_done: false })
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(sender)
     }
 
     /// Decide how `r` goes out: through hyper, or raw (exact bytes) when hyper would refuse or
@@ -144,108 +147,58 @@ impl HttpLane {
         let fail = |outcome| Answer { outcome, status: None, body_len: 0, raw: false };
         // A kept-alive connection the server has closed meanwhile: open a new one (the request
         // was not sent on the dead one).
-        let (mut o, reused) = match self.sender.take() {
-            Some(o) if !o.sender.is_closed() && !o.conn_done => (o, true),
+        let (mut sender, reused) = match self.sender.take() {
+            Some(s) if !s.is_closed() => (s, true),
             _ => match self.open().await {
-                Ok(o) => (o, false),
-                Err(out) => return fail(out),
+                Ok(s) => (s, false),
+                Err(o) => return fail(o),
             },
         };
-        if !matches!(o.drive(|s| s.ready()).await, Some(Ok(()))) {
+        if sender.ready().await.is_err() {
             if !reused {
                 return fail(Outcome::Closed);
             }
-            o = match self.open().await {
-                Ok(o) => o,
-                Err(out) => return fail(out),
+            sender = match self.open().await {
+                Ok(s) => s,
+                Err(o) => return fail(o),
             };
-            match o.drive(|s| s.ready()).await {
-                Some(Ok(())) => {}
-                Some(Err(e)) => return fail(classify(&e)),
-                None => return fail(Outcome::Closed),
+            if let Err(e) = sender.ready().await {
+                return fail(classify(&e));
             }
         }
         let t = self.timeouts;
-        let resp = match tokio::time::timeout(t.request, o.drive(|s| s.send_request(req))).await {
+        let resp = match tokio::time::timeout(t.request, sender.send_request(req)).await {
             Err(_) => return fail(Outcome::Timeout),
-            Ok(None) => return fail(Outcome::Closed),
-            Ok(Some(Err(e))) => return fail(classify(&e)),
-            Ok(Some(Ok(resp))) => resp,
+            Ok(Err(e)) => return fail(classify(&e)),
+            Ok(Ok(resp)) => resp,
         };
         let status = resp.status().as_u16();
-        let server_closes = resp
-            .headers()
-            .get(hyper::header::CONNECTION)
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
+        let server_closes =
+            resp.headers().get(hyper::header::CONNECTION).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
         let mut body = resp.into_body();
         let mut len = 0usize;
         let read = async {
-            loop {
-                match o.drive_body(&mut body).await {
-                    None => return Ok(()),
-                    Some(Ok(f)) => {
+            while let Some(f) = body.frame().await {
+                match f {
+                    Ok(f) => {
                         if let Some(d) = f.data_ref() {
                             len += d.len();
                         }
                     }
-                    Some(Err(e)) => return Err(classify(&e)),
+                    Err(e) => return Err(classify(&e)),
                 }
             }
+            Ok(())
         };
         let outcome = match tokio::time::timeout(t.body, read).await {
             Err(_) => Outcome::Timeout,
-            Ok(Err(out)) => out,
+            Ok(Err(o)) => o,
             Ok(Ok(())) => Outcome::from_status(status),
         };
         if self.keep_alive && !server_closes && outcome == Outcome::from_status(status) {
-            self.sender = Some(o);
+            self.sender = Some(sender);
         }
         Answer { outcome, status: Some(status), body_len: len, raw: false }
-    }
-}
-
-type Conn = hyper::client::conn::http1::Connection<TokioIo<tokio::net::TcpStream>, Full<Bytes>>;
-
-/// An open connection whose protocol state machine is polled inline by the lane (no separate
-/// task: one wakeup per I/O event instead of two).
-struct Open {
-    sender: SendRequest<Full<Bytes>>,
-    conn: std::pin::Pin<Box<Conn>>,
-    conn_done: bool,
-}
-
-impl Open {
-    /// Run `f(sender)` while polling the connection; None if the connection ended first and
-    /// `f` could not complete.
-    async fn drive<'a, F, Fut, T>(&'a mut self, f: F) -> Option<T>
-    where
-        F: FnOnce(&'a mut SendRequest<Full<Bytes>>) -> Fut,
-        Fut: std::future::Future<Output = T> + 'a,
-    {
-        let fut = f(&mut self.sender);
-        tokio::pin!(fut);
-        loop {
-            tokio::select! {
-                biased;
-                out = &mut fut => return Some(out),
-                _ = self.conn.as_mut(), if !self.conn_done => { self.conn_done = true; }
-                else => return None,
-            }
-        }
-    }
-
-    /// Next body frame while polling the connection.
-    async fn drive_body(
-        &mut self,
-        body: &mut hyper::body::Incoming,
-    ) -> Option<Result<hyper::body::Frame<Bytes>, hyper::Error>> {
-        loop {
-            tokio::select! {
-                biased;
-                f = body.frame() => return f,
-                _ = self.conn.as_mut(), if !self.conn_done => { self.conn_done = true; }
-            }
-        }
     }
 }
 
