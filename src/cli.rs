@@ -58,4 +58,6 @@ pub enum Command {
     Minimize(crate::triage::cli::MinimizeArgs),
     /// Regenerate inputs exactly from (seed, stream, index): JSON or wire bytes.
     Gen(crate::generate::cli::GenArgs),
+    /// Fire load at a URL (GETs to one path, optional WebSocket lanes): table, report.json, verdict.
+    Load(Box<crate::drive::cli::LoadArgs>),
 }

@@ -4,6 +4,7 @@ pub mod api;
 pub mod checks;
 pub mod cli;
 pub mod db;
+pub mod drive;
 pub mod exit;
 pub mod fsutil;
 pub mod generate;

@@ -29,6 +29,7 @@ fn main() -> ExitCode {
             Command::Replay(a) => mesher_stress::triage::cli::replay_main(a, &g).await,
             Command::Minimize(a) => mesher_stress::triage::cli::minimize_main(a, &g).await,
             Command::Gen(a) => mesher_stress::generate::cli::main(a, &g).await,
+            Command::Load(a) => mesher_stress::drive::cli::main(a, &g).await,
         }
     });
     // Do not wait for stray blocking tasks (e.g. a stdin reader) at shutdown.

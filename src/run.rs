@@ -11,7 +11,7 @@ use crate::cli::Global;
 use crate::db::{self, Cluster, Fixtures};
 use crate::exit;
 use crate::profile::{Phase, Profile, TargetSpec};
-use crate::report::{PhaseReport, RunReport, Verdict};
+use crate::report::{RunPhase, RunReport, Verdict};
 use crate::watch::{LogLine, TargetCommand, TargetProcess, process::listening_addr};
 use anyhow::{Context, Result, bail};
 use clap::Args;
@@ -116,7 +116,7 @@ pub async fn main(args: RunArgs, g: &Global) -> Result<u8> {
     }
 
     report.elapsed_ms = started.elapsed().as_millis() as u64;
-    report.verdict.failed |= report.phases.iter().any(PhaseReport::failed);
+    report.verdict.failed |= report.phases.iter().any(RunPhase::failed);
     report.verdict.crashed = !report.crashes.is_empty();
     let code = match &outcome {
         Err(_) => exit::TOOL_ERROR,
@@ -201,7 +201,7 @@ async fn run_profile(
                         }
                     }
                 }
-                report.phases.push(PhaseReport::Checks { results });
+                report.phases.push(RunPhase::Checks { results });
             }
             Phase::Fuzz(spec) => {
                 say(format!("phase {}: fuzz + triage ({})", i + 1, humantime::format_duration(spec.duration)));

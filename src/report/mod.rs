@@ -5,6 +5,7 @@
 
 pub mod html;
 pub mod junit;
+pub mod load;
 pub mod soak;
 pub mod stats;
 
@@ -16,17 +17,19 @@ use clap::Args;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
+pub use load::{BuildInput, PhaseReport, Planned, fmt_us, write_json_atomic};
+
 /// One phase's outcome in `report.json`.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
-pub enum PhaseReport {
+pub enum RunPhase {
     Checks { results: Vec<CheckResult> },
 }
 
-impl PhaseReport {
+impl RunPhase {
     pub fn failed(&self) -> bool {
         match self {
-            PhaseReport::Checks { results } => results.iter().any(|r| r.status == Status::Fail),
+            RunPhase::Checks { results } => results.iter().any(|r| r.status == Status::Fail),
         }
     }
 }
@@ -43,7 +46,7 @@ pub struct RunReport {
     pub elapsed_ms: u64,
     pub target: String,
     pub database: String,
-    pub phases: Vec<PhaseReport>,
+    pub phases: Vec<RunPhase>,
     /// Deaths of the target seen during the run.
     pub crashes: Vec<ExitInfo>,
     pub interrupted: bool,
@@ -96,7 +99,7 @@ pub fn render_html(r: &RunReport) -> String {
     );
     for (i, p) in r.phases.iter().enumerate() {
         match p {
-            PhaseReport::Checks { results } => {
+            RunPhase::Checks { results } => {
                 b.push_str(&format!("<h2>Phase {}: checks</h2>", i + 1));
                 let rows: Vec<Vec<String>> = results
                     .iter()
@@ -143,7 +146,7 @@ pub fn render_junit(r: &RunReport) -> String {
     let mut suites = Vec::new();
     for p in &r.phases {
         match p {
-            PhaseReport::Checks { results } => suites.push(TestSuite {
+            RunPhase::Checks { results } => suites.push(TestSuite {
                 name: "checks".into(),
                 cases: results
                     .iter()

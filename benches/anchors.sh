@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# benches/anchors.sh [SECONDS] — anchor mesher-stress's driver against wrk and oha on loopback.
+#
+# Starts examples/trivial_target (keep-alive hyper server, 32-byte JSON) pinned to core 0, then
+# runs each client pinned to core 1 with the same connections and duration, one after the other:
+#   1. keep-alive closed loop:      wrk -t1 -cC, oha -cC, mesher-stress load -cC --keep-alive
+#   2. connection per request:      wrk -H 'Connection: close', oha --disable-keepalive, mesher-stress (default)
+#   3. open-loop accuracy:          mesher-stress --rate R (asked vs achieved), oha -q R --latency-correction
+#   4. latency correction:          mesher-stress --rate against `mesher-stress target --keep-alive
+#                                   --fault pause=2s/200ms` (skipped if the built-in target is not ready)
+# For each: req/s and client CPU seconds per 100k requests (user+sys of the client process).
+# Environment: C (connections, 32), RATE (open loop, 10000), PORT (18080).
+set -uo pipefail
+D=${1:-5}
+C=${C:-32}
+RATE=${RATE:-10000}
+PORT=${PORT:-18080}
+cd "$(dirname "$0")/.."
+TD=${CARGO_TARGET_DIR:-target}
+echo "== building (release)"
+cargo build --release --quiet --bin mesher-stress --example trivial_target || exit 5
+BIN=$TD/release/mesher-stress
+TT=$TD/release/examples/trivial_target
+OUT=$(mktemp -d)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done; rm -rf "$OUT"; }
+trap cleanup EXIT
+
+wait_port() { # port seconds [pid: give up early when it exits]
+  for _ in $(seq 1 $(( $2 * 10 ))); do
+    (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0
+    [ -n "${3:-}" ] && ! kill -0 "$3" 2>/dev/null && return 1
+    sleep 0.1
+  done
+  return 1
+}
+
+taskset -c 0 "$TT" 127.0.0.1:$PORT 2>/dev/null & PIDS+=($!)
+wait_port $PORT 5 || { echo "trivial target did not start"; exit 5; }
+URL=http://127.0.0.1:$PORT
+
+# run NAME -- command...: time the client (pinned to core 1); prints its CPU seconds to $OUT/NAME.cpu
+run() {
+  local name=$1; shift; shift
+  local TIMEFORMAT='%U %S'
+  { time taskset -c 1 "$@" > "$OUT/$name.out" 2> "$OUT/$name.err"; } 2> "$OUT/$name.time"
+  awk '{print $1+$2}' "$OUT/$name.time" > "$OUT/$name.cpu"
+}
+
+row() { # name req_total req_per_s
+  local cpu; cpu=$(cat "$OUT/$1.cpu")
+  awk -v n="$1" -v t="$2" -v r="$3" -v c="$cpu" 'BEGIN { printf "  %-34s %10.0f req/s  %9d requests  %5.2f CPU-s  %5.2f CPU-s/100k\n", n, r, t, c, (t>0? c/t*100000 : 0) }'
+}
+
+wrk_row() {
+  local total rps
+  total=$(grep -Eo '^ *[0-9]+ requests in' "$OUT/$1.out" | grep -Eo '[0-9]+' | head -1)
+  rps=$(grep -E '^Requests/sec' "$OUT/$1.out" | awk '{print $2}')
+  row "$1" "${total:-0}" "${rps:-0}"
+}
+oha_row() {
+  local rps total
+  rps=$(grep -E 'Requests/sec' "$OUT/$1.out" | awk '{print $2}' | head -1)
+  total=$(awk -v r="${rps:-0}" -v d="$D" 'BEGIN{printf "%d", r*d}')
+  row "$1" "$total" "${rps:-0}"
+}
+ms_row() {
+  python3 - "$OUT/$1/report.json" "$OUT/$1.cpu" "$1" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1])); cpu = float(open(sys.argv[2]).read())
+n = r["requests_sent"]; rate = r["achieved_rate"]
+asked = r["planned"].get("asked_rate")
+extra = f"  asked {asked:.0f}/s, achieved {rate:.1f}/s ({(rate/asked-1)*100:+.2f}%)" if asked else ""
+print(f"  {sys.argv[3]:<34} {rate:10.0f} req/s  {n:9d} requests  {cpu:5.2f} CPU-s  {cpu/max(n,1)*1e5:5.2f} CPU-s/100k{extra}")
+print(f"  {'':<34} p50 {r['latency']['p50']}µs p99 {r['latency']['p99']}µs (uncorrected p99 {r['latency_uncorrected']['p99']}µs), errors {r['errors']}, consistent {r['consistent']}")
+PY
+}
+
+HAVE_OHA=0; command -v oha >/dev/null && HAVE_OHA=1
+HAVE_WRK=0; command -v wrk >/dev/null && HAVE_WRK=1
+[ $HAVE_WRK = 1 ] || echo "(wrk not installed: apt-get install wrk — skipping its rows)"
+[ $HAVE_OHA = 1 ] || echo "(oha not installed: cargo install oha takes ~6 min — skipping its rows)"
+
+echo "== 1. keep-alive, closed loop, $C connections, ${D}s (target on core 0, client on core 1)"
+if [ $HAVE_WRK = 1 ]; then run wrk-keepalive -- wrk -t1 -c$C -d${D}s $URL/; wrk_row wrk-keepalive; fi
+if [ $HAVE_OHA = 1 ]; then run oha-keepalive -- oha --no-tui -c $C -z ${D}s $URL/; oha_row oha-keepalive; fi
+run ms-keepalive -- "$BIN" --quiet --out "$OUT/ms-keepalive" load --http $URL --route-get / -c $C --duration ${D}s --keep-alive
+ms_row ms-keepalive
+
+echo "== 2. connection per request, closed loop, $C connections, ${D}s"
+if [ $HAVE_WRK = 1 ]; then run wrk-close -- wrk -t1 -c$C -d${D}s -H 'Connection: close' $URL/; wrk_row wrk-close; fi
+if [ $HAVE_OHA = 1 ]; then run oha-close -- oha --no-tui -c $C -z ${D}s --disable-keepalive $URL/; oha_row oha-close; fi
+run ms-close -- "$BIN" --quiet --out "$OUT/ms-close" load --http $URL --route-get / -c $C --duration ${D}s
+ms_row ms-close
+
+echo "== 3. open loop at $RATE req/s, $C connections, ${D}s"
+run ms-open -- "$BIN" --quiet --out "$OUT/ms-open" load --http $URL --route-get / -c $C --rate $RATE --duration ${D}s --keep-alive
+ms_row ms-open
+if [ $HAVE_OHA = 1 ]; then run oha-open -- oha --no-tui -c $C -z ${D}s -q $RATE --latency-correction $URL/; oha_row oha-open; fi
+
+echo "== 4. latency correction against the built-in target's pause fault (pause=2s/200ms)"
+TP=$((PORT + 10))
+"$BIN" --quiet target --keep-alive --http-port $TP --ws-port $((TP + 1)) --fault pause=2s/200ms > "$OUT/target.log" 2>&1 & TPID=$!
+PIDS+=($TPID)
+if wait_port $TP 60 $TPID; then
+  run ms-pause -- "$BIN" --quiet --out "$OUT/ms-pause" load --http http://127.0.0.1:$TP -c 8 --rate 1000 --duration ${D}s --keep-alive
+  ms_row ms-pause
+  python3 - "$OUT/ms-pause/report.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+print(f"  corrected p99 {r['latency']['p99']/1000:.1f} ms vs uncorrected p99 {r['latency_uncorrected']['p99']/1000:.1f} ms (max {r['latency']['max']/1000:.1f} ms)")
+PY
+else
+  echo "  skipped: the built-in target is not ready (no listener on :$TP: $(tail -1 "$OUT/target.log"))"
+fi

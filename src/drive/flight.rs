@@ -1,0 +1,195 @@
+//! Flight recorder: for every lane (one sending task, which uses one connection at a time), the
+//! last K requests or frames it sent — send time, answer time or none, outcome, and the
+//! [`RequestSeed`] (+ layer, route) that regenerates them. Seeds and small metadata only; the
+//! bytes are kept only for raw requests when asked (`keep_raw`).
+//!
+//! Cost: one uncontended mutex per lane, taken twice per request (begin/end); readers (the
+//! watchdog, the report) take it rarely. When the target dies, [`FlightRecorder::suspects`]
+//! lists the requests that were sent but never answered, then the most recent ones, across all
+//! lanes.
+
+use crate::drive::metrics::Outcome;
+use crate::model::{Layer, RequestSeed};
+use serde::Serialize;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime};
+
+/// Default ring size per lane.
+pub const DEFAULT_K: usize = 32;
+
+/// One request or frame in flight or done.
+#[derive(Debug, Clone, Serialize)]
+pub struct FlightEntry {
+    pub seed: RequestSeed,
+    pub layer: Layer,
+    pub route: &'static str,
+    /// Lane (sending task) id and the sequence number of the connection within the lane.
+    pub lane: u32,
+    pub conn: u64,
+    /// Index of the frame within a WebSocket script (0 for HTTP).
+    pub frame: u32,
+    /// Wall-clock send time.
+    #[serde(with = "system_time_ms")]
+    pub sent_at: SystemTime,
+    #[serde(skip)]
+    pub sent: Instant,
+    /// Microseconds from send to answer; None = no answer (yet).
+    pub answered_after_us: Option<u64>,
+    pub outcome: Option<Outcome>,
+    /// Exact bytes for raw requests when the recorder keeps them.
+    #[serde(skip_serializing_if = "Option::is_none", with = "opt_bytes")]
+    pub raw: Option<Vec<u8>>,
+}
+
+mod system_time_ms {
+    use serde::Serializer;
+    use std::time::SystemTime;
+    pub fn serialize<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+        let ms = t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+        s.serialize_u64(ms)
+    }
+}
+
+mod opt_bytes {
+    use serde::Serializer;
+    pub fn serialize<S: Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(b) => crate::model::bytes_text::serialize(b, s),
+            None => s.serialize_none(),
+        }
+    }
+}
+
+struct Ring {
+    entries: VecDeque<FlightEntry>,
+    /// Monotonic id of the next entry (so `end` finds its entry even after wrap-around).
+    next: u64,
+}
+
+/// A lane's ring. Cheap to clone (Arc).
+#[derive(Clone)]
+pub struct LaneRecorder {
+    ring: Arc<Mutex<Ring>>,
+    base: (SystemTime, Instant),
+    k: usize,
+    lane: u32,
+    keep_raw: bool,
+}
+
+/// Ticket returned by [`LaneRecorder::begin`], given back to [`LaneRecorder::end`].
+#[derive(Debug, Clone, Copy)]
+pub struct Ticket(u64);
+
+impl LaneRecorder {
+    /// Note a request about to be sent.
+    #[allow(clippy::too_many_arguments)]
+    pub fn begin(
+        &self,
+        seed: RequestSeed,
+        layer: Layer,
+        route: &'static str,
+        conn: u64,
+        frame: u32,
+        sent: Instant,
+        raw: Option<&[u8]>,
+    ) -> Ticket {
+        let e = FlightEntry {
+            seed,
+            layer,
+            route,
+            lane: self.lane,
+            conn,
+            frame,
+            sent_at: self.base.0 + sent.saturating_duration_since(self.base.1),
+            sent,
+            answered_after_us: None,
+            outcome: None,
+            raw: if self.keep_raw { raw.map(|r| r[..r.len().min(64 * 1024)].to_vec()) } else { None },
+        };
+        let mut r = self.ring.lock().unwrap_or_else(|p| p.into_inner());
+        let id = r.next;
+        r.next += 1;
+        if r.entries.len() == self.k {
+            r.entries.pop_front();
+        }
+        r.entries.push_back(e);
+        Ticket(id)
+    }
+
+    /// Note the answer (or failure) of a request.
+    pub fn end(&self, t: Ticket, outcome: Outcome, answered: Option<Instant>) {
+        let mut r = self.ring.lock().unwrap_or_else(|p| p.into_inner());
+        let first = r.next - r.entries.len() as u64;
+        if t.0 < first {
+            return;
+        }
+        let i = (t.0 - first) as usize;
+        if let Some(e) = r.entries.get_mut(i) {
+            e.outcome = Some(outcome);
+            e.answered_after_us = answered.map(|a| a.saturating_duration_since(e.sent).as_micros() as u64);
+        }
+    }
+}
+
+/// All lanes' rings.
+#[derive(Clone)]
+pub struct FlightRecorder {
+    lanes: Arc<Mutex<Vec<LaneRecorder>>>,
+    base: (SystemTime, Instant),
+    k: usize,
+    keep_raw: bool,
+}
+
+impl Default for FlightRecorder {
+    fn default() -> Self {
+        FlightRecorder::new(DEFAULT_K, true)
+    }
+}
+
+impl FlightRecorder {
+    /// `k` entries per lane; `keep_raw` keeps the bytes of raw requests (≤ 64 KiB each).
+    pub fn new(k: usize, keep_raw: bool) -> FlightRecorder {
+        FlightRecorder {
+            lanes: Arc::new(Mutex::new(Vec::new())),
+            base: (SystemTime::now(), Instant::now()),
+            k: k.max(1),
+            keep_raw,
+        }
+    }
+
+    /// Register a lane.
+    pub fn lane(&self, lane: u32) -> LaneRecorder {
+        let l = LaneRecorder {
+            ring: Arc::new(Mutex::new(Ring { entries: VecDeque::with_capacity(self.k), next: 0 })),
+            base: self.base,
+            k: self.k,
+            lane,
+            keep_raw: self.keep_raw,
+        };
+        self.lanes.lock().unwrap_or_else(|p| p.into_inner()).push(l.clone());
+        l
+    }
+
+    /// Everything recorded, oldest first per lane.
+    pub fn snapshot(&self) -> Vec<FlightEntry> {
+        let lanes = self.lanes.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut out = Vec::new();
+        for l in lanes {
+            let r = l.ring.lock().unwrap_or_else(|p| p.into_inner());
+            out.extend(r.entries.iter().cloned());
+        }
+        out
+    }
+
+    /// The suspects when the target died: first every request sent but not answered (oldest
+    /// first — the first one is the likeliest killer), then the most recent answered ones (newest
+    /// first), `limit` in all.
+    pub fn suspects(&self, limit: usize) -> Vec<FlightEntry> {
+        let all = self.snapshot();
+        let (mut open, mut done): (Vec<_>, Vec<_>) = all.into_iter().partition(|e| e.answered_after_us.is_none());
+        open.sort_by_key(|e| e.sent);
+        done.sort_by_key(|e| std::cmp::Reverse(e.sent));
+        open.into_iter().chain(done).take(limit).collect()
+    }
+}

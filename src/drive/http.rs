@@ -1,0 +1,222 @@
+//! HTTP executor on hyper's client connection API (`hyper::client::conn::http1`).
+//!
+//! One [`HttpLane`] per sending task: with keep-alive it reuses one connection (reconnecting when
+//! the server closes it); without, it opens a connection per request and sends
+//! `connection: close`. Requests hyper cannot express (raw bytes, invalid methods, header names
+//! or targets) go through the raw executor ([`crate::drive::net::raw_exchange`]) on a fresh
+//! connection. Every failure becomes an [`Outcome`]; nothing here panics on network input.
+
+use crate::drive::metrics::Outcome;
+use crate::drive::net::{self, ConnectOpts, Timeouts};
+use crate::model::HttpRequest;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+
+/// What came back.
+#[derive(Debug, Clone, Copy)]
+pub struct Answer {
+    pub outcome: Outcome,
+    pub status: Option<u16>,
+    pub body_len: usize,
+    /// True when it went through the raw executor.
+    pub raw: bool,
+}
+
+/// A request ready to go.
+#[allow(clippy::large_enum_variant)] // built and consumed once per request, never stored
+pub enum Prepared {
+    Hyper(hyper::Request<Full<Bytes>>),
+    Raw(Vec<u8>),
+}
+
+impl Prepared {
+    /// The exact bytes, for raw requests.
+    pub fn raw(&self) -> Option<&[u8]> {
+        match self {
+            Prepared::Raw(b) => Some(b),
+            Prepared::Hyper(_) => None,
+        }
+    }
+}
+
+/// A sending lane's HTTP client state.
+pub struct HttpLane {
+    pub opts: ConnectOpts,
+    pub timeouts: Timeouts,
+    pub keep_alive: bool,
+    /// `host` header value.
+    pub host: String,
+    host_value: Option<hyper::header::HeaderValue>,
+    sender: Option<SendRequest<Full<Bytes>>>,
+    /// Connections opened so far (the flight recorder's connection number).
+    pub conns: u64,
+}
+
+impl HttpLane {
+    pub fn new(opts: ConnectOpts, timeouts: Timeouts, keep_alive: bool, host: String) -> HttpLane {
+        let host_value = hyper::header::HeaderValue::from_str(&host).ok();
+        HttpLane { opts, timeouts, keep_alive, host, host_value, sender: None, conns: 0 }
+    }
+
+    /// Convert to a hyper request; None when hyper would refuse or rewrite it.
+    fn to_hyper(&self, r: &HttpRequest) -> Option<hyper::Request<Full<Bytes>>> {
+        if r.raw.is_some() {
+            return None;
+        }
+        let mut b = hyper::Request::builder()
+            .method(hyper::Method::from_bytes(r.method.as_bytes()).ok()?)
+            .uri(hyper::Uri::try_from(r.target.as_str()).ok()?);
+        let mut has_host = false;
+        let mut has_conn = false;
+        let mut has_te = false;
+        {
+            let h = b.headers_mut()?;
+            for (n, v) in &r.headers {
+                let name = hyper::header::HeaderName::from_bytes(n.as_bytes()).ok()?;
+                // hyper lowercases names: a request whose case matters must go raw.
+                if name.as_str() != n {
+                    return None;
+                }
+                let value = hyper::header::HeaderValue::from_bytes(v).ok()?;
+                has_host |= name == hyper::header::HOST;
+                has_conn |= name == hyper::header::CONNECTION;
+                has_te |= name == hyper::header::TRANSFER_ENCODING;
+                h.append(name, value);
+            }
+            if !has_host {
+                h.insert(hyper::header::HOST, self.host_value.clone()?);
+            }
+            if !self.keep_alive && !has_conn {
+                h.insert(hyper::header::CONNECTION, hyper::header::HeaderValue::from_static("close"));
+            }
+        }
+        // hyper would frame a body itself; lying lengths and chunked requests go raw.
+        if has_te {
+            return None;
+        }
+        if let Some(cl) = r.header("content-length") {
+            if std::str::from_utf8(cl).ok()?.trim().parse::<usize>().ok()? != r.body.len() {
+                return None;
+            }
+        } else if !r.body.is_empty() {
+            return None;
+        }
+        b.body(Full::new(Bytes::copy_from_slice(&r.body))).ok()
+    }
+
+    async fn open(&mut self) -> Result<SendRequest<Full<Bytes>>, Outcome> {
+        let stream = net::connect(&self.opts).await?;
+        self.conns += 1;
+        let (sender, conn) = hyper::client::conn::http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| classify(&e))?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(sender)
+    }
+
+    /// Decide how `r` goes out: through hyper, or raw (exact bytes) when hyper would refuse or
+    /// rewrite it.
+    pub fn prepare(&self, r: &HttpRequest) -> Prepared {
+        match self.to_hyper(r) {
+            Some(req) => Prepared::Hyper(req),
+            None => Prepared::Raw(r.to_wire(&self.host)),
+        }
+    }
+
+    /// Send one request and read its whole answer.
+    pub async fn send(&mut self, r: &HttpRequest) -> Answer {
+        let p = self.prepare(r);
+        self.send_prepared(p).await
+    }
+
+    /// Send a prepared request and read its whole answer.
+    pub async fn send_prepared(&mut self, p: Prepared) -> Answer {
+        let req = match p {
+            Prepared::Hyper(req) => req,
+            Prepared::Raw(bytes) => {
+                self.conns += 1;
+                let a = net::raw_exchange(&self.opts, self.timeouts, &bytes).await;
+                return Answer { outcome: a.outcome, status: a.status, body_len: a.body_len, raw: true };
+            }
+        };
+        let fail = |outcome| Answer { outcome, status: None, body_len: 0, raw: false };
+        // A kept-alive connection the server has closed meanwhile: open a new one (the request
+        // was not sent on the dead one).
+        let (mut sender, reused) = match self.sender.take() {
+            Some(s) if !s.is_closed() => (s, true),
+            _ => match self.open().await {
+                Ok(s) => (s, false),
+                Err(o) => return fail(o),
+            },
+        };
+        if sender.ready().await.is_err() {
+            if !reused {
+                return fail(Outcome::Closed);
+            }
+            sender = match self.open().await {
+                Ok(s) => s,
+                Err(o) => return fail(o),
+            };
+            if let Err(e) = sender.ready().await {
+                return fail(classify(&e));
+            }
+        }
+        let t = self.timeouts;
+        let resp = match tokio::time::timeout(t.request, sender.send_request(req)).await {
+            Err(_) => return fail(Outcome::Timeout),
+            Ok(Err(e)) => return fail(classify(&e)),
+            Ok(Ok(resp)) => resp,
+        };
+        let status = resp.status().as_u16();
+        let server_closes =
+            resp.headers().get(hyper::header::CONNECTION).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
+        let mut body = resp.into_body();
+        let mut len = 0usize;
+        let read = async {
+            while let Some(f) = body.frame().await {
+                match f {
+                    Ok(f) => {
+                        if let Some(d) = f.data_ref() {
+                            len += d.len();
+                        }
+                    }
+                    Err(e) => return Err(classify(&e)),
+                }
+            }
+            Ok(())
+        };
+        let outcome = match tokio::time::timeout(t.body, read).await {
+            Err(_) => Outcome::Timeout,
+            Ok(Err(o)) => o,
+            Ok(Ok(())) => Outcome::from_status(status),
+        };
+        if self.keep_alive && !server_closes && outcome == Outcome::from_status(status) {
+            self.sender = Some(sender);
+        }
+        Answer { outcome, status: Some(status), body_len: len, raw: false }
+    }
+}
+
+/// Classify a hyper error by its I/O cause.
+pub fn classify(e: &hyper::Error) -> Outcome {
+    let mut src: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(s) = src {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            return Outcome::from_io_error(io);
+        }
+        src = s.source();
+    }
+    if e.is_parse() || e.is_parse_status() {
+        Outcome::BadResponse
+    } else if e.is_timeout() {
+        Outcome::Timeout
+    } else {
+        // incomplete message, canceled (connection closed before the answer), closed channel
+        Outcome::Closed
+    }
+}

@@ -1,0 +1,717 @@
+//! The sending tasks ("lanes") of a phase and the phase driver that starts, bounds and joins them.
+//!
+//! * HTTP lanes (`concurrency` of them): closed loop (send, await, think, repeat) or open loop
+//!   (lane i sends schedule indices i, i+N, ... at their intended times). A lane that gets a
+//!   WebSocket script from the source runs it raw on a fresh connection.
+//! * WebSocket ingest lanes: one long-lived connection each, frames at `frame_rate` (intended
+//!   times, corrected latency) with acks matched to frames in order.
+//! * Stream subscribers: fan-out delay of ingested events; churn lanes: connect/send/close.
+//!
+//! Bounds: lanes stop scheduling at the deadline or when the request budget is spent; the
+//! phase's `stop` signal ends in-flight requests as `interrupted`.
+
+use crate::drive::flight::{LaneRecorder, Ticket};
+use crate::drive::http::HttpLane;
+use crate::drive::metrics::{Aggregator, Key, Outcome, Recorder, Sample};
+use crate::drive::net::{ConnectOpts, Timeouts};
+use crate::drive::sched::Schedule;
+use crate::drive::ws::{self, Fanout};
+use crate::drive::{Endpoint, LoadPhase, PhaseCtx, TargetAddr, resolve};
+use crate::model::{Layer, Payload, RequestSeed, Source};
+use anyhow::Result;
+use fastwebsockets::{Frame, OpCode};
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::{Notify, watch};
+
+/// Stream ids of the WebSocket lanes (HTTP lanes use their lane number).
+const WS_INGEST_STREAM: u64 = 1 << 20;
+const WS_CHURN_STREAM: u64 = 2 << 20;
+
+struct Shared {
+    source: Arc<dyn Source>,
+    ws_source: Arc<dyn Source>,
+    start: Instant,
+    deadline: Option<Instant>,
+    requests: Option<u64>,
+    issued: AtomicU64,
+    schedule: Option<Schedule>,
+    stride: u64,
+    think: Option<Duration>,
+    http: ConnectOpts,
+    http_host: String,
+    ws: Option<(ConnectOpts, String)>,
+    timeouts: Timeouts,
+    keep_alive: bool,
+    fanout: Option<Arc<Fanout>>,
+    phase: LoadPhase,
+}
+
+impl Shared {
+    /// Closed loop: may another request be started now?
+    fn take_budget(&self) -> bool {
+        if self.deadline.is_some_and(|d| Instant::now() >= d) {
+            return false;
+        }
+        match self.requests {
+            Some(max) => self.issued.fetch_add(1, Ordering::Relaxed) < max,
+            None => true,
+        }
+    }
+
+    fn past_deadline(&self, t: Instant) -> bool {
+        self.deadline.is_some_and(|d| t >= d)
+    }
+}
+
+fn route_of(g: &crate::model::Generated) -> &'static str {
+    g.route_name()
+}
+
+fn is_ingest_route(r: &crate::model::HttpRequest) -> bool {
+    matches!(r.route, Some(crate::api::RouteId::EventsIngest) | Some(crate::api::RouteId::EventsBulk))
+}
+
+/// A lane's stop signal: a flag plus the lane's own Notify (nothing shared on the hot path).
+#[derive(Clone)]
+struct Stop {
+    flag: Arc<AtomicBool>,
+    notify: Arc<Notify>,
+}
+
+impl Stop {
+    #[inline]
+    fn is_set(&self) -> bool {
+        self.flag.load(Ordering::Relaxed)
+    }
+
+    /// Resolves once the phase is stopped.
+    async fn wait(&self) {
+        if self.is_set() {
+            return;
+        }
+        self.notify.notified().await;
+    }
+}
+
+async fn http_lane(
+    sh: Arc<Shared>,
+    lane: u32,
+    mut rec: Recorder,
+    fl: LaneRecorder,
+    stop: Stop,
+) -> (u64, Option<Instant>) {
+    let mut client = HttpLane::new(sh.http.clone(), sh.timeouts, sh.keep_alive, sh.http_host.clone());
+    let mut j: u64 = 0;
+    tokio::time::sleep_until(sh.start.into()).await;
+    let mut behind;
+    loop {
+        behind = true;
+        if stop.is_set() {
+            break;
+        }
+        let intended = if let Some(s) = &sh.schedule {
+            let k = lane as u64 + j * sh.stride;
+            if sh.requests.is_some_and(|m| k >= m) {
+                break;
+            }
+            let Some(off) = s.at(k) else { break };
+            let at = sh.start + off;
+            if sh.past_deadline(at) {
+                break;
+            }
+            // Behind schedule (earlier answers held the lane up): charge from the intended time.
+            // Otherwise the only delay is our own timer's (≤ 1 ms): measure from the actual send.
+            behind = Instant::now() >= at;
+            tokio::select! {
+                _ = tokio::time::sleep_until(at.into()) => {}
+                _ = stop.wait() => break,
+            }
+            at
+        } else {
+            if !sh.take_budget() {
+                break;
+            }
+            Instant::now()
+        };
+        let g = sh.source.generate(lane as u64, j);
+        j += 1;
+        let route = route_of(&g);
+        let key = |outcome| Key { route, layer: g.layer, outcome };
+        let sent = Instant::now();
+        let from = if behind { intended } else { sent };
+        rec.sent += 1;
+        match &g.payload {
+            Payload::Http(r) => {
+                let prepared = client.prepare(r);
+                let t = fl.begin(g.seed, g.layer, route, client.conns.max(1), 0, sent, prepared.raw());
+                let marker = match &sh.fanout {
+                    Some(f) if is_ingest_route(r) => ws::event_marker(&r.body).inspect(|m| f.register(m.clone(), sent)),
+                    _ => None,
+                };
+                let ans = tokio::select! {
+                    a = client.send_prepared(prepared) => Some(a),
+                    _ = stop.wait() => None,
+                };
+                let done = Instant::now();
+                let outcome = ans.map(|a| a.outcome).unwrap_or(Outcome::Interrupted);
+                if outcome == Outcome::S2xx
+                    && let (Some(f), Some(m)) = (&sh.fanout, &marker)
+                {
+                    f.accept(m);
+                }
+                finish(&mut rec, &fl, t, key(outcome), intended, from, sent, done);
+            }
+            Payload::Ws(script) => {
+                let Some((opts, host)) = &sh.ws else {
+                    // No WebSocket endpoint: counted, not sent.
+                    let t = fl.begin(g.seed, g.layer, route, 0, 0, sent, None);
+                    finish(&mut rec, &fl, t, key(Outcome::ConnectOther), intended, from, sent, Instant::now());
+                    continue;
+                };
+                let t = fl.begin(g.seed, g.layer, route, client.conns + 1, 0, sent, None);
+                client.conns += 1;
+                let ans = tokio::select! {
+                    a = ws::run_raw_script(opts, sh.timeouts, host, script) => Some(a.0),
+                    _ = stop.wait() => None,
+                };
+                let outcome = ans.unwrap_or(Outcome::Interrupted);
+                finish(&mut rec, &fl, t, key(outcome), intended, from, sent, Instant::now());
+            }
+        }
+        if let Some(think) = sh.think {
+            tokio::select! {
+                _ = tokio::time::sleep(think) => {}
+                _ = stop.wait() => break,
+            }
+        }
+    }
+    (rec.sent, rec.last_sent)
+}
+
+#[inline]
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    rec: &mut Recorder,
+    fl: &LaneRecorder,
+    t: Ticket,
+    key: Key,
+    intended: Instant,
+    from: Instant,
+    sent: Instant,
+    done: Instant,
+) {
+    let answered = !key.outcome.is_error() && key.outcome != Outcome::Interrupted;
+    fl.end(t, key.outcome, answered.then_some(done));
+    rec.record(key, intended, from, sent, done);
+}
+
+/// The bytes of the n-th WebSocket frame a source offers: the first data frame of a script, or
+/// the body of an HTTP request.
+fn frame_from(g: &crate::model::Generated) -> (Vec<u8>, bool) {
+    match &g.payload {
+        Payload::Ws(s) => s
+            .frames
+            .iter()
+            .find(|f| f.opcode == 1 || f.opcode == 2)
+            .map(|f| (f.payload.clone(), f.opcode == 2))
+            .unwrap_or_default(),
+        Payload::Http(r) => (r.body.clone(), false),
+    }
+}
+
+struct InFlight {
+    intended: Instant,
+    from: Instant,
+    sent: Instant,
+    ticket: Ticket,
+    layer: Layer,
+    marker: Option<String>,
+}
+
+async fn ws_ingest_lane(
+    sh: Arc<Shared>,
+    lane: u32,
+    mut rec: Recorder,
+    fl: LaneRecorder,
+    stop: Stop,
+) -> (u64, Option<Instant>) {
+    let (opts, host) = sh.ws.clone().expect("checked: ws target");
+    let w = &sh.phase.websocket;
+    let stream = WS_INGEST_STREAM + lane as u64;
+    let headers = vec![("x-sentry-auth".to_string(), w.auth.clone().into_bytes())];
+    let period = if w.frame_rate > 0.0 { Some(Duration::from_secs_f64(1.0 / w.frame_rate)) } else { None };
+    // Spread the lanes' phases over one period.
+    let lanes = w.ingest_connections.max(1) as f64;
+    let offset = period.map(|p| p.mul_f64(lane as f64 / lanes)).unwrap_or_default();
+    let mut j: u64 = 0;
+    let mut conn_no = 0u64;
+    tokio::time::sleep_until(sh.start.into()).await;
+    let key = |layer, outcome| Key { route: "ws-ingest", layer, outcome };
+    'outer: loop {
+        if stop.is_set()
+            || sh.past_deadline(Instant::now())
+            || sh.requests.is_some_and(|m| sh.issued.load(Ordering::Relaxed) >= m)
+        {
+            break;
+        }
+        conn_no += 1;
+        let t0 = Instant::now();
+        let wsock = tokio::select! {
+            r = ws::ws_connect(&opts, sh.timeouts, &host, &w.ingest_path, &headers) => r,
+            _ = stop.wait() => break,
+        };
+        let wsock = match wsock {
+            Ok(s) => s,
+            Err(o) => {
+                // A failed connection counts as one failed request.
+                if !sh.take_budget() {
+                    break;
+                }
+                rec.sent += 1;
+                let seed = RequestSeed { run: 0, stream, index: j };
+                let t = fl.begin(seed, Layer::Ws, "ws-ingest", conn_no, 0, t0, None);
+                finish(&mut rec, &fl, t, key(Layer::Ws, o), t0, t0, t0, Instant::now());
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                    _ = stop.wait() => break,
+                }
+                continue;
+            }
+        };
+        let (mut rd, mut wr) = wsock.split(tokio::io::split);
+        let mut pending: VecDeque<InFlight> = VecDeque::new();
+        let mut next_at = match period {
+            Some(p) => (sh.start + offset + p.mul_f64(j as f64)).max(sh.start),
+            None => Instant::now(),
+        };
+        let mut sending = true;
+        let mut last_write_done = Instant::now();
+        loop {
+            let can_send = sending && pending.len() < 4096 && (period.is_some() || pending.is_empty());
+            let ack_deadline = pending.front().map(|p| p.sent + sh.timeouts.request);
+            let mut noop = |_: Frame<'_>| async { Ok::<(), std::io::Error>(()) };
+            tokio::select! {
+                _ = tokio::time::sleep_until(next_at.into()), if can_send => {
+                    if sh.past_deadline(next_at) || !sh.take_budget() {
+                        sending = false;
+                        if pending.is_empty() { break 'outer; }
+                        continue;
+                    }
+                    let g = sh.ws_source.generate(stream, j);
+                    j += 1;
+                    let (bytes, binary) = frame_from(&g);
+                    let sent = Instant::now();
+                    rec.sent += 1;
+                    let ticket = fl.begin(g.seed, g.layer, "ws-ingest", conn_no, 0, sent, None);
+                    let marker = sh.fanout.as_ref().and_then(|f| ws::event_marker(&bytes).inspect(|m| f.register(m.clone(), sent)));
+                    let frame = if binary { Frame::binary(bytes.into()) } else { Frame::text(bytes.into()) };
+                    // Charged from the intended time only when our previous write (back-pressure
+                    // from the server) made us late, not for timer slop.
+                    let from = if last_write_done >= next_at { next_at } else { sent };
+                    let inf = InFlight { intended: next_at, from, sent, ticket, layer: g.layer, marker };
+                    let w = wr.write_frame(frame).await;
+                    last_write_done = Instant::now();
+                    match w {
+                        Ok(()) => pending.push_back(inf),
+                        Err(_) => {
+                            let done = Instant::now();
+                            finish(&mut rec, &fl, inf.ticket, key(inf.layer, Outcome::Reset), inf.intended, inf.from, inf.sent, done);
+                            drain(&mut rec, &fl, &mut pending, Outcome::Reset);
+                            continue 'outer;
+                        }
+                    }
+                    next_at = match period {
+                        Some(p) => sh.start + offset + p.mul_f64(j as f64),
+                        None => Instant::now(),
+                    };
+                }
+                f = rd.read_frame(&mut noop) => {
+                    let done = Instant::now();
+                    match f {
+                        Ok(frame) => match frame.opcode {
+                            OpCode::Text | OpCode::Binary => {
+                                let outcome = ws::ack_outcome(&frame.payload);
+                                if let Some(p) = pending.pop_front() {
+                                    if outcome == Outcome::AckOk && let (Some(fo), Some(m)) = (&sh.fanout, &p.marker) {
+                                        fo.accept(m);
+                                    }
+                                    finish(&mut rec, &fl, p.ticket, key(p.layer, outcome), p.intended, p.from, p.sent, done);
+                                }
+                                if !sending && pending.is_empty() { break 'outer; }
+                                if period.is_none() { next_at = done; }
+                            }
+                            OpCode::Ping => {
+                                let payload = frame.payload.to_vec();
+                                let _ = wr.write_frame(Frame::pong(payload.into())).await;
+                            }
+                            OpCode::Close => {
+                                drain(&mut rec, &fl, &mut pending, Outcome::WsClose);
+                                continue 'outer;
+                            }
+                            _ => {}
+                        },
+                        Err(e) => {
+                            let o = match e {
+                                fastwebsockets::WebSocketError::IoError(io) => Outcome::from_io_error(&io),
+                                fastwebsockets::WebSocketError::UnexpectedEOF => Outcome::Closed,
+                                _ => Outcome::BadResponse,
+                            };
+                            drain(&mut rec, &fl, &mut pending, o);
+                            if !sending { break 'outer; }
+                            continue 'outer;
+                        }
+                    }
+                }
+                _ = tokio::time::sleep_until(ack_deadline.unwrap_or(next_at).into()), if ack_deadline.is_some() => {
+                    drain(&mut rec, &fl, &mut pending, Outcome::Timeout);
+                    if !sending { break 'outer; }
+                    continue 'outer;
+                }
+                _ = stop.wait() => {
+                    drain(&mut rec, &fl, &mut pending, Outcome::Interrupted);
+                    break 'outer;
+                }
+            }
+        }
+    }
+    (rec.sent, rec.last_sent)
+}
+
+fn drain(rec: &mut Recorder, fl: &LaneRecorder, pending: &mut VecDeque<InFlight>, o: Outcome) {
+    let done = Instant::now();
+    for p in pending.drain(..) {
+        finish(
+            rec,
+            fl,
+            p.ticket,
+            Key { route: "ws-ingest", layer: p.layer, outcome: o },
+            p.intended,
+            p.from,
+            p.sent,
+            done,
+        );
+    }
+}
+
+async fn ws_churn_lane(
+    sh: Arc<Shared>,
+    lane: u32,
+    mut rec: Recorder,
+    fl: LaneRecorder,
+    stop: Stop,
+) -> (u64, Option<Instant>) {
+    let (opts, host) = sh.ws.clone().expect("checked: ws target");
+    let w = &sh.phase.websocket;
+    let stream = WS_CHURN_STREAM + lane as u64;
+    let headers = vec![("x-sentry-auth".to_string(), w.auth.clone().into_bytes())];
+    let mut j = 0u64;
+    tokio::time::sleep_until(sh.start.into()).await;
+    while !stop.is_set() && sh.take_budget() {
+        let g = sh.ws_source.generate(stream, j);
+        j += 1;
+        let (bytes, binary) = frame_from(&g);
+        let sent = Instant::now();
+        rec.sent += 1;
+        let t = fl.begin(g.seed, g.layer, "ws-churn", j, 0, sent, None);
+        let cycle = async {
+            let s = ws::ws_connect(&opts, sh.timeouts, &host, &w.ingest_path, &headers).await?;
+            let (mut rd, mut wr) = s.split(tokio::io::split);
+            let frame = if binary { Frame::binary(bytes.into()) } else { Frame::text(bytes.into()) };
+            wr.write_frame(frame).await.map_err(|_| Outcome::Reset)?;
+            let mut noop = |_: Frame<'_>| async { Ok::<(), std::io::Error>(()) };
+            let o = loop {
+                match tokio::time::timeout(sh.timeouts.request, rd.read_frame(&mut noop)).await {
+                    Err(_) => break Outcome::Timeout,
+                    Ok(Err(_)) => break Outcome::Closed,
+                    Ok(Ok(f)) => match f.opcode {
+                        OpCode::Text | OpCode::Binary => break ws::ack_outcome(&f.payload),
+                        OpCode::Close => break Outcome::WsClose,
+                        _ => continue,
+                    },
+                }
+            };
+            let _ = wr.write_frame(Frame::close(1000, b"")).await;
+            Ok::<Outcome, Outcome>(o)
+        };
+        let o = tokio::select! {
+            r = cycle => r.unwrap_or_else(|e| e),
+            _ = stop.wait() => Outcome::Interrupted,
+        };
+        finish(
+            &mut rec,
+            &fl,
+            t,
+            Key { route: "ws-churn", layer: g.layer, outcome: o },
+            sent,
+            sent,
+            sent,
+            Instant::now(),
+        );
+    }
+    (rec.sent, rec.last_sent)
+}
+
+async fn ws_stream_lane(
+    sh: Arc<Shared>,
+    lane: u32,
+    mut rec: Recorder,
+    mut producers_done: watch::Receiver<bool>,
+    stop: Stop,
+) {
+    let (opts, host) = sh.ws.clone().expect("checked: ws target");
+    let w = &sh.phase.websocket;
+    let path = crate::api::WsPath::Stream.path(&w.stream_project);
+    let fanout = sh.fanout.clone().expect("subscribers imply fan-out");
+    let grace = w.fanout_timeout.min(Duration::from_secs(2));
+    let mut end: Option<Instant> = None;
+    let mut sweep = tokio::time::interval(Duration::from_secs(1));
+    let fan_key = |outcome| Key { route: "ws-stream", layer: Layer::Valid, outcome };
+    'outer: loop {
+        if stop.is_set() || end.is_some_and(|e| Instant::now() >= e) {
+            break;
+        }
+        let s = tokio::select! {
+            r = ws::ws_connect(&opts, sh.timeouts, &host, &path, &[]) => r,
+            _ = stop.wait() => break,
+        };
+        let Ok(s) = s else {
+            if *producers_done.borrow() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let (mut rd, mut wr) = s.split(tokio::io::split);
+        loop {
+            let mut noop = |_: Frame<'_>| async { Ok::<(), std::io::Error>(()) };
+            let end_at = end.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            tokio::select! {
+                f = rd.read_frame(&mut noop) => match f {
+                    Ok(f) if matches!(f.opcode, OpCode::Text | OpCode::Binary) => {
+                        let now = Instant::now();
+                        if let Some(m) = ws::stream_marker(&f.payload)
+                            && let Some(sent) = fanout.arrived(&m)
+                        {
+                            let us = now.saturating_duration_since(sent).as_micros() as u64;
+                            rec.push(Sample { key: fan_key(Outcome::Delivered), corrected_us: us, uncorrected_us: us, lag_us: 0 }, now);
+                        }
+                    }
+                    Ok(f) if f.opcode == OpCode::Ping => {
+                        let p = f.payload.to_vec();
+                        let _ = wr.write_frame(Frame::pong(p.into())).await;
+                    }
+                    Ok(f) if f.opcode == OpCode::Close => continue 'outer,
+                    Ok(_) => {}
+                    Err(_) => continue 'outer,
+                },
+                _ = sweep.tick(), if lane == 0 => {
+                    let now = Instant::now();
+                    for _ in 0..fanout.sweep(now, false) {
+                        rec.push(Sample { key: fan_key(Outcome::Missed), corrected_us: 0, uncorrected_us: 0, lag_us: 0 }, now);
+                    }
+                }
+                ok = async { producers_done.wait_for(|v| *v).await.is_ok() }, if end.is_none() => {
+                    if ok { end = Some(Instant::now() + grace); }
+                }
+                _ = tokio::time::sleep_until(end_at.into()), if end.is_some() => break 'outer,
+                _ = stop.wait() => break 'outer,
+            }
+        }
+    }
+    if lane == 0 {
+        let now = Instant::now();
+        for _ in 0..fanout.sweep(now, true) {
+            rec.push(Sample { key: fan_key(Outcome::Missed), corrected_us: 0, uncorrected_us: 0, lag_us: 0 }, now);
+        }
+    }
+}
+
+/// Run the phase (validated by the caller).
+pub(crate) async fn run(
+    phase: &LoadPhase,
+    source: Arc<dyn Source>,
+    target: &TargetAddr,
+    ctx: &PhaseCtx,
+) -> Result<crate::report::PhaseReport> {
+    let http: Endpoint = resolve(&target.http).await?;
+    let ws_ep = match &target.ws {
+        Some(u) => Some(resolve(u).await?),
+        None => None,
+    };
+    let linger = phase.linger_zero.unwrap_or(!phase.keep_alive);
+    let opts = |addr| ConnectOpts {
+        addr,
+        connect_timeout: phase.connect_timeout,
+        spread_source: phase.spread_source_addrs,
+        linger_zero: linger,
+    };
+    let timeouts =
+        Timeouts { connect: phase.connect_timeout, request: phase.request_timeout, body: phase.body_timeout };
+    let hlog = ctx.out_dir.as_ref().map(|d| d.join(format!("{}.hlog", phase.name)));
+    if let Some(d) = &ctx.out_dir {
+        std::fs::create_dir_all(d)?;
+    }
+    let agg = Aggregator::new(hlog.as_deref())?;
+    let sink = agg.sink();
+    let live = agg.live.clone();
+    let started_wall = SystemTime::now();
+    let start = Instant::now() + Duration::from_millis(20);
+    let time_bound = phase.time_bound();
+    let schedule = if phase.is_open_loop() {
+        Some(if phase.stages.is_empty() {
+            Schedule::constant(phase.rate.unwrap_or(0.0), time_bound)
+        } else {
+            let stages: Vec<(f64, Duration)> = phase.stages.iter().map(|s| (s.rate, s.duration)).collect();
+            let sum: Duration = phase.stages.iter().map(|s| s.duration).sum();
+            let tail = phase.duration.and_then(|d| d.checked_sub(sum));
+            Schedule::stages(phase.rate.unwrap_or(0.0), &stages, tail)
+        })
+    } else {
+        None
+    };
+    let fanout = (phase.websocket.stream_subscribers > 0)
+        .then(|| Fanout::new(phase.websocket.stream_subscribers, phase.websocket.fanout_timeout));
+    let sh = Arc::new(Shared {
+        ws_source: ctx.ws_source.clone().unwrap_or_else(|| source.clone()),
+        source,
+        start,
+        deadline: time_bound.map(|d| start + d),
+        requests: phase.requests,
+        issued: AtomicU64::new(0),
+        schedule,
+        stride: phase.concurrency.max(1) as u64,
+        think: phase.think_time,
+        http: opts(http.addr),
+        http_host: http.host.clone(),
+        ws: ws_ep.as_ref().map(|e| (opts(e.addr), e.host.clone())),
+        timeouts,
+        keep_alive: phase.keep_alive,
+        fanout,
+        phase: phase.clone(),
+    });
+    let planned = crate::report::Planned::of(phase, sh.schedule.as_ref());
+    let progress = crate::drive::progress::start(ctx.progress, live.clone(), planned.clone(), start);
+    let agg_task = tokio::spawn(agg.run());
+    let flight = ctx.flight.clone();
+    // Stop fan-out: one flag, one Notify per lane.
+    let flag = Arc::new(AtomicBool::new(false));
+    let mut notifies: Vec<Arc<Notify>> = Vec::new();
+    let mut new_stop = || {
+        let n = Arc::new(Notify::new());
+        notifies.push(n.clone());
+        Stop { flag: flag.clone(), notify: n }
+    };
+    // Producing lanes, dealt round-robin over the driver threads.
+    type LaneFut = std::pin::Pin<Box<dyn std::future::Future<Output = (u64, Option<Instant>)> + Send>>;
+    let mut lanes: Vec<LaneFut> = Vec::new();
+    let mut lane_no = 0u32;
+    for i in 0..phase.concurrency {
+        lanes.push(Box::pin(http_lane(sh.clone(), i, sink.recorder(), flight.lane(lane_no), new_stop())));
+        lane_no += 1;
+    }
+    for i in 0..phase.websocket.ingest_connections {
+        lanes.push(Box::pin(ws_ingest_lane(sh.clone(), i, sink.recorder(), flight.lane(lane_no), new_stop())));
+        lane_no += 1;
+    }
+    for i in 0..phase.websocket.churn {
+        lanes.push(Box::pin(ws_churn_lane(sh.clone(), i, sink.recorder(), flight.lane(lane_no), new_stop())));
+        lane_no += 1;
+    }
+    let (done_tx, done_rx) = watch::channel(false);
+    let mut subscribers = tokio::task::JoinSet::new();
+    for i in 0..phase.websocket.stream_subscribers {
+        subscribers.spawn(ws_stream_lane(sh.clone(), i, sink.recorder(), done_rx.clone(), new_stop()));
+    }
+    drop(sink);
+    let stop_watch = {
+        let mut rx = ctx.stop.clone();
+        let flag = flag.clone();
+        let notifies = notifies.clone();
+        tokio::spawn(async move {
+            if rx.wait_for(|v| *v).await.is_ok() {
+                flag.store(true, Ordering::SeqCst);
+                for n in &notifies {
+                    n.notify_one();
+                }
+            }
+        })
+    };
+    let threads = match phase.driver_threads {
+        0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        n => n,
+    }
+    .clamp(1, lanes.len().max(1));
+    let mut buckets: Vec<Vec<LaneFut>> = (0..threads).map(|_| Vec::new()).collect();
+    for (i, l) in lanes.into_iter().enumerate() {
+        buckets[i % threads].push(l);
+    }
+    // Each driver thread runs its lanes on a current-thread runtime (no work stealing, no
+    // cross-thread wakeups on the hot path), like wrk's one event loop per thread.
+    let mut results = Vec::new();
+    for (t, bucket) in buckets.into_iter().enumerate() {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new().name(format!("drive-{t}")).spawn(move || {
+            let out = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt.block_on(async move {
+                    let mut set = tokio::task::JoinSet::new();
+                    for l in bucket {
+                        set.spawn(l);
+                    }
+                    let (mut sent, mut last, mut panics) = (0u64, None::<Instant>, 0u64);
+                    while let Some(r) = set.join_next().await {
+                        match r {
+                            Ok((n, l)) => {
+                                sent += n;
+                                last = last.max(l);
+                            }
+                            Err(_) => panics += 1,
+                        }
+                    }
+                    (sent, last, panics)
+                }),
+                Err(_) => (0, None, bucket.len() as u64),
+            };
+            let _ = tx.send(out);
+        })?;
+        results.push(rx);
+    }
+    let mut sent = 0u64;
+    let mut last_sent: Option<Instant> = None;
+    let mut lane_panics = 0u64;
+    for rx in results {
+        match rx.await {
+            Ok((n, last, p)) => {
+                sent += n;
+                last_sent = last_sent.max(last);
+                lane_panics += p;
+            }
+            Err(_) => lane_panics += 1,
+        }
+    }
+    stop_watch.abort();
+    let sending_ended = Instant::now();
+    let _ = done_tx.send(true);
+    while subscribers.join_next().await.is_some() {}
+    drop(sh);
+    let totals = agg_task.await?;
+    let elapsed = Instant::now().saturating_duration_since(start);
+    progress.finish();
+    let report = crate::report::PhaseReport::build(crate::report::BuildInput {
+        phase,
+        planned,
+        totals,
+        sent,
+        lane_panics,
+        started_at: started_wall,
+        sending: sending_ended.saturating_duration_since(start),
+        send_span: last_sent.map(|l| l.saturating_duration_since(start)),
+        elapsed,
+        interrupted: *ctx.stop.borrow(),
+        suspects: flight.suspects(20).into_iter().filter(|e| e.answered_after_us.is_none()).collect(),
+        interval_log: hlog,
+    });
+    Ok(report)
+}

@@ -1,0 +1,463 @@
+//! Measurement: outcomes, per-lane sample buffers and the aggregator that owns every histogram.
+//!
+//! Lanes (the tasks that send) never touch a histogram or a lock: they push compact [`Sample`]s
+//! into a local buffer and hand the buffer to the aggregator over a channel every 128 samples or
+//! 50 ms. The aggregator task records into HdrHistograms (µs, 3 significant figures,
+//! auto-resizing, so memory is bounded by the number of keys, not by the run length): one pair
+//! (corrected from the intended send time, uncorrected from the actual send) per
+//! route × layer × outcome, one per-second interval histogram for the timeline and the
+//! HdrHistogram interval log, and one histogram of scheduler lag (actual − intended send).
+//!
+//! Change outcome kinds in [`Outcome`]; change what a timeline second holds in [`Second`].
+
+use crate::model::Layer;
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::mpsc;
+
+/// What happened to one request (or WebSocket frame / script).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    #[serde(rename = "1xx")]
+    S1xx,
+    #[serde(rename = "2xx")]
+    S2xx,
+    #[serde(rename = "3xx")]
+    S3xx,
+    #[serde(rename = "4xx")]
+    S4xx,
+    #[serde(rename = "5xx")]
+    S5xx,
+    ConnectRefused,
+    ConnectReset,
+    ConnectTimeout,
+    ConnectAddrNotAvailable,
+    ConnectOther,
+    /// Connection reset while the request was in flight.
+    Reset,
+    /// Request or body timeout.
+    Timeout,
+    /// The connection closed without (a complete) answer.
+    Closed,
+    /// An answer that is not HTTP / not a WebSocket handshake.
+    BadResponse,
+    /// WebSocket: a data frame came back (an ack); `{"error":..}` acks count here too when they
+    /// are not recognisably errors — see [`Outcome::AckError`].
+    AckOk,
+    /// WebSocket: an ack whose text starts with `{"error"`.
+    AckError,
+    /// WebSocket: the server sent a Close frame instead of an ack.
+    WsClose,
+    /// Stream fan-out: the event arrived on a subscriber (not a request).
+    Delivered,
+    /// Stream fan-out: an accepted event never arrived within the fan-out timeout (not a request).
+    Missed,
+    /// The run was stopped (Ctrl-C or hard stop) while this request was in flight.
+    Interrupted,
+}
+
+impl Outcome {
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::S1xx => "1xx",
+            Outcome::S2xx => "2xx",
+            Outcome::S3xx => "3xx",
+            Outcome::S4xx => "4xx",
+            Outcome::S5xx => "5xx",
+            Outcome::ConnectRefused => "connect-refused",
+            Outcome::ConnectReset => "connect-reset",
+            Outcome::ConnectTimeout => "connect-timeout",
+            Outcome::ConnectAddrNotAvailable => "connect-addr-not-available",
+            Outcome::ConnectOther => "connect-other",
+            Outcome::Reset => "reset",
+            Outcome::Timeout => "timeout",
+            Outcome::Closed => "closed",
+            Outcome::BadResponse => "bad-response",
+            Outcome::AckOk => "ack-ok",
+            Outcome::AckError => "ack-error",
+            Outcome::WsClose => "ws-close",
+            Outcome::Delivered => "delivered",
+            Outcome::Missed => "missed",
+            Outcome::Interrupted => "interrupted",
+        }
+    }
+
+    /// From an HTTP status code.
+    pub fn from_status(code: u16) -> Outcome {
+        match code {
+            200..=299 => Outcome::S2xx,
+            300..=399 => Outcome::S3xx,
+            400..=499 => Outcome::S4xx,
+            500..=599 => Outcome::S5xx,
+            _ => Outcome::S1xx,
+        }
+    }
+
+    /// True for samples that stand for a sent request/frame/script (everything but fan-out
+    /// observations). The report checks: sum of request outcomes = requests sent.
+    pub fn is_request(self) -> bool {
+        !matches!(self, Outcome::Delivered | Outcome::Missed)
+    }
+
+    /// Errors for the error-rate threshold: 5xx and every transport failure. 4xx and WebSocket
+    /// error acks are answers (fuzz traffic expects them); interrupted requests are not errors.
+    pub fn is_error(self) -> bool {
+        matches!(
+            self,
+            Outcome::S5xx
+                | Outcome::ConnectRefused
+                | Outcome::ConnectReset
+                | Outcome::ConnectTimeout
+                | Outcome::ConnectAddrNotAvailable
+                | Outcome::ConnectOther
+                | Outcome::Reset
+                | Outcome::Timeout
+                | Outcome::Closed
+                | Outcome::BadResponse
+                | Outcome::WsClose
+                | Outcome::Missed
+        )
+    }
+
+    /// Connect failures (the request never reached the target).
+    pub fn is_connect_error(self) -> bool {
+        matches!(
+            self,
+            Outcome::ConnectRefused
+                | Outcome::ConnectReset
+                | Outcome::ConnectTimeout
+                | Outcome::ConnectAddrNotAvailable
+                | Outcome::ConnectOther
+        )
+    }
+
+    /// Classify a connect error.
+    pub fn from_connect_error(e: &std::io::Error) -> Outcome {
+        use std::io::ErrorKind as K;
+        match e.kind() {
+            K::ConnectionRefused => Outcome::ConnectRefused,
+            K::ConnectionReset | K::ConnectionAborted => Outcome::ConnectReset,
+            K::TimedOut => Outcome::ConnectTimeout,
+            K::AddrNotAvailable | K::AddrInUse => Outcome::ConnectAddrNotAvailable,
+            _ => match e.raw_os_error() {
+                Some(libc::EADDRNOTAVAIL) | Some(libc::EADDRINUSE) => Outcome::ConnectAddrNotAvailable,
+                Some(libc::ETIMEDOUT) => Outcome::ConnectTimeout,
+                _ => Outcome::ConnectOther,
+            },
+        }
+    }
+
+    /// Classify an I/O error while a request was in flight.
+    pub fn from_io_error(e: &std::io::Error) -> Outcome {
+        use std::io::ErrorKind as K;
+        match e.kind() {
+            K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe => Outcome::Reset,
+            K::TimedOut => Outcome::Timeout,
+            K::UnexpectedEof => Outcome::Closed,
+            K::InvalidData => Outcome::BadResponse,
+            _ => Outcome::Closed,
+        }
+    }
+}
+
+/// What a histogram pair is kept for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Key {
+    /// Route name (`api::Route::name`), `ws-ingest`, `ws-stream`, `ws-churn` or `unrouted`.
+    pub route: &'static str,
+    pub layer: Layer,
+    pub outcome: Outcome,
+}
+
+/// One measured request.
+#[derive(Debug, Clone, Copy)]
+pub struct Sample {
+    pub key: Key,
+    /// From the intended send time (open loop) or the actual send (closed loop), µs.
+    pub corrected_us: u64,
+    /// From the actual send, µs.
+    pub uncorrected_us: u64,
+    /// Actual send − intended send, µs (0 in closed loop).
+    pub lag_us: u64,
+}
+
+const BATCH: usize = 128;
+const BATCH_AGE: Duration = Duration::from_millis(50);
+
+/// A lane's sample buffer (one per sending task; not shared).
+pub struct Recorder {
+    tx: mpsc::UnboundedSender<Vec<Sample>>,
+    buf: Vec<Sample>,
+    since: Instant,
+    /// Requests this lane sent (for the consistency check).
+    pub sent: u64,
+    /// Latest actual send time recorded (for the achieved rate).
+    pub last_sent: Option<Instant>,
+}
+
+impl Recorder {
+    /// Record a request intended for `intended`, actually sent at `sent`, finished at `done`;
+    /// the corrected latency runs from `from` (see `lanes.rs`: the intended time when the lane
+    /// was held up by earlier answers, else the actual send).
+    #[inline]
+    pub fn record(&mut self, key: Key, intended: Instant, from: Instant, sent: Instant, done: Instant) {
+        let sample = Sample {
+            key,
+            corrected_us: done.saturating_duration_since(from.min(sent)).as_micros() as u64,
+            uncorrected_us: done.saturating_duration_since(sent).as_micros() as u64,
+            lag_us: sent.saturating_duration_since(intended).as_micros() as u64,
+        };
+        self.last_sent = self.last_sent.max(Some(sent));
+        self.push(sample, done);
+    }
+
+    /// Record a ready-made sample (fan-out observations).
+    pub fn push(&mut self, s: Sample, now: Instant) {
+        if self.buf.is_empty() {
+            self.since = now;
+        }
+        self.buf.push(s);
+        if self.buf.len() >= BATCH || now.saturating_duration_since(self.since) >= BATCH_AGE {
+            self.flush();
+        }
+    }
+
+    /// Hand the buffer to the aggregator.
+    pub fn flush(&mut self) {
+        if !self.buf.is_empty() {
+            let b = std::mem::replace(&mut self.buf, Vec::with_capacity(BATCH));
+            let _ = self.tx.send(b);
+        }
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
+/// Live figures for the progress display, updated by the aggregator (relaxed atomics).
+#[derive(Debug, Default)]
+pub struct Live {
+    pub done: AtomicU64,
+    pub errors: AtomicU64,
+    /// p99 (corrected) of the last complete second, µs.
+    pub p99_us: AtomicU64,
+    /// Requests completed in the last complete second.
+    pub last_rate: AtomicU64,
+}
+
+/// One second of the timeline.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Second {
+    /// Seconds since the phase started (end of the interval).
+    pub t: u64,
+    pub requests: u64,
+    pub errors: u64,
+    /// Counts per outcome name.
+    pub outcomes: BTreeMap<String, u64>,
+    pub p50_us: u64,
+    pub p90_us: u64,
+    pub p99_us: u64,
+    pub max_us: u64,
+}
+
+fn new_hist() -> Histogram<u64> {
+    Histogram::new(3).expect("3 significant figures is valid")
+}
+
+/// Record into an auto-resizing histogram (`saturating_record` would clamp to the current
+/// size instead of growing).
+#[inline]
+fn rec(h: &mut Histogram<u64>, v: u64) {
+    if h.record(v).is_err() {
+        h.saturating_record(v);
+    }
+}
+
+/// Histograms of one key.
+pub struct Pair {
+    pub corrected: Histogram<u64>,
+    pub uncorrected: Histogram<u64>,
+}
+
+/// Everything the aggregator measured, handed to the report at the end.
+pub struct Totals {
+    pub pairs: BTreeMap<Key, Pair>,
+    pub lag: Histogram<u64>,
+    pub timeline: Vec<Second>,
+    pub samples: u64,
+}
+
+/// The aggregator: owns the histograms; lanes talk to it through [`Recorder`]s.
+/// Makes [`Recorder`]s (cheap to clone).
+#[derive(Clone)]
+pub struct Sink {
+    tx: mpsc::UnboundedSender<Vec<Sample>>,
+}
+
+impl Sink {
+    /// A recorder for a new lane.
+    pub fn recorder(&self) -> Recorder {
+        Recorder {
+            tx: self.tx.clone(),
+            buf: Vec::with_capacity(BATCH),
+            since: Instant::now(),
+            sent: 0,
+            last_sent: None,
+        }
+    }
+}
+
+pub struct Aggregator {
+    tx: Option<mpsc::UnboundedSender<Vec<Sample>>>,
+    rx: mpsc::UnboundedReceiver<Vec<Sample>>,
+    pub live: Arc<Live>,
+    totals: Totals,
+    interval: Histogram<u64>,
+    interval_outcomes: BTreeMap<Outcome, u64>,
+    interval_log: Option<IntervalLog>,
+    start: Instant,
+    seconds: u64,
+}
+
+struct IntervalLog {
+    file: std::fs::File,
+    serializer: hdrhistogram::serialization::V2DeflateSerializer,
+}
+
+impl Aggregator {
+    /// A new aggregator. `interval_log` is the path of the HdrHistogram interval log to write
+    /// (one corrected histogram per second, all routes), if any.
+    pub fn new(interval_log: Option<&std::path::Path>) -> std::io::Result<Aggregator> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let interval_log = match interval_log {
+            Some(p) => {
+                let mut file = std::fs::File::create(p)?;
+                let mut serializer = hdrhistogram::serialization::V2DeflateSerializer::new();
+                let now = SystemTime::now();
+                {
+                    let mut w = hdrhistogram::serialization::interval_log::IntervalLogWriterBuilder::new()
+                        .add_comment("mesher-stress latency (corrected, microseconds), one histogram per second")
+                        .with_start_time(now)
+                        .with_base_time(now)
+                        .begin_log_with(&mut file, &mut serializer)?;
+                    w.write_comment(
+                        "\"StartTimestamp\",\"Interval_Length\",\"Interval_Max\",\"Interval_Compressed_Histogram\"",
+                    )?;
+                }
+                Some(IntervalLog { file, serializer })
+            }
+            None => None,
+        };
+        Ok(Aggregator {
+            tx: Some(tx),
+            rx,
+            live: Arc::new(Live::default()),
+            totals: Totals { pairs: BTreeMap::new(), lag: new_hist(), timeline: Vec::new(), samples: 0 },
+            interval: new_hist(),
+            interval_outcomes: BTreeMap::new(),
+            interval_log,
+            start: Instant::now(),
+            seconds: 0,
+        })
+    }
+
+    /// A handle that makes recorders for lanes. The aggregator runs until every sink and every
+    /// recorder is dropped.
+    pub fn sink(&self) -> Sink {
+        Sink { tx: self.tx.clone().expect("sink() before run()") }
+    }
+
+    fn absorb(&mut self, batch: Vec<Sample>) {
+        for s in batch {
+            let pair = self
+                .totals
+                .pairs
+                .entry(s.key)
+                .or_insert_with(|| Pair { corrected: new_hist(), uncorrected: new_hist() });
+            rec(&mut pair.corrected, s.corrected_us);
+            rec(&mut pair.uncorrected, s.uncorrected_us);
+            self.totals.samples += 1;
+            if s.key.outcome.is_request() {
+                rec(&mut self.totals.lag, s.lag_us);
+                rec(&mut self.interval, s.corrected_us);
+                self.live.done.fetch_add(1, Ordering::Relaxed);
+                if s.key.outcome.is_error() {
+                    self.live.errors.fetch_add(1, Ordering::Relaxed);
+                }
+            } else if s.key.outcome == Outcome::Missed {
+                self.live.errors.fetch_add(1, Ordering::Relaxed);
+            }
+            *self.interval_outcomes.entry(s.key.outcome).or_default() += 1;
+        }
+    }
+
+    fn close_second(&mut self) {
+        self.seconds += 1;
+        let h = &self.interval;
+        let requests: u64 = self.interval_outcomes.iter().filter(|(o, _)| o.is_request()).map(|(_, n)| n).sum();
+        let errors: u64 = self.interval_outcomes.iter().filter(|(o, _)| o.is_error()).map(|(_, n)| n).sum();
+        let sec = Second {
+            t: self.seconds,
+            requests,
+            errors,
+            outcomes: self.interval_outcomes.iter().map(|(o, n)| (o.name().to_string(), *n)).collect(),
+            p50_us: h.value_at_quantile(0.5),
+            p90_us: h.value_at_quantile(0.9),
+            p99_us: h.value_at_quantile(0.99),
+            max_us: h.max(),
+        };
+        self.live.p99_us.store(sec.p99_us, Ordering::Relaxed);
+        self.live.last_rate.store(requests, Ordering::Relaxed);
+        if let Some(log) = &mut self.interval_log {
+            let mut buf = Vec::new();
+            let start = Duration::from_secs(self.seconds - 1);
+            let ok = hdrhistogram::serialization::interval_log::IntervalLogWriterBuilder::new()
+                .begin_log_with(&mut buf, &mut log.serializer)
+                .ok()
+                .and_then(|mut w| w.write_histogram(h, start, Duration::from_secs(1), None).ok());
+            if ok.is_some() {
+                let _ = log.file.write_all(&buf);
+            }
+        }
+        self.totals.timeline.push(sec);
+        self.interval.reset();
+        self.interval_outcomes.clear();
+    }
+
+    /// Run until every sink and recorder is gone, closing one timeline second per second.
+    /// Returns the totals.
+    pub async fn run(mut self) -> Totals {
+        self.tx = None;
+        self.start = Instant::now();
+        let mut tick = tokio::time::interval_at(
+            tokio::time::Instant::from_std(self.start + Duration::from_secs(1)),
+            Duration::from_secs(1),
+        );
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                b = self.rx.recv() => match b {
+                    Some(b) => self.absorb(b),
+                    None => break,
+                },
+                _ = tick.tick() => self.close_second(),
+            }
+        }
+        if !self.interval_outcomes.is_empty() {
+            self.close_second();
+        }
+        if let Some(log) = &mut self.interval_log {
+            let _ = log.file.sync_all();
+        }
+        self.totals
+    }
+}

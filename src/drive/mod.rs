@@ -1,0 +1,438 @@
+//! `drive`: the load stage — HTTP and WebSocket traffic at high concurrency with honest latency.
+//!
+//! * [`LoadPhase`]: the profile's `kind = "load"` phase (bounds, concurrency, open/closed loop,
+//!   timeouts, WebSocket lanes, thresholds, the generators' mix kept opaque).
+//! * [`run_phase`]: runs one phase against a [`TargetAddr`] with inputs from a
+//!   [`crate::model::Source`] and returns a [`crate::report::PhaseReport`].
+//! * Submodules: `sched` (open-loop arrival schedule), `lanes` (the sending tasks), `http`
+//!   (hyper client connections), `net` (sockets, raw executor), `ws` (WebSocket executors,
+//!   fan-out correlation), `metrics` (outcomes, histograms, timeline, interval log), `flight`
+//!   (flight recorder for crash triage), `progress` (bars / plain lines), `cli` (`mesher-stress
+//!   load`).
+//!
+//! Latency rule (wrk2): in open loop every request has an intended send time from the schedule
+//! and the corrected latency runs from it, so a stalled server is charged for the requests it
+//! delayed; the uncorrected latency (from the actual send) is kept beside it.
+
+pub mod cli;
+pub mod flight;
+pub mod http;
+mod lanes;
+pub mod metrics;
+pub mod net;
+pub mod progress;
+pub mod sched;
+pub mod ws;
+
+use crate::model::Source;
+use crate::profile::parse_duration;
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use flight::{FlightEntry, FlightRecorder};
+pub use metrics::Outcome;
+
+/// One load phase (TOML: `[[phases]] kind = "load"`). Every phase is bounded by `duration`,
+/// `requests` or its `stages`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoadPhase {
+    /// Name in reports.
+    #[serde(default = "default_name")]
+    pub name: String,
+    /// Wall-clock bound of the sending (in-flight requests still finish, within their timeouts).
+    #[serde(default, deserialize_with = "de_opt_dur", serialize_with = "ser_opt_dur")]
+    pub duration: Option<Duration>,
+    /// Maximum number of requests (HTTP requests, WebSocket ingest frames and churn cycles).
+    #[serde(default)]
+    pub requests: Option<u64>,
+    /// HTTP lanes: closed-loop workers, or open-loop connections (one request in flight each).
+    #[serde(default = "default_concurrency")]
+    pub concurrency: u32,
+    /// Open loop: constant arrival rate, requests/s (the start rate when `stages` is given).
+    #[serde(default)]
+    pub rate: Option<f64>,
+    /// Open loop ramps: each stage goes linearly from the previous rate to its `rate` over its
+    /// `duration` (repeat a rate to hold it).
+    #[serde(default)]
+    pub stages: Vec<Stage>,
+    /// Closed loop: pause of each worker between two requests.
+    #[serde(default, deserialize_with = "de_opt_dur", serialize_with = "ser_opt_dur")]
+    pub think_time: Option<Duration>,
+    /// false (default, like Mesher): a new connection per request, sent with `connection: close`.
+    #[serde(default)]
+    pub keep_alive: bool,
+    #[serde(default = "default_connect_timeout", deserialize_with = "de_dur", serialize_with = "ser_dur")]
+    pub connect_timeout: Duration,
+    /// Until the response head.
+    #[serde(default = "default_timeout", deserialize_with = "de_dur", serialize_with = "ser_dur")]
+    pub request_timeout: Duration,
+    /// Until the end of the response body.
+    #[serde(default = "default_timeout", deserialize_with = "de_dur", serialize_with = "ser_dur")]
+    pub body_timeout: Duration,
+    /// Rotate client source addresses over 127.1.0.0/16 (loopback targets only).
+    #[serde(default = "yes")]
+    pub spread_source_addrs: bool,
+    /// SO_LINGER 0 on client sockets (no TIME_WAIT). Default: on without keep-alive.
+    #[serde(default)]
+    pub linger_zero: Option<bool>,
+    #[serde(default)]
+    pub websocket: WsLoad,
+    #[serde(default)]
+    pub thresholds: Thresholds,
+    /// Driver threads (each a single-threaded event loop running its share of the lanes);
+    /// 0 = one per available core (respects taskset).
+    #[serde(default)]
+    pub driver_threads: usize,
+    /// Flight recorder entries per lane.
+    #[serde(default = "default_flight")]
+    pub flight_recorder: usize,
+    /// The generators' traffic mix, passed through untouched (wired by the run command).
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub mix: serde_json::Value,
+}
+
+/// One open-loop ramp stage.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stage {
+    pub rate: f64,
+    #[serde(deserialize_with = "de_dur", serialize_with = "ser_dur")]
+    pub duration: Duration,
+}
+
+/// WebSocket lanes of a load phase.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WsLoad {
+    /// Long-lived ingest connections sending event frames and reading acks.
+    #[serde(default)]
+    pub ingest_connections: u32,
+    /// Frames per second per ingest connection; 0 = next frame as soon as the previous ack came.
+    #[serde(default)]
+    pub frame_rate: f64,
+    /// Handshake target of ingest connections.
+    #[serde(default = "default_ingest_path")]
+    pub ingest_path: String,
+    /// Value of the `x-sentry-auth` header of ingest connections (Mesher checks presence only).
+    #[serde(default = "default_ws_auth")]
+    pub auth: String,
+    /// Subscribers on `/stream/projects/<stream_project>` measuring fan-out delay.
+    #[serde(default)]
+    pub stream_subscribers: u32,
+    #[serde(default = "default_project")]
+    pub stream_project: String,
+    /// An accepted event not seen by a subscriber within this long counts as missed.
+    #[serde(default = "default_fanout_timeout", deserialize_with = "de_dur", serialize_with = "ser_dur")]
+    pub fanout_timeout: Duration,
+    /// Churn lanes: connect, send one frame, read one answer, close — in a loop.
+    #[serde(default)]
+    pub churn: u32,
+}
+
+impl Default for WsLoad {
+    fn default() -> Self {
+        WsLoad {
+            ingest_connections: 0,
+            frame_rate: 0.0,
+            ingest_path: default_ingest_path(),
+            auth: default_ws_auth(),
+            stream_subscribers: 0,
+            stream_project: default_project(),
+            fanout_timeout: default_fanout_timeout(),
+            churn: 0,
+        }
+    }
+}
+
+impl WsLoad {
+    pub fn any(&self) -> bool {
+        self.ingest_connections > 0 || self.stream_subscribers > 0 || self.churn > 0
+    }
+}
+
+/// Pass/fail limits of a phase.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Thresholds {
+    /// Corrected p99 limit per route name (`"*"` = every route without its own entry).
+    #[serde(default, deserialize_with = "de_dur_map", serialize_with = "ser_dur_map")]
+    pub p99_max: BTreeMap<String, Duration>,
+    /// Largest allowed share of errors (5xx and transport failures) among requests, 0..=1.
+    #[serde(default)]
+    pub error_rate_max: Option<f64>,
+    /// Smallest allowed achieved request rate (requests/s).
+    #[serde(default)]
+    pub min_rate: Option<f64>,
+    /// Fan-out p99 limit (stream subscribers).
+    #[serde(default, deserialize_with = "de_opt_dur", serialize_with = "ser_opt_dur")]
+    pub fanout_p99_max: Option<Duration>,
+}
+
+fn default_name() -> String {
+    "load".into()
+}
+fn default_concurrency() -> u32 {
+    32
+}
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(3)
+}
+fn default_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_fanout_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_flight() -> usize {
+    flight::DEFAULT_K
+}
+fn default_ingest_path() -> String {
+    crate::api::WsPath::INGEST.to_string()
+}
+fn default_ws_auth() -> String {
+    "mesher-stress".into()
+}
+fn default_project() -> String {
+    "33333333-3333-3333-3333-333333333333".into()
+}
+fn yes() -> bool {
+    true
+}
+
+fn de_dur<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_duration(&s).map_err(serde::de::Error::custom)
+}
+fn ser_dur<S: Serializer>(v: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&humantime::format_duration(*v).to_string())
+}
+fn de_opt_dur<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    de_dur(d).map(Some)
+}
+fn ser_opt_dur<S: Serializer>(v: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(v) => ser_dur(v, s),
+        None => s.serialize_none(),
+    }
+}
+fn de_dur_map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, Duration>, D::Error> {
+    let m = BTreeMap::<String, String>::deserialize(d)?;
+    m.into_iter().map(|(k, v)| parse_duration(&v).map(|d| (k, d)).map_err(serde::de::Error::custom)).collect()
+}
+fn ser_dur_map<S: Serializer>(v: &BTreeMap<String, Duration>, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_map(v.iter().map(|(k, d)| (k, humantime::format_duration(*d).to_string())))
+}
+
+impl LoadPhase {
+    /// A phase with defaults (closed loop, 32 workers) bounded by `duration`.
+    pub fn with_duration(duration: Duration) -> LoadPhase {
+        toml::from_str::<LoadPhase>(&format!("duration = \"{}ms\"", duration.as_millis())).expect("defaults parse")
+    }
+
+    /// True for open loop (a rate or stages).
+    pub fn is_open_loop(&self) -> bool {
+        self.rate.is_some() || !self.stages.is_empty()
+    }
+
+    /// The sending bound in time: `duration`, else the sum of the stages.
+    pub fn time_bound(&self) -> Option<Duration> {
+        self.duration
+            .or_else(|| if self.stages.is_empty() { None } else { Some(self.stages.iter().map(|s| s.duration).sum()) })
+    }
+
+    /// Check the phase; messages name the key.
+    pub fn validate(&self) -> Result<()> {
+        if self.time_bound().is_none() && self.requests.is_none() {
+            bail!("load phase {:?}: needs a bound: `duration`, `requests` or `stages`", self.name);
+        }
+        if self.time_bound().is_none() && self.websocket.any() {
+            bail!(
+                "load phase {:?}: WebSocket lanes need `duration` (a request count does not bound subscribers)",
+                self.name
+            );
+        }
+        if let Some(d) = self.time_bound()
+            && (d.is_zero() || d > Duration::from_secs(7 * 24 * 3600))
+        {
+            bail!("load phase {:?}: duration must be between 1ms and 7d", self.name);
+        }
+        if self.requests == Some(0) {
+            bail!("load phase {:?}: requests must be at least 1", self.name);
+        }
+        if self.concurrency > 100_000 || (self.concurrency == 0 && !self.websocket.any()) {
+            bail!("load phase {:?}: concurrency must be 1..=100000 (0 only with WebSocket lanes)", self.name);
+        }
+        if let Some(r) = self.rate
+            && !(r.is_finite() && r > 0.0 && r <= 10_000_000.0)
+        {
+            bail!("load phase {:?}: rate = {r}: must be a positive number of requests/s", self.name);
+        }
+        for (i, s) in self.stages.iter().enumerate() {
+            if !(s.rate.is_finite() && s.rate >= 0.0 && s.rate <= 10_000_000.0) || s.duration.is_zero() {
+                bail!("load phase {:?}: stages[{i}]: rate must be ≥ 0 and duration positive", self.name);
+            }
+        }
+        if !self.stages.is_empty() && self.stages.iter().all(|s| s.rate == 0.0) && self.rate.unwrap_or(0.0) == 0.0 {
+            bail!("load phase {:?}: stages: every rate is 0, nothing would be sent", self.name);
+        }
+        if self.think_time.is_some() && self.is_open_loop() {
+            bail!(
+                "load phase {:?}: think_time is for closed loop; with `rate`/`stages` the schedule decides",
+                self.name
+            );
+        }
+        for (what, d) in [
+            ("connect_timeout", self.connect_timeout),
+            ("request_timeout", self.request_timeout),
+            ("body_timeout", self.body_timeout),
+        ] {
+            if d.is_zero() {
+                bail!("load phase {:?}: {what} must be positive", self.name);
+            }
+        }
+        let w = &self.websocket;
+        if !(w.frame_rate.is_finite() && w.frame_rate >= 0.0) {
+            bail!("load phase {:?}: websocket.frame_rate must be ≥ 0", self.name);
+        }
+        if w.ingest_connections > 100_000 || w.stream_subscribers > 10_000 || w.churn > 10_000 {
+            bail!(
+                "load phase {:?}: websocket lanes too many (ingest ≤ 100000, subscribers ≤ 10000, churn ≤ 10000)",
+                self.name
+            );
+        }
+        if let Some(e) = self.thresholds.error_rate_max
+            && !(0.0..=1.0).contains(&e)
+        {
+            bail!("load phase {:?}: thresholds.error_rate_max must be within 0..=1", self.name);
+        }
+        for k in self.thresholds.p99_max.keys() {
+            if k != "*"
+                && crate::api::Route::by_name(k).is_none()
+                && !["ws-ingest", "ws-stream", "ws-churn", "unrouted"].contains(&k.as_str())
+            {
+                bail!(
+                    "load phase {:?}: thresholds.p99_max: unknown route {k:?} (route names as in the catalogue, ws-ingest, ws-churn, unrouted or \"*\")",
+                    self.name
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Where to send: base URLs (`http://127.0.0.1:8080`, `ws://127.0.0.1:8081`).
+#[derive(Debug, Clone)]
+pub struct TargetAddr {
+    pub http: String,
+    pub ws: Option<String>,
+}
+
+/// A resolved base URL: socket address and `host` header value.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub addr: SocketAddr,
+    pub host: String,
+}
+
+/// Resolve `scheme://host:port[/...]`.
+pub async fn resolve(url: &str) -> Result<Endpoint> {
+    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+    let authority = rest.split(['/', '?']).next().unwrap_or("");
+    let (host, port) =
+        crate::safety::split_host_port(authority).with_context(|| format!("{url:?}: needs host:port"))?;
+    let addr = tokio::net::lookup_host((host, port))
+        .await
+        .with_context(|| format!("cannot resolve {host}"))?
+        .min_by_key(|a| !a.is_ipv4())
+        .with_context(|| format!("{host} resolves to nothing"))?;
+    Ok(Endpoint { addr, host: authority.to_string() })
+}
+
+/// How progress is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProgressMode {
+    /// indicatif bar when stderr is a terminal, else a plain line every 5 s.
+    Auto,
+    /// Nothing (`--quiet`).
+    Off,
+}
+
+/// Everything a phase needs besides the phase itself.
+#[derive(Clone)]
+pub struct PhaseCtx {
+    /// Run directory: the HdrHistogram interval log `<name>.hlog` goes there.
+    pub out_dir: Option<PathBuf>,
+    /// Shared with the watchdog: the suspects when the target dies.
+    pub flight: FlightRecorder,
+    /// Set to true to stop the phase early (Ctrl-C, target died); the report covers what was
+    /// measured. In-flight requests end as `interrupted`.
+    pub stop: tokio::sync::watch::Receiver<bool>,
+    pub progress: ProgressMode,
+    pub allow_remote: bool,
+    /// Source for WebSocket lanes (default: the phase's source).
+    pub ws_source: Option<Arc<dyn Source>>,
+}
+
+impl PhaseCtx {
+    /// A context that never stops early, without output directory or progress.
+    pub fn quiet() -> PhaseCtx {
+        // The sender is dropped: the lanes treat a closed channel as "never stops".
+        let (_, rx) = tokio::sync::watch::channel(false);
+        PhaseCtx {
+            out_dir: None,
+            flight: FlightRecorder::default(),
+            stop: rx,
+            progress: ProgressMode::Off,
+            allow_remote: false,
+            ws_source: None,
+        }
+    }
+}
+
+/// Run one load phase: safety check, lanes, measurement, report (thresholds evaluated).
+pub async fn run_phase(
+    phase: &LoadPhase,
+    source: Arc<dyn Source>,
+    target: &TargetAddr,
+    ctx: &PhaseCtx,
+) -> Result<crate::report::PhaseReport> {
+    phase.validate()?;
+    crate::safety::check_target(&target.http, ctx.allow_remote)?;
+    if let Some(ws) = &target.ws {
+        crate::safety::check_target(ws, ctx.allow_remote)?;
+    }
+    if phase.websocket.any() && target.ws.is_none() {
+        bail!("load phase {:?}: WebSocket lanes need a ws:// target", phase.name);
+    }
+    lanes::run(phase, source, target, ctx).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The lead wires `Phase::Load(LoadPhase)` into the profile's internally tagged enum: the
+    /// `kind` tag must not trip `deny_unknown_fields`.
+    #[test]
+    fn embeds_in_an_internally_tagged_phase_enum() {
+        #[derive(Deserialize)]
+        #[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+        enum Phase {
+            Load(LoadPhase),
+        }
+        let Phase::Load(p) = toml::from_str::<Phase>(
+            "kind = \"load\"\nduration = \"30s\"\nrate = 100.0\n[thresholds]\np99_max = { \"dashboard-health\" = \"50ms\" }\n[mix]\nvalid = 1.0",
+        )
+        .unwrap();
+        p.validate().unwrap();
+        assert_eq!(p.duration, Some(Duration::from_secs(30)));
+        assert_eq!(p.mix["valid"], 1.0);
+        assert!(toml::from_str::<Phase>("kind = \"load\"\nduration = \"1s\"\nbogus = 1").is_err());
+    }
+}

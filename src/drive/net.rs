@@ -1,0 +1,267 @@
+//! Sockets: connecting (with source addresses spread over 127.0.0.0/8, SO_REUSEADDR,
+//! IP_BIND_ADDRESS_NO_PORT, optional SO_LINGER 0, TCP_NODELAY, connect timeout) and the raw
+//! executor (exact bytes on a TcpStream, minimal HTTP/1 response parsing).
+//!
+//! Why spread source addresses: on loopback every connection's 4-tuple must be unique, and
+//! TIME_WAIT sockets keep tuples busy for 60 s; one source address gives ~28k ephemeral ports,
+//! i.e. ~470 new connections/s sustained. Rotating over 65 534 addresses of 127.1.0.0/16 removes
+//! the limit.
+
+use crate::drive::metrics::Outcome;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+
+/// How to open connections.
+#[derive(Debug, Clone)]
+pub struct ConnectOpts {
+    pub addr: SocketAddr,
+    pub connect_timeout: Duration,
+    /// Rotate the local address over 127.1.0.0/16 (only when the target is IPv4 loopback).
+    pub spread_source: bool,
+    /// SO_LINGER 0: close with RST, leaving no TIME_WAIT behind.
+    pub linger_zero: bool,
+}
+
+static NEXT_SRC: AtomicU32 = AtomicU32::new(0);
+
+fn next_source() -> Ipv4Addr {
+    // 127.1.0.1 ..= 127.1.255.254
+    let n = NEXT_SRC.fetch_add(1, Ordering::Relaxed) % 65_534 + 1;
+    Ipv4Addr::new(127, 1, (n >> 8) as u8, (n & 0xff) as u8)
+}
+
+/// Open a TCP connection; the error is already classified.
+pub async fn connect(o: &ConnectOpts) -> Result<TcpStream, Outcome> {
+    let sock = match o.addr {
+        SocketAddr::V4(_) => TcpSocket::new_v4(),
+        SocketAddr::V6(_) => TcpSocket::new_v6(),
+    }
+    .map_err(|e| Outcome::from_connect_error(&e))?;
+    let _ = sock.set_reuseaddr(true);
+    if o.linger_zero {
+        let _ = socket2::SockRef::from(&sock).set_linger(Some(Duration::ZERO));
+    }
+    let _ = sock.set_nodelay(true);
+    if o.spread_source
+        && let IpAddr::V4(ip) = o.addr.ip()
+        && ip.is_loopback()
+    {
+        set_bind_no_port(&sock);
+        let src = SocketAddr::new(IpAddr::V4(next_source()), 0);
+        sock.bind(src).map_err(|e| Outcome::from_connect_error(&e))?;
+    }
+    match tokio::time::timeout(o.connect_timeout, sock.connect(o.addr)).await {
+        Err(_) => Err(Outcome::ConnectTimeout),
+        Ok(Err(e)) => Err(Outcome::from_connect_error(&e)),
+        Ok(Ok(s)) => Ok(s),
+    }
+}
+
+/// IP_BIND_ADDRESS_NO_PORT: let connect() pick the port per 4-tuple instead of bind().
+fn set_bind_no_port(sock: &TcpSocket) {
+    use std::os::fd::AsRawFd;
+    let one: libc::c_int = 1;
+    // SAFETY: valid fd owned by `sock`, option value is a c_int of the right size.
+    unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            &one as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}
+
+/// Timeouts for one exchange.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub request: Duration,
+    pub body: Duration,
+}
+
+/// A minimally parsed HTTP response head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawHead {
+    pub status: u16,
+    pub content_length: Option<usize>,
+    pub connection_close: bool,
+    pub chunked: bool,
+    /// Header bytes consumed, including the blank line.
+    pub head_len: usize,
+}
+
+/// Not an HTTP response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotHttp;
+
+/// Parse a response head from `buf`; `Ok(None)` = need more bytes; `Err` = not HTTP.
+pub fn parse_head(buf: &[u8]) -> Result<Option<RawHead>, NotHttp> {
+    let Some(end) = find(buf, b"\r\n\r\n") else {
+        if buf.len() >= 5 && !buf.starts_with(b"HTTP/") {
+            return Err(NotHttp);
+        }
+        if buf.len() > 64 * 1024 {
+            return Err(NotHttp);
+        }
+        return Ok(None);
+    };
+    let head = &buf[..end];
+    let mut lines = head.split(|&b| b == b'\n').map(|l| l.strip_suffix(b"\r").unwrap_or(l));
+    let status_line = lines.next().ok_or(NotHttp)?;
+    if !status_line.starts_with(b"HTTP/") {
+        return Err(NotHttp);
+    }
+    let code = status_line.split(|&b| b == b' ').nth(1).ok_or(NotHttp)?;
+    let status: u16 = std::str::from_utf8(code).map_err(|_| NotHttp)?.parse().map_err(|_| NotHttp)?;
+    let mut h = RawHead { status, content_length: None, connection_close: false, chunked: false, head_len: end + 4 };
+    for l in lines {
+        let Some(colon) = l.iter().position(|&b| b == b':') else { continue };
+        let name = &l[..colon];
+        let value = std::str::from_utf8(&l[colon + 1..]).unwrap_or("").trim();
+        if name.eq_ignore_ascii_case(b"content-length") {
+            h.content_length = value.parse().ok();
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            h.connection_close = value.eq_ignore_ascii_case("close");
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            h.chunked = value.to_ascii_lowercase().contains("chunked");
+        }
+    }
+    Ok(Some(h))
+}
+
+pub(crate) fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// The answer of a raw exchange.
+#[derive(Debug, Clone)]
+pub struct RawAnswer {
+    pub outcome: Outcome,
+    pub status: Option<u16>,
+    pub body_len: usize,
+}
+
+/// Largest body read in raw mode; beyond it the rest is discarded.
+const RAW_BODY_MAX: usize = 16 * 1024 * 1024;
+
+/// Send `bytes` on a fresh connection and read one response (status line, headers, then a
+/// Content-Length body, a chunked body until its terminator, or until close). The connection
+/// is closed afterwards. Errors are outcomes, never panics.
+pub async fn raw_exchange(o: &ConnectOpts, t: Timeouts, bytes: &[u8]) -> RawAnswer {
+    let mut s = match connect(o).await {
+        Ok(s) => s,
+        Err(outcome) => return RawAnswer { outcome, status: None, body_len: 0 },
+    };
+    raw_on_stream(&mut s, t, bytes).await
+}
+
+/// Like [`raw_exchange`] on an open stream.
+pub async fn raw_on_stream(s: &mut TcpStream, t: Timeouts, bytes: &[u8]) -> RawAnswer {
+    let fail = |outcome| RawAnswer { outcome, status: None, body_len: 0 };
+    match tokio::time::timeout(t.request, s.write_all(bytes)).await {
+        Err(_) => return fail(Outcome::Timeout),
+        Ok(Err(e)) => return fail(Outcome::from_io_error(&e)),
+        Ok(Ok(())) => {}
+    }
+    let mut buf = Vec::with_capacity(1024);
+    let head = match tokio::time::timeout(t.request, async {
+        loop {
+            match parse_head(&buf) {
+                Err(NotHttp) => return Err(Outcome::BadResponse),
+                Ok(Some(h)) => return Ok(h),
+                Ok(None) => {}
+            }
+            let mut chunk = [0u8; 4096];
+            match s.read(&mut chunk).await {
+                Ok(0) => return Err(if buf.is_empty() { Outcome::Closed } else { Outcome::BadResponse }),
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                Err(e) => return Err(Outcome::from_io_error(&e)),
+            }
+        }
+    })
+    .await
+    {
+        Err(_) => return fail(Outcome::Timeout),
+        Ok(Err(o)) => return fail(o),
+        Ok(Ok(h)) => h,
+    };
+    let status = head.status;
+    let mut body = buf.len() - head.head_len;
+    let body_read = async {
+        let mut chunk = vec![0u8; 16 * 1024];
+        let mut tail: Vec<u8> = buf[head.head_len..].to_vec();
+        loop {
+            if let Some(cl) = head.content_length
+                && !head.chunked
+            {
+                if body >= cl {
+                    return Ok(());
+                }
+            } else if head.chunked && find(&tail, b"0\r\n\r\n").is_some() {
+                return Ok(());
+            }
+            if (head.content_length.is_none() && !head.chunked && status / 100 == 1) || status == 204 || status == 304 {
+                return Ok(());
+            }
+            match s.read(&mut chunk).await {
+                Ok(0) => {
+                    return if head.content_length.is_some_and(|cl| body < cl) || head.chunked {
+                        Err(Outcome::Closed)
+                    } else {
+                        Ok(())
+                    };
+                }
+                Ok(n) => {
+                    body += n;
+                    if head.chunked {
+                        tail.extend_from_slice(&chunk[..n]);
+                        if tail.len() > 16 {
+                            tail.drain(..tail.len() - 16);
+                        }
+                    }
+                    if body > RAW_BODY_MAX {
+                        return Ok(());
+                    }
+                }
+                Err(e) => return Err(Outcome::from_io_error(&e)),
+            }
+        }
+    };
+    match tokio::time::timeout(t.body, body_read).await {
+        Err(_) => RawAnswer { outcome: Outcome::Timeout, status: Some(status), body_len: body },
+        Ok(Err(o)) => RawAnswer { outcome: o, status: Some(status), body_len: body },
+        Ok(Ok(())) => RawAnswer { outcome: Outcome::from_status(status), status: Some(status), body_len: body },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heads() {
+        assert_eq!(parse_head(b"HTTP/1.1 200 OK\r\nContent-Le"), Ok(None));
+        let h = parse_head(b"HTTP/1.1 404 Not Found\r\ncontent-length: 9\r\nConnection: close\r\n\r\nNot Found")
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.status, 404);
+        assert_eq!(h.content_length, Some(9));
+        assert!(h.connection_close);
+        assert_eq!(h.head_len, 64);
+        assert!(parse_head(b"SSH-2.0-OpenSSH\r\n\r\n").is_err());
+        assert!(parse_head(b"garbage").is_err());
+    }
+
+    #[test]
+    fn sources_are_loopback() {
+        for _ in 0..70_000 {
+            let a = next_source();
+            assert!(a.is_loopback() && a.octets()[3] != 0 || a.octets()[2] != 0);
+        }
+    }
+}

@@ -1,0 +1,365 @@
+//! WebSocket executors.
+//!
+//! * [`encode_frame`] / [`run_raw_script`]: a [`WsScript`] written byte by byte (raw handshake,
+//!   frames exactly as described — unmasked, fragmented, RSV bits, lying lengths, delays), then
+//!   whatever the server answers first (a data frame, a close frame, EOF, nothing) is the outcome.
+//!   Used for every WebSocket script in the request mix (mutated traffic).
+//! * [`ws_connect`]: fastwebsockets client handshake, for the long-lived lanes in `lanes.rs`
+//!   (ingest connections with acks, stream subscribers, churn).
+//! * [`Fanout`]: correlation of ingested events (by their `message` text) with their arrival on
+//!   `/stream/projects/:id` subscribers.
+
+use crate::drive::metrics::Outcome;
+use crate::drive::net::{self, ConnectOpts, Timeouts};
+use crate::model::{WsFrame, WsScript};
+use bytes::Bytes;
+use fastwebsockets::WebSocket;
+use http_body_util::Empty;
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Encode a frame as a client would send it, honouring every field (including lies).
+pub fn encode_frame(f: &WsFrame, mask_key: [u8; 4]) -> Vec<u8> {
+    let len = f.declared_len.unwrap_or(f.payload.len() as u64);
+    let mut out = Vec::with_capacity(f.payload.len() + 14);
+    out.push(((f.fin as u8) << 7) | ((f.rsv & 0x7) << 4) | (f.opcode & 0x0f));
+    let m = if f.masked { 0x80 } else { 0 };
+    if len < 126 {
+        out.push(m | len as u8);
+    } else if len <= 0xffff {
+        out.push(m | 126);
+        out.extend_from_slice(&(len as u16).to_be_bytes());
+    } else {
+        out.push(m | 127);
+        out.extend_from_slice(&len.to_be_bytes());
+    }
+    if f.masked {
+        out.extend_from_slice(&mask_key);
+        out.extend(f.payload.iter().enumerate().map(|(i, b)| b ^ mask_key[i % 4]));
+    } else {
+        out.extend_from_slice(&f.payload);
+    }
+    out
+}
+
+/// The handshake request bytes for `script` (host header added; extra headers in order).
+pub fn handshake_bytes(script: &WsScript, host: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(b"GET ");
+    out.extend_from_slice(script.path.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
+    out.extend_from_slice(host.as_bytes());
+    out.extend_from_slice(
+        b"\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n",
+    );
+    for (n, v) in &script.headers {
+        out.extend_from_slice(n.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(v);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+/// Parse one server frame from `buf`: `Some((opcode, payload range end, payload start))`.
+fn parse_server_frame(buf: &[u8]) -> Option<(u8, usize, usize)> {
+    if buf.len() < 2 {
+        return None;
+    }
+    let opcode = buf[0] & 0x0f;
+    let masked = buf[1] & 0x80 != 0;
+    let (len, mut at): (usize, usize) = match buf[1] & 0x7f {
+        126 if buf.len() >= 4 => (u16::from_be_bytes([buf[2], buf[3]]) as usize, 4),
+        127 if buf.len() >= 10 => (u64::from_be_bytes(buf[2..10].try_into().ok()?) as usize, 10),
+        126 | 127 => return None,
+        n => (n as usize, 2),
+    };
+    if masked {
+        at += 4;
+    }
+    let end = at.checked_add(len)?;
+    if buf.len() < end {
+        return None;
+    }
+    Some((opcode, end, at))
+}
+
+/// Run a WebSocket script on raw bytes: handshake, frames as described, then wait (request
+/// timeout) for the server's first answer. Returns the outcome and how many frames were written.
+pub async fn run_raw_script(o: &ConnectOpts, t: Timeouts, host: &str, script: &WsScript) -> (Outcome, usize) {
+    let mut s = match net::connect(o).await {
+        Ok(s) => s,
+        Err(e) => return (e, 0),
+    };
+    let hs = handshake_bytes(script, host);
+    if let Err(e) = s.write_all(&hs).await {
+        return (Outcome::from_io_error(&e), 0);
+    }
+    // Handshake answer.
+    let mut buf = Vec::with_capacity(512);
+    let head = tokio::time::timeout(t.request, async {
+        loop {
+            match net::parse_head(&buf) {
+                Err(net::NotHttp) => return Err(Outcome::BadResponse),
+                Ok(Some(h)) => return Ok(h),
+                Ok(None) => {}
+            }
+            let mut c = [0u8; 2048];
+            match s.read(&mut c).await {
+                Ok(0) => return Err(Outcome::Closed),
+                Ok(n) => buf.extend_from_slice(&c[..n]),
+                Err(e) => return Err(Outcome::from_io_error(&e)),
+            }
+        }
+    })
+    .await;
+    let head = match head {
+        Err(_) => return (Outcome::Timeout, 0),
+        Ok(Err(o)) => return (o, 0),
+        Ok(Ok(h)) => h,
+    };
+    if head.status != 101 {
+        return (Outcome::from_status(head.status), 0);
+    }
+    buf.drain(..head.head_len);
+    let mut written = 0;
+    let mut mask = [0x5a, 0x17, 0xc3, 0x2e];
+    for f in &script.frames {
+        if f.delay_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(f.delay_ms as u64)).await;
+        }
+        mask.rotate_left(1);
+        if let Err(e) = s.write_all(&encode_frame(f, mask)).await {
+            return (Outcome::from_io_error(&e), written);
+        }
+        written += 1;
+    }
+    // First meaningful answer: data frame (ack), close frame, EOF or silence.
+    let answer = tokio::time::timeout(t.request, async {
+        loop {
+            while let Some((op, end, start)) = parse_server_frame(&buf) {
+                let payload = buf[start..end].to_vec();
+                buf.drain(..end);
+                match op {
+                    8 => return Outcome::WsClose,
+                    9 | 10 => continue,
+                    _ => {
+                        return if payload.starts_with(b"{\"error\"") { Outcome::AckError } else { Outcome::AckOk };
+                    }
+                }
+            }
+            let mut c = [0u8; 4096];
+            match s.read(&mut c).await {
+                Ok(0) => return Outcome::Closed,
+                Ok(n) => buf.extend_from_slice(&c[..n]),
+                Err(e) => return Outcome::from_io_error(&e),
+            }
+        }
+    })
+    .await
+    .unwrap_or(Outcome::Timeout);
+    // Polite close (ignored if the socket is gone).
+    let _ = s.write_all(&encode_frame(&close_frame(), mask)).await;
+    (answer, written)
+}
+
+fn close_frame() -> WsFrame {
+    WsFrame {
+        fin: true,
+        opcode: 8,
+        rsv: 0,
+        masked: true,
+        payload: 1000u16.to_be_bytes().to_vec(),
+        declared_len: None,
+        delay_ms: 0,
+    }
+}
+
+struct SpawnExecutor;
+
+impl<Fut> hyper::rt::Executor<Fut> for SpawnExecutor
+where
+    Fut: std::future::Future + Send + 'static,
+    Fut::Output: Send + 'static,
+{
+    fn execute(&self, fut: Fut) {
+        tokio::task::spawn(fut);
+    }
+}
+
+/// A client WebSocket after the handshake.
+pub type Ws = WebSocket<TokioIo<Upgraded>>;
+
+/// fastwebsockets client handshake on `path` with extra headers.
+pub async fn ws_connect(
+    o: &ConnectOpts,
+    t: Timeouts,
+    host: &str,
+    path: &str,
+    headers: &[(String, Vec<u8>)],
+) -> Result<Ws, Outcome> {
+    let stream = net::connect(o).await?;
+    let mut b = hyper::Request::builder()
+        .method("GET")
+        .uri(path)
+        .header(hyper::header::HOST, host)
+        .header(hyper::header::UPGRADE, "websocket")
+        .header(hyper::header::CONNECTION, "upgrade")
+        .header("sec-websocket-key", fastwebsockets::handshake::generate_key())
+        .header("sec-websocket-version", "13");
+    for (n, v) in headers {
+        b = b.header(n.as_str(), v.as_slice());
+    }
+    let req = b.body(Empty::<Bytes>::new()).map_err(|_| Outcome::BadResponse)?;
+    match tokio::time::timeout(t.request, fastwebsockets::handshake::client(&SpawnExecutor, req, stream)).await {
+        Err(_) => Err(Outcome::Timeout),
+        Ok(Err(e)) => Err(match e {
+            fastwebsockets::WebSocketError::InvalidStatusCode(c) => Outcome::from_status(c),
+            fastwebsockets::WebSocketError::IoError(io) => Outcome::from_io_error(&io),
+            fastwebsockets::WebSocketError::HTTPError(h) => crate::drive::http::classify(&h),
+            _ => Outcome::BadResponse,
+        }),
+        Ok(Ok((mut ws, _))) => {
+            ws.set_auto_close(false);
+            ws.set_auto_pong(false);
+            Ok(ws)
+        }
+    }
+}
+
+/// Outcome of an ack frame's text.
+pub fn ack_outcome(payload: &[u8]) -> Outcome {
+    if payload.starts_with(b"{\"error\"") { Outcome::AckError } else { Outcome::AckOk }
+}
+
+/// The `message` of an event body (the fan-out marker), if the body is a JSON object with one.
+pub fn event_marker(body: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    Some(v.get("message")?.as_str()?.to_string())
+}
+
+/// The marker of a stream message `{"type":"event",...,"data":<body>}`.
+pub fn stream_marker(frame: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(frame).ok()?;
+    if v.get("type")?.as_str()? != "event" {
+        return None;
+    }
+    Some(v.get("data")?.get("message")?.as_str()?.to_string())
+}
+
+struct Pending {
+    sent: Instant,
+    accepted: bool,
+    remaining: u32,
+}
+
+/// Fan-out correlation: ingest paths register the marker of each event they send; stream
+/// subscribers look arriving events up. Bounded: entries expire after `timeout` and the table
+/// holds at most 200 000 markers.
+pub struct Fanout {
+    map: Mutex<HashMap<String, VecDeque<Pending>>>,
+    order: Mutex<VecDeque<(Instant, String)>>,
+    pub subscribers: u32,
+    pub timeout: Duration,
+}
+
+impl Fanout {
+    pub fn new(subscribers: u32, timeout: Duration) -> Arc<Fanout> {
+        Arc::new(Fanout { map: Mutex::new(HashMap::new()), order: Mutex::new(VecDeque::new()), subscribers, timeout })
+    }
+
+    /// An event with this marker was sent at `sent`.
+    pub fn register(&self, marker: String, sent: Instant) {
+        let mut m = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if m.len() >= 200_000 {
+            return;
+        }
+        m.entry(marker.clone()).or_default().push_back(Pending { sent, accepted: false, remaining: self.subscribers });
+        self.order.lock().unwrap_or_else(|p| p.into_inner()).push_back((sent, marker));
+    }
+
+    /// The ingest of this marker was acknowledged as accepted.
+    pub fn accept(&self, marker: &str) {
+        let mut m = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(q) = m.get_mut(marker)
+            && let Some(p) = q.iter_mut().find(|p| !p.accepted)
+        {
+            p.accepted = true;
+        }
+    }
+
+    /// A subscriber received this marker: the send time of its ingest, if known.
+    pub fn arrived(&self, marker: &str) -> Option<Instant> {
+        let mut m = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        let q = m.get_mut(marker)?;
+        let p = q.iter_mut().find(|p| p.remaining > 0)?;
+        p.remaining -= 1;
+        Some(p.sent)
+    }
+
+    /// Drop entries older than the timeout (all of them when `all`); returns how many accepted
+    /// events were missed by at least one subscriber.
+    pub fn sweep(&self, now: Instant, all: bool) -> u64 {
+        let mut missed = 0;
+        let mut order = self.order.lock().unwrap_or_else(|p| p.into_inner());
+        let mut m = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        while let Some((sent, _)) = order.front() {
+            if !all && now.saturating_duration_since(*sent) < self.timeout {
+                break;
+            }
+            let (_, marker) = order.pop_front().expect("front exists");
+            if let Some(q) = m.get_mut(&marker) {
+                if let Some(p) = q.pop_front()
+                    && p.accepted
+                    && p.remaining > 0
+                {
+                    missed += 1;
+                }
+                if q.is_empty() {
+                    m.remove(&marker);
+                }
+            }
+        }
+        missed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_encoding() {
+        let f = WsFrame::text("hi");
+        let b = encode_frame(&f, [1, 2, 3, 4]);
+        assert_eq!(b, vec![0x81, 0x82, 1, 2, 3, 4, b'h' ^ 1, b'i' ^ 2]);
+        let lie = WsFrame { declared_len: Some(70_000), masked: false, ..WsFrame::text("x") };
+        let b = encode_frame(&lie, [0; 4]);
+        assert_eq!(&b[..2], &[0x81, 127]);
+        assert_eq!(u64::from_be_bytes(b[2..10].try_into().unwrap()), 70_000);
+        assert_eq!(parse_server_frame(&[0x81, 2, b'o', b'k']), Some((1, 4, 2)));
+        assert_eq!(parse_server_frame(&[0x81, 3, b'o']), None);
+    }
+
+    #[test]
+    fn fanout_correlation() {
+        let f = Fanout::new(2, Duration::from_secs(1));
+        let t0 = Instant::now();
+        f.register("m1".into(), t0);
+        f.register("m2".into(), t0);
+        f.accept("m1");
+        f.accept("m2");
+        assert_eq!(f.arrived("m1"), Some(t0));
+        assert_eq!(f.arrived("m1"), Some(t0));
+        assert_eq!(f.arrived("m1"), None);
+        assert_eq!(f.arrived("m2"), Some(t0));
+        assert_eq!(f.sweep(t0, true), 1);
+        assert_eq!(stream_marker(br#"{"type":"event","issue_id":"x","data":{"message":"m9"}}"#), Some("m9".into()));
+        assert_eq!(event_marker(br#"{"message":"m9","level":"error"}"#), Some("m9".into()));
+    }
+}

@@ -1,0 +1,530 @@
+//! `report::load`: what a load phase measured, as data ([`PhaseReport`], serialised to `report.json`),
+//! as a terminal table ([`PhaseReport::print_table`]) and as a verdict (thresholds →
+//! [`PhaseReport::exit_code`] via [`crate::exit::verdict`]).
+//!
+//! Every figure in the table comes from the JSON; percentiles are in microseconds, corrected
+//! (from the intended send time) and uncorrected (from the actual send). Files are written
+//! atomically ([`write_json_atomic`]: temp file in the same directory, fsync, rename).
+//! Change threshold rules in [`evaluate`]; change table columns in `print_table`.
+
+use crate::drive::LoadPhase;
+use crate::drive::flight::FlightEntry;
+use crate::drive::metrics::{Key, Outcome, Second, Totals};
+use crate::drive::sched::Schedule;
+use crate::model::Layer;
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+/// Latency summary, µs.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Percentiles {
+    pub count: u64,
+    pub min: u64,
+    pub mean: f64,
+    pub p50: u64,
+    pub p90: u64,
+    pub p99: u64,
+    pub p999: u64,
+    pub max: u64,
+}
+
+impl Percentiles {
+    pub fn of(h: &Histogram<u64>) -> Percentiles {
+        if h.is_empty() {
+            return Percentiles::default();
+        }
+        Percentiles {
+            count: h.len(),
+            min: h.min(),
+            mean: (h.mean() * 10.0).round() / 10.0,
+            p50: h.value_at_quantile(0.5),
+            p90: h.value_at_quantile(0.9),
+            p99: h.value_at_quantile(0.99),
+            p999: h.value_at_quantile(0.999),
+            max: h.max(),
+        }
+    }
+}
+
+/// What the phase meant to do.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Planned {
+    /// `open` or `closed`.
+    pub mode: String,
+    pub concurrency: u32,
+    pub keep_alive: bool,
+    /// Open loop: the schedule's average rate (requests/s).
+    pub asked_rate: Option<f64>,
+    /// Open loop: requests in the schedule; closed loop: the `requests` bound.
+    pub planned_requests: Option<u64>,
+    pub duration_s: Option<f64>,
+    pub ws_ingest_connections: u32,
+    pub ws_stream_subscribers: u32,
+    pub ws_churn: u32,
+}
+
+impl Planned {
+    pub fn of(p: &LoadPhase, s: Option<&Schedule>) -> Planned {
+        let dur = p.time_bound();
+        let mut planned = p.requests;
+        let mut asked = None;
+        if let Some(s) = s {
+            if let Some(t) = s.total() {
+                planned = Some(planned.map_or(t, |r| r.min(t)));
+            }
+            asked = match (planned, dur) {
+                (Some(n), Some(d)) if s.total().is_some() => Some(n as f64 / d.as_secs_f64()),
+                _ => p.rate,
+            };
+        }
+        Planned {
+            mode: if s.is_some() { "open" } else { "closed" }.into(),
+            concurrency: p.concurrency,
+            keep_alive: p.keep_alive,
+            asked_rate: asked,
+            planned_requests: planned,
+            duration_s: dur.map(|d| d.as_secs_f64()),
+            ws_ingest_connections: p.websocket.ingest_connections,
+            ws_stream_subscribers: p.websocket.stream_subscribers,
+            ws_churn: p.websocket.churn,
+        }
+    }
+}
+
+/// One route × layer × outcome.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeyReport {
+    pub route: String,
+    pub layer: Layer,
+    pub outcome: Outcome,
+    pub count: u64,
+    pub corrected: Percentiles,
+    pub uncorrected: Percentiles,
+}
+
+/// One route × layer, every outcome merged.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RouteReport {
+    pub route: String,
+    pub layer: Layer,
+    pub count: u64,
+    pub rate: f64,
+    pub errors: u64,
+    pub outcomes: BTreeMap<String, u64>,
+    pub corrected: Percentiles,
+    pub uncorrected: Percentiles,
+}
+
+/// Stream fan-out.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FanoutReport {
+    pub delivered: u64,
+    pub missed: u64,
+    pub delay: Percentiles,
+}
+
+/// One threshold and its result.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ThresholdResult {
+    pub name: String,
+    pub limit: String,
+    pub actual: String,
+    pub passed: bool,
+}
+
+/// Everything a load phase measured (read it back as `serde_json::Value`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PhaseReport {
+    pub name: String,
+    /// Unix milliseconds.
+    pub started_at_ms: u64,
+    pub planned: Planned,
+    /// From the start to the last answer, seconds.
+    pub elapsed_s: f64,
+    /// Requests (HTTP requests, WS frames/scripts/churn cycles, failed connects) sent.
+    pub requests_sent: u64,
+    /// Sum of every request outcome; equals `requests_sent` when `consistent`.
+    pub requests_measured: u64,
+    pub consistent: bool,
+    /// Sends per second between the start and the last send.
+    pub achieved_rate: f64,
+    /// Answers (any outcome) per second over `elapsed_s`.
+    pub throughput: f64,
+    pub interrupted: bool,
+    /// Tasks that panicked (a tool bug; fails the verdict).
+    pub lane_panics: u64,
+    pub outcomes: BTreeMap<String, u64>,
+    /// Per layer: outcome counts (valid and mutated traffic apart).
+    pub layers: BTreeMap<String, BTreeMap<String, u64>>,
+    pub errors: u64,
+    pub error_rate: f64,
+    /// All requests, corrected / uncorrected.
+    pub latency: Percentiles,
+    pub latency_uncorrected: Percentiles,
+    /// Actual send − intended send (open-loop scheduler lag and backlog).
+    pub send_lag: Percentiles,
+    pub routes: Vec<RouteReport>,
+    pub detail: Vec<KeyReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fanout: Option<FanoutReport>,
+    pub timeline: Vec<Second>,
+    pub thresholds: Vec<ThresholdResult>,
+    pub passed: bool,
+    /// Requests sent but never answered at the end (from the flight recorder), oldest first.
+    /// (Not read back by `mesher-stress report`: re-rendering does not need it.)
+    #[serde(default, skip_deserializing)]
+    pub unanswered: Vec<FlightEntry>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interval_log: Option<PathBuf>,
+}
+
+/// Inputs of [`PhaseReport::build`].
+pub struct BuildInput<'a> {
+    pub phase: &'a LoadPhase,
+    pub planned: Planned,
+    pub totals: Totals,
+    pub sent: u64,
+    pub lane_panics: u64,
+    pub started_at: SystemTime,
+    pub sending: Duration,
+    pub send_span: Option<Duration>,
+    pub elapsed: Duration,
+    pub interrupted: bool,
+    pub suspects: Vec<FlightEntry>,
+    pub interval_log: Option<PathBuf>,
+}
+
+fn merged<'a>(it: impl Iterator<Item = &'a Histogram<u64>>) -> Histogram<u64> {
+    let mut h = Histogram::<u64>::new(3).expect("valid");
+    for x in it {
+        let _ = h.add(x);
+    }
+    h
+}
+
+impl PhaseReport {
+    pub fn build(b: BuildInput<'_>) -> PhaseReport {
+        let t = &b.totals;
+        let req_keys: Vec<(&Key, &crate::drive::metrics::Pair)> =
+            t.pairs.iter().filter(|(k, _)| k.outcome.is_request()).collect();
+        let mut outcomes = BTreeMap::new();
+        let mut layers: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+        for (k, p) in &req_keys {
+            let n = p.corrected.len();
+            *outcomes.entry(k.outcome.name().to_string()).or_insert(0) += n;
+            *layers.entry(layer_name(k.layer)).or_default().entry(k.outcome.name().to_string()).or_insert(0) += n;
+        }
+        let measured: u64 = outcomes.values().sum();
+        let errors: u64 = req_keys.iter().filter(|(k, _)| k.outcome.is_error()).map(|(_, p)| p.corrected.len()).sum();
+        let interrupted_n: u64 =
+            req_keys.iter().filter(|(k, _)| k.outcome == Outcome::Interrupted).map(|(_, p)| p.corrected.len()).sum();
+        let denom = measured.saturating_sub(interrupted_n);
+        let elapsed_s = b.elapsed.as_secs_f64().max(1e-9);
+        let span = b.send_span.unwrap_or(b.sending).as_secs_f64();
+        let achieved_rate =
+            if b.sent > 1 && span > 0.0 { (b.sent - 1) as f64 / span } else { b.sent as f64 / elapsed_s };
+        let rate_base = b.planned.duration_s.map(|d| d.min(elapsed_s)).unwrap_or(elapsed_s).max(1e-9);
+
+        // Per route × layer.
+        let mut by_route: BTreeMap<(&str, Layer), Vec<(&Key, &crate::drive::metrics::Pair)>> = BTreeMap::new();
+        for (k, p) in &req_keys {
+            by_route.entry((k.route, k.layer)).or_default().push((k, p));
+        }
+        let routes: Vec<RouteReport> = by_route
+            .iter()
+            .map(|((route, layer), v)| {
+                let count: u64 = v.iter().map(|(_, p)| p.corrected.len()).sum();
+                RouteReport {
+                    route: route.to_string(),
+                    layer: *layer,
+                    count,
+                    rate: round2(count as f64 / rate_base),
+                    errors: v.iter().filter(|(k, _)| k.outcome.is_error()).map(|(_, p)| p.corrected.len()).sum(),
+                    outcomes: v.iter().map(|(k, p)| (k.outcome.name().to_string(), p.corrected.len())).collect(),
+                    corrected: Percentiles::of(&merged(v.iter().map(|(_, p)| &p.corrected))),
+                    uncorrected: Percentiles::of(&merged(v.iter().map(|(_, p)| &p.uncorrected))),
+                }
+            })
+            .collect();
+        let detail = t
+            .pairs
+            .iter()
+            .map(|(k, p)| KeyReport {
+                route: k.route.to_string(),
+                layer: k.layer,
+                outcome: k.outcome,
+                count: p.corrected.len(),
+                corrected: Percentiles::of(&p.corrected),
+                uncorrected: Percentiles::of(&p.uncorrected),
+            })
+            .collect();
+        let fanout = (b.phase.websocket.stream_subscribers > 0).then(|| {
+            let d = t.pairs.iter().find(|(k, _)| k.outcome == Outcome::Delivered).map(|(_, p)| &p.corrected);
+            FanoutReport {
+                delivered: d.map_or(0, |h| h.len()),
+                missed: t
+                    .pairs
+                    .iter()
+                    .filter(|(k, _)| k.outcome == Outcome::Missed)
+                    .map(|(_, p)| p.corrected.len())
+                    .sum(),
+                delay: d.map(Percentiles::of).unwrap_or_default(),
+            }
+        });
+        let mut r = PhaseReport {
+            name: b.phase.name.clone(),
+            started_at_ms: b
+                .started_at
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0),
+            planned: b.planned,
+            elapsed_s: round2(elapsed_s),
+            requests_sent: b.sent,
+            requests_measured: measured,
+            consistent: measured == b.sent && b.lane_panics == 0,
+            achieved_rate: round2(achieved_rate),
+            throughput: round2(measured as f64 / elapsed_s),
+            interrupted: b.interrupted,
+            lane_panics: b.lane_panics,
+            outcomes,
+            layers,
+            errors,
+            error_rate: if denom == 0 { 0.0 } else { errors as f64 / denom as f64 },
+            latency: Percentiles::of(&merged(req_keys.iter().map(|(_, p)| &p.corrected))),
+            latency_uncorrected: Percentiles::of(&merged(req_keys.iter().map(|(_, p)| &p.uncorrected))),
+            send_lag: Percentiles::of(&t.lag),
+            routes,
+            detail,
+            fanout,
+            timeline: t.timeline.clone(),
+            thresholds: Vec::new(),
+            passed: true,
+            unanswered: b.suspects,
+            interval_log: b.interval_log,
+        };
+        r.thresholds = evaluate(b.phase, &r, &b.totals);
+        r.passed = r.consistent && r.thresholds.iter().all(|t| t.passed);
+        r
+    }
+
+    /// Exit code of this phase alone (see [`crate::exit`]); `crashed` comes from the watchdog.
+    pub fn exit_code(&self, crashed: bool) -> u8 {
+        if self.interrupted && !crashed {
+            return crate::exit::INTERRUPTED;
+        }
+        crate::exit::verdict(!self.passed, crashed)
+    }
+
+    /// The per-route table and the verdict lines.
+    pub fn print_table(&self, w: &mut impl Write) -> std::io::Result<()> {
+        writeln!(
+            w,
+            "phase {:?} ({} loop, {} lanes{}): {} requests in {:.2}s, {:.1} req/s sent{}, {} errors ({:.3}%){}",
+            self.name,
+            self.planned.mode,
+            self.planned.concurrency,
+            if self.planned.keep_alive { ", keep-alive" } else { ", connection per request" },
+            self.requests_sent,
+            self.elapsed_s,
+            self.achieved_rate,
+            self.planned.asked_rate.map(|a| format!(" (asked {a:.1})")).unwrap_or_default(),
+            self.errors,
+            self.error_rate * 100.0,
+            if self.interrupted { ", INTERRUPTED" } else { "" }
+        )?;
+        writeln!(
+            w,
+            "{:<24} {:<6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}  outcomes",
+            "route", "layer", "count", "rate/s", "p50", "p90", "p99", "p99.9", "max"
+        )?;
+        let row = |w: &mut dyn Write, route: &str, layer: &str, count: u64, rate: f64, p: &Percentiles, oc: String| {
+            writeln!(
+                w,
+                "{:<24} {:<6} {:>9} {:>9.1} {:>9} {:>9} {:>9} {:>9} {:>9}  {}",
+                route,
+                layer,
+                count,
+                rate,
+                fmt_us(p.p50),
+                fmt_us(p.p90),
+                fmt_us(p.p99),
+                fmt_us(p.p999),
+                fmt_us(p.max),
+                oc
+            )
+        };
+        for r in &self.routes {
+            let oc = r.outcomes.iter().map(|(k, v)| format!("{k}:{v}")).collect::<Vec<_>>().join(" ");
+            row(w, &r.route, &layer_name(r.layer), r.count, r.rate, &r.corrected, oc)?;
+        }
+        let oc = self.outcomes.iter().map(|(k, v)| format!("{k}:{v}")).collect::<Vec<_>>().join(" ");
+        row(w, "ALL (corrected)", "", self.requests_measured, self.throughput, &self.latency, oc)?;
+        row(
+            w,
+            "ALL (uncorrected)",
+            "",
+            self.requests_measured,
+            self.throughput,
+            &self.latency_uncorrected,
+            String::new(),
+        )?;
+        if self.planned.mode == "open" {
+            writeln!(
+                w,
+                "send lag (actual - intended): p50 {} p99 {} max {}",
+                fmt_us(self.send_lag.p50),
+                fmt_us(self.send_lag.p99),
+                fmt_us(self.send_lag.max)
+            )?;
+        }
+        if let Some(f) = &self.fanout {
+            writeln!(
+                w,
+                "stream fan-out: {} delivered, {} missed, delay p50 {} p99 {} max {}",
+                f.delivered,
+                f.missed,
+                fmt_us(f.delay.p50),
+                fmt_us(f.delay.p99),
+                fmt_us(f.delay.max)
+            )?;
+        }
+        if !self.consistent {
+            writeln!(
+                w,
+                "INCONSISTENT: {} sent but {} measured ({} lane panics)",
+                self.requests_sent, self.requests_measured, self.lane_panics
+            )?;
+        }
+        if !self.unanswered.is_empty() {
+            writeln!(
+                w,
+                "{} requests were sent and never answered (report.json lists their seeds)",
+                self.unanswered.len()
+            )?;
+        }
+        for t in &self.thresholds {
+            writeln!(
+                w,
+                "threshold {:<28} limit {:>10} actual {:>10}  {}",
+                t.name,
+                t.limit,
+                t.actual,
+                if t.passed { "ok" } else { "FAILED" }
+            )?;
+        }
+        writeln!(w, "verdict: {}", self.verdict_word())
+    }
+
+    /// `passed`, `FAILED` or `interrupted` (with the measured part's result).
+    pub fn verdict_word(&self) -> &'static str {
+        match (self.interrupted, self.passed) {
+            (true, true) => "interrupted (passed so far)",
+            (true, false) => "interrupted (FAILED so far)",
+            (false, true) => "passed",
+            (false, false) => "FAILED",
+        }
+    }
+}
+
+fn round2(v: f64) -> f64 {
+    (v * 100.0).round() / 100.0
+}
+
+fn layer_name(l: Layer) -> String {
+    serde_json::to_value(l).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
+}
+
+/// `1234` µs → `1.23ms`.
+pub fn fmt_us(us: u64) -> String {
+    if us < 1000 {
+        format!("{us}µs")
+    } else if us < 1_000_000 {
+        format!("{:.2}ms", us as f64 / 1000.0)
+    } else {
+        format!("{:.2}s", us as f64 / 1e6)
+    }
+}
+
+/// Evaluate the phase's thresholds. Route p99 limits use the route's valid-layer corrected
+/// latency when it has valid traffic, else all layers; interrupted requests are left out. A
+/// route named in `p99_max` without any sample fails (nothing was proven).
+pub fn evaluate(p: &LoadPhase, r: &PhaseReport, totals: &Totals) -> Vec<ThresholdResult> {
+    let th = &p.thresholds;
+    let mut out = Vec::new();
+    let route_p99 = |route: &str| -> Option<u64> {
+        let of_layer = |valid_only: bool| {
+            merged(
+                totals
+                    .pairs
+                    .iter()
+                    .filter(|(k, _)| {
+                        k.route == route
+                            && k.outcome.is_request()
+                            && k.outcome != Outcome::Interrupted
+                            && (!valid_only || k.layer == Layer::Valid)
+                    })
+                    .map(|(_, p)| &p.corrected),
+            )
+        };
+        let v = of_layer(true);
+        let h = if v.is_empty() { of_layer(false) } else { v };
+        (!h.is_empty()).then(|| h.value_at_quantile(0.99))
+    };
+    let mut routes: Vec<String> = r.routes.iter().map(|x| x.route.clone()).collect();
+    routes.dedup();
+    for (name, limit) in &th.p99_max {
+        if name == "*" {
+            for route in routes.iter().filter(|x| !th.p99_max.contains_key(*x)) {
+                let actual = route_p99(route).unwrap_or(0);
+                out.push(ThresholdResult {
+                    name: format!("p99 {route}"),
+                    limit: fmt_us(limit.as_micros() as u64),
+                    actual: fmt_us(actual),
+                    passed: actual as u128 <= limit.as_micros(),
+                });
+            }
+        } else {
+            let actual = route_p99(name);
+            out.push(ThresholdResult {
+                name: format!("p99 {name}"),
+                limit: fmt_us(limit.as_micros() as u64),
+                actual: actual.map(fmt_us).unwrap_or_else(|| "no data".into()),
+                passed: actual.is_some_and(|a| a as u128 <= limit.as_micros()),
+            });
+        }
+    }
+    if let Some(max) = th.error_rate_max {
+        out.push(ThresholdResult {
+            name: "error rate".into(),
+            limit: format!("{:.3}%", max * 100.0),
+            actual: format!("{:.3}%", r.error_rate * 100.0),
+            passed: r.error_rate <= max,
+        });
+    }
+    if let Some(min) = th.min_rate {
+        out.push(ThresholdResult {
+            name: "achieved rate".into(),
+            limit: format!("{min:.1}/s"),
+            actual: format!("{:.1}/s", r.achieved_rate),
+            passed: r.achieved_rate >= min,
+        });
+    }
+    if let Some(max) = th.fanout_p99_max {
+        let f = r.fanout.as_ref();
+        let actual = f.filter(|f| f.delivered > 0).map(|f| f.delay.p99);
+        out.push(ThresholdResult {
+            name: "fan-out p99".into(),
+            limit: fmt_us(max.as_micros() as u64),
+            actual: actual.map(fmt_us).unwrap_or_else(|| "no data".into()),
+            passed: actual.is_some_and(|a| a as u128 <= max.as_micros()) && f.is_some_and(|f| f.missed == 0),
+        });
+    }
+    out
+}
+
+pub use crate::fsutil::write_json_atomic;
