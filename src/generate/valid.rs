@@ -193,7 +193,9 @@ fn frame(r: &mut GenRng) -> J {
         .with("function_name", J::str(*pick(r, FUNCS)))
         .with("lineno", J::Int(range(r, 1, 5000) as i64));
     if chance(r, 0.7) {
-        f = f.with("colno", J::Int(range(r, 1, 200) as i64));
+        // Browser SDKs send column 0 when the column is unknown (minified or native frames).
+        let col = if chance(r, 0.15) { 0 } else { range(r, 1, 200) as i64 };
+        f = f.with("colno", J::Int(col));
     }
     if chance(r, 0.5) {
         f = f.with("context_line", J::Str(word_string(r, 1, 8)));

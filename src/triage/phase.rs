@@ -72,6 +72,9 @@ pub struct FuzzPhaseSpec {
     /// At most this many inputs.
     #[serde(default)]
     pub max_inputs: Option<u64>,
+    /// Stop once this many distinct crash buckets were hit in this phase (hunting mode).
+    #[serde(default)]
+    pub stop_after_buckets: Option<usize>,
     /// After each answer, wait this long for a death (crashes that follow the response).
     #[serde(deserialize_with = "de_dur", serialize_with = "ser_dur", default = "d_settle")]
     pub settle: Duration,
@@ -200,6 +203,7 @@ pub async fn run(
             hang_probe_timeout: spec.hang_probe_timeout,
             triage: spec.triage.enabled,
             settle: spec.settle,
+            stop_after_buckets: spec.stop_after_buckets,
         };
         let mut sender = ReplaySender { timeout: spec.triage.timeout };
         let stop_fn = || stop.load(std::sync::atomic::Ordering::SeqCst) || crate::signals::was_interrupted();

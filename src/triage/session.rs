@@ -390,6 +390,8 @@ pub struct FuzzOptions {
     /// After each answered input, wait this long for a death (Mesher's §6.1 crash comes just
     /// after the response). 0 = only check; a death is then noticed at the next input.
     pub settle: Duration,
+    /// Stop once this many distinct buckets were hit in this phase ("hunt until found").
+    pub stop_after_buckets: Option<usize>,
 }
 
 impl Default for FuzzOptions {
@@ -397,6 +399,7 @@ impl Default for FuzzOptions {
         FuzzOptions {
             duration: Duration::from_secs(60),
             max_inputs: None,
+            stop_after_buckets: None,
             stream: 0,
             recorder: 32,
             hang_probe_timeout: Duration::from_secs(2),
@@ -531,6 +534,14 @@ pub fn fuzz_phase(
             }
         }
         recorder.clear();
+        if let Some(n) = fopts.stop_after_buckets {
+            let hit: std::collections::BTreeSet<&String> =
+                report.triage.iter().filter_map(|t| t.bucket_id.as_ref()).collect();
+            if hit.len() >= n {
+                report.outages.push(Outage { death: d, started_s: (down_at - t0).as_secs_f64(), seconds: 0.0 });
+                break;
+            }
+        }
         target = factory.start()?;
         report.outages.push(Outage {
             death: d,
