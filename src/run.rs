@@ -84,22 +84,28 @@ pub async fn main(args: RunArgs, g: &Global) -> Result<u8> {
         verdict: Verdict { failed: false, crashed: false, exit_code: 0 },
     };
 
-    // Set-up and phases race against Ctrl-C and the profile's time bound; the report is written
+    // Ctrl-C and the profile's time bound raise one stop signal: set-up steps are abandoned,
+    // a running load phase ends early and reports what it measured; the report is written
     // whatever happens.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let timed_out = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let timed_out2 = timed_out.clone();
+    let stopper = tokio::spawn(async move {
+        tokio::select! {
+            _ = interrupted => {}
+            _ = tokio::time::sleep_until(deadline) => timed_out2.store(true, std::sync::atomic::Ordering::SeqCst),
+        }
+        let _ = stop_tx.send(true);
+    });
     let mut env: Option<(Database, Target)> = None;
-    let outcome = tokio::select! {
-        r = run_profile(&profile, g, &say, &mut report, &mut env) => r,
-        _ = interrupted => {
-            report.interrupted = true;
-            say("interrupted: stopping the target and the database, writing the report".into());
-            Ok(())
-        }
-        _ = tokio::time::sleep_until(deadline) => {
-            say(format!("max_duration {} reached: stopping", humantime::format_duration(profile.max_duration)));
-            report.verdict.failed = true;
-            Ok(())
-        }
-    };
+    let outcome = run_profile(&profile, g, &say, &mut report, &mut env, stop_rx, &run_dir).await;
+    stopper.abort();
+    report.interrupted = crate::signals::was_interrupted();
+    if report.interrupted {
+        say("interrupted: stopping the target and the database, writing the report".into());
+    } else if timed_out.load(std::sync::atomic::Ordering::SeqCst) {
+        say(format!("max_duration {} reached: stopped", humantime::format_duration(profile.max_duration)));
+    }
 
     // Tear down in order: the target, then the database.
     if let Some((database, target)) = env.take() {
@@ -144,32 +150,52 @@ pub async fn main(args: RunArgs, g: &Global) -> Result<u8> {
     Ok(code)
 }
 
+/// Resolves when the run's stop signal is raised (never, if its sender is gone without it).
+async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
+    if stop.wait_for(|s| *s).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
 async fn run_profile(
     profile: &Profile,
     g: &Global,
     say: &dyn Fn(String),
     report: &mut RunReport,
     env: &mut Option<(Database, Target)>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    run_dir: &Path,
 ) -> Result<()> {
     // The loopback rule first, before anything is started.
     if let TargetSpec::Command { http, ws, .. } | TargetSpec::Url { http, ws } = &profile.target {
         crate::safety::check_target(http, g.allow_remote)?;
         crate::safety::check_target(ws, g.allow_remote)?;
     }
-    let database = setup_database(profile).await?;
+    let database = tokio::select! {
+        d = setup_database(profile) => d?,
+        _ = stopped(&mut stop) => return Ok(()),
+    };
     match database.cluster.as_ref().and_then(|c| c.pid()) {
         Some(pid) => say(format!("database: {} (throwaway cluster, postgres pid {pid})", db::redact(&database.url))),
         None => say(format!("database: {}", db::redact(&database.url))),
     }
     report.database = db::redact(&database.url);
-    let target = start_target(profile, &database, g).await?;
+    let target = tokio::select! {
+        t = start_target(profile, &database, g) => t?,
+        _ = stopped(&mut stop) => return Ok(()),
+    };
     let pid = target.process.as_ref().map(|p| format!(", pid {}", p.pid())).unwrap_or_default();
     say(format!("target: {} (HTTP {}, WebSocket {}{pid})", target.description, target.http, target.ws));
     report.target = target.description.clone();
     *env = Some((database, target));
     let (database, target) = env.as_ref().expect("just set");
 
+    let ledger = std::sync::Arc::new(crate::invariants::Ledger::new());
+    let since: String = sqlx::query_scalar("SELECT now()::text").fetch_one(&database.pool).await?;
     for (i, phase) in profile.phases.iter().enumerate() {
+        if *stop.borrow() {
+            break;
+        }
         match phase {
             Phase::Checks { checks: which, startup_timeout } => {
                 say(format!("phase {}: checks", i + 1));
@@ -184,7 +210,10 @@ async fn run_profile(
                     startup_timeout: *startup_timeout,
                     request_timeout: Duration::from_secs(10),
                 };
-                let results = checks::run_checks(&ctx, which).await;
+                let results = tokio::select! {
+                    r = checks::run_checks(&ctx, which) => r,
+                    _ = stopped(&mut stop) => break,
+                };
                 for r in &results {
                     if let Some(c) = &r.crash {
                         report.crashes.push(c.clone());
@@ -209,9 +238,16 @@ async fn run_profile(
                     TargetSpec::Builtin { faults, .. } => faults.clone(),
                     _ => Vec::new(),
                 };
-                let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-                let r = crate::triage::phase::run(spec, &faults, &database.url, &database.fixtures, report.seed, stop)
-                    .await?;
+                let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+                let (flag2, mut stop2) = (flag.clone(), stop.clone());
+                let bridge = tokio::spawn(async move {
+                    stopped(&mut stop2).await;
+                    flag2.store(true, std::sync::atomic::Ordering::SeqCst);
+                });
+                let r = crate::triage::phase::run(spec, &faults, &database.url, &database.fixtures, report.seed, flag)
+                    .await;
+                bridge.abort();
+                let r = r?;
                 say(format!(
                     "fuzz: {} inputs, {} deaths, {} buckets in {:.0}s",
                     r.inputs_sent,
@@ -230,6 +266,36 @@ async fn run_profile(
                         report.crashes.push(o.death.exit_info());
                     }
                 }
+                report.phases.push(RunPhase::Fuzz(Box::new(r)));
+            }
+            Phase::Load(load) => {
+                say(format!("phase {}: load {:?}", i + 1, load.name));
+                let r = run_load(load, run_dir, g, database, target, &ledger, report.seed, &stop).await?;
+                if !g.quiet && !g.json {
+                    let _ = r.print_table(&mut std::io::stdout());
+                }
+                report.phases.push(RunPhase::Load(Box::new(r)));
+            }
+            Phase::Invariants { flush_wait } => {
+                say(format!("phase {}: invariants (nothing lost)", i + 1));
+                let t = crate::invariants::CheckTarget {
+                    pool: &database.pool,
+                    project_id: &database.fixtures.project_id,
+                    org_id: &database.fixtures.org_id,
+                    http: Some(target.http),
+                    since: &since,
+                    flush_wait: *flush_wait,
+                };
+                let results = crate::invariants::check(&ledger, &t).await?;
+                if !g.quiet && !g.json {
+                    for r in &results {
+                        println!("{} {:<20} {}", if r.passed { "PASS" } else { "FAIL" }, r.name, r.summary);
+                        for m in &r.missing {
+                            println!("       missing: {m}");
+                        }
+                    }
+                }
+                report.phases.push(RunPhase::Invariants { results });
             }
         }
         if let Some(p) = &target.process
@@ -382,4 +448,65 @@ async fn wait_port(addr: SocketAddr, timeout: Duration, p: Option<&TargetProcess
 fn write_log(path: &Path, lines: &[LogLine]) {
     let text: String = lines.iter().map(|l| format!("{:>8} {:?} {}\n", l.at.as_millis(), l.stream, l.text)).collect();
     let _ = crate::fsutil::write_atomic(path, text.as_bytes());
+}
+
+/// One load phase: the generators (the phase's mix) feed the driver; answers of stateful routes
+/// feed the generators' id pool and the run's ledger; the phase stops early on Ctrl-C, the time
+/// bound or the target's death.
+#[allow(clippy::too_many_arguments)]
+async fn run_load(
+    load: &crate::drive::LoadPhase,
+    run_dir: &Path,
+    g: &Global,
+    database: &Database,
+    target: &Target,
+    ledger: &std::sync::Arc<crate::invariants::Ledger>,
+    seed: u64,
+    stop: &tokio::sync::watch::Receiver<bool>,
+) -> Result<crate::report::PhaseReport> {
+    use crate::drive::{FlightRecorder, PhaseCtx, ProgressMode, TargetAddr};
+    let mix = crate::profile::load_mix(load)?;
+    let generator = std::sync::Arc::new(crate::generate::Generator::new(
+        seed,
+        database.fixtures.clone(),
+        mix,
+        crate::generate::GenOptions::default(),
+    ));
+    let (ids, ledger) = (generator.ids().clone(), ledger.clone());
+    let observer: crate::drive::Observer = std::sync::Arc::new(move |req, status, body| {
+        ids.observe(req, status, body);
+        ledger.observe(&req.method, &req.target, &req.body, status, body);
+    });
+    // The phase's own stop: the run's, or the target's death.
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let mut run_stop = stop.clone();
+    let mut died = target.process.as_ref().map(|p| p.exit_watch());
+    let watcher = tokio::spawn(async move {
+        let death = async {
+            match died.as_mut() {
+                Some(w) => {
+                    let _ = w.wait_for(|e| e.is_some()).await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = stopped(&mut run_stop) => {}
+            _ = death => {}
+        }
+        let _ = tx.send(true);
+    });
+    let ctx = PhaseCtx {
+        out_dir: Some(run_dir.to_path_buf()),
+        flight: FlightRecorder::new(load.flight_recorder, true),
+        stop: rx,
+        progress: if g.quiet || g.json { ProgressMode::Off } else { ProgressMode::Auto },
+        allow_remote: g.allow_remote,
+        ws_source: None,
+        observer: Some(observer),
+    };
+    let addr = TargetAddr { http: format!("http://{}", target.http), ws: Some(format!("ws://{}", target.ws)) };
+    let r = crate::drive::run_phase(load, generator, &addr, &ctx).await;
+    watcher.abort();
+    r
 }

@@ -185,6 +185,7 @@ pub async fn main(a: Box<LoadArgs>, g: &Global) -> Result<u8> {
         progress: if g.quiet || g.json { ProgressMode::Off } else { ProgressMode::Auto },
         allow_remote: g.allow_remote,
         ws_source: Some(Arc::new(EventSource { run })),
+        observer: None,
     };
     let _ = WsPath::INGEST;
     let target = TargetAddr { http: a.http.clone(), ws: a.ws.clone() };

@@ -15,13 +15,15 @@ use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 
 /// What came back.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Answer {
     pub outcome: Outcome,
     pub status: Option<u16>,
     pub body_len: usize,
     /// True when it went through the raw executor.
     pub raw: bool,
+    /// The body, when the caller asked for it (see `send_prepared`).
+    pub body: Option<Bytes>,
 }
 
 /// A request ready to go.
@@ -131,20 +133,21 @@ impl HttpLane {
     /// Send one request and read its whole answer.
     pub async fn send(&mut self, r: &HttpRequest) -> Answer {
         let p = self.prepare(r);
-        self.send_prepared(p).await
+        self.send_prepared(p, false).await
     }
 
     /// Send a prepared request and read its whole answer.
-    pub async fn send_prepared(&mut self, p: Prepared) -> Answer {
+    /// Send; with `keep_body` the response body is returned in [`Answer::body`].
+    pub async fn send_prepared(&mut self, p: Prepared, keep_body: bool) -> Answer {
         let req = match p {
             Prepared::Hyper(req) => req,
             Prepared::Raw(bytes) => {
                 self.conns += 1;
                 let a = net::raw_exchange(&self.opts, self.timeouts, &bytes).await;
-                return Answer { outcome: a.outcome, status: a.status, body_len: a.body_len, raw: true };
+                return Answer { outcome: a.outcome, status: a.status, body_len: a.body_len, raw: true, body: None };
             }
         };
-        let fail = |outcome| Answer { outcome, status: None, body_len: 0, raw: false };
+        let fail = |outcome| Answer { outcome, status: None, body_len: 0, raw: false, body: None };
         // A kept-alive connection the server has closed meanwhile: open a new one (the request
         // was not sent on the dead one).
         let (mut sender, reused) = match self.sender.take() {
@@ -177,12 +180,16 @@ impl HttpLane {
             resp.headers().get(hyper::header::CONNECTION).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
         let mut body = resp.into_body();
         let mut len = 0usize;
+        let mut kept = keep_body.then(bytes::BytesMut::new);
         let read = async {
             while let Some(f) = body.frame().await {
                 match f {
                     Ok(f) => {
                         if let Some(d) = f.data_ref() {
                             len += d.len();
+                            if let Some(k) = kept.as_mut() {
+                                k.extend_from_slice(d);
+                            }
                         }
                     }
                     Err(e) => return Err(classify(&e)),
@@ -198,7 +205,7 @@ impl HttpLane {
         if self.keep_alive && !server_closes && outcome == Outcome::from_status(status) {
             self.sender = Some(sender);
         }
-        Answer { outcome, status: Some(status), body_len: len, raw: false }
+        Answer { outcome, status: Some(status), body_len: len, raw: false, body: kept.map(|k| k.freeze()) }
     }
 }
 

@@ -46,6 +46,7 @@ struct Shared {
     timeouts: Timeouts,
     keep_alive: bool,
     fanout: Option<Arc<Fanout>>,
+    observer: Option<crate::drive::Observer>,
     phase: LoadPhase,
 }
 
@@ -151,11 +152,18 @@ async fn http_lane(
                     Some(f) if is_ingest_route(r) => ws::event_marker(&r.body).inspect(|m| f.register(m.clone(), sent)),
                     _ => None,
                 };
+                let keep = sh.observer.is_some() && crate::drive::observed_with_body(r.route);
                 let ans = tokio::select! {
-                    a = client.send_prepared(prepared) => Some(a),
+                    a = client.send_prepared(prepared, keep) => Some(a),
                     _ = stop.wait() => None,
                 };
                 let done = Instant::now();
+                if let (Some(obs), Some(a)) = (&sh.observer, &ans)
+                    && let Some(status) = a.status
+                    && (keep || is_ingest_route(r))
+                {
+                    obs(r, status, a.body.as_deref().unwrap_or(&[]));
+                }
                 let outcome = ans.map(|a| a.outcome).unwrap_or(Outcome::Interrupted);
                 if outcome == Outcome::S2xx
                     && let (Some(f), Some(m)) = (&sh.fanout, &marker)
@@ -590,6 +598,7 @@ pub(crate) async fn run(
         timeouts,
         keep_alive: phase.keep_alive,
         fanout,
+        observer: ctx.observer.clone(),
         phase: phase.clone(),
     });
     let planned = crate::report::Planned::of(phase, sh.schedule.as_ref());

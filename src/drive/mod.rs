@@ -377,6 +377,25 @@ pub struct PhaseCtx {
     pub allow_remote: bool,
     /// Source for WebSocket lanes (default: the phase's source).
     pub ws_source: Option<Arc<dyn Source>>,
+    /// Called with (request, status, response body) for answered requests of the routes that
+    /// create or remove something and of the ingestion routes (body empty for those): the
+    /// generators' id pool and the "nothing lost" ledger learn from it. Never on other routes,
+    /// so the hot path of read-only load is untouched.
+    pub observer: Option<Observer>,
+}
+
+/// See [`PhaseCtx::observer`].
+pub type Observer = Arc<dyn Fn(&crate::model::HttpRequest, u16, &[u8]) + Send + Sync>;
+
+/// Routes whose answers the [`Observer`] needs with their body.
+pub fn observed_with_body(route: Option<crate::api::RouteId>) -> bool {
+    use crate::api::RouteId::*;
+    matches!(
+        route,
+        Some(
+            MembersAdd | MemberRemove | ApiKeysCreate | ApiKeyRevoke | AlertRulesCreate | AlertRuleDelete | IssueDelete
+        )
+    )
 }
 
 impl PhaseCtx {
@@ -391,6 +410,7 @@ impl PhaseCtx {
             progress: ProgressMode::Off,
             allow_remote: false,
             ws_source: None,
+            observer: None,
         }
     }
 }

@@ -138,7 +138,31 @@ pub enum Phase {
         startup_timeout: Duration,
     },
     /// Fuzz traffic with the watchdog and crash triage on (`crate::triage::phase`).
-    Fuzz(crate::triage::phase::FuzzPhaseSpec),
+    Fuzz(Box<crate::triage::phase::FuzzPhaseSpec>),
+    /// Load: generated traffic at a concurrency or an arrival rate (`crate::drive::LoadPhase`);
+    /// its `mix` is the generators' `Mix`.
+    Load(Box<crate::drive::LoadPhase>),
+    /// "Nothing lost": check what the run saw accepted against the database (`crate::invariants`).
+    Invariants {
+        /// How long to wait for accepted events to be flushed.
+        #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration", default = "default_flush_wait")]
+        flush_wait: Duration,
+    },
+}
+
+fn default_flush_wait() -> Duration {
+    Duration::from_secs(5)
+}
+
+/// The generators' mix of a load phase (its opaque `mix` table; defaults when absent).
+pub fn load_mix(p: &crate::drive::LoadPhase) -> Result<crate::generate::Mix> {
+    let mix: crate::generate::Mix = if p.mix.is_null() {
+        crate::generate::Mix::default()
+    } else {
+        serde_json::from_value(p.mix.clone()).map_err(|e| anyhow::anyhow!("phase {:?}: mix: {e}", p.name))?
+    };
+    mix.validate().map_err(|e| anyhow::anyhow!("phase {:?}: {e:#}", p.name))?;
+    Ok(mix)
 }
 
 fn default_startup() -> Duration {
@@ -225,8 +249,13 @@ impl Profile {
             }
         }
         for p in &self.phases {
-            if let Phase::Fuzz(f) = p {
-                f.validate(&self.target)?;
+            match p {
+                Phase::Fuzz(f) => f.validate(&self.target)?,
+                Phase::Load(l) => {
+                    l.validate()?;
+                    load_mix(l)?;
+                }
+                _ => {}
             }
         }
         if self.phases.is_empty() {

@@ -24,12 +24,19 @@ pub use load::{BuildInput, PhaseReport, Planned, fmt_us, write_json_atomic};
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum RunPhase {
     Checks { results: Vec<CheckResult> },
+    Load(Box<PhaseReport>),
+    Fuzz(Box<crate::triage::session::FuzzReport>),
+    Invariants { results: Vec<crate::invariants::InvariantResult> },
 }
 
 impl RunPhase {
+    /// A check, threshold or invariant failed (crashes are counted apart).
     pub fn failed(&self) -> bool {
         match self {
             RunPhase::Checks { results } => results.iter().any(|r| r.status == Status::Fail),
+            RunPhase::Load(r) => !r.passed,
+            RunPhase::Fuzz(_) => false,
+            RunPhase::Invariants { results } => results.iter().any(|r| !r.passed),
         }
     }
 }
@@ -116,6 +123,51 @@ pub fn render_html(r: &RunReport) -> String {
                     .collect();
                 b.push_str(&html::table(&["", "check", "summary", "evidence", "ms"], &rows));
             }
+            RunPhase::Load(l) => b.push_str(&load_html(i + 1, l)),
+            RunPhase::Fuzz(f) => {
+                b.push_str(&format!(
+                    "<h2>Phase {}: fuzz + triage</h2><p>{} inputs, {} deaths, {:.0} s</p>",
+                    i + 1,
+                    f.inputs_sent,
+                    f.deaths,
+                    f.seconds
+                ));
+                let rows: Vec<Vec<String>> = f
+                    .buckets
+                    .iter()
+                    .map(|r| {
+                        vec![
+                            escape(&r.bucket_id),
+                            escape(&r.death),
+                            escape(&r.route),
+                            escape(&r.kind),
+                            r.count.to_string(),
+                            r.size_after.to_string(),
+                            escape(&r.last_seen),
+                        ]
+                    })
+                    .collect();
+                b.push_str(&html::table(
+                    &["bucket (corpus/crashes/…)", "death", "route", "kind", "count", "bytes", "last seen"],
+                    &rows,
+                ));
+            }
+            RunPhase::Invariants { results } => {
+                b.push_str(&format!("<h2>Phase {}: nothing lost</h2>", i + 1));
+                let rows: Vec<Vec<String>> = results
+                    .iter()
+                    .map(|r| {
+                        let (class, tag) = if r.passed { ("pass", "PASS") } else { ("fail", "FAIL") };
+                        vec![
+                            format!("<span class=\"{class}\">{tag}</span>"),
+                            escape(&r.name),
+                            escape(&r.summary),
+                            format!("<pre>{}</pre>", escape(&r.missing.join("\n"))),
+                        ]
+                    })
+                    .collect();
+                b.push_str(&html::table(&["", "invariant", "summary", "missing"], &rows));
+            }
         }
     }
     b.push_str("<h2>Target deaths</h2>");
@@ -145,8 +197,8 @@ pub fn render_junit(r: &RunReport) -> String {
     use junit::{Outcome, TestCase, TestSuite};
     let mut suites = Vec::new();
     for p in &r.phases {
-        match p {
-            RunPhase::Checks { results } => suites.push(TestSuite {
+        if let RunPhase::Checks { results } = p {
+            suites.push(TestSuite {
                 name: "checks".into(),
                 cases: results
                     .iter()
@@ -163,7 +215,82 @@ pub fn render_junit(r: &RunReport) -> String {
                         output: format!("{}\n{}", c.summary, c.evidence.join("\n")),
                     })
                     .collect(),
+            });
+        }
+    }
+    for p in &r.phases {
+        match p {
+            RunPhase::Load(l) => suites.push(TestSuite {
+                name: format!("thresholds.{}", l.name),
+                cases: std::iter::once(TestCase {
+                    name: "requests accounted for".into(),
+                    seconds: l.elapsed_s,
+                    outcome: if l.consistent && l.lane_panics == 0 {
+                        Outcome::Passed
+                    } else {
+                        Outcome::Failed {
+                            message: format!(
+                                "{} sent, {} measured, {} tool panics",
+                                l.requests_sent, l.requests_measured, l.lane_panics
+                            ),
+                            details: String::new(),
+                        }
+                    },
+                    output: format!(
+                        "{} requests, {:.0} req/s, p99 {} µs",
+                        l.requests_sent, l.throughput, l.latency.p99
+                    ),
+                })
+                .chain(l.thresholds.iter().map(|t| {
+                    let v = serde_json::to_value(t).unwrap_or_default();
+                    let passed = v.get("passed").and_then(|x| x.as_bool()).unwrap_or(false);
+                    let name = v.get("name").and_then(|x| x.as_str()).unwrap_or("threshold").to_string();
+                    TestCase {
+                        name,
+                        seconds: 0.0,
+                        outcome: if passed {
+                            Outcome::Passed
+                        } else {
+                            Outcome::Failed { message: v.to_string(), details: String::new() }
+                        },
+                        output: v.to_string(),
+                    }
+                }))
+                .collect(),
             }),
+            RunPhase::Invariants { results } => suites.push(TestSuite {
+                name: "invariants".into(),
+                cases: results
+                    .iter()
+                    .map(|i| TestCase {
+                        name: i.name.clone(),
+                        seconds: 0.0,
+                        outcome: if i.passed {
+                            Outcome::Passed
+                        } else {
+                            Outcome::Failed { message: i.summary.clone(), details: i.missing.join("\n") }
+                        },
+                        output: i.summary.clone(),
+                    })
+                    .collect(),
+            }),
+            RunPhase::Fuzz(f) => suites.push(TestSuite {
+                name: "crash-buckets".into(),
+                cases: f
+                    .buckets
+                    .iter()
+                    .map(|b| TestCase {
+                        name: b.bucket_id.clone(),
+                        seconds: 0.0,
+                        outcome: Outcome::Failed {
+                            message: format!("{} on {} ({} hits)", b.death, b.route, b.count),
+                            details: format!("reproducer: corpus/crashes/{}/repro.sh", b.bucket_id),
+                        },
+                        output: String::new(),
+                    })
+                    .collect(),
+            }),
+            RunPhase::Checks { .. } => {}
         }
     }
     suites.push(TestSuite {
@@ -201,4 +328,102 @@ pub async fn main(args: ReportArgs, g: &Global) -> Result<u8> {
         println!("{}\n{}", args.run_dir.join("report.html").display(), args.run_dir.join("junit.xml").display());
     }
     Ok(crate::exit::SUCCESS)
+}
+
+/// The HTML section of a load phase: totals, throughput and latency over time, per-route table.
+fn load_html(n: usize, l: &PhaseReport) -> String {
+    use html::{Chart, Scale, Series, escape};
+    let mut b = format!(
+        "<h2>Phase {n}: load {}</h2><p>{} requests in {:.1} s · {:.0} req/s · errors {} ({:.2}%) · p50 {} · p99 {} · p99 uncorrected {} · {}</p>",
+        escape(&l.name),
+        l.requests_sent,
+        l.elapsed_s,
+        l.throughput,
+        l.errors,
+        l.error_rate * 100.0,
+        fmt_us(l.latency.p50),
+        fmt_us(l.latency.p99),
+        fmt_us(l.latency_uncorrected.p99),
+        if l.passed {
+            "<span class=\"pass\">thresholds passed</span>"
+        } else {
+            "<span class=\"fail\">thresholds failed</span>"
+        }
+    );
+    let t = |f: &dyn Fn(&crate::drive::metrics::Second) -> f64| -> Vec<(f64, f64)> {
+        l.timeline.iter().map(|s| (s.t as f64, f(s))).collect()
+    };
+    b.push_str(&html::line_chart(&Chart {
+        title: "throughput (requests/s)",
+        x_label: "seconds",
+        y_label: "req/s",
+        series: &[
+            Series { name: "answered".into(), points: t(&|s| s.requests as f64) },
+            Series { name: "errors".into(), points: t(&|s| s.errors as f64) },
+        ],
+        shaded: &[],
+        x_scale: Scale::Linear,
+    }));
+    b.push_str(&html::line_chart(&Chart {
+        title: "latency over time (ms, corrected)",
+        x_label: "seconds",
+        y_label: "ms",
+        series: &[
+            Series { name: "p50".into(), points: t(&|s| s.p50_us as f64 / 1000.0) },
+            Series { name: "p99".into(), points: t(&|s| s.p99_us as f64 / 1000.0) },
+            Series { name: "max".into(), points: t(&|s| s.max_us as f64 / 1000.0) },
+        ],
+        shaded: &[],
+        x_scale: Scale::Linear,
+    }));
+    let dist: Vec<Series> = l
+        .routes
+        .iter()
+        .take(8)
+        .map(|r| {
+            let p = &r.corrected;
+            Series {
+                name: format!("{} ({:?})", r.route, r.layer),
+                points: vec![
+                    (0.0, p.min as f64 / 1000.0),
+                    (0.5, p.p50 as f64 / 1000.0),
+                    (0.9, p.p90 as f64 / 1000.0),
+                    (0.99, p.p99 as f64 / 1000.0),
+                    (0.999, p.p999 as f64 / 1000.0),
+                    (0.9999, p.max as f64 / 1000.0),
+                ],
+            }
+        })
+        .collect();
+    b.push_str(&html::line_chart(&Chart {
+        title: "latency by percentile (ms, corrected)",
+        x_label: "percentile",
+        y_label: "ms",
+        series: &dist,
+        shaded: &[],
+        x_scale: Scale::PercentileLog,
+    }));
+    let rows: Vec<Vec<String>> = l
+        .routes
+        .iter()
+        .map(|r| {
+            vec![
+                escape(&r.route),
+                escape(&format!("{:?}", r.layer)),
+                r.count.to_string(),
+                format!("{:.1}", r.rate),
+                fmt_us(r.corrected.p50),
+                fmt_us(r.corrected.p90),
+                fmt_us(r.corrected.p99),
+                fmt_us(r.corrected.p999),
+                fmt_us(r.corrected.max),
+                escape(&r.outcomes.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")),
+            ]
+        })
+        .collect();
+    b.push_str(&html::table(
+        &["route", "layer", "count", "req/s", "p50", "p90", "p99", "p99.9", "max", "outcomes"],
+        &rows,
+    ));
+    b
 }

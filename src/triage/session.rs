@@ -52,7 +52,7 @@ impl Default for TriageOptions {
 }
 
 /// What triage of one crash produced.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct TriageReport {
     pub death: Death,
     /// None when the crash could not be reproduced.
@@ -410,7 +410,7 @@ impl Default for FuzzOptions {
 }
 
 /// A period during which the target was down (from the death to readiness after restart).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Outage {
     pub death: Death,
     pub started_s: f64,
@@ -418,7 +418,7 @@ pub struct Outage {
 }
 
 /// Result of a fuzz+triage phase.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct FuzzReport {
     pub inputs_sent: u64,
     pub deaths: u64,
@@ -429,7 +429,7 @@ pub struct FuzzReport {
     pub seconds: f64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct BucketRow {
     pub bucket_id: String,
     pub death: String,
