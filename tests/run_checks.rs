@@ -135,3 +135,49 @@ fn ctrl_c_stops_postgres_and_the_target_and_writes_the_report() {
     let r = report(dir.path());
     assert_eq!(r["interrupted"], true);
 }
+
+#[test]
+fn smoke_profile_runs_checks_load_and_invariants() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = bin()
+        .arg("--out")
+        .arg(dir.path().join("run"))
+        .args(["--quiet", "run", concat!(env!("CARGO_MANIFEST_DIR"), "/profiles/smoke.toml")])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = report(dir.path());
+    let kinds: Vec<&str> = r["phases"].as_array().unwrap().iter().map(|p| p["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["checks", "load", "invariants"]);
+    let load = &r["phases"][1];
+    assert!(load["requests_sent"].as_u64().unwrap() > 100, "{load}");
+    assert_eq!(load["requests_sent"], load["requests_measured"]);
+    assert_eq!(load["passed"], true);
+    // Every route of the catalogue got traffic.
+    let routes: std::collections::BTreeSet<&str> =
+        load["routes"].as_array().unwrap().iter().map(|x| x["route"].as_str().unwrap()).collect();
+    assert_eq!(routes.len(), 36, "{routes:?}");
+    for i in r["phases"][2]["results"].as_array().unwrap() {
+        assert_eq!(i["passed"], true, "{i}");
+    }
+    // The HTML report is self-contained and the JUnit file counts the cases.
+    let html = std::fs::read_to_string(dir.path().join("run/report.html")).unwrap();
+    assert!(html.contains("<svg") && html.contains("all-routes") && html.contains("events-stored"));
+    assert!(
+        !html.contains("<script") && !html.contains("src=\"http") && !html.contains("href=\"http"),
+        "not self-contained"
+    );
+    let junit = std::fs::read_to_string(dir.path().join("run/junit.xml")).unwrap();
+    assert!(junit.contains("failures=\"0\"") && junit.contains("<testcase name=\"events-stored\""), "{junit}");
+    // `report RUN_DIR` re-renders both from report.json.
+    std::fs::remove_file(dir.path().join("run/report.html")).unwrap();
+    let st = bin().arg("report").arg(dir.path().join("run")).status().unwrap();
+    assert!(st.success());
+    assert!(dir.path().join("run/report.html").exists());
+}

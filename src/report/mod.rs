@@ -19,14 +19,40 @@ use std::path::{Path, PathBuf};
 
 pub use load::{BuildInput, PhaseReport, Planned, fmt_us, write_json_atomic};
 
-/// One phase's outcome in `report.json`.
-#[derive(Debug, Serialize, Deserialize)]
+/// One phase's outcome in `report.json` (`{"kind": "load", ...}`).
+#[derive(Debug, Serialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum RunPhase {
     Checks { results: Vec<CheckResult> },
     Load(Box<PhaseReport>),
     Fuzz(Box<crate::triage::session::FuzzReport>),
     Invariants { results: Vec<crate::invariants::InvariantResult> },
+}
+
+/// Read back by hand: serde's derived reader for tagged enums buffers the content, which loses
+/// serde_json's arbitrary-precision numbers; going through a `Value` keeps them.
+impl<'de> Deserialize<'de> for RunPhase {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        #[derive(Deserialize)]
+        struct Results<T> {
+            results: Vec<T>,
+        }
+        let mut v = serde_json::Value::deserialize(d)?;
+        let kind = v.as_object_mut().and_then(|o| o.remove("kind")).and_then(|k| k.as_str().map(String::from));
+        let e = |e: serde_json::Error| D::Error::custom(e.to_string());
+        match kind.as_deref() {
+            Some("checks") => {
+                Ok(RunPhase::Checks { results: serde_json::from_value::<Results<_>>(v).map_err(e)?.results })
+            }
+            Some("load") => Ok(RunPhase::Load(Box::new(serde_json::from_value(v).map_err(e)?))),
+            Some("fuzz") => Ok(RunPhase::Fuzz(Box::new(serde_json::from_value(v).map_err(e)?))),
+            Some("invariants") => {
+                Ok(RunPhase::Invariants { results: serde_json::from_value::<Results<_>>(v).map_err(e)?.results })
+            }
+            other => Err(D::Error::custom(format!("unknown phase kind {other:?}"))),
+        }
+    }
 }
 
 impl RunPhase {
