@@ -79,8 +79,11 @@ fn planted_abi_crash_is_reported_on_the_event_check() {
 fn ctrl_c_stops_postgres_and_the_target_and_writes_the_report() {
     let dir = tempfile::tempdir().unwrap();
     // The run stays busy in the startup check, waiting for a line the target never prints.
-    let port = |_| std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let (hp, wp): (u16, u16) = (port(0), port(1));
+    // Two distinct free ports (both listeners alive while choosing, so they cannot coincide).
+    let (l1, l2) =
+        (std::net::TcpListener::bind("127.0.0.1:0").unwrap(), std::net::TcpListener::bind("127.0.0.1:0").unwrap());
+    let (hp, wp) = (l1.local_addr().unwrap().port(), l2.local_addr().unwrap().port());
+    drop((l1, l2));
     let p = dir.path().join("p.toml");
     std::fs::write(
         &p,
@@ -105,8 +108,10 @@ fn ctrl_c_stops_postgres_and_the_target_and_writes_the_report() {
         .unwrap();
     let stderr = BufReader::new(child.stderr.take().unwrap());
     let (mut pg, mut target) = (None, None);
+    let mut seen = Vec::new();
     for line in stderr.lines() {
         let line = line.unwrap();
+        seen.push(line.clone());
         let pid = |l: &str| l.rsplit("pid ").next().unwrap().trim_end_matches(')').parse::<u32>().ok();
         if line.starts_with("database:") {
             pg = pid(&line);
@@ -118,7 +123,10 @@ fn ctrl_c_stops_postgres_and_the_target_and_writes_the_report() {
             break;
         }
     }
-    let (pg, target) = (pg.expect("postgres pid printed"), target.expect("target pid printed"));
+    let (pg, target) = match (pg, target) {
+        (Some(p), Some(t)) => (p, t),
+        _ => panic!("no pids printed:\n{}", seen.join("\n")),
+    };
     assert!(alive(pg) && alive(target));
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let t = Instant::now();
