@@ -230,23 +230,28 @@ fn slow_reader_stall_is_attributed_as_a_hang_with_a_reproducer() {
     o.max_time = Duration::from_secs(20);
     let corpus = dir.path().join("crashes");
     let mut t = Triager::new(&f, Store::open(&corpus).unwrap(), o);
-    // A request whose head never ends (a slow writer) and an ordinary one, both held open.
-    let mut trickle = health_get();
-    trickle.raw = Some(format!("GET {HEALTH} HTTP/1.1\r\nhost: 127.0.0.1\r\nx-slow: 1\r\n").into_bytes());
-    let suspects = vec![generated(1, trickle), generated(2, health_get())];
+    // Two slow writers (a head that never ends, a body shorter than announced) and an ordinary
+    // request between them (answered and closed: keep-alive is off, so it holds no slot).
+    let mut head = health_get();
+    head.raw = Some(format!("GET {HEALTH} HTTP/1.1\r\nhost: 127.0.0.1\r\nx-slow: 1\r\n").into_bytes());
+    let mut body = health_get();
+    body.raw = Some(b"POST /api/v1/events HTTP/1.1\r\ncontent-length: 100\r\n\r\n{\"message\":".to_vec());
+    let suspects = vec![generated(1, head), generated(2, health_get()), generated(3, body)];
     let r = t.on_crash(Death::Hang, &suspects).unwrap();
     eprintln!(
         "HANG: kind {} death {}, {} -> {} bytes, {} executions, {} restarts, {:.1}s",
         r.kind, r.death, r.size_before, r.size_after, r.executions, r.restarts, r.seconds
     );
     assert_eq!(r.death, Death::Hang);
+    assert_eq!(r.kind, "set");
     drop(t);
     let (m, bdir) = one_bucket(&corpus);
     assert_eq!(m.death, Death::Hang);
     assert_eq!(m.signal, None);
-    // Two slots: neither connection alone hangs it, the pair does.
+    // Two slots: neither slow writer alone hangs it, the pair does; the answered request is out.
     assert_eq!(m.kind, "set");
     assert_eq!(m.concurrency, 2);
+    assert_eq!(m.request_seeds.iter().map(|s| s.index).collect::<Vec<_>>(), vec![1, 3]);
     assert_eq!(m.repro.serial_hits, 1);
     assert!(bdir.join("payloads.json").exists() && bdir.join("repro.sh").exists());
     assert_eq!(bucket::read_inputs(&bdir).unwrap().payloads.len(), 2);
