@@ -114,32 +114,35 @@ impl Fault {
 /// Help text for `mesher-stress target --help`: trigger and symptom of every fault.
 pub const HELP: &str = "Planted faults (--fault NAME[=PARAM], repeatable). Each is a REAL process death or hang:
 
-  service-reply-abi         Trigger: an authenticated event (POST /api/v1/events or /api/v1/events/bulk
-                            with a valid key, or a WebSocket /ingest frame) whose JSON has a stacktrace
-                            frame with \"in_app\": false AND \"colno\": 0 (any number equal to zero), AND a
-                            user_context object with an \"email\" key. Smallest trigger:
+  service-reply-abi         Trigger: an authenticated event (POST /api/v1/events or
+                            /api/v1/events/bulk with a valid key, or a WebSocket /ingest frame)
+                            whose JSON has a stacktrace frame with \"in_app\": false AND
+                            \"colno\": 0 (any number equal to zero), AND a user_context object
+                            with an \"email\" key. Smallest trigger:
                             {\"stacktrace\":[{\"colno\":0,\"in_app\":false}],\"user_context\":{\"email\":0}}
                             Symptom: no response; the process dies by SIGSEGV (exit 139) in
                             service_reply_abi_crash (mesher-api.md 6.1).
-  rate-limit-bool           Trigger: the first rate-limit check of each project (first authenticated
-                            event). Symptom: 429 {\"error\":\"rate limited\"} although the budget is
-                            untouched; later checks are normal (6.1, the Bool reply misread).
+  rate-limit-bool           Trigger: the first rate-limit check of each project (first
+                            authenticated event). Symptom: 429 {\"error\":\"rate limited\"}
+                            although the budget is untouched; later checks are normal (6.1, the
+                            Bool reply misread).
   oversized-content-length  Trigger: any request on the HTTP port (any path, no auth) with a
-                            Content-Length >= 2^40 and < 2^63. Symptom: the server allocates the body
-                            buffer up front like Mesher's runtime; the allocation fails and the process
-                            aborts with SIGABRT (exit 134), stderr `memory allocation of N bytes failed`
-                            (6.4 R1).
-  slow-reader-stall         Trigger: 2 connections to the HTTP port that send nothing or trickle bytes.
-                            Symptom: only 2 connections are served at a time (a slot is held from
-                            accept until the connection ends; reads time out after 30 s of silence),
-                            so every other request hangs (6.4 R2). A hang, not a death.
-  leak[=BYTES]              Every handled HTTP request leaks BYTES (default 51200) of touched memory:
-                            RSS grows by about requests x BYTES.
-  pause[=EVERY/LENGTH]      A stop-the-world pause of LENGTH every EVERY (default 5s/500ms): requests
-                            arriving or in flight during it wait until it ends.
-  cumulative-crash[=N]      The N-th database-touching request (any routed HTTP request, default 1000)
-                            kills the process by SIGSEGV (exit 139) in cumulative_crash, whatever it
-                            contains; the first N-1 are answered normally.";
+                            Content-Length >= 2^40 and < 2^63. Symptom: the server allocates the
+                            body buffer up front like Mesher's runtime; the allocation fails and
+                            the process aborts with SIGABRT (exit 134), stderr `memory
+                            allocation of N bytes failed` (6.4 R1).
+  slow-reader-stall         Trigger: 2 connections to the HTTP port that send nothing or trickle
+                            bytes. Symptom: only 2 connections are served at a time (a slot is
+                            held from accept until the connection ends; reads time out after 30
+                            s of silence), so every other request hangs (6.4 R2). A hang, not a
+                            death.
+  leak[=BYTES]              Every handled HTTP request leaks BYTES (default 51200) of touched
+                            memory: RSS grows by about requests x BYTES.
+  pause[=EVERY/LENGTH]      A stop-the-world pause of LENGTH every EVERY (default 5s/500ms):
+                            requests arriving or in flight during it wait until it ends.
+  cumulative-crash[=N]      The N-th database-touching request (any routed HTTP request, default
+                            1000) kills the process by SIGSEGV (exit 139) in cumulative_crash,
+                            whatever it contains; the first N-1 are answered normally.";
 
 /// The smallest JSON body that triggers `service-reply-abi` (with a valid API key).
 pub const SERVICE_REPLY_ABI_SMALLEST_TRIGGER: &str =
