@@ -80,6 +80,7 @@ pub async fn main(args: RunArgs, g: &Global) -> Result<u8> {
         database: String::new(),
         phases: Vec::new(),
         crashes: Vec::new(),
+        telemetry: Vec::new(),
         interrupted: false,
         verdict: Verdict { failed: false, crashed: false, exit_code: 0 },
     };
@@ -189,7 +190,29 @@ async fn run_profile(
     report.target = target.description.clone();
     *env = Some((database, target));
     let (database, target) = env.as_ref().expect("just set");
+    // The target's health from /proc, once a second, for the whole run.
+    let series = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sampler = target.process.as_ref().map(|p| {
+        crate::watch::sampler::Sampler::spawn(p.pid(), Duration::from_secs(1), Instant::now(), series.clone())
+    });
+    let r = run_phases(profile, g, say, report, database, target, &mut stop, run_dir).await;
+    if let Some(s) = sampler {
+        report.telemetry = s.snapshot();
+    }
+    r
+}
 
+#[allow(clippy::too_many_arguments)]
+async fn run_phases(
+    profile: &Profile,
+    g: &Global,
+    say: &dyn Fn(String),
+    report: &mut RunReport,
+    database: &Database,
+    target: &Target,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+    run_dir: &Path,
+) -> Result<()> {
     let ledger = std::sync::Arc::new(crate::invariants::Ledger::new());
     let since: String = sqlx::query_scalar("SELECT now()::text").fetch_one(&database.pool).await?;
     for (i, phase) in profile.phases.iter().enumerate() {
@@ -212,7 +235,7 @@ async fn run_profile(
                 };
                 let results = tokio::select! {
                     r = checks::run_checks(&ctx, which) => r,
-                    _ = stopped(&mut stop) => break,
+                    _ = stopped(stop) => break,
                 };
                 for r in &results {
                     if let Some(c) = &r.crash {
@@ -270,7 +293,7 @@ async fn run_profile(
             }
             Phase::Load(load) => {
                 say(format!("phase {}: load {:?}", i + 1, load.name));
-                let r = run_load(load, run_dir, g, database, target, &ledger, report.seed, &stop).await?;
+                let r = run_load(load, run_dir, g, database, target, &ledger, report.seed, stop).await?;
                 if !g.quiet && !g.json {
                     let _ = r.print_table(&mut std::io::stdout());
                 }

@@ -171,6 +171,10 @@ fn smoke_profile_runs_checks_load_and_invariants() {
     let routes: std::collections::BTreeSet<&str> =
         load["routes"].as_array().unwrap().iter().map(|x| x["route"].as_str().unwrap()).collect();
     assert_eq!(routes.len(), 36, "{routes:?}");
+    // The target's health was sampled from /proc every second.
+    let t = r["telemetry"].as_array().unwrap();
+    assert!(t.len() >= 5, "{} samples", t.len());
+    assert!(t.iter().all(|s| s["rss_bytes"].as_u64().unwrap() > 0 && s["fds"].as_u64().unwrap() > 0));
     for i in r["phases"][2]["results"].as_array().unwrap() {
         assert_eq!(i["passed"], true, "{i}");
     }

@@ -82,6 +82,9 @@ pub struct RunReport {
     pub phases: Vec<RunPhase>,
     /// Deaths of the target seen during the run.
     pub crashes: Vec<ExitInfo>,
+    /// The target's RSS, descriptors, threads and CPU, sampled from /proc every second.
+    #[serde(default)]
+    pub telemetry: Vec<crate::watch::sampler::ProcSample>,
     pub interrupted: bool,
     pub verdict: Verdict,
 }
@@ -195,6 +198,32 @@ pub fn render_html(r: &RunReport) -> String {
                 b.push_str(&html::table(&["", "invariant", "summary", "missing"], &rows));
             }
         }
+    }
+    if !r.telemetry.is_empty() {
+        use html::{Chart, Scale, Series};
+        b.push_str("<h2>Target health</h2>");
+        let pts = |f: &dyn Fn(&crate::watch::sampler::ProcSample) -> f64| -> Vec<(f64, f64)> {
+            r.telemetry.iter().map(|x| (x.t_ms as f64 / 1000.0, f(x))).collect()
+        };
+        b.push_str(&html::line_chart(&Chart {
+            title: "target RSS (MiB)",
+            x_label: "seconds since the run started",
+            y_label: "MiB",
+            series: &[Series { name: "RSS".into(), points: pts(&|x| x.rss_bytes as f64 / 1048576.0) }],
+            shaded: &[],
+            x_scale: Scale::Linear,
+        }));
+        b.push_str(&html::line_chart(&Chart {
+            title: "target descriptors and threads",
+            x_label: "seconds since the run started",
+            y_label: "count",
+            series: &[
+                Series { name: "open fds".into(), points: pts(&|x| x.fds as f64) },
+                Series { name: "threads".into(), points: pts(&|x| x.threads as f64) },
+            ],
+            shaded: &[],
+            x_scale: Scale::Linear,
+        }));
     }
     b.push_str("<h2>Target deaths</h2>");
     if r.crashes.is_empty() {
