@@ -142,6 +142,31 @@ impl WsFrame {
     pub fn text(s: impl Into<Vec<u8>>) -> WsFrame {
         WsFrame { fin: true, opcode: 1, rsv: 0, masked: true, payload: s.into(), declared_len: None, delay_ms: 0 }
     }
+
+    /// The frame as RFC 6455 bytes, honouring every field, lies included (declared length,
+    /// RSV bits, unmasked). `mask_key` is used when `masked`.
+    pub fn encode(&self, mask_key: [u8; 4]) -> Vec<u8> {
+        let len = self.declared_len.unwrap_or(self.payload.len() as u64);
+        let mut out = Vec::with_capacity(self.payload.len() + 14);
+        out.push((u8::from(self.fin) << 7) | ((self.rsv & 7) << 4) | (self.opcode & 0x0f));
+        let m = u8::from(self.masked) << 7;
+        if len < 126 {
+            out.push(m | len as u8);
+        } else if len <= 0xffff {
+            out.push(m | 126);
+            out.extend_from_slice(&(len as u16).to_be_bytes());
+        } else {
+            out.push(m | 127);
+            out.extend_from_slice(&len.to_be_bytes());
+        }
+        if self.masked {
+            out.extend_from_slice(&mask_key);
+            out.extend(self.payload.iter().enumerate().map(|(i, b)| b ^ mask_key[i % 4]));
+        } else {
+            out.extend_from_slice(&self.payload);
+        }
+        out
+    }
 }
 
 /// A WebSocket conversation: handshake on `path` with extra headers, then frames.

@@ -24,26 +24,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Encode a frame as a client would send it, honouring every field (including lies).
 pub fn encode_frame(f: &WsFrame, mask_key: [u8; 4]) -> Vec<u8> {
-    let len = f.declared_len.unwrap_or(f.payload.len() as u64);
-    let mut out = Vec::with_capacity(f.payload.len() + 14);
-    out.push(((f.fin as u8) << 7) | ((f.rsv & 0x7) << 4) | (f.opcode & 0x0f));
-    let m = if f.masked { 0x80 } else { 0 };
-    if len < 126 {
-        out.push(m | len as u8);
-    } else if len <= 0xffff {
-        out.push(m | 126);
-        out.extend_from_slice(&(len as u16).to_be_bytes());
-    } else {
-        out.push(m | 127);
-        out.extend_from_slice(&len.to_be_bytes());
-    }
-    if f.masked {
-        out.extend_from_slice(&mask_key);
-        out.extend(f.payload.iter().enumerate().map(|(i, b)| b ^ mask_key[i % 4]));
-    } else {
-        out.extend_from_slice(&f.payload);
-    }
-    out
+    f.encode(mask_key)
 }
 
 /// The handshake request bytes for `script` (host header added; extra headers in order).

@@ -129,24 +129,7 @@ pub fn ws_wire(s: &WsScript) -> Vec<u8> {
     out.extend_from_slice(b"\r\n");
     const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
     for f in &s.frames {
-        out.push((u8::from(f.fin) << 7) | ((f.rsv & 7) << 4) | (f.opcode & 15));
-        let len = f.declared_len.unwrap_or(f.payload.len() as u64);
-        let m = u8::from(f.masked) << 7;
-        if len < 126 {
-            out.push(m | len as u8);
-        } else if len <= u16::MAX as u64 {
-            out.push(m | 126);
-            out.extend_from_slice(&(len as u16).to_be_bytes());
-        } else {
-            out.push(m | 127);
-            out.extend_from_slice(&len.to_be_bytes());
-        }
-        if f.masked {
-            out.extend_from_slice(&MASK);
-            out.extend(f.payload.iter().enumerate().map(|(i, b)| b ^ MASK[i % 4]));
-        } else {
-            out.extend_from_slice(&f.payload);
-        }
+        out.extend_from_slice(&f.encode(MASK));
     }
     out
 }

@@ -204,27 +204,7 @@ pub fn ws_handshake(w: &WsScript, host: &str) -> Vec<u8> {
 
 /// Encode one frame as RFC 6455 bytes, honouring every field (including lies).
 pub fn encode_frame(f: &WsFrame, mask_key: u32) -> Vec<u8> {
-    let mut out = Vec::with_capacity(f.payload.len() + 14);
-    out.push(((f.fin as u8) << 7) | ((f.rsv & 7) << 4) | (f.opcode & 0x0f));
-    let len = f.declared_len.unwrap_or(f.payload.len() as u64);
-    let m = if f.masked { 0x80 } else { 0 };
-    if len < 126 {
-        out.push(m | len as u8);
-    } else if len <= 0xffff {
-        out.push(m | 126);
-        out.extend_from_slice(&(len as u16).to_be_bytes());
-    } else {
-        out.push(m | 127);
-        out.extend_from_slice(&len.to_be_bytes());
-    }
-    if f.masked {
-        let k = mask_key.to_be_bytes();
-        out.extend_from_slice(&k);
-        out.extend(f.payload.iter().enumerate().map(|(i, b)| b ^ k[i % 4]));
-    } else {
-        out.extend_from_slice(&f.payload);
-    }
-    out
+    f.encode(mask_key.to_be_bytes())
 }
 
 /// WebSocket: handshake, then every frame (with its delay), then read replies until the server
