@@ -12,7 +12,7 @@ use std::path::PathBuf;
     long_about = "mesher-stress drives Mesher (or any Mesher-compatible server) over HTTP and WebSocket, \
 watches the target process, and turns what it sees into reports and a pass/fail verdict.\n\n\
 Start with:  mesher-stress run profiles/smoke.toml\n\
-(starts a throwaway PostgreSQL and the built-in Mesher-compatible target, runs the checks, exits 0 on success)",
+(starts a throwaway PostgreSQL and the built-in Mesher-compatible target, runs the checks, a short load over every route and the nothing-lost invariants; exits 0 on success)",
     after_help = crate::exit::HELP
 )]
 pub struct Cli {
