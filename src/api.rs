@@ -755,31 +755,50 @@ pub fn match_route<'a>(method: &str, path: &'a str) -> Option<RouteMatch<'a>> {
             return Some(RouteMatch { route: r, args: Vec::new() });
         }
     }
-    // Pass 2: parameterised routes in registration order, comparing non-empty segments.
-    let segs: Vec<&'a str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    'routes: for r in ROUTES.iter().filter(|r| !r.is_exact()) {
-        if r.method.as_str() != method {
+    // Pass 2: parameterised routes in registration order, comparing non-empty segments. No
+    // template has more than MAX_SEGMENTS segments, so a longer path matches none.
+    let mut segs: [&'a str; MAX_SEGMENTS] = [""; MAX_SEGMENTS];
+    let mut n = 0;
+    for s in path.split('/').filter(|s| !s.is_empty()) {
+        if n == MAX_SEGMENTS {
+            return None;
+        }
+        segs[n] = s;
+        n += 1;
+    }
+    let segs = &segs[..n];
+    'routes: for (r, tsegs) in template_segments() {
+        if r.method.as_str() != method || tsegs.len() != segs.len() {
             continue;
         }
-        let tsegs = r.template.split('/').filter(|s| !s.is_empty());
-        let mut args = Vec::with_capacity(r.params.len());
-        let mut n = 0;
-        for (i, t) in tsegs.enumerate() {
-            let Some(s) = segs.get(i) else {
-                continue 'routes;
-            };
-            if t.starts_with(':') {
-                args.push(*s);
-            } else if t != *s {
+        for (t, s) in tsegs.iter().zip(segs) {
+            if !t.starts_with(':') && t != s {
                 continue 'routes;
             }
-            n = i + 1;
         }
-        if n == segs.len() {
-            return Some(RouteMatch { route: r, args });
-        }
+        let args = tsegs.iter().zip(segs).filter(|(t, _)| t.starts_with(':')).map(|(_, s)| *s).collect();
+        return Some(RouteMatch { route: r, args });
     }
     None
+}
+
+/// Most non-empty segments in a route template.
+const MAX_SEGMENTS: usize = 8;
+
+/// The parameterised routes in registration order, each with its template's non-empty segments.
+fn template_segments() -> &'static [(&'static Route, Vec<&'static str>)] {
+    static SEGS: std::sync::OnceLock<Vec<(&'static Route, Vec<&'static str>)>> = std::sync::OnceLock::new();
+    SEGS.get_or_init(|| {
+        ROUTES
+            .iter()
+            .filter(|r| !r.is_exact())
+            .map(|r| {
+                let t: Vec<&'static str> = r.template.split('/').filter(|s| !s.is_empty()).collect();
+                assert!(t.len() <= MAX_SEGMENTS, "{}: raise MAX_SEGMENTS", r.template);
+                (r, t)
+            })
+            .collect()
+    })
 }
 
 #[cfg(test)]

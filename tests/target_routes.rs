@@ -479,3 +479,54 @@ async fn websocket_frames_ping_close_and_limits() {
     assert_eq!(ws_next(&mut ing).await.unwrap(), json!({"status":"accepted"}));
     t.shutdown(Duration::from_secs(5)).await;
 }
+
+/// Benchmark mode (`--keep-alive`) reuses GET answers, but never one older than a write the
+/// target made; writes behind its back (direct SQL) show up after the TTL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn benchmark_mode_read_cache_never_hides_the_targets_writes() {
+    let (url, db, f) = seeded_db().await;
+    let ttl = Duration::from_secs(2);
+    let t = boot(&url, |c| {
+        c.keep_alive = true;
+        c.read_cache_ttl = ttl;
+    })
+    .await;
+    let a = t.http_addr;
+    let close = [("Connection", "close")];
+    let health = p(RouteId::DashboardHealth, &[PROJECT]);
+    let get = |path: String| async move { request(a, "GET", &path, &close, "").await.json() };
+    let n = |v: &Value, k: &str| v[k].as_i64().unwrap_or_else(|| panic!("{k} in {v}"));
+    let h0 = get(health.clone()).await;
+
+    // A new issue through the target: the next GET sees it at once, the event after the flush.
+    let key = f.api_key().to_string();
+    let ev = r#"{"message":"read cache probe","level":"error"}"#;
+    let r = request(a, "POST", "/api/v1/events", &[("x-sentry-auth", &key), ("Connection", "close")], ev).await;
+    assert_eq!(r.status, 202, "{}", r.text());
+    let h1 = get(health.clone()).await;
+    assert_eq!(n(&h1, "unresolved_count"), n(&h0, "unresolved_count") + 1, "{h0} → {h1}");
+    t.flush().await;
+    let h2 = get(health.clone()).await;
+    assert_eq!(n(&h2, "events_24h"), n(&h0, "events_24h") + 1, "{h1} → {h2}");
+
+    // A mutation route invalidates too.
+    let id: String = sqlx::query_scalar("SELECT id::text FROM issues WHERE title = 'read cache probe'")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    let r = request(a, "POST", &p(RouteId::IssueResolve, &[&id]), &close, "").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let h3 = get(health.clone()).await;
+    assert_eq!(n(&h3, "unresolved_count"), n(&h0, "unresolved_count"), "{h2} → {h3}");
+
+    // Behind the target's back: the cached answer is served until the TTL, then the fresh one.
+    let before = get(health.clone()).await;
+    let gone =
+        count(&db, "WITH d AS (DELETE FROM issues WHERE status = 'unresolved' RETURNING 1) SELECT count(*) FROM d")
+            .await;
+    assert!(gone > 0);
+    assert_eq!(get(health.clone()).await, before, "served from the cache within the TTL");
+    tokio::time::sleep(ttl + Duration::from_millis(200)).await;
+    assert_eq!(n(&get(health.clone()).await, "unresolved_count"), 0, "fresh after the TTL");
+    t.shutdown(Duration::from_secs(2)).await;
+}

@@ -43,6 +43,13 @@ pub async fn on_new_issue(app: &App, project: &str, issue_id: &str, title: &str)
 
 /// One evaluation round of `threshold` rules; returns how many fired.
 pub async fn evaluate_thresholds(app: &App) -> Result<usize, sqlx::Error> {
+    app.generation.bump();
+    let r = fire_thresholds(app).await;
+    app.generation.bump();
+    r
+}
+
+async fn fire_thresholds(app: &App) -> Result<usize, sqlx::Error> {
     let rows: Vec<Fired> = sqlx::query_as(
         "WITH rules AS (
            SELECT id, project_id, name, condition_json,

@@ -4,7 +4,9 @@
 //! Per HTTP request, in order: planted `oversized-content-length` check (before the body is
 //! read), planted pause and leak, routing via [`crate::api::match_route`] (404 `Not Found`
 //! otherwise), planted `cumulative-crash` count, body read (Content-Length; chunked bodies are
-//! seen as empty like Mesher), handler, response with `Connection: close` unless `--keep-alive`.
+//! seen as empty like Mesher), the read cache for GET routes (benchmark mode only) or the write
+//! generation bump around other routes, handler, response with `Connection: close` unless
+//! `--keep-alive`.
 
 use super::App;
 use super::io::{ConnShared, RecordingIo};
@@ -73,13 +75,17 @@ fn builder(keep_alive: bool) -> http1::Builder {
 }
 
 fn respond(app: &App, r: Resp) -> Response<Full<Bytes>> {
+    respond_bytes(app, r.status, Bytes::from(r.body))
+}
+
+fn respond_bytes(app: &App, status: u16, body: Bytes) -> Response<Full<Bytes>> {
     let mut b = Response::builder()
-        .status(StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+        .status(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
         .header("content-type", "application/json; charset=utf-8");
     if !app.keep_alive {
         b = b.header("connection", "close");
     }
-    b.body(Full::new(Bytes::from(r.body))).unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+    b.body(Full::new(body)).unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
 }
 
 /// The HTTP accept loop; returns when `stop` turns true (open connections finish on their own,
@@ -169,7 +175,22 @@ async fn handle(
             Err(_) => return Ok(respond(&app, Resp::error(400, "incomplete body"))),
         }
     };
-    let r = routes::handle(&app, &m, parts.uri.query().unwrap_or(""), head.as_deref(), &parts.headers, &body).await;
+    let query = parts.uri.query().unwrap_or("");
+    if m.route.method == crate::api::Method::Get && !m.route.mutates {
+        // Benchmark mode's read cache (see `cache`): GET routes take no auth and no body.
+        let key = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("");
+        if let Some((status, body)) = app.cache.get(key, &app.generation) {
+            return Ok(respond_bytes(&app, status, body));
+        }
+        let generation = app.generation.current();
+        let r = routes::handle(&app, &m, query, head.as_deref(), &parts.headers, &body).await;
+        let bytes = Bytes::from(r.body);
+        app.cache.put(key, generation, r.status, &bytes);
+        return Ok(respond_bytes(&app, r.status, bytes));
+    }
+    app.generation.bump();
+    let r = routes::handle(&app, &m, query, head.as_deref(), &parts.headers, &body).await;
+    app.generation.bump();
     Ok(respond(&app, r))
 }
 

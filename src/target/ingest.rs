@@ -7,10 +7,12 @@
 //! [`validate`]; batching/flush policy → [`Writer`] (`BATCH`, `FLUSH_EVERY`).
 
 use super::App;
+use super::cache::Generation;
 use anyhow::Result;
 use serde_json::{Map, Value, json};
 use sqlx::PgPool;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
@@ -164,6 +166,13 @@ pub enum Outcome {
 /// Group and persist validated events of `project` (a UUID text), then broadcast.
 /// Returns per event the outcome; an `Err` is a database error (500).
 pub async fn process(app: &App, project: &str, events: Vec<Event>) -> Result<Vec<Outcome>, sqlx::Error> {
+    app.generation.bump();
+    let r = process_events(app, project, events).await;
+    app.generation.bump();
+    r
+}
+
+async fn process_events(app: &App, project: &str, events: Vec<Event>) -> Result<Vec<Outcome>, sqlx::Error> {
     let mut out = Vec::with_capacity(events.len());
     for ev in events {
         let title = if ev.message.is_empty() { "Untitled".to_string() } else { ev.message.clone() };
@@ -297,9 +306,9 @@ impl Writer {
     pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
 
     /// Start the writer task. It ends (after a final flush) when every `Writer` clone is dropped.
-    pub fn start(pool: PgPool) -> (Writer, tokio::task::JoinHandle<()>) {
+    pub fn start(pool: PgPool, generation: Arc<Generation>) -> (Writer, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(65536);
-        let h = tokio::spawn(writer_task(pool, rx));
+        let h = tokio::spawn(writer_task(pool, generation, rx));
         (Writer { tx }, h)
     }
 
@@ -336,7 +345,7 @@ impl Writer {
     }
 }
 
-async fn writer_task(pool: PgPool, mut rx: mpsc::Receiver<Msg>) {
+async fn writer_task(pool: PgPool, generation: Arc<Generation>, mut rx: mpsc::Receiver<Msg>) {
     let mut buf: Vec<Row> = Vec::new();
     let mut waiters: Vec<oneshot::Sender<()>> = Vec::new();
     loop {
@@ -346,7 +355,7 @@ async fn writer_task(pool: PgPool, mut rx: mpsc::Receiver<Msg>) {
             match tokio::time::timeout(Writer::FLUSH_EVERY, rx.recv()).await {
                 Ok(m) => m,
                 Err(_) => {
-                    insert_batch(&pool, std::mem::take(&mut buf)).await;
+                    insert_batch(&pool, &generation, std::mem::take(&mut buf)).await;
                     continue;
                 }
             }
@@ -364,7 +373,7 @@ async fn writer_task(pool: PgPool, mut rx: mpsc::Receiver<Msg>) {
                     }
                 }
                 if buf.len() >= Writer::BATCH || !waiters.is_empty() {
-                    insert_batch(&pool, std::mem::take(&mut buf)).await;
+                    insert_batch(&pool, &generation, std::mem::take(&mut buf)).await;
                     waiters.drain(..).for_each(|w| {
                         let _ = w.send(());
                     });
@@ -372,14 +381,14 @@ async fn writer_task(pool: PgPool, mut rx: mpsc::Receiver<Msg>) {
             }
             Some(Msg::Flush(w)) => {
                 if !buf.is_empty() {
-                    insert_batch(&pool, std::mem::take(&mut buf)).await;
+                    insert_batch(&pool, &generation, std::mem::take(&mut buf)).await;
                 }
                 let _ = w.send(());
             }
         }
     }
     if !buf.is_empty() {
-        insert_batch(&pool, buf).await;
+        insert_batch(&pool, &generation, buf).await;
     }
     waiters.drain(..).for_each(|w| {
         let _ = w.send(());
@@ -423,7 +432,14 @@ fn is_data_error(e: &sqlx::Error) -> bool {
     e.as_database_error().and_then(|d| d.code()).is_some_and(|c| c.starts_with("22") || c.starts_with("23"))
 }
 
-async fn insert_batch(pool: &PgPool, rows: Vec<Row>) {
+/// Insert a batch, bumping the write generation around it (the read cache's freshness rule).
+async fn insert_batch(pool: &PgPool, generation: &Generation, rows: Vec<Row>) {
+    generation.bump();
+    insert_rows(pool, rows).await;
+    generation.bump();
+}
+
+async fn insert_rows(pool: &PgPool, rows: Vec<Row>) {
     let mut delay = Duration::from_millis(100);
     let mut attempt = 0u32;
     loop {

@@ -52,12 +52,23 @@ pub struct RecordingIo {
     shared: Arc<ConnShared>,
     rec: Rec,
     timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// End of the last successful read (a read times out READ_TIMEOUT after it).
+    last_read: tokio::time::Instant,
 }
 
 impl RecordingIo {
     pub fn new(inner: TcpStream) -> (RecordingIo, Arc<ConnShared>) {
         let shared = Arc::new(ConnShared::default());
-        (RecordingIo { inner, shared: shared.clone(), rec: Rec::Head(Vec::new()), timer: None }, shared)
+        (
+            RecordingIo {
+                inner,
+                shared: shared.clone(),
+                rec: Rec::Head(Vec::new()),
+                timer: None,
+                last_read: tokio::time::Instant::now(),
+            },
+            shared,
+        )
     }
 
     fn record(&mut self, mut data: &[u8]) {
@@ -157,7 +168,7 @@ impl AsyncRead for RecordingIo {
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
-                this.timer = None;
+                this.last_read = tokio::time::Instant::now();
                 if !matches!(this.rec, Rec::Off) {
                     this.record(&buf.filled()[before..]);
                 }
@@ -168,13 +179,23 @@ impl AsyncRead for RecordingIo {
                 if this.shared.no_timeout.load(Ordering::Relaxed) {
                     return Poll::Pending;
                 }
-                let t = this.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(READ_TIMEOUT)));
-                match t.as_mut().poll(cx) {
-                    Poll::Ready(()) => {
-                        this.timer = None;
-                        Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "read timeout (30 s)")))
+                // One timer per connection, armed at the first wait and moved forward lazily
+                // when it fires early: no timer-wheel work per request on a busy connection.
+                let last_read = this.last_read;
+                let t = this.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(last_read + READ_TIMEOUT)));
+                loop {
+                    match t.as_mut().poll(cx) {
+                        Poll::Ready(()) => {
+                            let due = this.last_read + READ_TIMEOUT;
+                            if due > tokio::time::Instant::now() {
+                                t.as_mut().reset(due);
+                                continue;
+                            }
+                            this.timer = None;
+                            return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "read timeout (30 s)")));
+                        }
+                        Poll::Pending => return Poll::Pending,
                     }
-                    Poll::Pending => Poll::Pending,
                 }
             }
         }

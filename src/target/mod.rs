@@ -12,6 +12,7 @@
 //! - [`ingest`]: validation, grouping (fingerprint), issue upsert, batching writer, rate limiter.
 //! - [`ws`]: WebSocket connections and the broadcast [`ws::Hub`].
 //! - [`alerts`]: alert rules (new-issue and threshold) as intended.
+//! - [`cache`]: benchmark mode's read cache of GET answers (invalidated by every write).
 //! - [`faults`]: planted faults (trigger and symptom of each in [`faults::HELP`]).
 //!
 //! Library API: [`TargetConfig`], [`start`] → [`Running`] (bound addresses, `flush`, `shutdown`),
@@ -46,9 +47,11 @@
 //! | Search (#4) | `to_tsvector(message)` (fails on messages > 1 MB) | only the first 100 000 characters of a message are searched |
 //! | Spike checker, retention cleaner | run every 5 min / 24 h | startup lines only; not run |
 //! | Partitions (F18) | created at startup only | at startup and every hour (7 days ahead) |
+//! | Reads in benchmark mode (`--keep-alive`) | every request queries PostgreSQL | a GET answer is reused while the target has written nothing since and it is younger than `--read-cache-ttl` (250 ms); off without `--keep-alive` |
 //! | Keep-alive chunked requests | — | header case rules fall back to hyper's lowercase map after a chunked request on a kept-alive connection |
 
 pub mod alerts;
+pub mod cache;
 pub mod faults;
 pub mod http;
 pub mod ingest;
@@ -85,9 +88,16 @@ pub struct TargetArgs {
     /// With --database-url: also create the schema and seed the fixtures (idempotent).
     #[arg(long)]
     pub prepare_db: bool,
-    /// Keep connections alive (Mesher closes every connection; use this for driver benchmarks only).
+    /// Benchmark mode: keep connections alive (Mesher closes every connection) and serve
+    /// repeated reads of GET routes from a cache that every write invalidates (see
+    /// --read-cache-ttl). For driver benchmarks only.
     #[arg(long)]
     pub keep_alive: bool,
+    /// How long a cached GET answer may be reused when no write happened since (writes made
+    /// behind the target's back show up after at most this long). Default: 250ms with
+    /// --keep-alive, 0 (off: every request reads PostgreSQL, like Mesher) without.
+    #[arg(long, value_parser = crate::profile::parse_duration, value_name = "DURATION")]
+    pub read_cache_ttl: Option<Duration>,
     /// Switch on a planted fault; repeatable.
     #[arg(long = "fault", value_name = "NAME[=PARAM]", value_parser = faults::Fault::parse)]
     pub faults: Vec<faults::Fault>,
@@ -102,6 +112,9 @@ pub struct TargetArgs {
     pub pool_size: u32,
 }
 
+/// Read cache TTL in benchmark mode (`--keep-alive`): Mesher's own event flush delay.
+pub const DEFAULT_READ_CACHE_TTL: Duration = Duration::from_millis(250);
+
 /// Everything [`start`] needs.
 #[derive(Debug, Clone)]
 pub struct TargetConfig {
@@ -113,6 +126,8 @@ pub struct TargetConfig {
     /// Create the schema and seed the default fixtures first.
     pub prepare_db: bool,
     pub keep_alive: bool,
+    /// Read cache TTL of GET answers (zero: off). See [`cache`].
+    pub read_cache_ttl: Duration,
     pub faults: Vec<faults::Fault>,
     pub rate_limit_max: u32,
     pub rate_limit_window: Duration,
@@ -129,6 +144,7 @@ impl TargetConfig {
             database_url: database_url.into(),
             prepare_db: false,
             keep_alive: false,
+            read_cache_ttl: Duration::ZERO,
             faults: Vec::new(),
             rate_limit_max: 1000,
             rate_limit_window: Duration::from_secs(60),
@@ -149,6 +165,9 @@ pub struct App {
     pub load_counter: AtomicU64,
     /// Held for writing during a planted pause; requests take it for reading.
     pub pause: Option<tokio::sync::RwLock<()>>,
+    /// Bumped before and after every write (the read cache's freshness rule).
+    pub generation: Arc<cache::Generation>,
+    pub cache: cache::ReadCache,
 }
 
 /// A started target.
@@ -208,7 +227,8 @@ pub async fn start(cfg: TargetConfig) -> Result<Running> {
         cfg.rate_limit_max
     ));
     say("[Mesher] EventProcessor started");
-    let (writer, writer_task) = ingest::Writer::start(pool.clone());
+    let generation = Arc::new(cache::Generation::default());
+    let (writer, writer_task) = ingest::Writer::start(pool.clone(), generation.clone());
     say("[Mesher] StorageWriter started (default project)");
     say("[Mesher] Running in standalone mode (skipping global registration)");
     let fs = faults::FaultSet::new(&cfg.faults);
@@ -221,6 +241,8 @@ pub async fn start(cfg: TargetConfig) -> Result<Running> {
         writer,
         hub: ws::Hub::default(),
         load_counter: AtomicU64::new(0),
+        generation,
+        cache: cache::ReadCache::new(cfg.read_cache_ttl),
     });
     say("[Mesher] PipelineRegistry started and registered");
     let mut tasks = Vec::new();
@@ -364,6 +386,11 @@ pub async fn main(args: TargetArgs, _g: &Global) -> Result<u8> {
         database_url: url,
         prepare_db: prepare,
         keep_alive: args.keep_alive,
+        read_cache_ttl: args.read_cache_ttl.unwrap_or(if args.keep_alive {
+            DEFAULT_READ_CACHE_TTL
+        } else {
+            Duration::ZERO
+        }),
         faults: args.faults.clone(),
         rate_limit_max: args.rate_limit_max,
         rate_limit_window: args.rate_limit_window,
