@@ -8,6 +8,8 @@
 #   3. open-loop accuracy:          mesher-stress --rate R (asked vs achieved), oha -q R --latency-correction
 #   4. latency correction:          mesher-stress --rate against `mesher-stress target --keep-alive
 #                                   --fault pause=2s/200ms` (skipped if the built-in target is not ready)
+#   5. the built-in target in benchmark mode (--keep-alive) on GET …/dashboard/health beside the
+#      trivial target, wrk and mesher-stress each, with the server CPU per request from /proc
 # For each: req/s and client CPU seconds per 100k requests (user+sys of the client process).
 # Environment: C (connections, 32), RATE (open loop, 10000), PORT (18080).
 set -uo pipefail
@@ -112,4 +114,33 @@ print(f"  corrected p99 {r['latency']['p99']/1000:.1f} ms vs uncorrected p99 {r[
 PY
 else
   echo "  skipped: the built-in target is not ready (no listener on :$TP: $(tail -1 "$OUT/target.log"))"
+fi
+
+echo "== 5. the built-in target in benchmark mode (--keep-alive: read cache) on GET …/dashboard/health, $C connections, ${D}s"
+# The target pinned to core 0 like the trivial one; is it, or the client, the limit? The server's
+# own CPU per request (from /proc) is printed beside the trivial target's.
+server_cpu() { awk '{print $14+$15}' /proc/$1/stat; }
+TB=$((PORT + 20))
+taskset -c 0 "$BIN" --quiet target --keep-alive --http-port $TB --ws-port $((TB + 1)) > "$OUT/target-bench.log" 2>&1 & BPID=$!
+PIDS+=($BPID)
+TTPID=${PIDS[0]}
+HEALTH=/api/v1/projects/default/dashboard/health
+if wait_port $TB 60 $BPID; then
+  for who in trivial builtin; do
+    if [ $who = trivial ]; then U=$URL/; SP=$TTPID; else U=http://127.0.0.1:$TB$HEALTH; SP=$BPID; fi
+    if [ $HAVE_WRK = 1 ]; then
+      s0=$(server_cpu $SP); run wrk-$who -- wrk -t1 -c$C -d${D}s $U; s1=$(server_cpu $SP); wrk_row wrk-$who
+      total=$(grep -Eo '^ *[0-9]+ requests in' "$OUT/wrk-$who.out" | grep -Eo '[0-9]+' | head -1)
+      awk -v a=$s0 -v b=$s1 -v n=${total:-0} -v t=$(getconf CLK_TCK) -v w=$who 'BEGIN { if (n > 0) printf "  %-34s server CPU %.2f µs/request\n", "", (b-a)/t*1e6/n }'
+    fi
+    if [ $who = trivial ]; then P=/; else P=$HEALTH; fi
+    s0=$(server_cpu $SP)
+    run ms-$who -- "$BIN" --quiet --out "$OUT/ms-$who" load --http ${U%$P} --route-get $P -c $C --duration ${D}s --keep-alive
+    s1=$(server_cpu $SP)
+    ms_row ms-$who
+    n=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['requests_sent'])" "$OUT/ms-$who/report.json")
+    awk -v a=$s0 -v b=$s1 -v n=$n -v t=$(getconf CLK_TCK) 'BEGIN { if (n > 0) printf "  %-34s server CPU %.2f µs/request\n", "", (b-a)/t*1e6/n }'
+  done
+else
+  echo "  skipped: the built-in target is not ready (no listener on :$TB: $(tail -1 "$OUT/target-bench.log"))"
 fi
