@@ -489,9 +489,12 @@ async fn run_load(
 ) -> Result<crate::report::PhaseReport> {
     use crate::drive::{FlightRecorder, PhaseCtx, ProgressMode, TargetAddr};
     let mix = crate::profile::load_mix(load)?;
+    // Who is a member now (the checks phase and earlier load phases add members).
+    let mut fixtures = database.fixtures.clone();
+    fixtures.refresh_members(&database.pool).await.context("reading the org's members")?;
     let generator = std::sync::Arc::new(crate::generate::Generator::new(
         seed,
-        database.fixtures.clone(),
+        fixtures,
         mix,
         crate::generate::GenOptions::default(),
     ));

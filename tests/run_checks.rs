@@ -171,6 +171,11 @@ fn smoke_profile_runs_checks_load_and_invariants() {
     let routes: std::collections::BTreeSet<&str> =
         load["routes"].as_array().unwrap().iter().map(|x| x["route"].as_str().unwrap()).collect();
     assert_eq!(routes.len(), 36, "{routes:?}");
+    // Valid member adds never collide with members made earlier (the `members` check adds one of
+    // the fixtures' free users before the load starts).
+    let adds = load["routes"].as_array().unwrap().iter().find(|x| x["route"] == "members-add").unwrap();
+    assert!(adds["outcomes"]["2xx"].as_u64().unwrap_or(0) > 0, "{adds}");
+    assert_eq!(adds["outcomes"].get("5xx"), None, "{adds}");
     // The target's health was sampled from /proc every second.
     let t = r["telemetry"].as_array().unwrap();
     assert!(t.len() >= 5, "{} samples", t.len());
@@ -192,4 +197,40 @@ fn smoke_profile_runs_checks_load_and_invariants() {
     let st = bin().arg("report").arg(dir.path().join("run")).status().unwrap();
     assert!(st.success());
     assert!(dir.path().join("run/report.html").exists());
+}
+
+/// The `members` check adds one of the fixtures' free users; a load phase after it must know that
+/// user is taken (it reads the org's members when it starts), or its valid adds get 500 duplicates.
+#[test]
+fn load_after_the_members_check_never_adds_an_existing_member() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("p.toml");
+    std::fs::write(
+        &p,
+        r#"version = 1
+name = "members-after-check"
+seed = 7
+max_duration = "2m"
+[target]
+kind = "builtin"
+[[phases]]
+kind = "checks"
+checks = ["members"]
+[[phases]]
+kind = "load"
+name = "adds"
+duration = "3s"
+concurrency = 4
+mix = { valid = 1.0, json = 0.0, http = 0.0, routes = { "members-add" = 500 } }
+"#,
+    )
+    .unwrap();
+    let out = bin().arg("--out").arg(dir.path().join("run")).args(["--quiet", "run"]).arg(&p).output().unwrap();
+    let r = report(dir.path());
+    let load = &r["phases"][1];
+    let adds =
+        load["routes"].as_array().unwrap().iter().find(|x| x["route"] == "members-add").expect("members-add sent");
+    assert!(adds["outcomes"]["2xx"].as_u64().unwrap_or(0) > 0, "{adds}");
+    assert_eq!(adds["outcomes"].get("5xx"), None, "{adds}");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
 }

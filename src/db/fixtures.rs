@@ -118,6 +118,20 @@ impl Fixtures {
         self.users.iter().filter(|u| !self.member_users.contains(u)).map(String::as_str)
     }
 
+    /// Re-read which users are members of the org now (earlier phases, e.g. the `members` check
+    /// or a previous load phase, and earlier runs on the same database add members), so that
+    /// [`Fixtures::free_users`] only names users a `POST …/members` can really add.
+    pub async fn refresh_members(&mut self, pool: &sqlx::PgPool) -> Result<(), sqlx::Error> {
+        let now: Vec<String> = sqlx::query_scalar(
+            "SELECT user_id::text FROM org_memberships WHERE org_id = $1::uuid ORDER BY joined_at, id",
+        )
+        .bind(&self.org_id)
+        .fetch_all(pool)
+        .await?;
+        self.member_users = now;
+        Ok(())
+    }
+
     /// The first live API key's raw value.
     pub fn api_key(&self) -> &str {
         self.api_keys.first().map(|k| k.1.as_str()).unwrap_or("")
