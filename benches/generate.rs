@@ -27,6 +27,10 @@ use mesher_stress::generate::{GenOptions, Generator, Mix};
 use mesher_stress::model::{Layer, Source};
 use std::hint::black_box;
 
+// The binary's allocator (src/main.rs), so these figures are what a run gets.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn generator(mix: Mix, opts: GenOptions) -> Generator {
     Generator::new(42, Fixtures::plan(&SeedOptions::default()), mix, opts)
 }
