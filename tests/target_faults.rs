@@ -129,7 +129,7 @@ async fn pause_blocks_requests_for_its_length() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delay_holds_every_answer() {
     let (url, _db, _f) = seeded_db().await;
-    let t = ChildTarget::start(&url, &["--fault", "delay=300ms"]);
+    let mut t = ChildTarget::start(&url, &["--fault", "delay=300ms"]);
     // Routed and unrouted requests alike are answered normally, after the delay.
     for (path, status) in [(HEALTH, 200), ("/nope", 404)] {
         let t0 = Instant::now();
