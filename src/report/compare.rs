@@ -370,20 +370,27 @@ pub fn median(v: &[f64]) -> f64 {
     if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
 }
 
+/// The decision on one metric (see [`judge`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Judgement {
+    /// Medians of the interval samples.
+    pub baseline: f64,
+    pub current: f64,
+    /// (current − baseline) / baseline, when the baseline median is not 0.
+    pub change: Option<f64>,
+    pub p_value: Option<f64>,
+    pub verdict: Call,
+}
+
 /// Decide one metric from the two runs' interval samples.
-pub fn judge(
-    metric: Metric,
-    base: &[f64],
-    cur: &[f64],
-    s: &BaselineSettings,
-) -> (f64, f64, Option<f64>, Option<f64>, Call) {
+pub fn judge(metric: Metric, base: &[f64], cur: &[f64], s: &BaselineSettings) -> Judgement {
     let (mb, mc) = (median(base), median(cur));
     let change = (mb > 0.0).then(|| (mc - mb) / mb);
     if base.len() < s.min_intervals || cur.len() < s.min_intervals {
-        return (mb, mc, change, None, Call::InsufficientData);
+        return Judgement { baseline: mb, current: mc, change, p_value: None, verdict: Call::InsufficientData };
     }
     let Some(t) = super::stats::mann_whitney(base, cur) else {
-        return (mb, mc, change, None, Call::InsufficientData);
+        return Judgement { baseline: mb, current: mc, change, p_value: None, verdict: Call::InsufficientData };
     };
     let p = t.p_two_sided;
     // Positive = the current run is worse.
@@ -405,7 +412,7 @@ pub fn judge(
     } else {
         Call::Ok
     };
-    (mb, mc, change, Some(p), call)
+    Judgement { baseline: mb, current: mc, change, p_value: Some(p), verdict: call }
 }
 
 fn load_phases(r: &RunReport) -> Vec<&PhaseReport> {
@@ -463,19 +470,19 @@ pub fn compare(baseline: &RunReport, baseline_path: &Path, current: &RunReport, 
             let bsm = samples(&b.route_intervals, bs, s);
             let csm = samples(&c.route_intervals, cs, s);
             for (m, (bv, cv)) in Metric::ALL.iter().zip(bsm.iter().zip(csm.iter())) {
-                let (mb, mc, change, p, verdict) = judge(*m, bv, cv, s);
+                let j = judge(*m, bv, cv, s);
                 rows.push(Row {
                     phase: c.name.clone(),
                     route: route.to_string(),
                     layer: *layer,
                     metric: *m,
-                    baseline: mb,
-                    current: mc,
-                    change,
+                    baseline: j.baseline,
+                    current: j.current,
+                    change: j.change,
                     n_baseline: bv.len(),
                     n_current: cv.len(),
-                    p_value: p,
-                    verdict,
+                    p_value: j.p_value,
+                    verdict: j.verdict,
                 });
             }
         }
@@ -514,8 +521,11 @@ mod tests {
     use crate::report::load::{Percentiles, Planned};
     use crate::report::{RunReport, Verdict};
 
-    /// A load phase whose route series are given as (route, per-interval (count, p50 µs, p99 µs)).
-    fn phase(name: &str, routes: &[(&str, Vec<(u64, u64, u64)>)]) -> PhaseReport {
+    /// Per interval: (count, p50 µs, p99 µs).
+    type Intervals = Vec<(u64, u64, u64)>;
+
+    /// A load phase whose route series are given as (route, intervals).
+    fn phase(name: &str, routes: &[(&str, Intervals)]) -> PhaseReport {
         let len = routes.first().map_or(0, |r| r.1.len());
         let ri = RouteIntervals {
             t_ms: (1..=len as u64).map(|i| i * 1000).collect(),
@@ -596,7 +606,7 @@ mod tests {
 
     /// 12 intervals of ~150 requests with latencies jittering around `p50` / `p99` (µs),
     /// deterministic per `salt`.
-    fn steady(salt: u64, count: u64, p50: u64, p99: u64) -> Vec<(u64, u64, u64)> {
+    fn steady(salt: u64, count: u64, p50: u64, p99: u64) -> Intervals {
         (0..12u64)
             .map(|i| {
                 let j = (i * 7 + salt * 3) % 11;
@@ -634,39 +644,39 @@ mod tests {
         let base: Vec<f64> = (0..10).map(|i| 1000.0 + (i * 37 % 11) as f64 * 10.0).collect();
         // +5 ms on every interval: significant, +500 %, +5 ms.
         let slow: Vec<f64> = base.iter().map(|v| v + 5000.0).collect();
-        let (mb, mc, change, p, call) = judge(Metric::P50, &base, &slow, &s);
-        assert_eq!(call, Call::Regression, "{mb} {mc} {change:?} {p:?}");
-        assert!(p.unwrap() < 0.001 && change.unwrap() > 4.0);
+        let j = judge(Metric::P50, &base, &slow, &s);
+        assert_eq!(j.verdict, Call::Regression, "{j:?}");
+        assert!(j.p_value.unwrap() < 0.001 && j.change.unwrap() > 4.0, "{j:?}");
         // Significant and +30 %, but only +0.3 ms: under the absolute minimum.
         let bit: Vec<f64> = base.iter().map(|v| v * 1.3).collect();
-        let (_, _, _, p, call) = judge(Metric::P50, &base, &bit, &s);
-        assert!(p.unwrap() < s.alpha);
-        assert_eq!(call, Call::Ok);
+        let j = judge(Metric::P50, &base, &bit, &s);
+        assert!(j.p_value.unwrap() < s.alpha);
+        assert_eq!(j.verdict, Call::Ok);
         // The same shift with 10 ms latencies is +3 ms: a p50 regression, but under p99's
         // minimum (the tail is noisier); at 20 ms (+6 ms) it is one for p99 too.
         let base10: Vec<f64> = base.iter().map(|v| v * 10.0).collect();
         let bit10: Vec<f64> = bit.iter().map(|v| v * 10.0).collect();
-        assert_eq!(judge(Metric::P50, &base10, &bit10, &s).4, Call::Regression);
-        assert_eq!(judge(Metric::P99, &base10, &bit10, &s).4, Call::Ok);
+        assert_eq!(judge(Metric::P50, &base10, &bit10, &s).verdict, Call::Regression);
+        assert_eq!(judge(Metric::P99, &base10, &bit10, &s).verdict, Call::Ok);
         let base20: Vec<f64> = base.iter().map(|v| v * 20.0).collect();
         let bit20: Vec<f64> = bit.iter().map(|v| v * 20.0).collect();
-        assert_eq!(judge(Metric::P99, &base20, &bit20, &s).4, Call::Regression);
+        assert_eq!(judge(Metric::P99, &base20, &bit20, &s).verdict, Call::Regression);
         // Big but not significant: two interleaved samples.
         let mixed: Vec<f64> = base.iter().enumerate().map(|(i, v)| if i % 2 == 0 { v + 9000.0 } else { *v }).collect();
-        let (_, _, _, p, call) = judge(Metric::P99, &base, &mixed, &s);
-        assert!(p.unwrap() >= s.alpha, "{p:?}");
-        assert_eq!(call, Call::Ok);
+        let j = judge(Metric::P99, &base, &mixed, &s);
+        assert!(j.p_value.unwrap() >= s.alpha, "{j:?}");
+        assert_eq!(j.verdict, Call::Ok);
         // Throughput: lower is worse, no absolute minimum.
         let rate: Vec<f64> = (0..10).map(|i| 150.0 + (i % 3) as f64).collect();
         let half: Vec<f64> = rate.iter().map(|v| v / 2.0).collect();
-        assert_eq!(judge(Metric::Throughput, &rate, &half, &s).4, Call::Regression);
-        assert_eq!(judge(Metric::Throughput, &half, &rate, &s).4, Call::Improvement);
+        assert_eq!(judge(Metric::Throughput, &rate, &half, &s).verdict, Call::Regression);
+        assert_eq!(judge(Metric::Throughput, &half, &rate, &s).verdict, Call::Improvement);
         let a_bit_less: Vec<f64> = rate.iter().map(|v| v * 0.9).collect();
-        assert_eq!(judge(Metric::Throughput, &rate, &a_bit_less, &s).4, Call::Ok, "-10 % is under min_change");
+        assert_eq!(judge(Metric::Throughput, &rate, &a_bit_less, &s).verdict, Call::Ok, "-10 % is under min_change");
         // Faster is an improvement, never a regression.
-        assert_eq!(judge(Metric::P50, &slow, &base, &s).4, Call::Improvement);
+        assert_eq!(judge(Metric::P50, &slow, &base, &s).verdict, Call::Improvement);
         // Too few intervals: no verdict.
-        assert_eq!(judge(Metric::P50, &base[..5], &slow, &s).4, Call::InsufficientData);
+        assert_eq!(judge(Metric::P50, &base[..5], &slow, &s).verdict, Call::InsufficientData);
     }
 
     #[test]
