@@ -405,6 +405,7 @@ pub struct CompareArgs {
 
 /// The `[baseline]` settings as flags (defaults as in profiles/README.md).
 #[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Regression settings (the profile's [baseline] keys)")]
 pub struct SettingsArgs {
     /// Significance level of the Mann–Whitney test [default: 0.01].
     #[arg(long, value_name = "P")]
