@@ -347,13 +347,17 @@ pub fn samples(ri: &RouteIntervals, s: &RouteSeries, settings: &BaselineSettings
     // The last interval is the phase's tail: left out.
     for i in 0..ri.t_ms.len().saturating_sub(1) {
         let (start, end) = ri.span_ms(i);
-        if start < warmup_ms || end <= start || i >= s.count.len() {
+        // (A hand-edited report may have columns shorter than `t_ms`: those intervals are skipped.)
+        let (Some(&n), Some(&a), Some(&b)) = (s.count.get(i), s.p50_us.get(i), s.p99_us.get(i)) else {
+            continue;
+        };
+        if start < warmup_ms || end <= start {
             continue;
         }
-        rate.push(s.count[i] as f64 * 1000.0 / (end - start) as f64);
-        if s.count[i] >= settings.min_requests {
-            p50.push(s.p50_us[i] as f64);
-            p99.push(s.p99_us[i] as f64);
+        rate.push(n as f64 * 1000.0 / (end - start) as f64);
+        if n >= settings.min_requests {
+            p50.push(a as f64);
+            p99.push(b as f64);
         }
     }
     [rate, p50, p99]
