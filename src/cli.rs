@@ -48,7 +48,8 @@ pub enum Command {
     Run(crate::run::RunArgs),
     /// Serve the built-in Mesher-compatible target (HTTP :8080, WebSocket :8081) with optional planted faults.
     Target(crate::target::TargetArgs),
-    /// Re-render report.html and junit.xml of a run directory from its report.json.
+    /// Re-render report.html and junit.xml of a run directory from its report.json; `report compare
+    /// A B` compares run B with baseline run A (regressions per route).
     Report(crate::report::ReportArgs),
     /// Throwaway PostgreSQL, Mesher's schema and fixtures.
     Db(crate::db::cli::DbArgs),

@@ -2,7 +2,7 @@
 
 /// Everything passed.
 pub const SUCCESS: u8 = 0;
-/// A check, threshold or invariant failed (the target stayed up).
+/// A check, threshold or invariant failed, or a baseline regression (the target stayed up).
 pub const FAILED: u8 = 1;
 /// Command-line usage error (clap's own code).
 pub const USAGE: u8 = 2;
@@ -26,5 +26,5 @@ pub fn verdict(failed: bool, crashed: bool) -> u8 {
 }
 
 /// Text for `--help`.
-pub const HELP: &str = "Exit codes: 0 all passed · 1 a check/threshold/invariant failed · 2 usage error · \
+pub const HELP: &str = "Exit codes: 0 all passed · 1 a check/threshold/invariant failed or a baseline regression · 2 usage error · \
 3 the target crashed or hung · 4 both 1 and 3 · 5 tool or configuration error · 130 interrupted";

@@ -4,7 +4,9 @@
 //! 2. The database: a throwaway cluster or a URL; schema and fixtures as the profile says.
 //! 3. The target: spawn the built-in one or a command, or use a running URL (loopback rule).
 //! 4. The phases, in order.
-//! 5. Write `report.json` (atomically, also after Ctrl-C) and exit with the verdict (`crate::exit`).
+//! 5. With `--baseline`: compare the load phases with the baseline run (`crate::report::compare`);
+//!    a regression fails the verdict.
+//! 6. Write `report.json` (atomically, also after Ctrl-C) and exit with the verdict (`crate::exit`).
 
 use crate::checks::{self, Status};
 use crate::cli::Global;
@@ -23,6 +25,11 @@ use std::time::{Duration, Instant, SystemTime};
 pub struct RunArgs {
     /// The profile (TOML), e.g. profiles/smoke.toml. Its schema: profiles/README.md.
     pub profile: PathBuf,
+    /// Compare the load phases with a previous run (its report.json, or its run directory):
+    /// per route throughput, p50 and p99 over the per-interval figures; a regression fails the
+    /// run (exit 1). Settings: the profile's [baseline] table.
+    #[arg(long, value_name = "PATH")]
+    pub baseline: Option<PathBuf>,
 }
 
 /// Where the target listens, and its process when we spawned it.
@@ -50,6 +57,17 @@ pub async fn main(args: RunArgs, g: &Global) -> Result<u8> {
         profile.seed = g.seed;
     }
     let seed = profile.seed.unwrap_or_else(rand::random);
+    // The baseline is read before anything starts: a bad path is a usage error.
+    let baseline = match &args.baseline {
+        Some(p) => match crate::report::compare::read_report(p) {
+            Ok(b) => Some(b),
+            Err(e) => {
+                eprintln!("error: --baseline: {e:#}");
+                return Ok(exit::USAGE);
+            }
+        },
+        None => None,
+    };
     let run_dir = run_dir(&profile, g)?;
     // Progress goes to stderr; a closed stderr (a reader that went away) must not stop the run.
     let say = |s: String| {
@@ -81,6 +99,7 @@ pub async fn main(args: RunArgs, g: &Global) -> Result<u8> {
         phases: Vec::new(),
         crashes: Vec::new(),
         telemetry: Vec::new(),
+        baseline: None,
         interrupted: false,
         verdict: Verdict { failed: false, crashed: false, exit_code: 0 },
     };
@@ -122,6 +141,14 @@ pub async fn main(args: RunArgs, g: &Global) -> Result<u8> {
         drop(database.cluster);
     }
 
+    if let (Some((path, base)), Ok(())) = (&baseline, &outcome) {
+        let c = crate::report::compare::compare(base, path, &report, &profile.baseline);
+        if !g.quiet && !g.json {
+            let _ = c.print_table(&mut std::io::stdout());
+        }
+        report.verdict.failed |= c.regressed();
+        report.baseline = Some(c);
+    }
     report.elapsed_ms = started.elapsed().as_millis() as u64;
     report.verdict.failed |= report.phases.iter().any(RunPhase::failed);
     report.verdict.crashed = !report.crashes.is_empty();

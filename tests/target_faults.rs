@@ -127,6 +127,19 @@ async fn pause_blocks_requests_for_its_length() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delay_holds_every_answer() {
+    let (url, _db, _f) = seeded_db().await;
+    let mut t = ChildTarget::start(&url, &["--fault", "delay=300ms"]);
+    // Routed and unrouted requests alike are answered normally, after the delay.
+    for (path, status) in [(HEALTH, 200), ("/nope", 404)] {
+        let t0 = Instant::now();
+        assert_eq!(get(t.http, path).await.status, status);
+        assert!(t0.elapsed() >= Duration::from_millis(300), "{path} answered after {:?}", t0.elapsed());
+    }
+    assert!(t.alive(), "a slowdown, not a death");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cumulative_crash_after_n_requests() {
     let (url, _db, _f) = seeded_db().await;
     let mut t = ChildTarget::start(&url, &["--fault", "cumulative-crash=6"]);

@@ -6,7 +6,17 @@
 //! auto-resizing, so memory is bounded by the number of keys, not by the run length): one pair
 //! (corrected from the intended send time, uncorrected from the actual send) per
 //! route × layer × outcome, one per-second interval histogram for the timeline and the
-//! HdrHistogram interval log, and one histogram of scheduler lag (actual − intended send).
+//! HdrHistogram interval log, one interval histogram per route × layer for the per-route series
+//! ([`RouteIntervals`], what baseline comparisons test), and one histogram of scheduler lag
+//! (actual − intended send).
+//!
+//! Per-route series stay bounded however long the run: intervals are 1 s wide until a phase
+//! has [`SERIES_CAP`] of them; then adjacent pairs of closed intervals merge and the width
+//! doubles (2 s, 4 s, …), so a series never holds more than `SERIES_CAP` entries. Intervals
+//! closed after the doubling are measured exactly at the new width (the interval histogram
+//! stays open for the whole width); only the merge of two already-closed intervals is
+//! approximate: counts add, the max is exact, and each percentile becomes the larger of the two
+//! (an upper bound: the true percentile of the union lies between the two).
 //!
 //! Change outcome kinds in [`Outcome`]; change what a timeline second holds in [`Second`].
 
@@ -286,6 +296,8 @@ fn rec(h: &mut Histogram<u64>, v: u64) {
 pub struct Pair {
     pub corrected: Histogram<u64>,
     pub uncorrected: Histogram<u64>,
+    /// Index of the key's route × layer in the aggregator's per-route series.
+    series: usize,
 }
 
 /// Everything the aggregator measured, handed to the report at the end.
@@ -293,7 +305,99 @@ pub struct Totals {
     pub pairs: BTreeMap<Key, Pair>,
     pub lag: Histogram<u64>,
     pub timeline: Vec<Second>,
+    /// Per route × layer, per interval.
+    pub route_intervals: RouteIntervals,
     pub samples: u64,
+}
+
+/// Most intervals a per-route series holds; past it, adjacent intervals merge (module docs).
+pub const SERIES_CAP: usize = 1800;
+
+/// Per-interval figures of every route × layer of a phase (`report.json`: `route_intervals`).
+/// Columnar: every series has one entry per element of `t_ms`, zeros where the route had no
+/// request in that interval (also before its first request).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RouteIntervals {
+    /// End of each interval, ms since measurement started (≈ the phase start); the first
+    /// interval starts at 0. Widths are the differences (1 s, or 2^k s after merges; the last
+    /// interval of a phase is usually partial).
+    pub t_ms: Vec<u64>,
+    pub series: Vec<RouteSeries>,
+}
+
+/// One route × layer: requests (every outcome but `interrupted`) and their corrected latency
+/// (µs) per interval; the vectors are parallel to [`RouteIntervals::t_ms`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RouteSeries {
+    pub route: String,
+    pub layer: Layer,
+    pub count: Vec<u64>,
+    pub errors: Vec<u64>,
+    pub p50_us: Vec<u64>,
+    pub p90_us: Vec<u64>,
+    pub p99_us: Vec<u64>,
+    pub max_us: Vec<u64>,
+}
+
+impl RouteSeries {
+    fn new(route: &str, layer: Layer, len: usize) -> RouteSeries {
+        RouteSeries {
+            route: route.to_string(),
+            layer,
+            count: vec![0; len],
+            errors: vec![0; len],
+            p50_us: vec![0; len],
+            p90_us: vec![0; len],
+            p99_us: vec![0; len],
+            max_us: vec![0; len],
+        }
+    }
+
+    fn push(&mut self, count: u64, errors: u64, h: &Histogram<u64>) {
+        let q = |x: f64| if h.is_empty() { 0 } else { h.value_at_quantile(x) };
+        self.count.push(count);
+        self.errors.push(errors);
+        self.p50_us.push(q(0.5));
+        self.p90_us.push(q(0.9));
+        self.p99_us.push(q(0.99));
+        self.max_us.push(if h.is_empty() { 0 } else { h.max() });
+    }
+
+    /// Merge adjacent pairs of intervals (see the module docs for what is exact).
+    fn halve(&mut self) {
+        fn pairs(v: &mut Vec<u64>, f: fn(u64, u64) -> u64) {
+            let merged: Vec<u64> = v.chunks(2).map(|c| if c.len() == 2 { f(c[0], c[1]) } else { c[0] }).collect();
+            *v = merged;
+        }
+        let sum = |a: u64, b: u64| a + b;
+        pairs(&mut self.count, sum);
+        pairs(&mut self.errors, sum);
+        for v in [&mut self.p50_us, &mut self.p90_us, &mut self.p99_us, &mut self.max_us] {
+            pairs(v, u64::max);
+        }
+    }
+}
+
+impl RouteIntervals {
+    /// Merge adjacent pairs of intervals in every series (the end of a pair is its second's end).
+    pub fn halve(&mut self) {
+        self.t_ms = self.t_ms.chunks(2).map(|c| c[c.len() - 1]).collect();
+        for s in &mut self.series {
+            s.halve();
+        }
+    }
+
+    /// Start and end (ms) of interval `i`.
+    pub fn span_ms(&self, i: usize) -> (u64, u64) {
+        (if i == 0 { 0 } else { self.t_ms[i - 1] }, self.t_ms[i])
+    }
+}
+
+/// The open interval of one route × layer.
+struct OpenSeries {
+    hist: Histogram<u64>,
+    count: u64,
+    errors: u64,
 }
 
 /// The aggregator: owns the histograms; lanes talk to it through [`Recorder`]s.
@@ -326,6 +430,12 @@ pub struct Aggregator {
     interval_log: Option<IntervalLog>,
     start: Instant,
     seconds: u64,
+    /// Per route × layer: the open interval (parallel to `totals.route_intervals.series`).
+    open: Vec<OpenSeries>,
+    series_index: BTreeMap<(&'static str, Layer), usize>,
+    /// Seconds per per-route interval (doubles each time the series reach `series_cap`).
+    series_width: u64,
+    series_cap: usize,
 }
 
 struct IntervalLog {
@@ -361,13 +471,29 @@ impl Aggregator {
             tx: Some(tx),
             rx,
             live: Arc::new(Live::default()),
-            totals: Totals { pairs: BTreeMap::new(), lag: new_hist(), timeline: Vec::new(), samples: 0 },
+            totals: Totals {
+                pairs: BTreeMap::new(),
+                lag: new_hist(),
+                timeline: Vec::new(),
+                route_intervals: RouteIntervals::default(),
+                samples: 0,
+            },
             interval: new_hist(),
             interval_outcomes: BTreeMap::new(),
             interval_log,
             start: Instant::now(),
             seconds: 0,
+            open: Vec::new(),
+            series_index: BTreeMap::new(),
+            series_width: 1,
+            series_cap: SERIES_CAP,
         })
+    }
+
+    /// A smaller cap on per-route intervals (tests of the merging; even, at least 2).
+    pub fn with_series_cap(mut self, cap: usize) -> Aggregator {
+        self.series_cap = (cap.max(2) / 2) * 2;
+        self
     }
 
     /// A handle that makes recorders for lanes. The aggregator runs until every sink and every
@@ -378,14 +504,26 @@ impl Aggregator {
 
     fn absorb(&mut self, batch: Vec<Sample>) {
         for s in batch {
-            let pair = self
-                .totals
-                .pairs
-                .entry(s.key)
-                .or_insert_with(|| Pair { corrected: new_hist(), uncorrected: new_hist() });
+            let (ri, open, index) = (&mut self.totals.route_intervals, &mut self.open, &mut self.series_index);
+            let pair = self.totals.pairs.entry(s.key).or_insert_with(|| {
+                // A new key: find or make its route × layer series (padded with empty intervals).
+                let series = *index.entry((s.key.route, s.key.layer)).or_insert_with(|| {
+                    ri.series.push(RouteSeries::new(s.key.route, s.key.layer, ri.t_ms.len()));
+                    open.push(OpenSeries { hist: new_hist(), count: 0, errors: 0 });
+                    open.len() - 1
+                });
+                Pair { corrected: new_hist(), uncorrected: new_hist(), series }
+            });
+            let series = pair.series;
             rec(&mut pair.corrected, s.corrected_us);
             rec(&mut pair.uncorrected, s.uncorrected_us);
             self.totals.samples += 1;
+            if s.key.outcome.is_request() && s.key.outcome != Outcome::Interrupted {
+                let o = &mut self.open[series];
+                rec(&mut o.hist, s.corrected_us);
+                o.count += 1;
+                o.errors += u64::from(s.key.outcome.is_error());
+            }
             if s.key.outcome.is_request() {
                 rec(&mut self.totals.lag, s.lag_us);
                 rec(&mut self.interval, s.corrected_us);
@@ -431,6 +569,26 @@ impl Aggregator {
         self.totals.timeline.push(sec);
         self.interval.reset();
         self.interval_outcomes.clear();
+        if self.seconds.is_multiple_of(self.series_width) {
+            self.close_route_interval();
+        }
+    }
+
+    /// Close the per-route interval (every series gets an entry), merging pairs at the cap.
+    fn close_route_interval(&mut self) {
+        let ri = &mut self.totals.route_intervals;
+        let now_ms = self.start.elapsed().as_millis() as u64;
+        ri.t_ms.push(now_ms.max(ri.t_ms.last().map_or(0, |t| t + 1)));
+        for (s, o) in ri.series.iter_mut().zip(&mut self.open) {
+            s.push(o.count, o.errors, &o.hist);
+            o.hist.reset();
+            o.count = 0;
+            o.errors = 0;
+        }
+        if ri.t_ms.len() >= self.series_cap {
+            ri.halve();
+            self.series_width *= 2;
+        }
     }
 
     /// Run until every sink and recorder is gone, closing one timeline second per second.
@@ -455,9 +613,80 @@ impl Aggregator {
         if !self.interval_outcomes.is_empty() {
             self.close_second();
         }
+        if self.open.iter().any(|o| o.count > 0) {
+            self.close_route_interval();
+        }
         if let Some(log) = &mut self.interval_log {
             let _ = log.file.sync_all();
         }
         self.totals
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(route: &'static str, layer: Layer, outcome: Outcome, us: u64) -> Sample {
+        Sample { key: Key { route, layer, outcome }, corrected_us: us, uncorrected_us: us, lag_us: 0 }
+    }
+
+    /// One second of `n` answers of `route` at `us` µs (plus one 10× slower), then the tick.
+    fn second(a: &mut Aggregator, route: &'static str, n: u64, us: u64) {
+        let mut b: Vec<Sample> = (0..n).map(|_| sample(route, Layer::Valid, Outcome::S2xx, us)).collect();
+        b.push(sample(route, Layer::Valid, Outcome::S5xx, us * 10));
+        a.absorb(b);
+        a.close_second();
+    }
+
+    #[test]
+    fn per_route_intervals_hold_counts_and_percentiles_and_pad_late_routes() {
+        let mut a = Aggregator::new(None).unwrap();
+        second(&mut a, "issues-list", 99, 1000);
+        second(&mut a, "issues-list", 49, 2000);
+        second(&mut a, "dashboard-health", 9, 500);
+        // Interrupted requests are not part of the series.
+        a.absorb(vec![sample("issues-list", Layer::Valid, Outcome::Interrupted, 7)]);
+        a.close_second();
+        let ri = &a.totals.route_intervals;
+        assert_eq!(ri.t_ms.len(), 4);
+        assert!(ri.t_ms.windows(2).all(|w| w[0] < w[1]), "{:?}", ri.t_ms);
+        let il = ri.series.iter().find(|s| s.route == "issues-list").unwrap();
+        assert_eq!(il.count, [100, 50, 0, 0]);
+        assert_eq!(il.errors, [1, 1, 0, 0]);
+        assert_eq!(il.p50_us[0], 1000);
+        assert_eq!(il.max_us[..2], [10007, 20015], "3 significant figures");
+        assert_eq!(il.p90_us[1], 2000);
+        let dh = ri.series.iter().find(|s| s.route == "dashboard-health").unwrap();
+        assert_eq!(dh.count, [0, 0, 10, 0], "padded before its first request");
+        assert_eq!(dh.p50_us, [0, 0, 500, 0]);
+    }
+
+    #[test]
+    fn series_stay_bounded_by_merging_adjacent_intervals() {
+        let mut a = Aggregator::new(None).unwrap().with_series_cap(4);
+        for i in 0..4 {
+            second(&mut a, "issues-list", 9, 100 * (i + 1));
+        }
+        // At the cap: pairs merged, the width doubled.
+        let s = &a.totals.route_intervals.series[0];
+        assert_eq!(s.count, [20, 20]);
+        assert_eq!(s.p50_us, [200, 400], "the larger of the two (an upper bound)");
+        assert_eq!(s.max_us, [2000, 4001]);
+        assert_eq!(a.series_width, 2);
+        // Now an interval spans two seconds and is measured exactly over both.
+        second(&mut a, "issues-list", 9, 100);
+        assert_eq!(a.totals.route_intervals.t_ms.len(), 2, "open until its second second ends");
+        second(&mut a, "issues-list", 29, 1000);
+        let s = &a.totals.route_intervals.series[0];
+        assert_eq!(s.count, [20, 20, 40]);
+        assert_eq!(s.p50_us[2], 1000, "exact percentile of the two seconds together");
+        // Hours of seconds never hold more than the cap.
+        for _ in 0..500 {
+            second(&mut a, "issues-list", 1, 100);
+        }
+        let ri = &a.totals.route_intervals;
+        assert!(ri.t_ms.len() < 4 && ri.series[0].count.len() == ri.t_ms.len(), "{ri:?}");
+        assert_eq!(ri.series[0].count.iter().sum::<u64>(), 80 + 500 * 2 - a.open[0].count);
     }
 }

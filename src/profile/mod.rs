@@ -42,6 +42,9 @@ pub struct Profile {
     pub phases: Vec<Phase>,
     #[serde(default)]
     pub output: OutputSpec,
+    /// How `run --baseline` decides regressions (`crate::report::compare`).
+    #[serde(default)]
+    pub baseline: crate::report::compare::BaselineSettings,
     /// Where the profile was read from (not part of the file).
     #[serde(skip)]
     pub source: PathBuf,
@@ -261,6 +264,7 @@ impl Profile {
         if self.phases.is_empty() {
             bail!("phases: a profile needs at least one [[phases]] table");
         }
+        self.baseline.validate()?;
         let f = &self.fixtures;
         if f.users > 100_000
             || f.api_keys > 10_000

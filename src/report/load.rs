@@ -9,7 +9,7 @@
 
 use crate::drive::LoadPhase;
 use crate::drive::flight::FlightEntry;
-use crate::drive::metrics::{Key, Outcome, Second, Totals};
+use crate::drive::metrics::{Key, Outcome, RouteIntervals, Second, Totals};
 use crate::drive::sched::Schedule;
 use crate::model::Layer;
 use hdrhistogram::Histogram;
@@ -172,6 +172,10 @@ pub struct PhaseReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fanout: Option<FanoutReport>,
     pub timeline: Vec<Second>,
+    /// Per route × layer, per interval (1 s; wider after merges in long runs): requests and
+    /// corrected percentiles; what baseline comparisons test. Absent in reports of older builds.
+    #[serde(default)]
+    pub route_intervals: RouteIntervals,
     pub thresholds: Vec<ThresholdResult>,
     pub passed: bool,
     /// Requests sent but never answered at the end (from the flight recorder), oldest first.
@@ -302,6 +306,11 @@ impl PhaseReport {
             detail,
             fanout,
             timeline: t.timeline.clone(),
+            route_intervals: {
+                let mut ri = t.route_intervals.clone();
+                ri.series.sort_by(|a, b| (&a.route, a.layer).cmp(&(&b.route, b.layer)));
+                ri
+            },
             thresholds: Vec::new(),
             passed: true,
             unanswered: b.suspects,

@@ -1,8 +1,9 @@
 //! `report`: what users read. `report.json` (every figure), `report.html` (self-contained, no
 //! network), `junit.xml` (one test case per check, threshold, invariant and crash bucket), the
 //! verdict and its exit code. `mesher-stress report RUN_DIR` re-renders HTML and JUnit from
-//! `report.json`.
+//! `report.json`; `mesher-stress report compare A B` compares two runs ([`compare`]).
 
+pub mod compare;
 pub mod html;
 pub mod junit;
 pub mod load;
@@ -85,6 +86,9 @@ pub struct RunReport {
     /// The target's RSS, descriptors, threads and CPU, sampled from /proc every second.
     #[serde(default)]
     pub telemetry: Vec<crate::watch::sampler::ProcSample>,
+    /// The comparison with `--baseline` (a regression fails the verdict).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<compare::Comparison>,
     pub interrupted: bool,
     pub verdict: Verdict,
 }
@@ -198,6 +202,9 @@ pub fn render_html(r: &RunReport) -> String {
                 b.push_str(&html::table(&["", "invariant", "summary", "missing"], &rows));
             }
         }
+    }
+    if let Some(c) = &r.baseline {
+        b.push_str(&comparison_html(c));
     }
     if !r.telemetry.is_empty() {
         use html::{Chart, Scale, Series};
@@ -348,6 +355,9 @@ pub fn render_junit(r: &RunReport) -> String {
             RunPhase::Checks { .. } => {}
         }
     }
+    if let Some(c) = &r.baseline {
+        suites.push(comparison_junit(c));
+    }
     suites.push(TestSuite {
         name: "crashes".into(),
         cases: vec![TestCase {
@@ -367,22 +377,226 @@ pub fn render_junit(r: &RunReport) -> String {
 }
 
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct ReportArgs {
     /// A run directory (holding report.json); report.html and junit.xml are written beside it.
-    pub run_dir: PathBuf,
+    #[arg(required = true)]
+    pub run_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Option<ReportCommand>,
 }
 
-/// `mesher-stress report RUN_DIR`: re-render report.html and junit.xml from report.json.
+#[derive(Debug, clap::Subcommand)]
+pub enum ReportCommand {
+    /// Compare a run with a baseline run: per route throughput, p50 and p99 over the per-interval
+    /// figures (Mann–Whitney U). Exit 0 no regression, 1 regression, 2 unreadable input.
+    Compare(CompareArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// The baseline: a report.json or a run directory holding one.
+    pub baseline: PathBuf,
+    /// The run to judge: a report.json or a run directory holding one.
+    pub current: PathBuf,
+    #[command(flatten)]
+    pub settings: SettingsArgs,
+}
+
+/// The `[baseline]` settings as flags (defaults as in profiles/README.md).
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Regression settings (the profile's [baseline] keys)")]
+pub struct SettingsArgs {
+    /// Significance level of the Mann–Whitney test [default: 0.01].
+    #[arg(long, value_name = "P")]
+    pub alpha: Option<f64>,
+    /// Smallest relative worsening that counts, as a fraction (0.2 = 20 %) [default: 0.2].
+    #[arg(long, value_name = "FRACTION")]
+    pub min_change: Option<f64>,
+    /// Smallest absolute p50 increase that counts [default: 1ms].
+    #[arg(long, value_name = "DURATION", value_parser = crate::profile::parse_duration)]
+    pub min_p50_delta: Option<std::time::Duration>,
+    /// Smallest absolute p99 increase that counts [default: 5ms].
+    #[arg(long, value_name = "DURATION", value_parser = crate::profile::parse_duration)]
+    pub min_p99_delta: Option<std::time::Duration>,
+    /// Intervals starting within this much of a phase are left out [default: 2s].
+    #[arg(long, value_name = "DURATION", value_parser = crate::profile::parse_duration)]
+    pub warmup: Option<std::time::Duration>,
+    /// Intervals with fewer requests of a route are left out of its latency [default: 10].
+    #[arg(long, value_name = "N")]
+    pub min_requests: Option<u64>,
+    /// Fewer usable intervals on either side: insufficient data, no verdict [default: 6].
+    #[arg(long, value_name = "N")]
+    pub min_intervals: Option<usize>,
+}
+
+impl SettingsArgs {
+    /// `base` with the given flags applied, validated.
+    pub fn apply(&self, base: &compare::BaselineSettings) -> Result<compare::BaselineSettings> {
+        let mut s = base.clone();
+        if let Some(v) = self.alpha {
+            s.alpha = v;
+        }
+        if let Some(v) = self.min_change {
+            s.min_change = v;
+        }
+        if let Some(v) = self.min_p50_delta {
+            s.min_p50_delta = v;
+        }
+        if let Some(v) = self.min_p99_delta {
+            s.min_p99_delta = v;
+        }
+        if let Some(v) = self.warmup {
+            s.warmup = v;
+        }
+        if let Some(v) = self.min_requests {
+            s.min_requests = v;
+        }
+        if let Some(v) = self.min_intervals {
+            s.min_intervals = v;
+        }
+        s.validate().map_err(|e| anyhow::anyhow!("{}", e.to_string().replace("baseline.", "--").replace('_', "-")))?;
+        Ok(s)
+    }
+}
+
+/// `mesher-stress report RUN_DIR`: re-render report.html and junit.xml from report.json;
+/// `mesher-stress report compare A B`: compare two runs.
 pub async fn main(args: ReportArgs, g: &Global) -> Result<u8> {
-    let path = args.run_dir.join("report.json");
+    if let Some(ReportCommand::Compare(c)) = args.command {
+        return compare_main(c, g);
+    }
+    let run_dir = args.run_dir.context("a run directory is required")?;
+    let path = run_dir.join("report.json");
     let text = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
     let report: RunReport =
         serde_json::from_slice(&text).with_context(|| format!("{} is not a mesher-stress report", path.display()))?;
-    render_files(&args.run_dir, &report)?;
+    render_files(&run_dir, &report)?;
     if !g.quiet {
-        println!("{}\n{}", args.run_dir.join("report.html").display(), args.run_dir.join("junit.xml").display());
+        println!("{}\n{}", run_dir.join("report.html").display(), run_dir.join("junit.xml").display());
     }
     Ok(crate::exit::SUCCESS)
+}
+
+/// `report compare A B`: the table (or `--json`), exit 0 / 1 (regression) / 2 (unreadable input).
+fn compare_main(args: CompareArgs, g: &Global) -> Result<u8> {
+    let usage = |e: anyhow::Error| {
+        eprintln!("error: {e:#}");
+        Ok(crate::exit::USAGE)
+    };
+    let settings = match args.settings.apply(&compare::BaselineSettings::default()) {
+        Ok(s) => s,
+        Err(e) => return usage(e),
+    };
+    let (bpath, base) = match compare::read_report(&args.baseline) {
+        Ok(x) => x,
+        Err(e) => return usage(e.context("the baseline (first argument)")),
+    };
+    let (_, cur) = match compare::read_report(&args.current) {
+        Ok(x) => x,
+        Err(e) => return usage(e.context("the current run (second argument)")),
+    };
+    let c = compare::compare(&base, &bpath, &cur, &settings);
+    if g.json {
+        println!("{}", serde_json::to_string_pretty(&c)?);
+    } else if g.quiet {
+        println!("{}", c.summary());
+    } else {
+        c.print_table(&mut std::io::stdout())?;
+    }
+    Ok(if c.regressed() { crate::exit::FAILED } else { crate::exit::SUCCESS })
+}
+
+/// The HTML section of a baseline comparison.
+fn comparison_html(c: &compare::Comparison) -> String {
+    use html::escape;
+    let mut b = format!(
+        "<h2>Baseline comparison</h2><p>against <code>{}</code> (profile {}, started {}) · {}</p><p class=\"{}\">{}</p>",
+        escape(&c.baseline_path.display().to_string()),
+        escape(&c.baseline_profile),
+        escape(&c.baseline_started),
+        escape(&c.settings.describe()),
+        if c.regressed() { "fail" } else { "pass" },
+        escape(&c.summary()),
+    );
+    let rows: Vec<Vec<String>> = c
+        .rows
+        .iter()
+        .map(|r| {
+            let class = match r.verdict {
+                compare::Call::Regression => "fail",
+                compare::Call::InsufficientData => "skip",
+                _ => "pass",
+            };
+            vec![
+                escape(&r.phase),
+                escape(&r.route),
+                escape(&format!("{:?}", r.layer)),
+                r.metric.name().into(),
+                escape(&r.metric.format(r.baseline)),
+                escape(&r.metric.format(r.current)),
+                compare::fmt_change(r.change),
+                escape(&compare::fmt_p(r.p_value)),
+                format!("{}/{}", r.n_baseline, r.n_current),
+                format!("<span class=\"{class}\">{}</span>", r.verdict.name()),
+            ]
+        })
+        .collect();
+    b.push_str(&html::table(
+        &["phase", "route", "layer", "metric", "baseline", "current", "change", "p-value", "intervals", "verdict"],
+        &rows,
+    ));
+    if !c.notes.is_empty() {
+        b.push_str("<ul>");
+        for n in &c.notes {
+            b.push_str(&format!("<li>{}</li>", escape(n)));
+        }
+        b.push_str("</ul>");
+    }
+    b
+}
+
+/// The JUnit suite of a baseline comparison: one case per route × metric.
+fn comparison_junit(c: &compare::Comparison) -> junit::TestSuite {
+    use junit::{Outcome, TestCase};
+    let mut cases: Vec<TestCase> = c
+        .rows
+        .iter()
+        .map(|r| {
+            let line = format!(
+                "baseline {} current {} change {} p-value {} intervals {}/{}",
+                r.metric.format(r.baseline),
+                r.metric.format(r.current),
+                compare::fmt_change(r.change),
+                compare::fmt_p(r.p_value),
+                r.n_baseline,
+                r.n_current
+            );
+            TestCase {
+                name: r.title(),
+                seconds: 0.0,
+                outcome: match r.verdict {
+                    compare::Call::Regression => {
+                        Outcome::Failed { message: format!("regression: {line}"), details: String::new() }
+                    }
+                    compare::Call::InsufficientData => Outcome::Skipped {
+                        message: format!("insufficient data (fewer than {} intervals)", c.settings.min_intervals),
+                    },
+                    _ => Outcome::Passed,
+                },
+                output: line,
+            }
+        })
+        .collect();
+    if cases.is_empty() {
+        cases.push(TestCase {
+            name: "compared".into(),
+            seconds: 0.0,
+            outcome: Outcome::Skipped { message: c.notes.join("; ") },
+            output: String::new(),
+        });
+    }
+    junit::TestSuite { name: "baseline".into(), cases }
 }
 
 /// The HTML section of a load phase: totals, throughput and latency over time, per-route table.

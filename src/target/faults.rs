@@ -4,8 +4,11 @@
 //!
 //! - [`Fault`]: the parsed `--fault NAME[=PARAM]` values.
 //! - [`FaultSet`]: the switched-on faults at run time, with their counters; the server asks it at
-//!   the trigger points (`http.rs`: accept, content length, every request; `ingest.rs`: event shape,
-//!   rate limit).
+//!   the trigger points (`http.rs`: accept, content length, every request (`leak`, `delay`);
+//!   `ingest.rs`: event shape, rate limit).
+//! - `delay=DURATION` is the one fault that is not a crash class: a planted slowdown (every HTTP
+//!   answer waits, asynchronously, so other requests are served meanwhile) for baseline
+//!   comparisons to catch.
 //! - The crash functions ([`service_reply_abi_crash`], [`cumulative_crash`]) are `#[inline(never)]`
 //!   with telling names so gdb/core backtraces show them; they write through a null pointer
 //!   (genuine SIGSEGV, exit 139). [`oversized_content_length_abort`] really asks the allocator
@@ -32,10 +35,12 @@ pub enum Fault {
     Pause { every: Duration, length: Duration },
     /// SIGSEGV after `after` database-touching requests, whatever they contain.
     CumulativeCrash { after: u64 },
+    /// Every HTTP request waits `length` (asynchronously) before it is handled: a slowdown.
+    Delay { length: Duration },
 }
 
 impl Fault {
-    pub const NAMES: [&'static str; 7] = [
+    pub const NAMES: [&'static str; 8] = [
         "service-reply-abi",
         "rate-limit-bool",
         "oversized-content-length",
@@ -43,6 +48,7 @@ impl Fault {
         "leak",
         "pause",
         "cumulative-crash",
+        "delay",
     ];
 
     /// Parse `name` or `name=param`.
@@ -94,6 +100,16 @@ impl Fault {
                     };
                 Ok(Fault::CumulativeCrash { after })
             }
+            "delay" => {
+                let length = match param {
+                    None => Duration::from_millis(5),
+                    Some(p) => crate::profile::parse_duration(p)?,
+                };
+                if length.is_zero() || length > Duration::from_secs(60) {
+                    return Err(format!("delay={}: must be between 1ms and 60s, e.g. delay=5ms", param.unwrap_or("")));
+                }
+                Ok(Fault::Delay { length })
+            }
             _ => Err(format!("unknown fault {name:?}; known faults: {}", Fault::NAMES.join(", "))),
         }
     }
@@ -107,6 +123,7 @@ impl Fault {
             Fault::Leak { .. } => "leak",
             Fault::Pause { .. } => "pause",
             Fault::CumulativeCrash { .. } => "cumulative-crash",
+            Fault::Delay { .. } => "delay",
         }
     }
 }
@@ -142,7 +159,12 @@ pub const HELP: &str = "Planted faults (--fault NAME[=PARAM], repeatable). Each 
                             requests arriving or in flight during it wait until it ends.
   cumulative-crash[=N]      The N-th database-touching request (any routed HTTP request, default
                             1000) kills the process by SIGSEGV (exit 139) in cumulative_crash,
-                            whatever it contains; the first N-1 are answered normally.";
+                            whatever it contains; the first N-1 are answered normally.
+  delay[=DURATION]          Every HTTP request (any path) waits DURATION (default 5ms) before it
+                            is handled. The wait is asynchronous: other requests are served
+                            meanwhile, so latency grows by DURATION and throughput falls only
+                            where concurrency bounds it. A planted slowdown, not a crash (for
+                            baseline comparisons).";
 
 /// The smallest JSON body that triggers `service-reply-abi` (with a valid API key).
 pub const SERVICE_REPLY_ABI_SMALLEST_TRIGGER: &str =
@@ -164,6 +186,7 @@ pub struct FaultSet {
     pub leak: Option<usize>,
     pub pause: Option<(Duration, Duration)>,
     pub cumulative_crash: Option<u64>,
+    pub delay: Option<Duration>,
     db_requests: std::sync::atomic::AtomicU64,
     first_checks: std::sync::Mutex<std::collections::HashSet<String>>,
 }
@@ -180,6 +203,7 @@ impl FaultSet {
                 Fault::Leak { bytes } => s.leak = Some(*bytes),
                 Fault::Pause { every, length } => s.pause = Some((*every, *length)),
                 Fault::CumulativeCrash { after } => s.cumulative_crash = Some(*after),
+                Fault::Delay { length } => s.delay = Some(*length),
             }
         }
         s
@@ -298,6 +322,10 @@ mod tests {
         assert!(Fault::parse("nope").unwrap_err().contains("known faults"));
         assert!(Fault::parse("leak=x").is_err());
         assert!(Fault::parse("service-reply-abi=1").is_err());
+        assert_eq!(Fault::parse("delay=20ms").unwrap(), Fault::Delay { length: Duration::from_millis(20) });
+        assert_eq!(Fault::parse("delay").unwrap(), Fault::Delay { length: Duration::from_millis(5) });
+        assert!(Fault::parse("delay=0s").unwrap_err().contains("between"));
+        assert!(Fault::parse("delay=5").unwrap_err().contains("invalid duration"));
     }
 
     #[test]

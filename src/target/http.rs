@@ -2,7 +2,7 @@
 //! rules of §2.1) and the WebSocket accept loop (hyper http1 + fastwebsockets upgrade, §3.1).
 //!
 //! Per HTTP request, in order: planted `oversized-content-length` check (before the body is
-//! read), planted pause and leak, routing via [`crate::api::match_route`] (404 `Not Found`
+//! read), planted delay, pause and leak, routing via [`crate::api::match_route`] (404 `Not Found`
 //! otherwise), planted `cumulative-crash` count, body read (Content-Length; chunked bodies are
 //! seen as empty like Mesher), the read cache for GET routes (benchmark mode only) or the write
 //! generation bump around other routes, handler, response with `Connection: close` unless
@@ -145,6 +145,10 @@ async fn handle(
     let head = shared.next_head();
     if let Some(cl) = req.headers().get(hyper::header::CONTENT_LENGTH) {
         app.faults.check_content_length(cl.to_str().unwrap_or(""));
+    }
+    // delay: a planted slowdown; asynchronous, so other requests are served meanwhile.
+    if let Some(d) = app.faults.delay {
+        tokio::time::sleep(d).await;
     }
     let _pause = match &app.pause {
         Some(lock) => Some(lock.read().await),
