@@ -699,7 +699,8 @@ async fn run_load(
         deaths
     };
     let (r, deaths, ()) = tokio::join!(phase, watchdog, bridge);
-    let restarts = sup.as_ref().map_or(0, |s| s.restarts());
+    // Restarts that brought the target back (a failed attempt is not one).
+    let restarts = deaths.iter().filter(|d| d.ready.is_some()).count() as u64;
     if let Some(s) = sup {
         let (process, sampler) = s.into_parts();
         target.process = process;

@@ -157,10 +157,6 @@ impl Supervisor {
         (self.proc_.take(), self.sampler.take())
     }
 
-    pub fn restarts(&self) -> u64 {
-        self.restarts
-    }
-
     fn now_s(&self) -> f64 {
         self.origin.elapsed().as_secs_f64()
     }
