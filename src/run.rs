@@ -36,8 +36,49 @@ pub struct RunArgs {
 pub struct Target {
     pub http: SocketAddr,
     pub ws: SocketAddr,
+    /// The current incarnation (None after a restart failed).
     pub process: Option<TargetProcess>,
     pub description: String,
+    /// How to start a new incarnation on the same addresses (spawned targets).
+    pub command: Option<TargetCommand>,
+    /// The /proc samples of every incarnation, one series with time zero `origin`.
+    pub telemetry: std::sync::Arc<std::sync::Mutex<Vec<crate::watch::sampler::ProcSample>>>,
+    pub origin: Instant,
+    sampler: Option<crate::watch::sampler::Sampler>,
+}
+
+impl Target {
+    fn new(
+        http: SocketAddr,
+        ws: SocketAddr,
+        process: Option<TargetProcess>,
+        description: String,
+        command: Option<TargetCommand>,
+    ) -> Target {
+        Target {
+            http,
+            ws,
+            process,
+            description,
+            command,
+            telemetry: Default::default(),
+            origin: Instant::now(),
+            sampler: None,
+        }
+    }
+
+    /// Sample the current process's /proc once a second into `telemetry`.
+    fn start_sampling(&mut self) {
+        self.origin = Instant::now();
+        self.sampler = self.process.as_ref().map(|p| {
+            crate::watch::sampler::Sampler::spawn(p.pid(), Duration::from_secs(1), self.origin, self.telemetry.clone())
+        });
+    }
+
+    /// The target was spawned, but a restart failed: nothing to test any more.
+    fn lost(&self) -> bool {
+        self.process.is_none() && self.command.is_some()
+    }
 }
 
 /// The database of a run (kept alive for the run's duration).
@@ -165,6 +206,9 @@ pub async fn main(args: RunArgs, g: &Global) -> Result<u8> {
     if g.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
+        if !g.quiet {
+            print_soak_summary(&report);
+        }
         let verdict = match code {
             exit::SUCCESS => "PASS".to_string(),
             exit::FAILED => "FAIL".to_string(),
@@ -176,6 +220,27 @@ pub async fn main(args: RunArgs, g: &Global) -> Result<u8> {
         println!("{verdict} · {} · report {}", profile.name, run_dir.join("report.json").display());
     }
     Ok(code)
+}
+
+/// The load phases' outages and soak findings, once more at the end of the run.
+fn print_soak_summary(report: &RunReport) {
+    for p in &report.phases {
+        let RunPhase::Load(l) = p else { continue };
+        if !l.outages.is_empty() {
+            let stalls = l.outages.iter().filter(|o| o.cause == crate::report::load::OutageCause::Stall).count();
+            println!(
+                "OUTAGES  {:<14} {} stall(s), {} death(s), {} restart(s), {:.2} s without answers",
+                l.name,
+                stalls,
+                l.outages.len() - stalls,
+                l.restarts,
+                l.outages.iter().map(|o| o.seconds()).sum::<f64>()
+            );
+        }
+        for f in l.soak.iter().flat_map(|s| &s.findings) {
+            println!("{:<8} {:<14} {:<14} {}", if f.flagged { "FLAGGED" } else { "ok" }, l.name, f.kind, f.summary);
+        }
+    }
 }
 
 /// Resolves when the run's stop signal is raised (never, if its sender is gone without it).
@@ -216,16 +281,12 @@ async fn run_profile(
     say(format!("target: {} (HTTP {}, WebSocket {}{pid})", target.description, target.http, target.ws));
     report.target = target.description.clone();
     *env = Some((database, target));
-    let (database, target) = env.as_ref().expect("just set");
-    // The target's health from /proc, once a second, for the whole run.
-    let series = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let sampler = target.process.as_ref().map(|p| {
-        crate::watch::sampler::Sampler::spawn(p.pid(), Duration::from_secs(1), Instant::now(), series.clone())
-    });
+    let (database, target) = env.as_mut().expect("just set");
+    // The target's health from /proc, once a second, for the whole run (every incarnation).
+    target.start_sampling();
     let r = run_phases(profile, g, say, report, database, target, &mut stop, run_dir).await;
-    if let Some(s) = sampler {
-        report.telemetry = s.snapshot();
-    }
+    target.sampler = None;
+    report.telemetry = target.telemetry.lock().expect("telemetry lock").clone();
     r
 }
 
@@ -236,7 +297,7 @@ async fn run_phases(
     say: &dyn Fn(String),
     report: &mut RunReport,
     database: &Database,
-    target: &Target,
+    target: &mut Target,
     stop: &mut tokio::sync::watch::Receiver<bool>,
     run_dir: &Path,
 ) -> Result<()> {
@@ -320,11 +381,23 @@ async fn run_phases(
             }
             Phase::Load(load) => {
                 say(format!("phase {}: load {:?}", i + 1, load.name));
-                let r = run_load(load, run_dir, g, database, target, &ledger, report.seed, stop).await?;
+                let r = run_load(load, run_dir, g, say, database, target, &ledger, report.seed, stop).await?;
                 if !g.quiet && !g.json {
                     let _ = r.print_table(&mut std::io::stdout());
                 }
+                // Every death the phase's watchdog saw is a crash (also exits and SIGKILLs: the
+                // tool stops nothing during a load phase), restarted or not.
+                for e in r.outages.iter().filter_map(|o| o.exit.as_ref()) {
+                    if !report.crashes.contains(e) {
+                        report.crashes.push(e.clone());
+                    }
+                }
                 report.phases.push(RunPhase::Load(Box::new(r)));
+                if target.lost() {
+                    say("the target could not be restarted: remaining phases skipped".into());
+                    report.verdict.failed = true;
+                    break;
+                }
             }
             Phase::Invariants { flush_wait } => {
                 say(format!("phase {}: invariants (nothing lost)", i + 1));
@@ -423,8 +496,17 @@ pub async fn start_target(profile: &Profile, database: &Database, g: &Global) ->
             let timeout = Duration::from_secs(60);
             let http = wait_listening(&process, "[mesh-rt] HTTP server listening on ", timeout).await?;
             let ws = wait_listening(&process, "[mesh-rt] WebSocket server listening on ", timeout).await?;
-            let faults = if faults.is_empty() { String::new() } else { format!(" with faults {}", faults.join(", ")) };
-            Ok(Target { http, ws, process: Some(process), description: format!("built-in target{faults}") })
+            let faults_text =
+                if faults.is_empty() { String::new() } else { format!(" with faults {}", faults.join(", ")) };
+            // A restarted target listens where the first one did.
+            let again = TargetCommand::builtin(
+                cmd.program.clone(),
+                &database.url,
+                faults,
+                *keep_alive,
+                (http.port(), ws.port()),
+            );
+            Ok(Target::new(http, ws, Some(process), format!("built-in target{faults_text}"), Some(again)))
         }
         TargetSpec::Command { command, env, cwd, http, ws, ready_timeout, .. } => {
             crate::safety::check_target(http, g.allow_remote)?;
@@ -439,7 +521,8 @@ pub async fn start_target(profile: &Profile, database: &Database, g: &Global) ->
             let http_addr = resolve(http).await?;
             let ws_addr = resolve(ws).await?;
             wait_port(http_addr, *ready_timeout, Some(&process)).await?;
-            Ok(Target { http: http_addr, ws: ws_addr, process: Some(process), description: cmd.display() })
+            let description = cmd.display();
+            Ok(Target::new(http_addr, ws_addr, Some(process), description, Some(cmd)))
         }
         TargetSpec::Url { http, ws } => {
             crate::safety::check_target(http, g.allow_remote)?;
@@ -449,7 +532,7 @@ pub async fn start_target(profile: &Profile, database: &Database, g: &Global) ->
             wait_port(http_addr, Duration::from_secs(3), None)
                 .await
                 .with_context(|| format!("target {http} is unreachable: is the server running?"))?;
-            Ok(Target { http: http_addr, ws: ws_addr, process: None, description: format!("{http} / {ws}") })
+            Ok(Target::new(http_addr, ws_addr, None, format!("{http} / {ws}"), None))
         }
     }
 }
@@ -501,20 +584,26 @@ fn write_log(path: &Path, lines: &[LogLine]) {
 }
 
 /// One load phase: the generators (the phase's mix) feed the driver; answers of stateful routes
-/// feed the generators' id pool and the run's ledger; the phase stops early on Ctrl-C, the time
-/// bound or the target's death.
+/// feed the generators' id pool and the run's ledger; the phase stops early on Ctrl-C or the time
+/// bound. A spawned target is watched by a [`Supervisor`](crate::watch::supervisor::Supervisor):
+/// its death ends the phase, or with `restart = true` the target is restarted (readiness-gated,
+/// same addresses) while the lanes go on, up to `max_restarts` times. Deaths become outages of
+/// the phase; stalls come from the driver's detector; soak verdicts are added last.
 #[allow(clippy::too_many_arguments)]
 async fn run_load(
     load: &crate::drive::LoadPhase,
     run_dir: &Path,
     g: &Global,
+    say: &dyn Fn(String),
     database: &Database,
-    target: &Target,
+    target: &mut Target,
     ledger: &std::sync::Arc<crate::invariants::Ledger>,
     seed: u64,
     stop: &tokio::sync::watch::Receiver<bool>,
 ) -> Result<crate::report::PhaseReport> {
-    use crate::drive::{FlightRecorder, PhaseCtx, ProgressMode, TargetAddr};
+    use crate::drive::{FlightEntry, FlightRecorder, PhaseCtx, ProgressMode, TargetAddr};
+    use crate::report::load::{Outage, OutageCause};
+    use crate::watch::supervisor::{SuperviseOptions, Supervisor, WatchEvent};
     let mix = crate::profile::load_mix(load)?;
     // Who is a member now (the checks phase and earlier load phases add members).
     let mut fixtures = database.fixtures.clone();
@@ -530,36 +619,161 @@ async fn run_load(
         ids.observe(req, status, body);
         ledger.observe(&req.method, &req.target, &req.body, status, body);
     });
-    // The phase's own stop: the run's, or the target's death.
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    let mut run_stop = stop.clone();
-    let mut died = target.process.as_ref().map(|p| p.exit_watch());
-    let watcher = tokio::spawn(async move {
-        let death = async {
-            match died.as_mut() {
-                Some(w) => {
-                    let _ = w.wait_for(|e| e.is_some()).await;
-                }
-                None => std::future::pending::<()>().await,
-            }
-        };
-        tokio::select! {
-            _ = stopped(&mut run_stop) => {}
-            _ = death => {}
-        }
-        let _ = tx.send(true);
-    });
+    // The phase's own stop (the run's, or a death that is not survived), the end of the phase,
+    // and "the target is down" for the lanes.
+    let (phase_stop, phase_stop_rx) = tokio::sync::watch::channel(false);
+    let (done_tx, done_rx) = tokio::sync::watch::channel(false);
+    let (state_tx, state_rx) = tokio::sync::watch::channel(crate::drive::TargetState::default());
+    let flight = FlightRecorder::new(load.flight_recorder, true);
     let ctx = PhaseCtx {
         out_dir: Some(run_dir.to_path_buf()),
-        flight: FlightRecorder::new(load.flight_recorder, true),
-        stop: rx,
+        flight: flight.clone(),
+        stop: phase_stop_rx,
         progress: if g.quiet || g.json { ProgressMode::Off } else { ProgressMode::Auto },
         allow_remote: g.allow_remote,
         ws_source: None,
         observer: Some(observer),
+        target_state: target.process.is_some().then_some(state_rx),
     };
     let addr = TargetAddr { http: format!("http://{}", target.http), ws: Some(format!("ws://{}", target.ws)) };
-    let r = crate::drive::run_phase(load, generator, &addr, &ctx).await;
-    watcher.abort();
-    r
+    // The watchdog takes the current incarnation for the phase and gives the latest one back.
+    let mut sup = match (target.process.take(), &target.command) {
+        (Some(p), Some(cmd)) => Some(Supervisor::adopt(
+            cmd.clone(),
+            SuperviseOptions {
+                http: Some(target.http),
+                ws: Some(target.ws),
+                ready_timeout: load.restart_timeout,
+                probe_every: Duration::ZERO,
+                ..SuperviseOptions::default()
+            },
+            p,
+            crate::triage::exec::Addrs { http: target.http, ws: Some(target.ws) },
+            target.origin,
+            target.telemetry.clone(),
+        )),
+        (p, _) => {
+            target.process = p;
+            None
+        }
+    };
+    struct Death {
+        at: SystemTime,
+        exit: crate::watch::ExitInfo,
+        ready: Option<SystemTime>,
+        error: Option<String>,
+        log: String,
+        suspects: Vec<FlightEntry>,
+    }
+    let phase = async {
+        let r = crate::drive::run_phase(load, generator, &addr, &ctx).await;
+        let _ = done_tx.send(true);
+        r
+    };
+    let bridge = async {
+        let (mut run_stop, mut done) = (stop.clone(), done_rx.clone());
+        tokio::select! {
+            _ = stopped(&mut run_stop) => { let _ = phase_stop.send(true); }
+            _ = done.wait_for(|d| *d) => {}
+        }
+    };
+    let watchdog = async {
+        let mut deaths: Vec<Death> = Vec::new();
+        let Some(sup) = sup.as_mut() else { return deaths };
+        let (mut run_stop, mut done) = (stop.clone(), done_rx.clone());
+        loop {
+            let ev = tokio::select! {
+                ev = sup.next_event() => ev,
+                _ = done.wait_for(|d| *d) => break,
+                _ = stopped(&mut run_stop) => break,
+            };
+            let Ok(WatchEvent::Died { exit, .. }) = ev else { break };
+            let at = SystemTime::now();
+            let _ = state_tx.send(crate::drive::TargetState { down: true, died_at: Some(Instant::now()) });
+            let suspects: Vec<FlightEntry> =
+                flight.suspects(20).into_iter().filter(|e| e.answered_after_us.is_none()).collect();
+            let log = format!("target-{}.log", deaths.len() + 1);
+            if let Some(p) = sup.process() {
+                write_log(&run_dir.join(&log), &p.lines());
+            }
+            let mut d = Death { at, exit, ready: None, error: None, log, suspects };
+            let again = load.restart && deaths.len() < load.max_restarts as usize;
+            if again && !*done.borrow() && !*stop.borrow() {
+                say(format!(
+                    "the target {}: restarting it ({} of at most {})",
+                    d.exit.describe(),
+                    deaths.len() + 1,
+                    load.max_restarts
+                ));
+                let r = tokio::select! {
+                    r = sup.restart() => Some(r),
+                    _ = stopped(&mut run_stop) => None,
+                };
+                match r {
+                    Some(Ok(_)) => {
+                        d.ready = Some(SystemTime::now());
+                        state_tx.send_modify(|s| s.down = false);
+                        deaths.push(d);
+                        continue;
+                    }
+                    Some(Err(e)) => d.error = Some(format!("restart failed: {e:#}")),
+                    None => d.error = Some("interrupted while restarting".into()),
+                }
+            } else if load.restart && !again {
+                d.error = Some(format!("max_restarts ({}) reached", load.max_restarts));
+            }
+            let _ = phase_stop.send(true);
+            deaths.push(d);
+            break;
+        }
+        deaths
+    };
+    let (r, deaths, ()) = tokio::join!(phase, watchdog, bridge);
+    // Restarts that brought the target back (a failed attempt is not one).
+    let restarts = deaths.iter().filter(|d| d.ready.is_some()).count() as u64;
+    if let Some(s) = sup {
+        let (process, sampler) = s.into_parts();
+        target.process = process;
+        if sampler.is_some() {
+            target.sampler = sampler;
+        }
+    }
+    let mut r = r?;
+    r.restarts = restarts;
+    let phase_s = |t: SystemTime| {
+        let ms = t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis() as f64).unwrap_or(0.0);
+        ((ms - r.started_at_ms as f64) / 1000.0).max(0.0)
+    };
+    let outages: Vec<Outage> = deaths
+        .into_iter()
+        .map(|d| {
+            let start_s = phase_s(d.at);
+            let end_s = d.ready.map(phase_s).unwrap_or(r.elapsed_s).max(start_s);
+            let mut detail = vec![format!("its output: {}", d.log)];
+            detail.extend(d.error);
+            Outage {
+                cause: OutageCause::Death,
+                start_s: (start_s * 100.0).round() / 100.0,
+                end_s: (end_s * 100.0).round() / 100.0,
+                peak_in_flight: 0,
+                failed: 0,
+                exit: Some(d.exit),
+                restarted: d.ready.is_some(),
+                detail: detail.join("; "),
+                suspects: d.suspects,
+            }
+        })
+        .collect();
+    for o in outages {
+        r.add_death(o);
+    }
+    if let Some(spec) = load.soak.as_ref().filter(|s| s.enabled) {
+        let samples = target.telemetry.lock().expect("telemetry lock").clone();
+        let soak = crate::report::soak::analyse_phase(&r, &samples, spec);
+        if soak.flagged {
+            r.passed = false;
+        }
+        r.soak = Some(soak);
+    }
+    Ok(r)
 }

@@ -48,6 +48,8 @@ struct Shared {
     fanout: Option<Arc<Fanout>>,
     observer: Option<crate::drive::Observer>,
     phase: LoadPhase,
+    /// The target's state (see [`PhaseCtx::target_state`]).
+    target: Option<watch::Receiver<crate::drive::TargetState>>,
 }
 
 impl Shared {
@@ -64,6 +66,20 @@ impl Shared {
 
     fn past_deadline(&self, t: Instant) -> bool {
         self.deadline.is_some_and(|d| t >= d)
+    }
+
+    /// Closed loop: while the target is down (being restarted), wait for it instead of
+    /// hammering a closed port. False when the phase was stopped meanwhile.
+    async fn wait_until_up(&self, stop: &Stop) -> bool {
+        let Some(d) = &self.target else { return true };
+        if !d.borrow().down {
+            return true;
+        }
+        let mut d = d.clone();
+        tokio::select! {
+            _ = d.wait_for(|v| !v.down) => true,
+            _ = stop.wait() => false,
+        }
     }
 }
 
@@ -132,7 +148,7 @@ async fn http_lane(
             }
             at
         } else {
-            if !sh.take_budget() {
+            if !sh.wait_until_up(&stop).await || !sh.take_budget() {
                 break;
             }
             Instant::now()
@@ -417,7 +433,7 @@ async fn ws_churn_lane(
     let headers = vec![("x-sentry-auth".to_string(), w.auth.clone().into_bytes())];
     let mut j = 0u64;
     tokio::time::sleep_until(sh.start.into()).await;
-    while !stop.is_set() && sh.take_budget() {
+    while !stop.is_set() && sh.wait_until_up(&stop).await && sh.take_budget() {
         let g = sh.ws_source.generate(stream, j);
         j += 1;
         let (bytes, binary) = frame_from(&g);
@@ -504,7 +520,7 @@ async fn ws_stream_lane(
                             && let Some(sent) = fanout.arrived(&m)
                         {
                             let us = now.saturating_duration_since(sent).as_micros() as u64;
-                            rec.push(Sample { key: fan_key(Outcome::Delivered), corrected_us: us, uncorrected_us: us, lag_us: 0 }, now);
+                            rec.push(Sample::observation(fan_key(Outcome::Delivered), us, now), now);
                         }
                     }
                     Ok(f) if f.opcode == OpCode::Ping => {
@@ -518,7 +534,7 @@ async fn ws_stream_lane(
                 _ = sweep.tick(), if lane == 0 => {
                     let now = Instant::now();
                     for _ in 0..fanout.sweep(now, false) {
-                        rec.push(Sample { key: fan_key(Outcome::Missed), corrected_us: 0, uncorrected_us: 0, lag_us: 0 }, now);
+                        rec.push(Sample::observation(fan_key(Outcome::Missed), 0, now), now);
                     }
                 }
                 ok = async { producers_done.wait_for(|v| *v).await.is_ok() }, if end.is_none() => {
@@ -532,7 +548,7 @@ async fn ws_stream_lane(
     if lane == 0 {
         let now = Instant::now();
         for _ in 0..fanout.sweep(now, true) {
-            rec.push(Sample { key: fan_key(Outcome::Missed), corrected_us: 0, uncorrected_us: 0, lag_us: 0 }, now);
+            rec.push(Sample::observation(fan_key(Outcome::Missed), 0, now), now);
         }
     }
 }
@@ -562,8 +578,17 @@ pub(crate) async fn run(
     if let Some(d) = &ctx.out_dir {
         std::fs::create_dir_all(d)?;
     }
-    let agg = Aggregator::new(hlog.as_deref())?;
+    let mut agg = Aggregator::new(hlog.as_deref())?;
+    agg.detect_outages(phase.outage_min, phase.connect_timeout + phase.request_timeout + phase.body_timeout);
+    if let Some(s) = phase.soak.as_ref().filter(|s| s.enabled) {
+        agg.windows(s.window);
+    }
     let sink = agg.sink();
+    let recorder = || {
+        let mut r = sink.recorder();
+        r.target = ctx.target_state.clone();
+        r
+    };
     let live = agg.live.clone();
     let started_wall = SystemTime::now();
     let start = Instant::now() + Duration::from_millis(20);
@@ -600,6 +625,7 @@ pub(crate) async fn run(
         fanout,
         observer: ctx.observer.clone(),
         phase: phase.clone(),
+        target: ctx.target_state.clone(),
     });
     let planned = crate::report::Planned::of(phase, sh.schedule.as_ref());
     let progress = crate::drive::progress::start(ctx.progress, live.clone(), planned.clone(), start);
@@ -618,21 +644,21 @@ pub(crate) async fn run(
     let mut lanes: Vec<LaneFut> = Vec::new();
     let mut lane_no = 0u32;
     for i in 0..phase.concurrency {
-        lanes.push(Box::pin(http_lane(sh.clone(), i, sink.recorder(), flight.lane(lane_no), new_stop())));
+        lanes.push(Box::pin(http_lane(sh.clone(), i, recorder(), flight.lane(lane_no), new_stop())));
         lane_no += 1;
     }
     for i in 0..phase.websocket.ingest_connections {
-        lanes.push(Box::pin(ws_ingest_lane(sh.clone(), i, sink.recorder(), flight.lane(lane_no), new_stop())));
+        lanes.push(Box::pin(ws_ingest_lane(sh.clone(), i, recorder(), flight.lane(lane_no), new_stop())));
         lane_no += 1;
     }
     for i in 0..phase.websocket.churn {
-        lanes.push(Box::pin(ws_churn_lane(sh.clone(), i, sink.recorder(), flight.lane(lane_no), new_stop())));
+        lanes.push(Box::pin(ws_churn_lane(sh.clone(), i, recorder(), flight.lane(lane_no), new_stop())));
         lane_no += 1;
     }
     let (done_tx, done_rx) = watch::channel(false);
     let mut subscribers = tokio::task::JoinSet::new();
     for i in 0..phase.websocket.stream_subscribers {
-        subscribers.spawn(ws_stream_lane(sh.clone(), i, sink.recorder(), done_rx.clone(), new_stop()));
+        subscribers.spawn(ws_stream_lane(sh.clone(), i, recorder(), done_rx.clone(), new_stop()));
     }
     drop(sink);
     let stop_watch = {

@@ -135,6 +135,22 @@ impl Outcome {
         )
     }
 
+    /// The target answered (any HTTP status, a WebSocket ack or close frame); the outage
+    /// detector looks for stretches without any.
+    pub fn is_answer(self) -> bool {
+        matches!(
+            self,
+            Outcome::S1xx
+                | Outcome::S2xx
+                | Outcome::S3xx
+                | Outcome::S4xx
+                | Outcome::S5xx
+                | Outcome::AckOk
+                | Outcome::AckError
+                | Outcome::WsClose
+        )
+    }
+
     /// Connect failures (the request never reached the target).
     pub fn is_connect_error(self) -> bool {
         matches!(
@@ -195,6 +211,18 @@ pub struct Sample {
     pub uncorrected_us: u64,
     /// Actual send − intended send, µs (0 in closed loop).
     pub lag_us: u64,
+    /// When it ended.
+    pub done: Instant,
+    /// Failed because the target died (while it was down, or in flight when it died): counted
+    /// with its outcome, left out of the latency histograms.
+    pub down: bool,
+}
+
+impl Sample {
+    /// A fan-out observation (not a request) of `us` microseconds, made at `now`.
+    pub fn observation(key: Key, us: u64, now: Instant) -> Sample {
+        Sample { key, corrected_us: us, uncorrected_us: us, lag_us: 0, done: now, down: false }
+    }
 }
 
 const BATCH: usize = 128;
@@ -209,7 +237,15 @@ pub struct Recorder {
     pub sent: u64,
     /// Latest actual send time recorded (for the achieved rate).
     pub last_sent: Option<Instant>,
+    /// The target's state from the run's watchdog: failures are marked [`Sample::down`] when
+    /// it was down, or when it died while they were in flight (decided [`DEATH_GRACE`] after
+    /// the failure, since the connection breaks before the death is noticed).
+    pub target: Option<tokio::sync::watch::Receiver<crate::drive::TargetState>>,
+    held: Vec<Sample>,
 }
+
+/// How long after a failure a noticed death still explains it.
+pub const DEATH_GRACE: Duration = Duration::from_millis(500);
 
 impl Recorder {
     /// Record a request intended for `intended`, actually sent at `sent`, finished at `done`;
@@ -222,9 +258,41 @@ impl Recorder {
             corrected_us: done.saturating_duration_since(from.min(sent)).as_micros() as u64,
             uncorrected_us: done.saturating_duration_since(sent).as_micros() as u64,
             lag_us: sent.saturating_duration_since(intended).as_micros() as u64,
+            done,
+            down: false,
         };
         self.last_sent = self.last_sent.max(Some(sent));
-        self.push(sample, done);
+        self.settle(done, false);
+        let failed = !key.outcome.is_answer() && key.outcome != Outcome::Interrupted;
+        match &self.target {
+            Some(t) if failed => {
+                if t.borrow().down {
+                    self.push(Sample { down: true, ..sample }, done);
+                } else {
+                    self.held.push(sample);
+                }
+            }
+            _ => self.push(sample, done),
+        }
+    }
+
+    /// Decide held failures: the target died between their send and [`DEATH_GRACE`] after them
+    /// (all of them when `all`, e.g. the lane is done).
+    fn settle(&mut self, now: Instant, all: bool) {
+        if self.held.is_empty() {
+            return;
+        }
+        let died_at = self.target.as_ref().and_then(|t| t.borrow().died_at);
+        let held = std::mem::take(&mut self.held);
+        for s in held {
+            if !all && s.done + DEATH_GRACE > now {
+                self.held.push(s);
+                continue;
+            }
+            let sent = s.done.checked_sub(Duration::from_micros(s.uncorrected_us)).unwrap_or(s.done);
+            let down = died_at.is_some_and(|d| d >= sent && d <= s.done + DEATH_GRACE);
+            self.push(Sample { down, ..s }, now);
+        }
     }
 
     /// Record a ready-made sample (fan-out observations).
@@ -249,6 +317,7 @@ impl Recorder {
 
 impl Drop for Recorder {
     fn drop(&mut self) {
+        self.settle(Instant::now(), true);
         self.flush();
     }
 }
@@ -308,6 +377,12 @@ pub struct Totals {
     /// Per route × layer, per interval.
     pub route_intervals: RouteIntervals,
     pub samples: u64,
+    /// Requests per key that failed while the target was down (not in the histograms).
+    pub down: BTreeMap<Key, u64>,
+    /// Stretches without answers while requests waited (see `activity`).
+    pub stalls: Vec<super::activity::Stretch>,
+    /// Per-window latency (when asked for with [`Aggregator::windows`]).
+    pub windows: Vec<super::activity::WindowStat>,
 }
 
 /// Most intervals a per-route series holds; past it, adjacent intervals merge (module docs).
@@ -416,6 +491,8 @@ impl Sink {
             since: Instant::now(),
             sent: 0,
             last_sent: None,
+            target: None,
+            held: Vec::new(),
         }
     }
 }
@@ -436,6 +513,11 @@ pub struct Aggregator {
     /// Seconds per per-route interval (doubles each time the series reach `series_cap`).
     series_width: u64,
     series_cap: usize,
+    /// Outage detection: (shortest outage, longest request), set up when the run starts.
+    detect: Option<(Duration, Duration)>,
+    activity: Option<super::activity::Activity>,
+    windows: Option<super::activity::Windows>,
+    interval_answered: u64,
 }
 
 struct IntervalLog {
@@ -477,6 +559,9 @@ impl Aggregator {
                 timeline: Vec::new(),
                 route_intervals: RouteIntervals::default(),
                 samples: 0,
+                down: BTreeMap::new(),
+                stalls: Vec::new(),
+                windows: Vec::new(),
             },
             interval: new_hist(),
             interval_outcomes: BTreeMap::new(),
@@ -487,6 +572,10 @@ impl Aggregator {
             series_index: BTreeMap::new(),
             series_width: 1,
             series_cap: SERIES_CAP,
+            detect: None,
+            activity: None,
+            windows: None,
+            interval_answered: 0,
         })
     }
 
@@ -494,6 +583,17 @@ impl Aggregator {
     pub fn with_series_cap(mut self, cap: usize) -> Aggregator {
         self.series_cap = (cap.max(2) / 2) * 2;
         self
+    }
+
+    /// Detect stretches of at least `min` without answers while requests waited;
+    /// `longest_request` bounds how late a sample can arrive.
+    pub fn detect_outages(&mut self, min: Duration, longest_request: Duration) {
+        self.detect = Some((min, longest_request));
+    }
+
+    /// Keep latency percentiles per `window` (soak drift).
+    pub fn windows(&mut self, window: Duration) {
+        self.windows = Some(super::activity::Windows::new(window));
     }
 
     /// A handle that makes recorders for lanes. The aggregator runs until every sink and every
@@ -515,18 +615,33 @@ impl Aggregator {
                 Pair { corrected: new_hist(), uncorrected: new_hist(), series }
             });
             let series = pair.series;
-            rec(&mut pair.corrected, s.corrected_us);
-            rec(&mut pair.uncorrected, s.uncorrected_us);
+            if s.down {
+                *self.totals.down.entry(s.key).or_default() += 1;
+            } else {
+                rec(&mut pair.corrected, s.corrected_us);
+                rec(&mut pair.uncorrected, s.uncorrected_us);
+            }
             self.totals.samples += 1;
             if s.key.outcome.is_request() && s.key.outcome != Outcome::Interrupted {
                 let o = &mut self.open[series];
-                rec(&mut o.hist, s.corrected_us);
+                if !s.down {
+                    rec(&mut o.hist, s.corrected_us);
+                }
                 o.count += 1;
                 o.errors += u64::from(s.key.outcome.is_error());
             }
             if s.key.outcome.is_request() {
-                rec(&mut self.totals.lag, s.lag_us);
-                rec(&mut self.interval, s.corrected_us);
+                if let Some(a) = &mut self.activity {
+                    let sent = s.done.checked_sub(Duration::from_micros(s.uncorrected_us)).unwrap_or(s.done);
+                    a.note(sent, s.done, s.key.outcome.is_answer());
+                }
+                if s.key.outcome.is_answer() {
+                    self.interval_answered += 1;
+                }
+                if !s.down {
+                    rec(&mut self.totals.lag, s.lag_us);
+                    rec(&mut self.interval, s.corrected_us);
+                }
                 self.live.done.fetch_add(1, Ordering::Relaxed);
                 if s.key.outcome.is_error() {
                     self.live.errors.fetch_add(1, Ordering::Relaxed);
@@ -566,9 +681,16 @@ impl Aggregator {
                 let _ = log.file.write_all(&buf);
             }
         }
+        if let Some(w) = &mut self.windows {
+            w.second(self.seconds, sec.requests, self.interval_answered, sec.errors, &self.interval);
+        }
+        if let Some(a) = &mut self.activity {
+            a.advance(Instant::now());
+        }
         self.totals.timeline.push(sec);
         self.interval.reset();
         self.interval_outcomes.clear();
+        self.interval_answered = 0;
         if self.seconds.is_multiple_of(self.series_width) {
             self.close_route_interval();
         }
@@ -596,6 +718,9 @@ impl Aggregator {
     pub async fn run(mut self) -> Totals {
         self.tx = None;
         self.start = Instant::now();
+        if let Some((min, longest)) = self.detect {
+            self.activity = Some(super::activity::Activity::new(self.start, min, longest));
+        }
         let mut tick = tokio::time::interval_at(
             tokio::time::Instant::from_std(self.start + Duration::from_secs(1)),
             Duration::from_secs(1),
@@ -616,6 +741,12 @@ impl Aggregator {
         if self.open.iter().any(|o| o.count > 0) {
             self.close_route_interval();
         }
+        if let Some(a) = self.activity.take() {
+            self.totals.stalls = a.finish();
+        }
+        if let Some(w) = self.windows.take() {
+            self.totals.windows = w.finish(self.seconds);
+        }
         if let Some(log) = &mut self.interval_log {
             let _ = log.file.sync_all();
         }
@@ -628,7 +759,14 @@ mod tests {
     use super::*;
 
     fn sample(route: &'static str, layer: Layer, outcome: Outcome, us: u64) -> Sample {
-        Sample { key: Key { route, layer, outcome }, corrected_us: us, uncorrected_us: us, lag_us: 0 }
+        Sample {
+            key: Key { route, layer, outcome },
+            corrected_us: us,
+            uncorrected_us: us,
+            lag_us: 0,
+            done: Instant::now(),
+            down: false,
+        }
     }
 
     /// One second of `n` answers of `route` at `us` µs (plus one 10× slower), then the tick.

@@ -6,7 +6,8 @@
 //!   [`crate::model::Source`] and returns a [`crate::report::PhaseReport`].
 //! * Submodules: `sched` (open-loop arrival schedule), `lanes` (the sending tasks), `http`
 //!   (hyper client connections), `net` (sockets, raw executor), `ws` (WebSocket executors,
-//!   fan-out correlation), `metrics` (outcomes, histograms, timeline, interval log), `flight`
+//!   fan-out correlation), `metrics` (outcomes, histograms, timeline, interval log), `activity`
+//!   (outage detection, per-window latency), `flight`
 //!   (flight recorder for crash triage), `progress` (bars / plain lines), `cli` (`mesher-stress
 //!   load`).
 //!
@@ -14,6 +15,7 @@
 //! and the corrected latency runs from it, so a stalled server is charged for the requests it
 //! delayed; the uncorrected latency (from the actual send) is kept beside it.
 
+pub mod activity;
 pub mod cli;
 pub mod flight;
 pub mod http;
@@ -95,6 +97,23 @@ pub struct LoadPhase {
     /// The generators' traffic mix, passed through untouched (wired by the run command).
     #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
     pub mix: serde_json::Value,
+    /// Shortest stretch without any answer, while at least two requests waited, reported as an
+    /// outage (a stall: a pause, a hang; or a death).
+    #[serde(default = "default_outage_min", deserialize_with = "de_dur", serialize_with = "ser_dur")]
+    pub outage_min: Duration,
+    /// Soak verdicts (leaks, drift, outages) from the target's /proc samples; absent = off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub soak: Option<crate::report::soak::SoakSpec>,
+    /// Restart the target when it dies during the phase (`run` with a spawned target), so a
+    /// soak survives deaths; each death is a crash and an outage. Off: a death ends the phase.
+    #[serde(default)]
+    pub restart: bool,
+    /// Deaths survived at most (the next one ends the phase).
+    #[serde(default = "default_max_restarts")]
+    pub max_restarts: u32,
+    /// How long a restarted target may take to answer its readiness probe.
+    #[serde(default = "default_restart_timeout", deserialize_with = "de_dur", serialize_with = "ser_dur")]
+    pub restart_timeout: Duration,
 }
 
 /// One open-loop ramp stage.
@@ -188,6 +207,15 @@ fn default_timeout() -> Duration {
 }
 fn default_fanout_timeout() -> Duration {
     Duration::from_secs(5)
+}
+fn default_outage_min() -> Duration {
+    Duration::from_millis(250)
+}
+fn default_max_restarts() -> u32 {
+    3
+}
+fn default_restart_timeout() -> Duration {
+    Duration::from_secs(60)
 }
 fn default_flight() -> usize {
     flight::DEFAULT_K
@@ -311,6 +339,18 @@ impl LoadPhase {
         {
             bail!("load phase {:?}: thresholds.error_rate_max must be within 0..=1", self.name);
         }
+        if self.outage_min < Duration::from_millis(40) || self.outage_min > Duration::from_secs(3600) {
+            bail!("load phase {:?}: outage_min must be between 40ms and 1h", self.name);
+        }
+        if self.restart && !(1..=1000).contains(&self.max_restarts) {
+            bail!("load phase {:?}: max_restarts must be 1..=1000 with restart = true", self.name);
+        }
+        if self.restart_timeout.is_zero() {
+            bail!("load phase {:?}: restart_timeout must be positive", self.name);
+        }
+        if let Some(s) = &self.soak {
+            s.validate().map_err(|e| anyhow::anyhow!("load phase {:?}: soak: {e}", self.name))?;
+        }
         for k in self.thresholds.p99_max.keys() {
             if k != "*"
                 && crate::api::Route::by_name(k).is_none()
@@ -382,6 +422,19 @@ pub struct PhaseCtx {
     /// generators' id pool and the "nothing lost" ledger learn from it. Never on other routes,
     /// so the hot path of read-only load is untouched.
     pub observer: Option<Observer>,
+    /// The target's life as the run's watchdog sees it: failures while it is down, or of
+    /// requests in flight when it died, are counted but are not latency samples, and closed-loop
+    /// lanes wait while it is down.
+    pub target_state: Option<tokio::sync::watch::Receiver<TargetState>>,
+}
+
+/// What the watchdog tells the lanes about the target.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TargetState {
+    /// Dead and not (yet) ready again.
+    pub down: bool,
+    /// When its latest death was noticed.
+    pub died_at: Option<std::time::Instant>,
 }
 
 /// See [`PhaseCtx::observer`].
@@ -411,6 +464,7 @@ impl PhaseCtx {
             allow_remote: false,
             ws_source: None,
             observer: None,
+            target_state: None,
         }
     }
 }

@@ -257,6 +257,12 @@ impl Profile {
                 Phase::Load(l) => {
                     l.validate()?;
                     load_mix(l)?;
+                    if l.restart && matches!(self.target, TargetSpec::Url { .. }) {
+                        bail!(
+                            "load phase {:?}: restart = true needs a target the tool starts (kind = \"builtin\" or \"command\"), not kind = \"url\"",
+                            l.name
+                        );
+                    }
                 }
                 _ => {}
             }

@@ -184,6 +184,82 @@ pub struct PhaseReport {
     pub unanswered: Vec<FlightEntry>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub interval_log: Option<PathBuf>,
+    /// Requests that failed while the target was down (dead or restarting): counted in
+    /// `outcomes` and `errors`, left out of every latency figure.
+    #[serde(default)]
+    pub excluded: u64,
+    /// Stretches where the target answered nothing although requests waited, and its deaths;
+    /// seconds since the phase's start (the timeline's time base).
+    #[serde(default)]
+    pub outages: Vec<Outage>,
+    /// Deaths the phase survived by restarting the target (`restart = true`).
+    #[serde(default)]
+    pub restarts: u64,
+    /// Latency per soak window (`[phases.soak] window`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub windows: Vec<crate::drive::activity::WindowStat>,
+    /// Soak verdicts (`[phases.soak]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub soak: Option<crate::report::soak::SoakReport>,
+}
+
+/// Why the target did not answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OutageCause {
+    /// Alive but answering nothing (a stop-the-world pause, a hang), seen in the traffic.
+    Stall,
+    /// The process died (restarted or not), seen by the watchdog.
+    Death,
+}
+
+/// One outage of a load phase.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Outage {
+    pub cause: OutageCause,
+    /// Seconds since the phase's start.
+    pub start_s: f64,
+    pub end_s: f64,
+    /// Most requests in flight at once without an answer (0 when no request was waiting, e.g.
+    /// closed-loop lanes holding back while the target was restarted).
+    pub peak_in_flight: u64,
+    /// Requests that ended in the outage without an answer.
+    pub failed: u64,
+    /// How the process ended (deaths).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit: Option<crate::watch::ExitInfo>,
+    /// A new target was started and answered its readiness probe at `end_s`.
+    #[serde(default)]
+    pub restarted: bool,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub detail: String,
+    /// Deaths: requests in flight when the target died, then the latest answered ones (from the
+    /// flight recorder; their seeds regenerate them). Not read back by `mesher-stress report`.
+    #[serde(default, skip_deserializing, skip_serializing_if = "Vec::is_empty")]
+    pub suspects: Vec<FlightEntry>,
+}
+
+impl Outage {
+    pub fn seconds(&self) -> f64 {
+        (self.end_s - self.start_s).max(0.0)
+    }
+
+    /// `stall 0.30 s at 4.10 s` / `death (was killed by signal 11 …), restarted, 1.20 s at 8.00 s`.
+    pub fn describe(&self) -> String {
+        let what = match (&self.cause, &self.exit) {
+            (OutageCause::Stall, _) => "stall".to_string(),
+            (OutageCause::Death, Some(e)) => format!("death (the target {})", e.describe()),
+            (OutageCause::Death, None) => "death".to_string(),
+        };
+        format!(
+            "{what}{} {:.2} s from {:.2} s to {:.2} s{}",
+            if self.restarted { ", restarted," } else { "" },
+            self.seconds(),
+            self.start_s,
+            self.end_s,
+            if self.detail.is_empty() { String::new() } else { format!(" ({})", self.detail) }
+        )
+    }
 }
 
 /// Inputs of [`PhaseReport::build`].
@@ -215,17 +291,20 @@ impl PhaseReport {
         let t = &b.totals;
         let req_keys: Vec<(&Key, &crate::drive::metrics::Pair)> =
             t.pairs.iter().filter(|(k, _)| k.outcome.is_request()).collect();
+        // Requests of a key: its latency samples plus those that failed while the target was
+        // down (counted, not measured).
+        let count = |k: &Key, p: &crate::drive::metrics::Pair| p.corrected.len() + t.down.get(k).copied().unwrap_or(0);
         let mut outcomes = BTreeMap::new();
         let mut layers: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
         for (k, p) in &req_keys {
-            let n = p.corrected.len();
+            let n = count(k, p);
             *outcomes.entry(k.outcome.name().to_string()).or_insert(0) += n;
             *layers.entry(layer_name(k.layer)).or_default().entry(k.outcome.name().to_string()).or_insert(0) += n;
         }
         let measured: u64 = outcomes.values().sum();
-        let errors: u64 = req_keys.iter().filter(|(k, _)| k.outcome.is_error()).map(|(_, p)| p.corrected.len()).sum();
+        let errors: u64 = req_keys.iter().filter(|(k, _)| k.outcome.is_error()).map(|(k, p)| count(k, p)).sum();
         let interrupted_n: u64 =
-            req_keys.iter().filter(|(k, _)| k.outcome == Outcome::Interrupted).map(|(_, p)| p.corrected.len()).sum();
+            req_keys.iter().filter(|(k, _)| k.outcome == Outcome::Interrupted).map(|(k, p)| count(k, p)).sum();
         let denom = measured.saturating_sub(interrupted_n);
         let elapsed_s = b.elapsed.as_secs_f64().max(1e-9);
         let span = b.send_span.unwrap_or(b.sending).as_secs_f64();
@@ -241,14 +320,14 @@ impl PhaseReport {
         let routes: Vec<RouteReport> = by_route
             .iter()
             .map(|((route, layer), v)| {
-                let count: u64 = v.iter().map(|(_, p)| p.corrected.len()).sum();
+                let n: u64 = v.iter().map(|(k, p)| count(k, p)).sum();
                 RouteReport {
                     route: route.to_string(),
                     layer: *layer,
-                    count,
-                    rate: round2(count as f64 / rate_base),
-                    errors: v.iter().filter(|(k, _)| k.outcome.is_error()).map(|(_, p)| p.corrected.len()).sum(),
-                    outcomes: v.iter().map(|(k, p)| (k.outcome.name().to_string(), p.corrected.len())).collect(),
+                    count: n,
+                    rate: round2(n as f64 / rate_base),
+                    errors: v.iter().filter(|(k, _)| k.outcome.is_error()).map(|(k, p)| count(k, p)).sum(),
+                    outcomes: v.iter().map(|(k, p)| (k.outcome.name().to_string(), count(k, p))).collect(),
                     corrected: Percentiles::of(&merged(v.iter().map(|(_, p)| &p.corrected))),
                     uncorrected: Percentiles::of(&merged(v.iter().map(|(_, p)| &p.uncorrected))),
                 }
@@ -261,7 +340,7 @@ impl PhaseReport {
                 route: k.route.to_string(),
                 layer: k.layer,
                 outcome: k.outcome,
-                count: p.corrected.len(),
+                count: count(k, p),
                 corrected: Percentiles::of(&p.corrected),
                 uncorrected: Percentiles::of(&p.uncorrected),
             })
@@ -315,10 +394,49 @@ impl PhaseReport {
             passed: true,
             unanswered: b.suspects,
             interval_log: b.interval_log,
+            excluded: t.down.values().sum(),
+            outages: t
+                .stalls
+                .iter()
+                .map(|s| Outage {
+                    cause: OutageCause::Stall,
+                    start_s: round2(s.start_s),
+                    end_s: round2(s.end_s),
+                    peak_in_flight: s.peak_in_flight,
+                    failed: s.failed,
+                    exit: None,
+                    restarted: false,
+                    detail: String::new(),
+                    suspects: Vec::new(),
+                })
+                .collect(),
+            restarts: 0,
+            windows: t.windows.clone(),
+            soak: None,
         };
         r.thresholds = evaluate(b.phase, &r, &b.totals);
         r.passed = r.consistent && r.thresholds.iter().all(|t| t.passed);
         r
+    }
+
+    /// Record a death seen by the watchdog; stalls the detector found overlapping it (the
+    /// refused requests of a dead target) become part of it.
+    pub fn add_death(&mut self, mut d: Outage) {
+        const SLACK_S: f64 = 0.5;
+        let mut keep = Vec::new();
+        for o in self.outages.drain(..) {
+            if o.cause == OutageCause::Stall && o.start_s <= d.end_s + SLACK_S && o.end_s >= d.start_s - SLACK_S {
+                d.start_s = d.start_s.min(o.start_s);
+                d.end_s = d.end_s.max(o.end_s);
+                d.peak_in_flight = d.peak_in_flight.max(o.peak_in_flight);
+                d.failed += o.failed;
+            } else {
+                keep.push(o);
+            }
+        }
+        keep.push(d);
+        keep.sort_by(|a, b| a.start_s.total_cmp(&b.start_s));
+        self.outages = keep;
     }
 
     /// Exit code of this phase alone (see [`crate::exit`]); `crashed` comes from the watchdog.
@@ -401,6 +519,27 @@ impl PhaseReport {
                 fmt_us(f.delay.p99),
                 fmt_us(f.delay.max)
             )?;
+        }
+        if self.restarts > 0 {
+            writeln!(w, "the target died and was restarted {} time(s)", self.restarts)?;
+        }
+        if self.excluded > 0 {
+            writeln!(
+                w,
+                "{} requests failed while the target was down: counted as errors, not as latency samples",
+                self.excluded
+            )?;
+        }
+        for o in &self.outages {
+            writeln!(w, "outage: {}", o.describe())?;
+        }
+        if let Some(s) = &self.soak {
+            for f in &s.findings {
+                writeln!(w, "soak {:<14} {}  {}", f.kind, f.summary, if f.flagged { "FLAGGED" } else { "ok" })?;
+            }
+            for n in &s.notes {
+                writeln!(w, "soak: {n}")?;
+            }
         }
         if !self.consistent {
             writeln!(

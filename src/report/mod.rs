@@ -156,7 +156,7 @@ pub fn render_html(r: &RunReport) -> String {
                     .collect();
                 b.push_str(&html::table(&["", "check", "summary", "evidence", "ms"], &rows));
             }
-            RunPhase::Load(l) => b.push_str(&load_html(i + 1, l)),
+            RunPhase::Load(l) => b.push_str(&load_html(i + 1, l, &r.telemetry)),
             RunPhase::Fuzz(f) => {
                 b.push_str(&format!(
                     "<h2>Phase {}: fuzz + triage</h2><p>{} inputs, {} deaths, {:.0} s</p>",
@@ -209,6 +209,23 @@ pub fn render_html(r: &RunReport) -> String {
     if !r.telemetry.is_empty() {
         use html::{Chart, Scale, Series};
         b.push_str("<h2>Target health</h2>");
+        // Outages of the load phases, on the run's time axis (samples carry their wall clock).
+        let origin_ms = r.telemetry.iter().find(|s| s.unix_ms > 0).map(|s| s.unix_ms as f64 - s.t_ms as f64);
+        let shaded: Vec<(f64, f64, String)> = match origin_ms {
+            Some(o) => r
+                .phases
+                .iter()
+                .filter_map(|p| match p {
+                    RunPhase::Load(l) => Some(l),
+                    _ => None,
+                })
+                .flat_map(|l| {
+                    let base = (l.started_at_ms as f64 - o) / 1000.0;
+                    l.outages.iter().map(move |x| (base + x.start_s, base + x.end_s, x.describe()))
+                })
+                .collect(),
+            None => Vec::new(),
+        };
         let pts = |f: &dyn Fn(&crate::watch::sampler::ProcSample) -> f64| -> Vec<(f64, f64)> {
             r.telemetry.iter().map(|x| (x.t_ms as f64 / 1000.0, f(x))).collect()
         };
@@ -217,7 +234,7 @@ pub fn render_html(r: &RunReport) -> String {
             x_label: "seconds since the run started",
             y_label: "MiB",
             series: &[Series { name: "RSS".into(), points: pts(&|x| x.rss_bytes as f64 / 1048576.0) }],
-            shaded: &[],
+            shaded: &shaded,
             x_scale: Scale::Linear,
         }));
         b.push_str(&html::line_chart(&Chart {
@@ -228,7 +245,7 @@ pub fn render_html(r: &RunReport) -> String {
                 Series { name: "open fds".into(), points: pts(&|x| x.fds as f64) },
                 Series { name: "threads".into(), points: pts(&|x| x.threads as f64) },
             ],
-            shaded: &[],
+            shaded: &shaded,
             x_scale: Scale::Linear,
         }));
     }
@@ -357,6 +374,33 @@ pub fn render_junit(r: &RunReport) -> String {
     }
     if let Some(c) = &r.baseline {
         suites.push(comparison_junit(c));
+    }
+    // One case per soak finding.
+    for p in &r.phases {
+        if let RunPhase::Load(l) = p
+            && let Some(s) = &l.soak
+        {
+            suites.push(TestSuite {
+                name: format!("soak.{}", l.name),
+                cases: s
+                    .findings
+                    .iter()
+                    .map(|f| TestCase {
+                        name: f.kind.clone(),
+                        seconds: 0.0,
+                        outcome: if f.flagged {
+                            Outcome::Failed {
+                                message: f.summary.clone(),
+                                details: serde_json::to_string(&f.figures).unwrap_or_default(),
+                            }
+                        } else {
+                            Outcome::Passed
+                        },
+                        output: f.summary.clone(),
+                    })
+                    .collect(),
+            });
+        }
     }
     suites.push(TestSuite {
         name: "crashes".into(),
@@ -599,8 +643,9 @@ fn comparison_junit(c: &compare::Comparison) -> junit::TestSuite {
     junit::TestSuite { name: "baseline".into(), cases }
 }
 
-/// The HTML section of a load phase: totals, throughput and latency over time, per-route table.
-fn load_html(n: usize, l: &PhaseReport) -> String {
+/// The HTML section of a load phase: totals, throughput and latency over time (outages shaded),
+/// per-route table, outages and soak findings.
+fn load_html(n: usize, l: &PhaseReport, telemetry: &[crate::watch::sampler::ProcSample]) -> String {
     use html::{Chart, Scale, Series, escape};
     let mut b = format!(
         "<h2>Phase {n}: load {}</h2><p>{} requests in {:.1} s · {:.0} req/s · errors {} ({:.2}%) · p50 {} · p99 {} · p99 uncorrected {} · {}</p>",
@@ -613,15 +658,16 @@ fn load_html(n: usize, l: &PhaseReport) -> String {
         fmt_us(l.latency.p50),
         fmt_us(l.latency.p99),
         fmt_us(l.latency_uncorrected.p99),
-        if l.passed {
-            "<span class=\"pass\">thresholds passed</span>"
-        } else {
-            "<span class=\"fail\">thresholds failed</span>"
+        match (l.passed, l.soak.as_ref().is_some_and(|s| s.flagged)) {
+            (true, _) => "<span class=\"pass\">thresholds passed</span>",
+            (false, true) => "<span class=\"fail\">soak findings flagged</span>",
+            (false, false) => "<span class=\"fail\">thresholds failed</span>",
         }
     );
     let t = |f: &dyn Fn(&crate::drive::metrics::Second) -> f64| -> Vec<(f64, f64)> {
         l.timeline.iter().map(|s| (s.t as f64, f(s))).collect()
     };
+    let shaded = soak::shaded(l);
     b.push_str(&html::line_chart(&Chart {
         title: "throughput (requests/s)",
         x_label: "seconds",
@@ -630,7 +676,7 @@ fn load_html(n: usize, l: &PhaseReport) -> String {
             Series { name: "answered".into(), points: t(&|s| s.requests as f64) },
             Series { name: "errors".into(), points: t(&|s| s.errors as f64) },
         ],
-        shaded: &[],
+        shaded: &shaded,
         x_scale: Scale::Linear,
     }));
     b.push_str(&html::line_chart(&Chart {
@@ -642,7 +688,7 @@ fn load_html(n: usize, l: &PhaseReport) -> String {
             Series { name: "p99".into(), points: t(&|s| s.p99_us as f64 / 1000.0) },
             Series { name: "max".into(), points: t(&|s| s.max_us as f64 / 1000.0) },
         ],
-        shaded: &[],
+        shaded: &shaded,
         x_scale: Scale::Linear,
     }));
     let dist: Vec<Series> = l
@@ -694,5 +740,6 @@ fn load_html(n: usize, l: &PhaseReport) -> String {
         &["route", "layer", "count", "req/s", "p50", "p90", "p99", "p99.9", "max", "outcomes"],
         &rows,
     ));
+    b.push_str(&soak::phase_html(l, telemetry));
     b
 }

@@ -1,62 +1,197 @@
-//! Soak verdicts from telemetry: memory and descriptor leaks (least-squares slopes after a
-//! warm-up), and latency drift (p99 of the last window against the first).
+//! Soak verdicts of a load phase (`[phases.soak]`): memory and descriptor leaks (least-squares
+//! slopes after a warm-up, over the whole phase and per window), latency drift (p99 of the last
+//! window against the first) and outages (stretches without answers).
+//!
+//! Time base: the target's /proc samples carry their wall-clock time (`unix_ms`); the phase's
+//! timeline counts seconds from its `started_at_ms`. A sample at `unix_ms` sits at
+//! `(unix_ms - started_at_ms) / 1000` s of the phase, where the cumulative count of answered
+//! requests is interpolated from the timeline: bytes per request is the slope of RSS regressed
+//! on that count (what the target handled is what the tool saw answered).
 
+use super::load::{OutageCause, PhaseReport};
 use super::stats::{Trend, fit};
-use serde::{Deserialize, Serialize};
+use crate::drive::activity::WindowStat;
+use crate::watch::sampler::ProcSample;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::collections::BTreeMap;
+use std::time::Duration;
 
-/// Thresholds (profile `[thresholds.soak]`); a finding is flagged when its figure exceeds them.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Latency samples a window needs before its p99 is compared (below that the p99 is the
+/// window's maximum, one request's bad luck).
+pub const MIN_DRIFT_SAMPLES: u64 = 100;
+
+/// `[phases.soak]`: switch and thresholds; a finding is flagged when its figure exceeds them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct SoakThresholds {
-    /// RSS growth per handled request, bytes (regression of RSS on the request count).
+pub struct SoakSpec {
+    /// Off keeps the table in the profile without judging anything.
+    pub enabled: bool,
+    /// Length of the windows (per-window trends, latency drift); whole seconds.
+    #[serde(deserialize_with = "de_dur", serialize_with = "ser_dur")]
+    pub window: Duration,
+    /// Share of the phase ignored at the start (allocator, pools and caches warming up), 0..0.9.
+    pub warmup_fraction: f64,
+    /// RSS growth per answered request, bytes (RSS regressed on the request count).
     pub max_bytes_per_request: f64,
     /// RSS growth per hour, bytes.
     pub max_bytes_per_hour: f64,
+    /// Neither memory slope is flagged unless the fitted line grows at least this much over the
+    /// analysed span, bytes: allocators grow their arenas in steps of a few MiB, which a short
+    /// phase would otherwise read as a steep slope.
+    pub min_growth_bytes: f64,
     /// Open descriptors growth per hour.
     pub max_fds_per_hour: f64,
-    /// p99 of the last window divided by p99 of the first.
+    /// Nor is the descriptor slope flagged unless the fitted line adds at least this many
+    /// descriptors over the span: connection pools open connections as the load peaks.
+    pub min_fd_growth: f64,
+    /// p99 of the last complete window divided by p99 of the first.
     pub max_p99_drift: f64,
-    /// Share of the run ignored at the start (allocator and pool warm-up), 0..1.
-    pub warmup_fraction: f64,
+    /// Stalls (outages of a live target) allowed; deaths are crashes and judged as such.
+    pub max_outages: u64,
+    /// A slope is flagged only when a straight line explains the samples at least this well
+    /// (coefficient of determination, 0..1): noise is not a trend.
+    pub min_r2: f64,
 }
 
-impl Default for SoakThresholds {
+impl Default for SoakSpec {
     fn default() -> Self {
-        SoakThresholds {
+        SoakSpec {
+            enabled: true,
+            window: Duration::from_secs(60),
+            warmup_fraction: 0.2,
             max_bytes_per_request: 1024.0,
             max_bytes_per_hour: 256.0 * 1024.0 * 1024.0,
+            min_growth_bytes: 16.0 * 1024.0 * 1024.0,
             max_fds_per_hour: 50.0,
+            min_fd_growth: 20.0,
             max_p99_drift: 2.0,
-            warmup_fraction: 0.2,
+            max_outages: 0,
+            min_r2: 0.5,
         }
     }
 }
 
-/// Telemetry of a run, as plain series. Times in seconds since the run started.
+impl SoakSpec {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.window < Duration::from_secs(1) {
+            return Err("window must be at least 1s".into());
+        }
+        if !(0.0..=0.9).contains(&self.warmup_fraction) {
+            return Err(format!("warmup_fraction = {}: must be within 0..=0.9", self.warmup_fraction));
+        }
+        if !(0.0..=1.0).contains(&self.min_r2) {
+            return Err(format!("min_r2 = {}: must be within 0..=1", self.min_r2));
+        }
+        for (k, v) in [
+            ("max_bytes_per_request", self.max_bytes_per_request),
+            ("max_bytes_per_hour", self.max_bytes_per_hour),
+            ("min_growth_bytes", self.min_growth_bytes),
+            ("max_fds_per_hour", self.max_fds_per_hour),
+            ("min_fd_growth", self.min_fd_growth),
+            ("max_p99_drift", self.max_p99_drift),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(format!("{k} = {v}: must be a number ≥ 0"));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn de_dur<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    crate::profile::parse_duration(&s).map_err(serde::de::Error::custom)
+}
+
+fn ser_dur<S: Serializer>(v: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&humantime::format_duration(*v).to_string())
+}
+
+/// Telemetry of a phase, as plain series. Times in seconds since the phase started.
 #[derive(Debug, Clone, Default)]
 pub struct Telemetry<'a> {
     /// (t, RSS bytes)
     pub rss: &'a [(f64, f64)],
     /// (t, open descriptors)
     pub fds: &'a [(f64, f64)],
-    /// (t, requests handled so far), cumulative.
+    /// (t, requests answered so far), cumulative.
     pub requests: &'a [(f64, f64)],
-    /// (window start t, p99 µs) per window.
-    pub p99_windows: &'a [(f64, f64)],
+    /// Latency per window.
+    pub windows: &'a [WindowStat],
+    /// The window length, seconds (incomplete windows are not compared for drift).
+    pub window_s: u64,
+    /// (start, end) of the stalls.
+    pub stalls: &'a [(f64, f64)],
 }
 
 /// One soak finding.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Finding {
-    /// `memory-leak`, `fd-leak`, `latency-drift`.
+    /// `memory-leak`, `fd-leak`, `latency-drift`, `outages`.
     pub kind: String,
     pub flagged: bool,
     pub summary: String,
     /// The measured figure and the threshold it is compared with.
     pub value: f64,
     pub threshold: f64,
+    /// Every figure behind the verdict, by name (`bytes_per_request`, `bytes_per_hour`, `r2`, …).
+    #[serde(default)]
+    pub figures: BTreeMap<String, f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trend: Option<Trend>,
+}
+
+/// Trends of one window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SoakWindow {
+    /// Seconds since the phase's start.
+    pub start_s: f64,
+    pub end_s: f64,
+    /// Starts inside the warm-up (left out of the whole-phase fit).
+    pub warmup: bool,
+    /// Requests answered in the window.
+    pub answered: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p50_us: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p99_us: Option<u64>,
+    /// RSS growth, bytes per second and per answered request (None: too few samples).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_per_s: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_per_request: Option<f64>,
+    /// Open descriptors per second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fds_per_s: Option<f64>,
+    /// RSS at the first and last sample of the window, bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rss_first: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rss_last: Option<u64>,
+}
+
+/// The soak verdicts of a load phase.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SoakReport {
+    /// Some finding is flagged (the phase fails).
+    pub flagged: bool,
+    pub findings: Vec<Finding>,
+    pub windows: Vec<SoakWindow>,
+    /// The thresholds used.
+    pub spec: SoakSpec,
+    /// The process whose samples were analysed (the longest-lived one when the target was
+    /// restarted) and how many samples of it fell in the phase.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    pub samples: usize,
+    /// Samples before this time (seconds since the phase's start) are warm-up.
+    pub warmup_until_s: f64,
+    /// RSS (bytes) over phase seconds after the warm-up: the line drawn in the HTML report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rss_fit: Option<Trend>,
+    /// Why a finding is missing (too short a phase, no samples).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 fn after_warmup(s: &[(f64, f64)], fraction: f64) -> &[(f64, f64)] {
@@ -79,69 +214,388 @@ fn mib(b: f64) -> String {
     format!("{:.1} MiB", b / (1024.0 * 1024.0))
 }
 
-/// Analyse telemetry against thresholds.
-pub fn analyse(t: &Telemetry, th: &SoakThresholds) -> Vec<Finding> {
+fn round(v: f64, digits: i32) -> f64 {
+    let m = 10f64.powi(digits);
+    (v * m).round() / m
+}
+
+/// RSS against the request count at the same instants.
+fn per_request(rss: &[(f64, f64)], requests: &[(f64, f64)]) -> Option<Trend> {
+    let pairs: Vec<(f64, f64)> =
+        rss.iter().filter_map(|&(time, v)| requests_at(requests, time).map(|n| (n, v))).collect();
+    fit(&pairs)
+}
+
+/// Analyse telemetry against thresholds: (findings, per-window trends, RSS fit over time, notes).
+pub fn analyse(t: &Telemetry, th: &SoakSpec) -> (Vec<Finding>, Vec<SoakWindow>, Option<Trend>, Vec<String>) {
     let mut out = Vec::new();
+    let mut notes = Vec::new();
     let rss = after_warmup(t.rss, th.warmup_fraction);
-    if let Some(per_hour) = fit(rss) {
-        let bph = per_hour.slope * 3600.0;
-        // Bytes per request: RSS regressed on the request count at the same instants.
-        let pairs: Vec<(f64, f64)> =
-            rss.iter().filter_map(|&(time, v)| requests_at(t.requests, time).map(|n| (n, v))).collect();
-        let per_req = fit(&pairs);
-        let bpr = per_req.map(|f| f.slope).unwrap_or(0.0);
-        let flagged = bpr > th.max_bytes_per_request || bph > th.max_bytes_per_hour;
-        out.push(Finding {
-            kind: "memory-leak".into(),
-            flagged,
-            summary: format!(
-                "RSS grows {:.0} bytes per request and {} per hour (r² {:.2}); limits {:.0} B/request, {}/hour",
-                bpr,
-                mib(bph),
-                per_hour.r2,
-                th.max_bytes_per_request,
-                mib(th.max_bytes_per_hour)
-            ),
-            value: bpr,
-            threshold: th.max_bytes_per_request,
-            trend: per_req,
-        });
+    let warmup_until = rss.first().map(|p| p.0).unwrap_or(0.0);
+    let rss_fit = fit(rss);
+    match rss_fit {
+        Some(per_s) => {
+            let span = rss.last().map(|l| l.0 - warmup_until).unwrap_or(0.0);
+            let bph = per_s.slope * 3600.0;
+            let per_req = per_request(rss, t.requests);
+            let bpr = per_req.map(|f| f.slope).unwrap_or(0.0);
+            let r2_req = per_req.map(|f| f.r2).unwrap_or(0.0);
+            let growth = per_s.slope * span;
+            let flagged = growth >= th.min_growth_bytes
+                && ((bpr > th.max_bytes_per_request && r2_req >= th.min_r2)
+                    || (bph > th.max_bytes_per_hour && per_s.r2 >= th.min_r2));
+            let mut figures = BTreeMap::new();
+            figures.insert("bytes_per_request".into(), round(bpr, 1));
+            figures.insert("bytes_per_hour".into(), bph.round());
+            figures.insert("r2".into(), round(r2_req, 4));
+            figures.insert("r2_time".into(), round(per_s.r2, 4));
+            figures.insert("growth_bytes".into(), growth.round());
+            figures.insert("span_s".into(), round(span, 2));
+            figures.insert("samples".into(), rss.len() as f64);
+            out.push(Finding {
+                kind: "memory-leak".into(),
+                flagged,
+                summary: format!(
+                    "RSS grows {:.0} bytes per request and {} per hour ({} over {:.0} s after warm-up, r² {:.2}, {} samples); limits {:.0} B/request, {}/hour, once it grew {}",
+                    bpr,
+                    mib(bph),
+                    mib(growth),
+                    span,
+                    r2_req,
+                    rss.len(),
+                    th.max_bytes_per_request,
+                    mib(th.max_bytes_per_hour),
+                    mib(th.min_growth_bytes)
+                ),
+                value: round(bpr, 1),
+                threshold: th.max_bytes_per_request,
+                figures,
+                trend: per_req,
+            });
+        }
+        None => notes
+            .push(format!("memory: {} RSS samples after warm-up, at least 3 are needed (a longer phase)", rss.len())),
     }
-    if let Some(f) = fit(after_warmup(t.fds, th.warmup_fraction)) {
+    let fds = after_warmup(t.fds, th.warmup_fraction);
+    if let Some(f) = fit(fds) {
         let per_hour = f.slope * 3600.0;
+        let span = fds.last().map(|l| l.0).unwrap_or(0.0) - fds.first().map(|l| l.0).unwrap_or(0.0);
+        let growth = f.slope * span;
+        let flagged = per_hour > th.max_fds_per_hour && f.r2 >= th.min_r2 && growth >= th.min_fd_growth;
+        let mut figures = BTreeMap::new();
+        figures.insert("fds_per_hour".into(), round(per_hour, 1));
+        figures.insert("growth".into(), round(growth, 1));
+        figures.insert("r2".into(), round(f.r2, 4));
         out.push(Finding {
             kind: "fd-leak".into(),
-            flagged: per_hour > th.max_fds_per_hour,
-            summary: format!("open descriptors grow {per_hour:.1} per hour; limit {:.0}", th.max_fds_per_hour),
-            value: per_hour,
+            flagged,
+            summary: format!(
+                "open descriptors grow {per_hour:.1} per hour ({growth:+.1} over {span:.0} s, r² {:.2}); limit {:.0}/hour, once they grew {:.0}",
+                f.r2, th.max_fds_per_hour, th.min_fd_growth
+            ),
+            value: round(per_hour, 1),
             threshold: th.max_fds_per_hour,
+            figures,
             trend: Some(f),
         });
     }
-    let w = t.p99_windows;
-    if w.len() >= 2 && w[0].1 > 0.0 {
-        let (first, last) = (w[0].1, w[w.len() - 1].1);
-        let ratio = last / first;
+    let complete: Vec<&WindowStat> = t
+        .windows
+        .iter()
+        .filter(|w| w.end_s - w.start_s >= t.window_s.max(1) && w.latency.count >= MIN_DRIFT_SAMPLES)
+        .collect();
+    match (complete.first(), complete.last()) {
+        (Some(first), Some(last)) if complete.len() >= 2 && first.latency.p99 > 0 => {
+            let ratio = last.latency.p99 as f64 / first.latency.p99 as f64;
+            let mut figures = BTreeMap::new();
+            figures.insert("first_p99_us".into(), first.latency.p99 as f64);
+            figures.insert("last_p99_us".into(), last.latency.p99 as f64);
+            figures.insert("ratio".into(), round(ratio, 3));
+            out.push(Finding {
+                kind: "latency-drift".into(),
+                flagged: ratio > th.max_p99_drift,
+                summary: format!(
+                    "p99 {:.2} ms in the first window ({}–{} s), {:.2} ms in the last ({}–{} s): {ratio:.2}x; limit {:.2}x",
+                    first.latency.p99 as f64 / 1000.0,
+                    first.start_s,
+                    first.end_s,
+                    last.latency.p99 as f64 / 1000.0,
+                    last.start_s,
+                    last.end_s,
+                    th.max_p99_drift
+                ),
+                value: round(ratio, 3),
+                threshold: th.max_p99_drift,
+                figures,
+                trend: None,
+            });
+        }
+        _ => notes.push(format!(
+            "latency drift: {} complete window(s) of {} s with {MIN_DRIFT_SAMPLES}+ latency samples, 2 are needed (a longer phase or a shorter window)",
+            complete.len(),
+            t.window_s
+        )),
+    }
+    {
+        let n = t.stalls.len() as u64;
+        let total: f64 = t.stalls.iter().map(|s| s.1 - s.0).fold(0.0, |a, b| a + b);
+        let longest = t.stalls.iter().map(|s| s.1 - s.0).fold(0.0, f64::max);
+        let mut figures = BTreeMap::new();
+        figures.insert("count".into(), n as f64);
+        figures.insert("total_s".into(), round(total, 2));
+        figures.insert("longest_s".into(), round(longest, 2));
         out.push(Finding {
-            kind: "latency-drift".into(),
-            flagged: ratio > th.max_p99_drift,
+            kind: "outages".into(),
+            flagged: n > th.max_outages,
             summary: format!(
-                "p99 {:.2} ms in the first window, {:.2} ms in the last ({ratio:.2}x); limit {:.2}x",
-                first / 1000.0,
-                last / 1000.0,
-                th.max_p99_drift
+                "stalls without any answer: {n}, {total:.2} s in all, the longest {longest:.2} s; limit {} stall(s)",
+                th.max_outages
             ),
-            value: ratio,
-            threshold: th.max_p99_drift,
+            value: n as f64,
+            threshold: th.max_outages as f64,
+            figures,
             trend: None,
         });
     }
-    out
+    // Per window: the aggregator's windows when there are any, else fixed spans.
+    let end = t.rss.last().map(|p| p.0).unwrap_or(0.0).max(t.requests.last().map(|p| p.0).unwrap_or(0.0));
+    let spans: Vec<(f64, f64, Option<&WindowStat>)> = if t.windows.is_empty() {
+        let w = t.window_s.max(1) as f64;
+        (0..).map(|i| i as f64 * w).take_while(|s| *s < end).map(|s| (s, (s + w).min(end), None)).collect()
+    } else {
+        t.windows.iter().map(|w| (w.start_s as f64, w.end_s as f64, Some(w))).collect()
+    };
+    let windows = spans
+        .into_iter()
+        .map(|(s, e, w)| {
+            let inside =
+                |v: &[(f64, f64)]| -> Vec<(f64, f64)> { v.iter().copied().filter(|p| p.0 >= s && p.0 <= e).collect() };
+            let r = inside(t.rss);
+            let f = inside(t.fds);
+            let answered =
+                match w {
+                    Some(w) => w.answered,
+                    None => (requests_at(t.requests, e).unwrap_or(0.0) - requests_at(t.requests, s).unwrap_or(0.0))
+                        .max(0.0) as u64,
+                };
+            SoakWindow {
+                start_s: s,
+                end_s: e,
+                warmup: s < warmup_until,
+                answered,
+                p50_us: w.filter(|w| w.latency.count > 0).map(|w| w.latency.p50),
+                p99_us: w.filter(|w| w.latency.count > 0).map(|w| w.latency.p99),
+                bytes_per_s: fit(&r).map(|x| round(x.slope, 1)),
+                bytes_per_request: per_request(&r, t.requests).map(|x| round(x.slope, 1)),
+                fds_per_s: fit(&f).map(|x| round(x.slope, 4)),
+                rss_first: r.first().map(|p| p.1 as u64),
+                rss_last: r.last().map(|p| p.1 as u64),
+            }
+        })
+        .collect();
+    (out, windows, rss_fit, notes)
+}
+
+/// True for the outcome names of answers (see [`crate::drive::Outcome::is_answer`]).
+fn is_answer_name(name: &str) -> bool {
+    serde_json::from_value::<crate::drive::Outcome>(serde_json::Value::String(name.to_string()))
+        .is_ok_and(|o| o.is_answer())
+}
+
+/// The soak verdicts of a finished load phase, from the target's /proc samples of the whole run.
+pub fn analyse_phase(r: &PhaseReport, samples: &[ProcSample], spec: &SoakSpec) -> SoakReport {
+    let phase_t = |s: &ProcSample| (s.unix_ms as f64 - r.started_at_ms as f64) / 1000.0;
+    let mine: Vec<&ProcSample> =
+        samples.iter().filter(|s| s.unix_ms > 0 && (0.0..=r.elapsed_s + 0.5).contains(&phase_t(s))).collect();
+    // A restarted target starts from scratch: analyse the incarnation with the most samples.
+    let mut per_pid: BTreeMap<u32, usize> = BTreeMap::new();
+    for s in &mine {
+        *per_pid.entry(s.pid).or_default() += 1;
+    }
+    let pid = per_pid.iter().max_by_key(|(_, n)| **n).map(|(p, _)| *p);
+    let mine: Vec<&ProcSample> = mine.into_iter().filter(|s| Some(s.pid) == pid).collect();
+    let rss: Vec<(f64, f64)> = mine.iter().map(|s| (phase_t(s), s.rss_bytes as f64)).collect();
+    let fds: Vec<(f64, f64)> = mine.iter().map(|s| (phase_t(s), s.fds as f64)).collect();
+    let mut requests = vec![(0.0, 0.0)];
+    let mut n = 0.0;
+    for sec in &r.timeline {
+        n += sec.outcomes.iter().filter(|(k, _)| is_answer_name(k)).map(|(_, v)| *v as f64).sum::<f64>();
+        requests.push((sec.t as f64, n));
+    }
+    let stalls: Vec<(f64, f64)> =
+        r.outages.iter().filter(|o| o.cause == OutageCause::Stall).map(|o| (o.start_s, o.end_s)).collect();
+    let t = Telemetry {
+        rss: &rss,
+        fds: &fds,
+        requests: &requests,
+        windows: &r.windows,
+        window_s: spec.window.as_secs(),
+        stalls: &stalls,
+    };
+    let (findings, windows, rss_fit, mut notes) = analyse(&t, spec);
+    if per_pid.len() > 1 {
+        notes.push(format!(
+            "the target was restarted: trends from pid {} ({} of {} samples)",
+            pid.unwrap_or(0),
+            mine.len(),
+            per_pid.values().sum::<usize>()
+        ));
+    }
+    if samples.is_empty() {
+        notes.push("no /proc samples of the target (not a spawned process?): no leak verdicts".into());
+    }
+    let skip = ((rss.len() as f64) * spec.warmup_fraction.clamp(0.0, 0.9)) as usize;
+    SoakReport {
+        flagged: findings.iter().any(|f| f.flagged),
+        findings,
+        windows,
+        spec: spec.clone(),
+        pid,
+        samples: mine.len(),
+        warmup_until_s: rss.get(skip).map(|p| round(p.0, 2)).unwrap_or(0.0),
+        rss_fit,
+        notes,
+    }
+}
+
+/// The phase's outages as shaded bands of its timeline charts.
+pub fn shaded(r: &PhaseReport) -> Vec<(f64, f64, String)> {
+    r.outages.iter().map(|o| (o.start_s, o.end_s, o.describe())).collect()
+}
+
+/// The HTML of a load phase's outages and soak findings: tables, and RSS over the phase with
+/// the fitted line.
+pub fn phase_html(r: &PhaseReport, telemetry: &[ProcSample]) -> String {
+    use super::html::{self, Chart, Scale, Series, escape};
+    use super::load::fmt_us;
+    let mut b = String::new();
+    if !r.outages.is_empty() || r.excluded > 0 {
+        b.push_str(&format!(
+            "<h3>Outages</h3><p>{} outage(s), shaded in the charts · {} restart(s) · {} requests failed because the target was down (errors, not latency samples)</p>",
+            r.outages.len(),
+            r.restarts,
+            r.excluded
+        ));
+        let rows: Vec<Vec<String>> = r
+            .outages
+            .iter()
+            .map(|o| {
+                vec![
+                    escape(match o.cause {
+                        OutageCause::Stall => "stall",
+                        OutageCause::Death => "death",
+                    }),
+                    format!("{:.2}", o.start_s),
+                    format!("{:.2}", o.end_s),
+                    format!("{:.2}", o.seconds()),
+                    o.peak_in_flight.to_string(),
+                    o.failed.to_string(),
+                    escape(&o.exit.as_ref().map(|e| e.describe()).unwrap_or_default()),
+                    if o.restarted { "yes".into() } else { String::new() },
+                    escape(&o.detail),
+                    escape(
+                        &o.suspects
+                            .iter()
+                            .take(5)
+                            .map(|e| format!("{} seed {}:{}:{}", e.route, e.seed.run, e.seed.stream, e.seed.index))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    ),
+                ]
+            })
+            .collect();
+        b.push_str(&html::table(
+            &[
+                "cause",
+                "from s",
+                "to s",
+                "seconds",
+                "peak in flight",
+                "failed",
+                "exit",
+                "restarted",
+                "detail",
+                "suspects",
+            ],
+            &rows,
+        ));
+    }
+    let Some(s) = &r.soak else { return b };
+    b.push_str("<h3>Soak findings</h3>");
+    let rows: Vec<Vec<String>> = s
+        .findings
+        .iter()
+        .map(|f| {
+            vec![
+                if f.flagged {
+                    "<span class=\"fail\">FLAGGED</span>".into()
+                } else {
+                    "<span class=\"pass\">ok</span>".into()
+                },
+                escape(&f.kind),
+                escape(&f.summary),
+                format!("{}", f.value),
+                format!("{}", f.threshold),
+            ]
+        })
+        .collect();
+    b.push_str(&html::table(&["", "finding", "summary", "value", "limit"], &rows));
+    for n in &s.notes {
+        b.push_str(&format!("<p class=\"muted\">{}</p>", escape(n)));
+    }
+    let phase_t = |x: &ProcSample| (x.unix_ms as f64 - r.started_at_ms as f64) / 1000.0;
+    let rss: Vec<(f64, f64)> = telemetry
+        .iter()
+        .filter(|x| x.unix_ms > 0 && (0.0..=r.elapsed_s + 0.5).contains(&phase_t(x)))
+        .map(|x| (phase_t(x), x.rss_bytes as f64 / 1048576.0))
+        .collect();
+    if !rss.is_empty() {
+        let mut series = vec![Series { name: "RSS".into(), points: rss.clone() }];
+        if let (Some(f), Some(last)) = (&s.rss_fit, rss.last()) {
+            let y = |t: f64| (f.intercept + f.slope * t) / 1048576.0;
+            series.push(Series {
+                name: "fitted trend".into(),
+                points: vec![(s.warmup_until_s, y(s.warmup_until_s)), (last.0, y(last.0))],
+            });
+        }
+        let shaded = shaded(r);
+        b.push_str(&html::line_chart(&Chart {
+            title: "target RSS during the phase (MiB) and its trend after warm-up",
+            x_label: "seconds since the phase started",
+            y_label: "MiB",
+            series: &series,
+            shaded: &shaded,
+            x_scale: Scale::Linear,
+        }));
+    }
+    let rows: Vec<Vec<String>> = s
+        .windows
+        .iter()
+        .map(|w| {
+            let opt = |v: Option<f64>| v.map(|x| format!("{x:.1}")).unwrap_or_default();
+            vec![
+                format!("{:.0}–{:.0}", w.start_s, w.end_s),
+                if w.warmup { "warm-up".into() } else { String::new() },
+                w.answered.to_string(),
+                w.p50_us.map(fmt_us).unwrap_or_default(),
+                w.p99_us.map(fmt_us).unwrap_or_default(),
+                opt(w.bytes_per_request),
+                opt(w.bytes_per_s.map(|x| x * 3600.0 / 1048576.0)),
+                opt(w.fds_per_s.map(|x| x * 3600.0)),
+            ]
+        })
+        .collect();
+    b.push_str(&html::table(
+        &["window (s)", "", "answered", "p50", "p99", "RSS bytes/request", "RSS MiB/hour", "fds/hour"],
+        &rows,
+    ));
+    b
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::load::Percentiles;
 
     #[test]
     fn flags_a_planted_leak_and_not_a_flat_target() {
@@ -153,19 +607,58 @@ mod tests {
             .iter()
             .map(|&(s, _)| (s, if s < 10.0 { 20e6 + s * 1e6 } else { 30e6 + (s * 3.0).sin() * 2e5 }))
             .collect();
-        let th = SoakThresholds::default();
-        let f = analyse(&Telemetry { rss: &leaking, requests: &requests, ..Default::default() }, &th);
+        let th = SoakSpec { window: Duration::from_secs(30), ..Default::default() };
+        let (f, w, fit_t, _) =
+            analyse(&Telemetry { rss: &leaking, requests: &requests, window_s: 30, ..Default::default() }, &th);
         assert!(f[0].flagged && (f[0].value - 51200.0).abs() < 2000.0, "{f:?}");
-        let f = analyse(&Telemetry { rss: &clean, requests: &requests, ..Default::default() }, &th);
+        assert!((f[0].figures["bytes_per_hour"] - 51200.0 * 100.0 * 3600.0).abs() < 1e9, "{f:?}");
+        assert!((fit_t.unwrap().slope - 5.12e6).abs() < 1e5);
+        // Four windows of 30 s, each with its own bytes per request; the first is warm-up.
+        assert_eq!(w.len(), 4, "{w:?}");
+        assert!(w[0].warmup && !w[3].warmup);
+        assert!(w.iter().all(|x| (x.bytes_per_request.unwrap() - 51200.0).abs() < 3000.0), "{w:?}");
+        let (f, ..) = analyse(&Telemetry { rss: &clean, requests: &requests, window_s: 30, ..Default::default() }, &th);
         assert!(!f[0].flagged, "{f:?}");
     }
 
     #[test]
-    fn flags_drift_and_fd_growth() {
-        let w = [(0.0, 1000.0), (60.0, 1100.0), (120.0, 5000.0)];
+    fn flags_drift_fd_growth_and_stalls_but_not_noise() {
+        let win = |s: u64, p99: u64| WindowStat {
+            start_s: s,
+            end_s: s + 60,
+            requests: 100,
+            answered: 100,
+            errors: 0,
+            latency: Percentiles { count: 100, p99, ..Default::default() },
+        };
+        let w = [win(0, 1000), win(60, 1100), win(120, 5000)];
         let fds: Vec<(f64, f64)> = (0..100).map(|s| (s as f64, 20.0 + s as f64)).collect();
-        let f = analyse(&Telemetry { p99_windows: &w, fds: &fds, ..Default::default() }, &SoakThresholds::default());
-        assert!(f.iter().find(|x| x.kind == "latency-drift").unwrap().flagged);
-        assert!(f.iter().find(|x| x.kind == "fd-leak").unwrap().flagged);
+        let stalls = [(3.0, 3.4)];
+        let t = Telemetry { windows: &w, window_s: 60, fds: &fds, stalls: &stalls, ..Default::default() };
+        let (f, ..) = analyse(&t, &SoakSpec::default());
+        let get = |k: &str| f.iter().find(|x| x.kind == k).unwrap().clone();
+        assert!(get("latency-drift").flagged && (get("latency-drift").value - 5.0).abs() < 1e-9);
+        assert!(get("fd-leak").flagged);
+        assert!(get("outages").flagged && get("outages").figures["longest_s"] == 0.4);
+        // Connection churn: descriptors jumping between 20 and 24 are no leak.
+        let noisy: Vec<(f64, f64)> = (0..100).map(|s| (s as f64, 20.0 + ((s * 7) % 5) as f64)).collect();
+        let (f, ..) = analyse(&Telemetry { fds: &noisy, ..Default::default() }, &SoakSpec::default());
+        assert!(!f.iter().find(|x| x.kind == "fd-leak").unwrap().flagged, "{f:?}");
+        assert!(!f.iter().find(|x| x.kind == "outages").unwrap().flagged);
+        // Nor is a connection pool opening 12 connections as the load peaks.
+        let pool: Vec<(f64, f64)> = (0..100).map(|s| (s as f64, 14.0 + (s / 8) as f64)).collect();
+        let (f, ..) = analyse(&Telemetry { fds: &pool, ..Default::default() }, &SoakSpec::default());
+        let fd = f.iter().find(|x| x.kind == "fd-leak").unwrap();
+        assert!(!fd.flagged && fd.figures["r2"] > 0.9, "{fd:?}");
+    }
+
+    #[test]
+    fn spec_parses_with_defaults_and_rejects_unknown_keys() {
+        let s: SoakSpec = toml::from_str("window = \"5s\"\nmax_bytes_per_hour = 1073741824").unwrap();
+        assert_eq!(s.window, Duration::from_secs(5));
+        assert_eq!(s.max_bytes_per_hour, 1073741824.0);
+        assert!(s.enabled && s.validate().is_ok());
+        assert!(toml::from_str::<SoakSpec>("windw = \"5s\"").is_err());
+        assert!(SoakSpec { warmup_fraction: 1.5, ..Default::default() }.validate().is_err());
     }
 }

@@ -11,6 +11,10 @@ use std::time::{Duration, Instant};
 pub struct ProcSample {
     /// Milliseconds since the series' origin.
     pub t_ms: u64,
+    /// Wall-clock time of the sample, Unix milliseconds (the time base shared with load
+    /// phases' `started_at_ms`; 0 in reports written before it existed).
+    #[serde(default)]
+    pub unix_ms: u64,
     pub pid: u32,
     pub rss_bytes: u64,
     pub fds: u64,
@@ -34,8 +38,11 @@ pub fn read(pid: u32, t_ms: u64) -> Option<ProcSample> {
     // SAFETY: sysconf has no preconditions.
     let (page, tck) = unsafe { (libc::sysconf(libc::_SC_PAGESIZE), libc::sysconf(libc::_SC_CLK_TCK)) };
     let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count() as u64).unwrap_or(0);
+    let unix_ms =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
     Some(ProcSample {
         t_ms,
+        unix_ms,
         pid,
         rss_bytes: rss_pages * page.max(1) as u64,
         fds,

@@ -4,6 +4,8 @@
 //!
 //! Use: `Supervisor::start(cmd, opts)`, then loop on `next_event()`; on `Died`/`Hung` hand the
 //! death to triage and call `restart()`. `report()` gives outages, events and the samples.
+//! `run`'s load phases hand it the run's already running target instead (`adopt`) and take the
+//! current incarnation back afterwards (`into_parts`).
 
 use super::process::{ExitInfo, LogLine, TargetCommand, TargetProcess, listening_addr};
 use super::sampler::{ProcSample, Sampler};
@@ -25,6 +27,8 @@ pub struct SuperviseOptions {
     pub ready_timeout: Duration,
     /// Cheap probe (e.g. `GET /api/v1/projects/<uuid>/dashboard/health`); any HTTP answer counts.
     pub probe: Payload,
+    /// Zero: no probes while waiting for an event (deaths only, no hang detection; the
+    /// readiness gate still probes).
     pub probe_every: Duration,
     pub probe_timeout: Duration,
     /// The target is hung when probes have failed for this long while it is alive.
@@ -120,6 +124,39 @@ impl Supervisor {
         Ok(s)
     }
 
+    /// Supervise a target that is already running and ready (`process`, listening on `addrs`).
+    /// Its samples go to `series` with `origin` as time zero — give the run's own, so that new
+    /// incarnations continue the run's telemetry. `cmd` starts a new incarnation on the same
+    /// addresses.
+    pub fn adopt(
+        cmd: TargetCommand,
+        opts: SuperviseOptions,
+        process: TargetProcess,
+        addrs: Addrs,
+        origin: Instant,
+        series: Arc<Mutex<Vec<ProcSample>>>,
+    ) -> Supervisor {
+        Supervisor {
+            cmd,
+            opts,
+            origin,
+            proc_: Some(process),
+            addrs: Some(addrs),
+            series,
+            sampler: None,
+            events: Vec::new(),
+            outages: Vec::new(),
+            restarts: 0,
+            down: None,
+        }
+    }
+
+    /// The current incarnation (None when a restart failed) and the sampler of the last one
+    /// this supervisor started (None when it started none).
+    pub fn into_parts(mut self) -> (Option<TargetProcess>, Option<Sampler>) {
+        (self.proc_.take(), self.sampler.take())
+    }
+
     fn now_s(&self) -> f64 {
         self.origin.elapsed().as_secs_f64()
     }
@@ -186,6 +223,15 @@ impl Supervisor {
         let Some(p) = &self.proc_ else { bail!("no target running: call restart()") };
         let addrs = self.addrs.expect("addrs with a process");
         let mut exit = p.exit_watch();
+        if self.opts.probe_every.is_zero() {
+            let info = exit.wait_for(|e| e.is_some()).await.ok().and_then(|v| v.clone());
+            let Some(info) = info else { bail!("lost the target's exit status") };
+            let ev =
+                WatchEvent::Died { at_s: self.now_s(), exit: info.clone(), tail: p.log_tail(self.opts.tail_lines) };
+            self.down = Some((info.describe(), self.now_s()));
+            self.events.push(ev.clone());
+            return Ok(ev);
+        }
         let mut tick = tokio::time::interval(self.opts.probe_every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut failing_since: Option<Instant> = None;
