@@ -3,7 +3,8 @@
 //! 1. Read and validate the profile, make the run directory.
 //! 2. The database: a throwaway cluster or a URL; schema and fixtures as the profile says.
 //! 3. The target: spawn the built-in one or a command, or use a running URL (loopback rule).
-//! 4. The phases, in order.
+//! 4. The phases, in order; the run directory is checkpointed every `checkpoint_every` and after
+//!    each phase (`crate::checkpoint`).
 //! 5. Write `report.json` (atomically, also after Ctrl-C) and exit with the verdict (`crate::exit`).
 
 use crate::checks::{self, Status};
@@ -82,6 +83,8 @@ pub async fn main(args: RunArgs, g: &Global) -> Result<u8> {
         crashes: Vec::new(),
         telemetry: Vec::new(),
         interrupted: false,
+        partial: false,
+        checkpoint: None,
         verdict: Verdict { failed: false, crashed: false, exit_code: 0 },
     };
 
@@ -195,7 +198,18 @@ async fn run_profile(
     let sampler = target.process.as_ref().map(|p| {
         crate::watch::sampler::Sampler::spawn(p.pid(), Duration::from_secs(1), Instant::now(), series.clone())
     });
-    let r = run_phases(profile, g, say, report, database, target, &mut stop, run_dir).await;
+    let mut ck = crate::checkpoint::Checkpointer::new(
+        run_dir.to_path_buf(),
+        profile.checkpoint_every,
+        // The run's start (to the second: `report.started`), for the checkpoints' elapsed_ms.
+        humantime::parse_rfc3339(&report.started)
+            .ok()
+            .and_then(|t| SystemTime::now().duration_since(t).ok())
+            .and_then(|d| Instant::now().checked_sub(d))
+            .unwrap_or_else(Instant::now),
+        series.clone(),
+    );
+    let r = run_phases(profile, g, say, report, database, target, &mut stop, run_dir, &mut ck).await;
     if let Some(s) = sampler {
         report.telemetry = s.snapshot();
     }
@@ -212,6 +226,7 @@ async fn run_phases(
     target: &Target,
     stop: &mut tokio::sync::watch::Receiver<bool>,
     run_dir: &Path,
+    ck: &mut crate::checkpoint::Checkpointer,
 ) -> Result<()> {
     let ledger = std::sync::Arc::new(crate::invariants::Ledger::new());
     let since: String = sqlx::query_scalar("SELECT now()::text").fetch_one(&database.pool).await?;
@@ -234,7 +249,7 @@ async fn run_phases(
                     request_timeout: Duration::from_secs(10),
                 };
                 let results = tokio::select! {
-                    r = checks::run_checks(&ctx, which) => r,
+                    r = ck.during(report, i + 1, target.process.as_ref(), checks::run_checks(&ctx, which)) => r,
                     _ = stopped(stop) => break,
                 };
                 for r in &results {
@@ -267,8 +282,9 @@ async fn run_phases(
                     stopped(&mut stop2).await;
                     flag2.store(true, std::sync::atomic::Ordering::SeqCst);
                 });
-                let r = crate::triage::phase::run(spec, &faults, &database.url, &database.fixtures, report.seed, flag)
-                    .await;
+                let fuzz =
+                    crate::triage::phase::run(spec, &faults, &database.url, &database.fixtures, report.seed, flag);
+                let r = ck.during(report, i + 1, target.process.as_ref(), fuzz).await;
                 bridge.abort();
                 let r = r?;
                 say(format!(
@@ -293,7 +309,9 @@ async fn run_phases(
             }
             Phase::Load(load) => {
                 say(format!("phase {}: load {:?}", i + 1, load.name));
-                let r = run_load(load, run_dir, g, database, target, &ledger, report.seed, stop).await?;
+                let window = ck.window.clone();
+                let phase = run_load(load, run_dir, g, database, target, &ledger, report.seed, stop, window);
+                let r = ck.during(report, i + 1, target.process.as_ref(), phase).await?;
                 if !g.quiet && !g.json {
                     let _ = r.print_table(&mut std::io::stdout());
                 }
@@ -309,7 +327,8 @@ async fn run_phases(
                     since: &since,
                     flush_wait: *flush_wait,
                 };
-                let results = crate::invariants::check(&ledger, &t).await?;
+                let results =
+                    ck.during(report, i + 1, target.process.as_ref(), crate::invariants::check(&ledger, &t)).await?;
                 if !g.quiet && !g.json {
                     for r in &results {
                         println!("{} {:<20} {}", if r.passed { "PASS" } else { "FAIL" }, r.name, r.summary);
@@ -321,6 +340,7 @@ async fn run_phases(
                 report.phases.push(RunPhase::Invariants { results });
             }
         }
+        ck.write_or_warn(report, None, target.process.as_ref()).await;
         if let Some(p) = &target.process
             && let Some(e) = p.exited()
         {
@@ -468,7 +488,7 @@ async fn wait_port(addr: SocketAddr, timeout: Duration, p: Option<&TargetProcess
     }
 }
 
-fn write_log(path: &Path, lines: &[LogLine]) {
+pub(crate) fn write_log(path: &Path, lines: &[LogLine]) {
     let text: String = lines.iter().map(|l| format!("{:>8} {:?} {}\n", l.at.as_millis(), l.stream, l.text)).collect();
     let _ = crate::fsutil::write_atomic(path, text.as_bytes());
 }
@@ -486,6 +506,7 @@ async fn run_load(
     ledger: &std::sync::Arc<crate::invariants::Ledger>,
     seed: u64,
     stop: &tokio::sync::watch::Receiver<bool>,
+    window: crate::drive::PhaseWindow,
 ) -> Result<crate::report::PhaseReport> {
     use crate::drive::{FlightRecorder, PhaseCtx, ProgressMode, TargetAddr};
     let mix = crate::profile::load_mix(load)?;
@@ -527,6 +548,7 @@ async fn run_load(
         allow_remote: g.allow_remote,
         ws_source: None,
         observer: Some(observer),
+        window: Some(window),
     };
     let addr = TargetAddr { http: format!("http://{}", target.http), ws: Some(format!("ws://{}", target.ws)) };
     let r = crate::drive::run_phase(load, generator, &addr, &ctx).await;

@@ -186,6 +186,7 @@ pub async fn main(a: Box<LoadArgs>, g: &Global) -> Result<u8> {
         allow_remote: g.allow_remote,
         ws_source: Some(Arc::new(EventSource { run })),
         observer: None,
+        window: None,
     };
     let _ = WsPath::INGEST;
     let target = TargetAddr { http: a.http.clone(), ws: a.ws.clone() };

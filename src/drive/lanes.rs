@@ -537,6 +537,15 @@ async fn ws_stream_lane(
     }
 }
 
+/// Closes the phase's window however `run` returns.
+struct CloseOnDrop(crate::drive::PhaseWindow);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
 /// Run the phase (validated by the caller).
 pub(crate) async fn run(
     phase: &LoadPhase,
@@ -562,7 +571,7 @@ pub(crate) async fn run(
     if let Some(d) = &ctx.out_dir {
         std::fs::create_dir_all(d)?;
     }
-    let agg = Aggregator::new(hlog.as_deref())?;
+    let mut agg = Aggregator::new(hlog.as_deref())?;
     let sink = agg.sink();
     let live = agg.live.clone();
     let started_wall = SystemTime::now();
@@ -602,6 +611,18 @@ pub(crate) async fn run(
         phase: phase.clone(),
     });
     let planned = crate::report::Planned::of(phase, sh.schedule.as_ref());
+    // Checkpoints may read the report so far until this phase returns.
+    let _window = ctx.window.as_ref().map(|w| {
+        w.open(crate::drive::window::Probe {
+            ask: agg.snapshots(),
+            phase: phase.clone(),
+            planned: planned.clone(),
+            started_at: started_wall,
+            start,
+            interval_log: hlog.clone(),
+        });
+        CloseOnDrop(w.clone())
+    });
     let progress = crate::drive::progress::start(ctx.progress, live.clone(), planned.clone(), start);
     let agg_task = tokio::spawn(agg.run());
     let flight = ctx.flight.clone();

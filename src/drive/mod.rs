@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod net;
 pub mod progress;
 pub mod sched;
+pub mod window;
 pub mod ws;
 
 use crate::model::Source;
@@ -36,6 +37,7 @@ use std::time::Duration;
 
 pub use flight::{FlightEntry, FlightRecorder};
 pub use metrics::Outcome;
+pub use window::PhaseWindow;
 
 /// One load phase (TOML: `[[phases]] kind = "load"`). Every phase is bounded by `duration`,
 /// `requests` or its `stages`.
@@ -382,6 +384,8 @@ pub struct PhaseCtx {
     /// generators' id pool and the "nothing lost" ledger learn from it. Never on other routes,
     /// so the hot path of read-only load is untouched.
     pub observer: Option<Observer>,
+    /// Opened while the phase runs: checkpoints read the report so far through it.
+    pub window: Option<PhaseWindow>,
 }
 
 /// See [`PhaseCtx::observer`].
@@ -411,6 +415,7 @@ impl PhaseCtx {
             allow_remote: false,
             ws_source: None,
             observer: None,
+            window: None,
         }
     }
 }

@@ -25,7 +25,8 @@ table{border-collapse:collapse;margin:.6em 0;font-size:13px}td,th{border:1px sol
 th{background:#f4f4f4}td.num{text-align:right;font-variant-numeric:tabular-nums}.pass{color:#18794e;font-weight:600}\
 .fail{color:#c4320a;font-weight:600}.skip{color:#777}.verdict{font-size:1.3em;padding:.4em .8em;display:inline-block;border-radius:4px}\
 .verdict.pass{background:#e6f6ec}.verdict.fail{background:#fdecea}pre{background:#f7f7f7;padding:.5em;overflow:auto;font-size:12px;margin:0}\
-svg text{font:11px system-ui,sans-serif;fill:#444}.muted{color:#777}";
+svg text{font:11px system-ui,sans-serif;fill:#444}.muted{color:#777}\
+.partial{background:#fff4d6;border:1px solid #e8c66a;padding:.5em .8em;border-radius:4px}";
 
 /// A whole page.
 pub fn page(title: &str, body: &str) -> String {

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 pub use load::{BuildInput, PhaseReport, Planned, fmt_us, write_json_atomic};
 
 /// One phase's outcome in `report.json` (`{"kind": "load", ...}`).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum RunPhase {
     Checks { results: Vec<CheckResult> },
@@ -68,7 +68,7 @@ impl RunPhase {
 }
 
 /// `report.json` of a run.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunReport {
     pub tool: String,
     pub version: String,
@@ -86,10 +86,28 @@ pub struct RunReport {
     #[serde(default)]
     pub telemetry: Vec<crate::watch::sampler::ProcSample>,
     pub interrupted: bool,
+    /// A checkpoint written while the run was going (`crate::checkpoint`): the run may have
+    /// been killed after it. False in the report written when the run ends.
+    #[serde(default)]
+    pub partial: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<Checkpoint>,
     pub verdict: Verdict,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+/// When and how far a checkpoint was taken.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// Wall-clock time of the checkpoint (RFC 3339).
+    pub at: String,
+    /// The phase (1-based) that was running; its figures are those measured so far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub running_phase: Option<usize>,
+    /// Checkpoint interval (`checkpoint_every`), milliseconds.
+    pub every_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Verdict {
     pub failed: bool,
     pub crashed: bool,
@@ -119,7 +137,7 @@ fn status_class(s: Status) -> (&'static str, &'static str) {
 /// The HTML report.
 pub fn render_html(r: &RunReport) -> String {
     use html::escape;
-    let ok = r.verdict.exit_code == 0;
+    let ok = r.verdict.exit_code == 0 && !r.partial;
     let mut b = format!(
         "<h1>mesher-stress · {}</h1><p class=\"muted\">{} · seed {} · {} · {:.1} s · target {} · database {}</p>\
          <p class=\"verdict {}\">{}</p>",
@@ -133,6 +151,15 @@ pub fn render_html(r: &RunReport) -> String {
         if ok { "pass" } else { "fail" },
         escape(&verdict_text(r)),
     );
+    if let Some(c) = r.checkpoint.as_ref().filter(|_| r.partial) {
+        b.push_str(&format!(
+            "<p class=\"partial\">Checkpoint of {}: the run had not finished{} (checkpoints every {:.0} s). \
+             Everything below was measured up to then.</p>",
+            escape(&c.at),
+            c.running_phase.map(|p| format!("; phase {p} was running")).unwrap_or_default(),
+            c.every_ms as f64 / 1000.0
+        ));
+    }
     for (i, p) in r.phases.iter().enumerate() {
         match p {
             RunPhase::Checks { results } => {
@@ -237,6 +264,16 @@ pub fn render_html(r: &RunReport) -> String {
 }
 
 fn verdict_text(r: &RunReport) -> String {
+    if r.partial {
+        let so_far = match r.verdict.exit_code {
+            0 => "all passed so far",
+            1 => "FAILED so far",
+            3 => "the target died",
+            4 => "FAILED and the target died",
+            _ => "",
+        };
+        return format!("UNFINISHED (checkpoint; {so_far})");
+    }
     match r.verdict.exit_code {
         0 => "PASS".into(),
         1 => "FAIL".into(),
@@ -348,6 +385,20 @@ pub fn render_junit(r: &RunReport) -> String {
             RunPhase::Checks { .. } => {}
         }
     }
+    if let Some(c) = r.checkpoint.as_ref().filter(|_| r.partial) {
+        suites.push(TestSuite {
+            name: "run".into(),
+            cases: vec![TestCase {
+                name: "run finished".into(),
+                seconds: r.elapsed_ms as f64 / 1000.0,
+                outcome: Outcome::Failed {
+                    message: format!("the run did not finish: this report is its checkpoint of {}", c.at),
+                    details: c.running_phase.map(|p| format!("phase {p} was running")).unwrap_or_default(),
+                },
+                output: String::new(),
+            }],
+        });
+    }
     suites.push(TestSuite {
         name: "crashes".into(),
         cases: vec![TestCase {
@@ -413,8 +464,8 @@ fn load_html(n: usize, l: &PhaseReport) -> String {
         x_label: "seconds",
         y_label: "req/s",
         series: &[
-            Series { name: "answered".into(), points: t(&|s| s.requests as f64) },
-            Series { name: "errors".into(), points: t(&|s| s.errors as f64) },
+            Series { name: "answered".into(), points: t(&|s| s.requests as f64 / s.span.max(1) as f64) },
+            Series { name: "errors".into(), points: t(&|s| s.errors as f64 / s.span.max(1) as f64) },
         ],
         shaded: &[],
         x_scale: Scale::Linear,
