@@ -172,7 +172,7 @@ pub fn render_html(r: &RunReport) -> String {
                             format!("<span class=\"{class}\">{tag}</span>"),
                             escape(c.name.as_str()),
                             escape(&c.summary),
-                            format!("<pre>{}</pre>", escape(&c.evidence.join("\n"))),
+                            pre_or_empty(&c.evidence.join("\n")),
                             format!("{}", c.millis),
                         ]
                     })
@@ -218,7 +218,7 @@ pub fn render_html(r: &RunReport) -> String {
                             format!("<span class=\"{class}\">{tag}</span>"),
                             escape(&r.name),
                             escape(&r.summary),
-                            format!("<pre>{}</pre>", escape(&r.missing.join("\n"))),
+                            pre_or_empty(&r.missing.join("\n")),
                         ]
                     })
                     .collect();
@@ -436,6 +436,16 @@ pub async fn main(args: ReportArgs, g: &Global) -> Result<u8> {
     Ok(crate::exit::SUCCESS)
 }
 
+/// `<pre>text</pre>`, or nothing for empty text (no empty grey boxes).
+fn pre_or_empty(text: &str) -> String {
+    if text.trim().is_empty() { String::new() } else { format!("<pre>{}</pre>", html::escape(text)) }
+}
+
+/// A layer as report.json and the terminal table spell it (`valid`, `json`, ...).
+fn layer_text(l: crate::model::Layer) -> String {
+    serde_json::to_value(l).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
+}
+
 /// The HTML section of a load phase: totals, throughput and latency over time, per-route table.
 fn load_html(n: usize, l: &PhaseReport) -> String {
     use html::{Chart, Scale, Series, escape};
@@ -482,14 +492,20 @@ fn load_html(n: usize, l: &PhaseReport) -> String {
         shaded: &[],
         x_scale: Scale::Linear,
     }));
-    let dist: Vec<Series> = l
-        .routes
-        .iter()
+    // The 8 slowest routes by p99 (the rest are in the table below).
+    let mut slowest: Vec<&load::RouteReport> = l.routes.iter().collect();
+    slowest.sort_by_key(|r| std::cmp::Reverse(r.corrected.p99));
+    let dist: Vec<Series> = slowest
+        .into_iter()
         .take(8)
         .map(|r| {
             let p = &r.corrected;
             Series {
-                name: format!("{} ({:?})", r.route, r.layer),
+                name: if r.layer == crate::model::Layer::Valid {
+                    r.route.clone()
+                } else {
+                    format!("{} ({})", r.route, layer_text(r.layer))
+                },
                 points: vec![
                     (0.0, p.min as f64 / 1000.0),
                     (0.5, p.p50 as f64 / 1000.0),
@@ -502,7 +518,11 @@ fn load_html(n: usize, l: &PhaseReport) -> String {
         })
         .collect();
     b.push_str(&html::line_chart(&Chart {
-        title: "latency by percentile (ms, corrected)",
+        title: if l.routes.len() > 8 {
+            "latency by percentile (ms, corrected): the 8 routes with the highest p99"
+        } else {
+            "latency by percentile (ms, corrected)"
+        },
         x_label: "percentile",
         y_label: "ms",
         series: &dist,
@@ -515,7 +535,7 @@ fn load_html(n: usize, l: &PhaseReport) -> String {
         .map(|r| {
             vec![
                 escape(&r.route),
-                escape(&format!("{:?}", r.layer)),
+                escape(&layer_text(r.layer)),
                 r.count.to_string(),
                 format!("{:.1}", r.rate),
                 fmt_us(r.corrected.p50),
