@@ -187,6 +187,21 @@ impl Default for Ledger {
     }
 }
 
+/// A path argument as PostgreSQL's `uuid` input reads it: braces, upper case and hyphens in other
+/// places (`{A0EEBC99-…}`, `a0eebc999c0b…`) name the same row as the canonical lower-case
+/// hyphenated form, which is what the checks compare with. Anything else is kept as it is.
+pub fn canonical_id(s: &str) -> String {
+    let inner = s.strip_prefix('{').and_then(|x| x.strip_suffix('}')).unwrap_or(s);
+    let hex: String = inner.chars().filter(|c| *c != '-').collect();
+    if hex.len() == 32 && hex.chars().all(|c| c.is_ascii_hexdigit()) && !inner.starts_with('-') && !inner.ends_with('-')
+    {
+        let h = hex.to_ascii_lowercase();
+        format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+    } else {
+        s.to_string()
+    }
+}
+
 fn json_str(body: &[u8], key: &str) -> Option<String> {
     serde_json::from_slice::<serde_json::Value>(body).ok()?.get(key)?.as_str().map(String::from)
 }
@@ -213,7 +228,7 @@ impl Ledger {
         }
         let path = target.split('?').next().unwrap_or(target);
         let Some(m) = match_route(method, path) else { return };
-        let arg = |i: usize| m.args.get(i).map(|s| s.to_string()).unwrap_or_default();
+        let arg = |i: usize| m.args.get(i).map(|s| canonical_id(s)).unwrap_or_default();
         let mut s = self.seen.lock().expect("ledger lock");
         match m.route.id {
             RouteId::EventsIngest if status == 202 => {
@@ -500,6 +515,24 @@ mod tests {
         // Removed: no longer expected to exist, expected to be gone.
         assert!(s.members_created.is_empty() && s.members_removed.ids() == ["m1"]);
         assert!(s.keys_revoked.is_empty());
+    }
+
+    #[test]
+    fn ids_in_other_uuid_spellings_are_recorded_canonically() {
+        let c = "55555555-5555-5555-5555-000000000004";
+        assert_eq!(canonical_id("{55555555-5555-5555-5555-000000000004}"), c);
+        assert_eq!(canonical_id("555555555555555555550000000000 04".replace(' ', "").as_str()), c);
+        assert_eq!(canonical_id("5555-5555-5555-5555-5555-0000-0000-0004"), c);
+        assert_eq!(canonical_id("{55555555-5555-5555-5555-00000000000A}"), "55555555-5555-5555-5555-00000000000a");
+        for raw in ["not-a-uuid", "-55555555555555555555000000000004", "{}", ""] {
+            assert_eq!(canonical_id(raw), raw);
+        }
+        // A mutated path removing a membership with a braced id takes the canonical id out.
+        let l = Ledger::new();
+        l.observe("POST", "/api/v1/orgs/o/members", b"{}", 201, format!("{{\"id\":\"{c}\"}}").as_bytes());
+        l.observe("POST", &format!("/api/v1/orgs/o/members/{{{c}}}/remove"), b"", 200, br#"{"affected":1}"#);
+        let s = l.seen.lock().unwrap();
+        assert!(s.members_created.is_empty() && s.members_removed.ids() == [c]);
     }
 
     #[test]
