@@ -1,7 +1,7 @@
 //! Checkpoints: `mesher-stress run` killed with SIGKILL in the middle of a load phase leaves a
 //! run directory with what was measured up to the last checkpoint (report.json marked partial,
 //! the load phase's timeline and histograms so far, the target's telemetry, the flushed
-//! HdrHistogram interval log), `mesher-stress report DIR` renders it, and the throwaway
+//! HdrHistogram interval log, valid JUnit), `mesher-stress report DIR` renders it, and the throwaway
 //! PostgreSQL and the target do not outlive the tool (PR_SET_PDEATHSIG).
 
 use std::io::{BufRead, BufReader};
@@ -139,6 +139,13 @@ fn a_run_killed_mid_load_leaves_a_checkpoint_that_renders() {
     // The checkpoint's own renderings, then `report DIR` renders them again from report.json.
     let junit = std::fs::read_to_string(run.join("junit.xml")).unwrap();
     assert!(junit.contains("<testcase name=\"run finished\"") && junit.contains("did not finish"), "{junit}");
+    // CI reads it: valid JUnit (tests/junit_schema.rs has the schema's own tests).
+    let xsd = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/junit/junit-4.xsd");
+    let v =
+        Command::new("xmllint").args(["--noout", "--schema", xsd]).arg(run.join("junit.xml")).output().unwrap_or_else(
+            |e| panic!("xmllint cannot be run ({e}): apt-get install -y libxml2-utils (.ci/run does this)"),
+        );
+    assert!(v.status.success(), "{}\n{junit}", String::from_utf8_lossy(&v.stderr));
     std::fs::remove_file(run.join("report.html")).unwrap();
     std::fs::remove_file(run.join("junit.xml")).unwrap();
     let out = bin().arg("report").arg(&run).output().unwrap();
