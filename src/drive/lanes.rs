@@ -732,7 +732,7 @@ pub(crate) async fn run(
     let report = crate::report::PhaseReport::build(crate::report::BuildInput {
         phase,
         planned,
-        totals,
+        totals: &totals,
         sent,
         lane_panics,
         started_at: started_wall,

@@ -11,8 +11,8 @@
 //! Long runs stay flat in memory: the timeline holds at most [`TIMELINE_MAX`] entries; when it
 //! is full, neighbouring entries are merged and later entries cover twice as many seconds
 //! ([`Second::span`]), so a 6-hour phase keeps ~2700 entries of 8 s while the interval log on
-//! disk keeps every second. A running phase's totals can be read without stopping it
-//! ([`Aggregator::snapshots`], for checkpoints).
+//! disk keeps every second. A running phase's totals can be read without stopping it or
+//! copying them ([`Aggregator::snapshots`], for checkpoints).
 //!
 //! Change outcome kinds in [`Outcome`]; change what a timeline second holds in [`Second`].
 
@@ -326,15 +326,13 @@ fn rec(h: &mut Histogram<u64>, v: u64) {
 }
 
 /// Histograms of one key.
-#[derive(Clone)]
 pub struct Pair {
     pub corrected: Histogram<u64>,
     pub uncorrected: Histogram<u64>,
 }
 
-/// Everything the aggregator measured, handed to the report at the end (or, cloned, to a
-/// checkpoint while the phase runs).
-#[derive(Clone)]
+/// Everything the aggregator measured, handed to the report at the end (and lent to checkpoints
+/// while the phase runs).
 pub struct Totals {
     pub pairs: BTreeMap<Key, Pair>,
     pub lag: Histogram<u64>,
@@ -377,9 +375,12 @@ pub struct Aggregator {
     /// The timeline entry being filled when `span` > 1: its histogram and outcome counts.
     bin: Histogram<u64>,
     bin_outcomes: BTreeMap<Outcome, u64>,
-    /// Checkpoints ask for a copy of the totals here (see [`Aggregator::snapshots`]).
-    snapshots: Option<mpsc::UnboundedReceiver<tokio::sync::oneshot::Sender<Totals>>>,
+    /// Checkpoints' requests (see [`Aggregator::snapshots`]).
+    snapshots: Option<mpsc::UnboundedReceiver<SnapshotFn>>,
 }
+
+/// A look at the totals so far, run by the aggregator between two sample batches.
+pub type SnapshotFn = Box<dyn FnOnce(&Totals) + Send>;
 
 struct IntervalLog {
     file: std::fs::File,
@@ -427,20 +428,21 @@ impl Aggregator {
         })
     }
 
-    /// A channel to ask the running aggregator for a copy of its totals so far (closed
-    /// timeline intervals; the interval log is flushed to disk first). The answer comes
-    /// between two sample batches: the lanes are never blocked.
-    pub fn snapshots(&mut self) -> mpsc::UnboundedSender<tokio::sync::oneshot::Sender<Totals>> {
+    /// A channel to look at the running aggregator's totals so far (closed timeline intervals;
+    /// the interval log is flushed to disk first): each function sent is called with them
+    /// between two sample batches (no copy of the histograms; the lanes never wait: their
+    /// batches queue meanwhile).
+    pub fn snapshots(&mut self) -> mpsc::UnboundedSender<SnapshotFn> {
         let (tx, rx) = mpsc::unbounded_channel();
         self.snapshots = Some(rx);
         tx
     }
 
-    fn answer_snapshot(&mut self, reply: tokio::sync::oneshot::Sender<Totals>) {
+    fn answer_snapshot(&mut self, look: SnapshotFn) {
         if let Some(log) = &mut self.interval_log {
             let _ = log.file.sync_data();
         }
-        let _ = reply.send(self.totals.clone());
+        look(&self.totals);
     }
 
     /// A handle that makes recorders for lanes. The aggregator runs until every sink and every

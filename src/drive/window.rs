@@ -1,14 +1,14 @@
 //! [`PhaseWindow`]: the report so far of a load phase that is still running, for checkpoints.
 //!
 //! The caller puts a `PhaseWindow` into the [`crate::drive::PhaseCtx`]; while the phase runs,
-//! [`PhaseWindow::snapshot`] asks the phase's aggregator for a copy of its totals (the aggregator
-//! answers between two sample batches and flushes the interval log to disk first) and builds a
-//! [`PhaseReport`] from it: closed timeline intervals, histograms, thresholds evaluated on what
-//! was measured so far. Requests still in flight are not in it (`requests_sent` counts the
+//! [`PhaseWindow::snapshot`] has the phase's aggregator build a [`PhaseReport`] from its totals
+//! in place (between two sample batches, after flushing the interval log to disk; no copy of
+//! the histograms): closed timeline intervals, histograms, thresholds evaluated on what was
+//! measured so far. Requests still in flight are not in it (`requests_sent` counts the
 //! measured ones). The lanes never see any of this: the hot path is unchanged.
 
 use crate::drive::LoadPhase;
-use crate::drive::metrics::Totals;
+use crate::drive::metrics::{SnapshotFn, Totals};
 use crate::report::{BuildInput, PhaseReport, Planned};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -23,7 +23,7 @@ pub struct PhaseWindow {
 
 /// What a snapshot needs besides the totals.
 pub(crate) struct Probe {
-    pub ask: mpsc::UnboundedSender<oneshot::Sender<Totals>>,
+    pub ask: mpsc::UnboundedSender<SnapshotFn>,
     pub phase: LoadPhase,
     pub planned: Planned,
     pub started_at: SystemTime,
@@ -56,32 +56,35 @@ impl PhaseWindow {
     }
 
     /// The running phase's report so far; `None` between phases or when the phase ended while
-    /// asking.
+    /// asking. The report is built by the aggregator from its totals in place.
     pub async fn snapshot(&self) -> Option<PhaseReport> {
         let (reply, answer) = oneshot::channel();
-        let (phase, planned, started_at, start, interval_log) = {
+        {
             let g = self.lock();
             let p = g.as_ref()?;
-            p.ask.send(reply).ok()?;
-            (p.phase.clone(), p.planned.clone(), p.started_at, p.start, p.interval_log.clone())
-        };
-        let totals = answer.await.ok()?;
-        let measured: u64 =
-            totals.pairs.iter().filter(|(k, _)| k.outcome.is_request()).map(|(_, p)| p.corrected.len()).sum();
-        let elapsed = Instant::now().saturating_duration_since(start);
-        Some(PhaseReport::build(BuildInput {
-            phase: &phase,
-            planned,
-            totals,
-            sent: measured,
-            lane_panics: 0,
-            started_at,
-            sending: elapsed,
-            send_span: None,
-            elapsed,
-            interrupted: false,
-            suspects: Vec::new(),
-            interval_log,
-        }))
+            let (phase, planned, started_at, start, interval_log) =
+                (p.phase.clone(), p.planned.clone(), p.started_at, p.start, p.interval_log.clone());
+            let look: SnapshotFn = Box::new(move |totals: &Totals| {
+                let measured: u64 =
+                    totals.pairs.iter().filter(|(k, _)| k.outcome.is_request()).map(|(_, p)| p.corrected.len()).sum();
+                let elapsed = Instant::now().saturating_duration_since(start);
+                let _ = reply.send(PhaseReport::build(BuildInput {
+                    phase: &phase,
+                    planned,
+                    totals,
+                    sent: measured,
+                    lane_panics: 0,
+                    started_at,
+                    sending: elapsed,
+                    send_span: None,
+                    elapsed,
+                    interrupted: false,
+                    suspects: Vec::new(),
+                    interval_log,
+                }));
+            });
+            p.ask.send(look).ok()?;
+        }
+        answer.await.ok()
     }
 }

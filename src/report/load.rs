@@ -186,7 +186,7 @@ pub struct PhaseReport {
 pub struct BuildInput<'a> {
     pub phase: &'a LoadPhase,
     pub planned: Planned,
-    pub totals: Totals,
+    pub totals: &'a Totals,
     pub sent: u64,
     pub lane_panics: u64,
     pub started_at: SystemTime,
@@ -208,7 +208,7 @@ fn merged<'a>(it: impl Iterator<Item = &'a Histogram<u64>>) -> Histogram<u64> {
 
 impl PhaseReport {
     pub fn build(b: BuildInput<'_>) -> PhaseReport {
-        let t = &b.totals;
+        let t = b.totals;
         let req_keys: Vec<(&Key, &crate::drive::metrics::Pair)> =
             t.pairs.iter().filter(|(k, _)| k.outcome.is_request()).collect();
         let mut outcomes = BTreeMap::new();
@@ -307,7 +307,7 @@ impl PhaseReport {
             unanswered: b.suspects,
             interval_log: b.interval_log,
         };
-        r.thresholds = evaluate(b.phase, &r, &b.totals);
+        r.thresholds = evaluate(b.phase, &r, b.totals);
         r.passed = r.consistent && r.thresholds.iter().all(|t| t.passed);
         r
     }
