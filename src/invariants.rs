@@ -15,6 +15,14 @@
 //! | `alert-rules-exist` | every rule created with 201 and not deleted exists, and `GET …/alert-rules` lists it |
 //! | `alert-rules-deleted` | every rule deleted with 200 is gone |
 //! | `issue-counts` | every issue's `event_count` equals its stored events |
+//!
+//! Memory stays flat in long runs: counts are exact, but each kind of id (and the event
+//! fingerprints, which are nearly unique per event) is kept for checking only up to
+//! [`SAMPLE_MAX`]; beyond that a deterministic hash sample is kept (an id is in it when the
+//! low `level` bits of its hash are zero; the level rises by one each time the sample is full,
+//! halving it). Every event of a sampled fingerprint is counted, so the per-fingerprint
+//! comparison stays exact for the sample, and a failing invariant still names the missing ids
+//! of the sample. Summaries say when a sample was checked.
 
 use crate::api::{Route, RouteId, match_route};
 use crate::checks::exchange;
@@ -36,25 +44,162 @@ pub fn fingerprints(body: &[u8], bulk: bool) -> Vec<String> {
         .collect()
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+/// Most ids (or fingerprints) of one kind kept for checking (see the module docs).
+pub const SAMPLE_MAX: usize = 10_000;
+
+/// 64-bit FNV-1a with a final mix: stable across runs and builds (no random hasher keys).
+fn stable_hash(s: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in s.bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^ (h >> 33)
+}
+
+/// Ids of one kind with a value each (a count for fingerprints): all of them up to `max`, then
+/// a hash sample (see the module docs). `observed` counts every insertion.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Sampled<V> {
+    kept: BTreeMap<String, V>,
+    observed: u64,
+    level: u32,
+    max: usize,
+}
+
+impl<V: Default> Sampled<V> {
+    pub fn new(max: usize) -> Sampled<V> {
+        Sampled { kept: BTreeMap::new(), observed: 0, level: 0, max: max.max(1) }
+    }
+
+    /// Is `id` in the sample at the current level?
+    pub fn keeps(&self, id: &str) -> bool {
+        self.level == 0 || stable_hash(id) & ((1u64 << self.level.min(63)) - 1) == 0
+    }
+
+    /// Note `id` (and update its value when it is kept).
+    pub fn insert_with(&mut self, id: String, f: impl FnOnce(&mut V)) {
+        self.observed += 1;
+        if !self.keeps(&id) {
+            return;
+        }
+        f(self.kept.entry(id).or_default());
+        while self.kept.len() > self.max && self.level < 63 {
+            self.level += 1;
+            let level = self.level;
+            self.kept.retain(|k, _| level == 0 || stable_hash(k) & ((1u64 << level) - 1) == 0);
+        }
+    }
+
+    pub fn insert(&mut self, id: String) {
+        self.insert_with(id, |_| {});
+    }
+
+    /// Forget `id` (whether or not it was kept).
+    pub fn remove(&mut self, id: &str) -> Option<V> {
+        self.kept.remove(id)
+    }
+
+    /// The kept ids, in order.
+    pub fn ids(&self) -> Vec<String> {
+        self.kept.keys().cloned().collect()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &V)> {
+        self.kept.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.kept.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.kept.is_empty()
+    }
+
+    /// Insertions seen (exact).
+    pub fn observed(&self) -> u64 {
+        self.observed
+    }
+
+    /// True when only a sample is kept.
+    pub fn sampled(&self) -> bool {
+        self.level > 0
+    }
+
+    /// `" (a 1/2^L hash sample of N checked)"`, or nothing when everything is kept.
+    fn note(&self) -> String {
+        if self.sampled() {
+            format!(" (a 1/{} hash sample of {} checked)", 1u64 << self.level.min(63), self.kept.len())
+        } else {
+            String::new()
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Seen {
     /// Accepted events per fingerprint (single-event route and WebSocket ingest).
-    events: BTreeMap<String, u64>,
+    events: Sampled<u64>,
+    /// Events accepted (single-event route and WebSocket ingest), exact.
+    events_total: u64,
     /// Events accepted through the bulk route (subject to sampling).
     bulk_events: u64,
-    members_created: BTreeSet<String>,
-    members_removed: BTreeSet<String>,
-    keys_created: BTreeSet<String>,
-    keys_revoked: BTreeSet<String>,
-    rules_created: BTreeSet<String>,
-    rules_deleted: BTreeSet<String>,
-    issues_deleted: BTreeSet<String>,
+    /// Created and not removed (a removal takes the id out).
+    members_created: Sampled<()>,
+    members_removed: Sampled<()>,
+    keys_created: Sampled<()>,
+    keys_revoked: Sampled<()>,
+    /// Created and not deleted (a deletion takes the id out).
+    rules_created: Sampled<()>,
+    rules_deleted: Sampled<()>,
+    issues_deleted: Sampled<()>,
+}
+
+impl Seen {
+    fn new(max: usize) -> Seen {
+        Seen {
+            events: Sampled::new(max),
+            events_total: 0,
+            bulk_events: 0,
+            members_created: Sampled::new(max),
+            members_removed: Sampled::new(max),
+            keys_created: Sampled::new(max),
+            keys_revoked: Sampled::new(max),
+            rules_created: Sampled::new(max),
+            rules_deleted: Sampled::new(max),
+            issues_deleted: Sampled::new(max),
+        }
+    }
 }
 
 /// What the run saw the target accept. Thread-safe.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Ledger {
     seen: Mutex<Seen>,
+}
+
+impl Default for Ledger {
+    fn default() -> Self {
+        Ledger::with_sample_max(SAMPLE_MAX)
+    }
+}
+
+/// A path argument as PostgreSQL's `uuid` input reads it: braces, upper case and hyphens in other
+/// places (`{A0EEBC99-…}`, `a0eebc999c0b…`) name the same row as the canonical lower-case
+/// hyphenated form, which is what the checks compare with. Anything else is kept as it is.
+pub fn canonical_id(s: &str) -> String {
+    let inner = s.strip_prefix('{').and_then(|x| x.strip_suffix('}')).unwrap_or(s);
+    let hex: String = inner.chars().filter(|c| *c != '-').collect();
+    if hex.len() == 32 && hex.chars().all(|c| c.is_ascii_hexdigit()) && !inner.starts_with('-') && !inner.ends_with('-')
+    {
+        let h = hex.to_ascii_lowercase();
+        format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+    } else {
+        s.to_string()
+    }
 }
 
 fn json_str(body: &[u8], key: &str) -> Option<String> {
@@ -70,6 +215,11 @@ impl Ledger {
         Ledger::default()
     }
 
+    /// A ledger that keeps at most `max` ids of each kind for checking (tests use small ones).
+    pub fn with_sample_max(max: usize) -> Ledger {
+        Ledger { seen: Mutex::new(Seen::new(max)) }
+    }
+
     /// Record one answered HTTP request: `method`, raw `target` (path and query), the request
     /// body, and the response status and body.
     pub fn observe(&self, method: &str, target: &str, request_body: &[u8], status: u16, response_body: &[u8]) {
@@ -78,12 +228,13 @@ impl Ledger {
         }
         let path = target.split('?').next().unwrap_or(target);
         let Some(m) = match_route(method, path) else { return };
-        let arg = |i: usize| m.args.get(i).map(|s| s.to_string()).unwrap_or_default();
+        let arg = |i: usize| m.args.get(i).map(|s| canonical_id(s)).unwrap_or_default();
         let mut s = self.seen.lock().expect("ledger lock");
         match m.route.id {
             RouteId::EventsIngest if status == 202 => {
                 for fp in fingerprints(request_body, false) {
-                    *s.events.entry(fp).or_default() += 1;
+                    s.events_total += 1;
+                    s.events.insert_with(fp, |n| *n += 1);
                 }
             }
             // Bulk events are sampled by the project's sample_rate (§2.3): a 202 does not promise
@@ -95,6 +246,7 @@ impl Ledger {
                 }
             }
             RouteId::MemberRemove if affected_one(response_body) => {
+                s.members_created.remove(&arg(1));
                 s.members_removed.insert(arg(1));
             }
             RouteId::ApiKeysCreate if status == 201 => {
@@ -111,6 +263,7 @@ impl Ledger {
                 }
             }
             RouteId::AlertRuleDelete => {
+                s.rules_created.remove(&arg(0));
                 s.rules_deleted.insert(arg(0));
             }
             RouteId::IssueDelete if affected_one(response_body) => {
@@ -124,13 +277,19 @@ impl Ledger {
     pub fn observe_ws_event(&self, frame: &[u8]) {
         let mut s = self.seen.lock().expect("ledger lock");
         for fp in fingerprints(frame, false) {
-            *s.events.entry(fp).or_default() += 1;
+            s.events_total += 1;
+            s.events.insert_with(fp, |n| *n += 1);
         }
     }
 
     /// Number of accepted events recorded.
     pub fn accepted_events(&self) -> u64 {
-        self.seen.lock().expect("ledger lock").events.values().sum()
+        self.seen.lock().expect("ledger lock").events_total
+    }
+
+    /// Event fingerprints kept for checking (all of them, or the hash sample).
+    pub fn checked_fingerprints(&self) -> usize {
+        self.seen.lock().expect("ledger lock").events.len()
     }
 }
 
@@ -177,9 +336,12 @@ async fn listed(http: Option<SocketAddr>, route: RouteId, arg: &str, ids: &[Stri
     let path = Route::get(route).path(&[arg]);
     match exchange(addr, "GET", &path, &[], Vec::new(), Duration::from_secs(10)).await {
         Ok(r) if r.status == 200 => {
+            // Ids are JSON strings: the quoted tokens of the body (Mesher's lists are not always
+            // valid JSON), looked up in a set, so long runs' lists are checked in linear time.
             let body = String::from_utf8_lossy(&r.body);
+            let tokens: std::collections::HashSet<&str> = body.split('"').collect();
             ids.iter()
-                .filter(|id| !body.contains(id.as_str()))
+                .filter(|id| !tokens.contains(id.as_str()))
                 .map(|id| format!("{id} (not listed by GET {path})"))
                 .collect()
         }
@@ -190,29 +352,36 @@ async fn listed(http: Option<SocketAddr>, route: RouteId, arg: &str, ids: &[Stri
 
 /// Check every invariant against what `ledger` saw.
 pub async fn check(ledger: &Ledger, t: &CheckTarget<'_>) -> sqlx::Result<Vec<InvariantResult>> {
-    let seen = std::mem::take(&mut *ledger.seen.lock().expect("ledger lock"));
+    // A copy (bounded: see SAMPLE_MAX): the ledger goes on recording, and a later check (e.g. at
+    // the end of a soak) sees everything.
+    let seen = ledger.seen.lock().expect("ledger lock").clone();
     let mut out = Vec::new();
 
-    // Events: wait for the flush, then compare per fingerprint.
-    let expected: u64 = seen.events.values().sum();
+    // Events: wait for the flush, then compare per fingerprint (the kept ones).
+    let expected = seen.events_total;
+    let checked = seen.events.ids();
     let deadline = Instant::now() + t.flush_wait;
     let (stored, short) = loop {
         let rows: Vec<(String, i64, bool)> = sqlx::query_as(
             "SELECT e.fingerprint, count(*), bool_or(i.status = 'discarded')
              FROM events e LEFT JOIN issues i ON i.id = e.issue_id
-             WHERE e.project_id = $1::uuid AND e.received_at >= $2::timestamptz GROUP BY e.fingerprint",
+             WHERE e.project_id = $1::uuid AND e.received_at >= $2::timestamptz AND e.fingerprint = ANY($3)
+             GROUP BY e.fingerprint",
         )
         .bind(t.project_id)
         .bind(t.since)
+        .bind(&checked)
         .fetch_all(t.pool)
         .await?;
-        let discarded: BTreeSet<String> =
-            sqlx::query_scalar("SELECT fingerprint FROM issues WHERE project_id = $1::uuid AND status = 'discarded'")
-                .bind(t.project_id)
-                .fetch_all(t.pool)
-                .await?
-                .into_iter()
-                .collect();
+        let discarded: BTreeSet<String> = sqlx::query_scalar(
+            "SELECT fingerprint FROM issues WHERE project_id = $1::uuid AND status = 'discarded' AND fingerprint = ANY($2)",
+        )
+        .bind(t.project_id)
+        .bind(&checked)
+        .fetch_all(t.pool)
+        .await?
+        .into_iter()
+        .collect();
         let stored: BTreeMap<String, i64> = rows.iter().map(|r| (r.0.clone(), r.1)).collect();
         let short: Vec<String> = seen
             .events
@@ -231,43 +400,75 @@ pub async fn check(ledger: &Ledger, t: &CheckTarget<'_>) -> sqlx::Result<Vec<Inv
     out.push(verdict(
         "events-stored",
         format!(
-            "{expected} events answered 202 (plus {} bulk events, subject to sampling), {stored} stored since the run started",
-            seen.bulk_events
+            "{expected} events answered 202 (plus {} bulk events, subject to sampling), {stored} stored since the run started{}",
+            seen.bulk_events,
+            if seen.events.sampled() {
+                format!(
+                    " for the {} fingerprints checked (a 1/{} hash sample)",
+                    seen.events.len(),
+                    1u64 << seen.events.level.min(63)
+                )
+            } else {
+                String::new()
+            }
         ),
         short,
     ));
 
-    let live = |c: &BTreeSet<String>, r: &BTreeSet<String>| c.difference(r).cloned().collect::<Vec<_>>();
-    let members = live(&seen.members_created, &seen.members_removed);
+    let members = seen.members_created.ids();
     let mut missing = absent(t.pool, "SELECT id::text FROM org_memberships WHERE id::text = ANY($1)", &members).await?;
     missing.extend(listed(t.http, RouteId::MembersList, t.org_id, &members).await);
-    out.push(verdict("members-exist", format!("{} memberships created and not removed", members.len()), missing));
+    out.push(verdict(
+        "members-exist",
+        format!("{} memberships created and not removed{}", members.len(), seen.members_created.note()),
+        missing,
+    ));
 
-    let removed: Vec<String> = seen.members_removed.iter().cloned().collect();
+    let removed = seen.members_removed.ids();
     let still = absent(t.pool, "SELECT id::text FROM org_memberships WHERE id::text = ANY($1)", &removed).await?;
     let still: Vec<String> = removed.iter().filter(|i| !still.contains(i)).cloned().collect();
-    out.push(verdict("members-removed", format!("{} memberships removed", removed.len()), still));
+    out.push(verdict(
+        "members-removed",
+        format!("{} memberships removed{}", seen.members_removed.observed(), seen.members_removed.note()),
+        still,
+    ));
 
-    let keys: Vec<String> = seen.keys_created.iter().cloned().collect();
+    let keys = seen.keys_created.ids();
     let mut missing = absent(t.pool, "SELECT key_value FROM api_keys WHERE key_value = ANY($1)", &keys).await?;
     missing.extend(listed(t.http, RouteId::ApiKeysList, t.project_id, &keys).await);
-    out.push(verdict("api-keys-exist", format!("{} API keys created", keys.len()), missing));
+    out.push(verdict(
+        "api-keys-exist",
+        format!("{} API keys created{}", seen.keys_created.observed(), seen.keys_created.note()),
+        missing,
+    ));
 
-    let revoked: Vec<String> = seen.keys_revoked.iter().cloned().collect();
+    let revoked = seen.keys_revoked.ids();
     let not_revoked =
         absent(t.pool, "SELECT id::text FROM api_keys WHERE id::text = ANY($1) AND revoked_at IS NOT NULL", &revoked)
             .await?;
-    out.push(verdict("api-keys-revoked", format!("{} API keys revoked", revoked.len()), not_revoked));
+    out.push(verdict(
+        "api-keys-revoked",
+        format!("{} API keys revoked{}", seen.keys_revoked.observed(), seen.keys_revoked.note()),
+        not_revoked,
+    ));
 
-    let rules = live(&seen.rules_created, &seen.rules_deleted);
+    let rules = seen.rules_created.ids();
     let mut missing = absent(t.pool, "SELECT id::text FROM alert_rules WHERE id::text = ANY($1)", &rules).await?;
     missing.extend(listed(t.http, RouteId::AlertRulesList, t.project_id, &rules).await);
-    out.push(verdict("alert-rules-exist", format!("{} alert rules created and not deleted", rules.len()), missing));
+    out.push(verdict(
+        "alert-rules-exist",
+        format!("{} alert rules created and not deleted{}", rules.len(), seen.rules_created.note()),
+        missing,
+    ));
 
-    let deleted: Vec<String> = seen.rules_deleted.iter().cloned().collect();
+    let deleted = seen.rules_deleted.ids();
     let present = absent(t.pool, "SELECT id::text FROM alert_rules WHERE id::text = ANY($1)", &deleted).await?;
     let still: Vec<String> = deleted.iter().filter(|i| !present.contains(i)).cloned().collect();
-    out.push(verdict("alert-rules-deleted", format!("{} alert rules deleted", deleted.len()), still));
+    out.push(verdict(
+        "alert-rules-deleted",
+        format!("{} alert rules deleted{}", seen.rules_deleted.observed(), seen.rules_deleted.note()),
+        still,
+    ));
 
     let bad: Vec<(String, i32, i64)> = sqlx::query_as(
         "SELECT i.id::text, i.event_count, (SELECT count(*) FROM events e WHERE e.issue_id = i.id)
@@ -287,8 +488,6 @@ pub async fn check(ledger: &Ledger, t: &CheckTarget<'_>) -> sqlx::Result<Vec<Inv
         bad.into_iter().map(|(id, c, n)| format!("issue {id}: event_count {c}, {n} events stored")).collect(),
     ));
 
-    // Put back what we took, so a later check (e.g. at the end of a soak) sees everything.
-    *ledger.seen.lock().expect("ledger lock") = seen;
     Ok(out)
 }
 
@@ -312,8 +511,73 @@ mod tests {
         l.observe("POST", "/api/v1/orgs/o/members/m1/remove", b"", 200, br#"{"status":"ok","affected":1}"#);
         l.observe("POST", "/api/v1/api-keys/k1/revoke", b"", 200, br#"{"status":"ok","affected":0}"#);
         let s = l.seen.lock().unwrap();
-        assert_eq!(s.events.get("msg:a"), Some(&1));
-        assert!(s.members_created.contains("m1") && s.members_removed.contains("m1"));
+        assert_eq!(s.events.iter().collect::<Vec<_>>(), vec![(&"msg:a".to_string(), &1)]);
+        // Removed: no longer expected to exist, expected to be gone.
+        assert!(s.members_created.is_empty() && s.members_removed.ids() == ["m1"]);
         assert!(s.keys_revoked.is_empty());
+    }
+
+    #[test]
+    fn ids_in_other_uuid_spellings_are_recorded_canonically() {
+        let c = "55555555-5555-5555-5555-000000000004";
+        assert_eq!(canonical_id("{55555555-5555-5555-5555-000000000004}"), c);
+        assert_eq!(canonical_id("555555555555555555550000000000 04".replace(' ', "").as_str()), c);
+        assert_eq!(canonical_id("5555-5555-5555-5555-5555-0000-0000-0004"), c);
+        assert_eq!(canonical_id("{55555555-5555-5555-5555-00000000000A}"), "55555555-5555-5555-5555-00000000000a");
+        for raw in ["not-a-uuid", "-55555555555555555555000000000004", "{}", ""] {
+            assert_eq!(canonical_id(raw), raw);
+        }
+        // A mutated path removing a membership with a braced id takes the canonical id out.
+        let l = Ledger::new();
+        l.observe("POST", "/api/v1/orgs/o/members", b"{}", 201, format!("{{\"id\":\"{c}\"}}").as_bytes());
+        l.observe("POST", &format!("/api/v1/orgs/o/members/{{{c}}}/remove"), b"", 200, br#"{"affected":1}"#);
+        let s = l.seen.lock().unwrap();
+        assert!(s.members_created.is_empty() && s.members_removed.ids() == [c]);
+    }
+
+    #[test]
+    fn a_full_sample_halves_deterministically_and_counts_stay_exact() {
+        let mut s: Sampled<u64> = Sampled::new(100);
+        for i in 0..10_000 {
+            // Each id twice: counts of kept ids are exact.
+            for _ in 0..2 {
+                s.insert_with(format!("fp-{i}"), |n| *n += 1);
+            }
+        }
+        assert_eq!(s.observed(), 20_000);
+        assert!(s.sampled() && s.len() <= 100 && s.len() >= 10, "{} kept at level {}", s.len(), s.level);
+        assert!(s.iter().all(|(_, n)| *n == 2));
+        // The sample is a pure function of the ids: the same ids in another order, same sample.
+        let mut t: Sampled<u64> = Sampled::new(100);
+        for i in (0..10_000).rev() {
+            t.insert_with(format!("fp-{i}"), |n| *n += 2);
+        }
+        assert_eq!(s.ids(), t.ids());
+        // Kept ids are exactly those the level keeps.
+        let kept: BTreeSet<String> = s.ids().into_iter().collect();
+        for i in 0..10_000 {
+            let id = format!("fp-{i}");
+            assert_eq!(kept.contains(&id), s.keeps(&id), "{id}");
+        }
+        assert!(s.remove(&s.ids()[0]).is_some());
+    }
+
+    #[test]
+    fn ledger_memory_is_bounded_by_the_sample() {
+        let l = Ledger::with_sample_max(64);
+        for i in 0..5000 {
+            l.observe("POST", "/api/v1/events", format!("{{\"message\":\"m {i}\"}}").as_bytes(), 202, b"{}");
+            l.observe(
+                "POST",
+                "/api/v1/projects/p/api-keys",
+                b"{}",
+                201,
+                format!("{{\"key_value\":\"k{i}\"}}").as_bytes(),
+            );
+        }
+        assert_eq!(l.accepted_events(), 5000);
+        let s = l.seen.lock().unwrap();
+        assert!(s.events.len() <= 64 && s.keys_created.len() <= 64);
+        assert_eq!(s.keys_created.observed(), 5000);
     }
 }

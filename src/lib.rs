@@ -1,6 +1,7 @@
 //! mesher-stress: load, fuzz and soak stress testing for Mesher, with crash triage.
 //! See ARCHITECTURE.md for the pipeline and where to change what.
 pub mod api;
+pub mod checkpoint;
 pub mod checks;
 pub mod cli;
 pub mod db;

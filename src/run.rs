@@ -3,7 +3,8 @@
 //! 1. Read and validate the profile, make the run directory.
 //! 2. The database: a throwaway cluster or a URL; schema and fixtures as the profile says.
 //! 3. The target: spawn the built-in one or a command, or use a running URL (loopback rule).
-//! 4. The phases, in order.
+//! 4. The phases, in order; the run directory is checkpointed every `checkpoint_every` and after
+//!    each phase (`crate::checkpoint`).
 //! 5. With `--baseline`: compare the load phases with the baseline run (`crate::report::compare`);
 //!    a regression fails the verdict.
 //! 6. Write `report.json` (atomically, also after Ctrl-C) and exit with the verdict (`crate::exit`).
@@ -142,6 +143,8 @@ pub async fn main(args: RunArgs, g: &Global) -> Result<u8> {
         telemetry: Vec::new(),
         baseline: None,
         interrupted: false,
+        partial: false,
+        checkpoint: None,
         verdict: Verdict { failed: false, crashed: false, exit_code: 0 },
     };
 
@@ -284,7 +287,18 @@ async fn run_profile(
     let (database, target) = env.as_mut().expect("just set");
     // The target's health from /proc, once a second, for the whole run (every incarnation).
     target.start_sampling();
-    let r = run_phases(profile, g, say, report, database, target, &mut stop, run_dir).await;
+    let mut ck = crate::checkpoint::Checkpointer::new(
+        run_dir.to_path_buf(),
+        profile.checkpoint_every,
+        // The run's start (to the second: `report.started`), for the checkpoints' elapsed_ms.
+        humantime::parse_rfc3339(&report.started)
+            .ok()
+            .and_then(|t| SystemTime::now().duration_since(t).ok())
+            .and_then(|d| Instant::now().checked_sub(d))
+            .unwrap_or_else(Instant::now),
+        target.telemetry.clone(),
+    );
+    let r = run_phases(profile, g, say, report, database, target, &mut stop, run_dir, &mut ck).await;
     target.sampler = None;
     report.telemetry = target.telemetry.lock().expect("telemetry lock").clone();
     r
@@ -300,6 +314,7 @@ async fn run_phases(
     target: &mut Target,
     stop: &mut tokio::sync::watch::Receiver<bool>,
     run_dir: &Path,
+    ck: &mut crate::checkpoint::Checkpointer,
 ) -> Result<()> {
     let ledger = std::sync::Arc::new(crate::invariants::Ledger::new());
     let since: String = sqlx::query_scalar("SELECT now()::text").fetch_one(&database.pool).await?;
@@ -322,7 +337,7 @@ async fn run_phases(
                     request_timeout: Duration::from_secs(10),
                 };
                 let results = tokio::select! {
-                    r = checks::run_checks(&ctx, which) => r,
+                    r = ck.during(report, i + 1, target.process.as_ref(), checks::run_checks(&ctx, which)) => r,
                     _ = stopped(stop) => break,
                 };
                 for r in &results {
@@ -355,8 +370,9 @@ async fn run_phases(
                     stopped(&mut stop2).await;
                     flag2.store(true, std::sync::atomic::Ordering::SeqCst);
                 });
-                let r = crate::triage::phase::run(spec, &faults, &database.url, &database.fixtures, report.seed, flag)
-                    .await;
+                let fuzz =
+                    crate::triage::phase::run(spec, &faults, &database.url, &database.fixtures, report.seed, flag);
+                let r = ck.during(report, i + 1, target.process.as_ref(), fuzz).await;
                 bridge.abort();
                 let r = r?;
                 say(format!(
@@ -381,7 +397,11 @@ async fn run_phases(
             }
             Phase::Load(load) => {
                 say(format!("phase {}: load {:?}", i + 1, load.name));
-                let r = run_load(load, run_dir, g, say, database, target, &ledger, report.seed, stop).await?;
+                let window = ck.window.clone();
+                let phase = run_load(load, run_dir, g, say, database, target, &ledger, report.seed, stop, window);
+                // (The load phase owns the target meanwhile, restarts included: its log goes into
+                // the checkpoint after the phase.)
+                let r = ck.during(report, i + 1, None, phase).await?;
                 if !g.quiet && !g.json {
                     let _ = r.print_table(&mut std::io::stdout());
                 }
@@ -409,7 +429,8 @@ async fn run_phases(
                     since: &since,
                     flush_wait: *flush_wait,
                 };
-                let results = crate::invariants::check(&ledger, &t).await?;
+                let results =
+                    ck.during(report, i + 1, target.process.as_ref(), crate::invariants::check(&ledger, &t)).await?;
                 if !g.quiet && !g.json {
                     for r in &results {
                         println!("{} {:<20} {}", if r.passed { "PASS" } else { "FAIL" }, r.name, r.summary);
@@ -421,6 +442,7 @@ async fn run_phases(
                 report.phases.push(RunPhase::Invariants { results });
             }
         }
+        ck.write_or_warn(report, None, target.process.as_ref()).await;
         if let Some(p) = &target.process
             && let Some(e) = p.exited()
         {
@@ -578,7 +600,7 @@ async fn wait_port(addr: SocketAddr, timeout: Duration, p: Option<&TargetProcess
     }
 }
 
-fn write_log(path: &Path, lines: &[LogLine]) {
+pub(crate) fn write_log(path: &Path, lines: &[LogLine]) {
     let text: String = lines.iter().map(|l| format!("{:>8} {:?} {}\n", l.at.as_millis(), l.stream, l.text)).collect();
     let _ = crate::fsutil::write_atomic(path, text.as_bytes());
 }
@@ -600,6 +622,7 @@ async fn run_load(
     ledger: &std::sync::Arc<crate::invariants::Ledger>,
     seed: u64,
     stop: &tokio::sync::watch::Receiver<bool>,
+    window: crate::drive::PhaseWindow,
 ) -> Result<crate::report::PhaseReport> {
     use crate::drive::{FlightEntry, FlightRecorder, PhaseCtx, ProgressMode, TargetAddr};
     use crate::report::load::{Outage, OutageCause};
@@ -634,6 +657,7 @@ async fn run_load(
         ws_source: None,
         observer: Some(observer),
         target_state: target.process.is_some().then_some(state_rx),
+        window: Some(window),
     };
     let addr = TargetAddr { http: format!("http://{}", target.http), ws: Some(format!("ws://{}", target.ws)) };
     // The watchdog takes the current incarnation for the phase and gives the latest one back.

@@ -181,6 +181,79 @@ fn shipped_profiles_parse() {
     }
 }
 
+/// How long a profile's phases may take at most (load and fuzz phases by their bounds, checks and
+/// invariants by their own timeouts plus a minute of set-up).
+fn phases_bound(p: &Profile) -> std::time::Duration {
+    use mesher_stress::profile::Phase;
+    let mut total = std::time::Duration::from_secs(60);
+    for ph in &p.phases {
+        total += match ph {
+            Phase::Checks { startup_timeout, .. } => *startup_timeout + std::time::Duration::from_secs(30),
+            Phase::Load(l) => l.time_bound().expect("time-bound load phases") + l.request_timeout + l.body_timeout,
+            Phase::Fuzz(f) => f.duration + f.triage.max_time,
+            Phase::Invariants { flush_wait } => *flush_wait + std::time::Duration::from_secs(30),
+        };
+    }
+    total
+}
+
+#[test]
+fn ci_profiles_are_bounded_deterministic_and_complete() {
+    use mesher_stress::profile::Phase;
+    use std::time::Duration;
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles");
+
+    // release-perf: open-loop phases with stable names over the main routes, every phase with
+    // per-route p99, error-rate and rate limits; fixed seed; bounded.
+    let p = Profile::load(&dir.join("release-perf.toml")).unwrap();
+    assert!(p.seed.is_some(), "a baseline needs the same requests every run");
+    assert!(p.max_duration <= Duration::from_secs(15 * 60));
+    assert!(phases_bound(&p) <= p.max_duration, "{:?} of phases > max_duration", phases_bound(&p));
+    assert!(matches!(p.phases[0], Phase::Checks { .. }));
+    let loads: Vec<&mesher_stress::drive::LoadPhase> =
+        p.phases.iter().filter_map(|ph| if let Phase::Load(l) = ph { Some(&**l) } else { None }).collect();
+    let names: Vec<&str> = loads.iter().map(|l| l.name.as_str()).collect();
+    assert_eq!(names, ["dashboard-health", "issues-list", "events-ingest", "settings", "ws-ingest"]);
+    let mut routes = std::collections::BTreeSet::new();
+    for l in &loads {
+        let t = &l.thresholds;
+        assert!(!t.p99_max.is_empty() && t.error_rate_max.is_some() && t.min_rate.is_some(), "{}", l.name);
+        assert!(!t.p99_max.contains_key("*"), "{}: a limit per route", l.name);
+        if l.websocket.any() {
+            assert!(l.websocket.ingest_connections > 0 && l.concurrency == 0, "{}", l.name);
+        } else {
+            assert!(l.is_open_loop() && !l.stages.is_empty(), "{}: open-loop stages", l.name);
+            // Only the routes with a limit get traffic.
+            let mix = mesher_stress::profile::load_mix(l).unwrap();
+            for r in mesher_stress::api::ROUTES.iter() {
+                assert_eq!(mix.route_weight(r.name) > 0.0, t.p99_max.contains_key(r.name), "{}: {}", l.name, r.name);
+            }
+        }
+        routes.extend(t.p99_max.keys().cloned());
+    }
+    for r in ["dashboard-health", "issues-list", "events-ingest", "settings-get", "settings-update", "ws-ingest"] {
+        assert!(routes.contains(r), "release-perf covers {r}");
+    }
+
+    // nightly-soak: hours of mixed valid and mutated traffic, the invariants after it, a
+    // watchdog, a checkpoint every minute, bounded.
+    let p = Profile::load(&dir.join("nightly-soak.toml")).unwrap();
+    assert!(p.seed.is_some());
+    assert_eq!(p.checkpoint_every, Duration::from_secs(60));
+    assert!(phases_bound(&p) <= p.max_duration, "{:?} of phases > max_duration", phases_bound(&p));
+    let soak = p
+        .phases
+        .iter()
+        .position(|ph| matches!(ph, Phase::Load(l) if l.time_bound() >= Some(Duration::from_secs(3600))))
+        .expect("an hours-long load phase");
+    let Phase::Load(l) = &p.phases[soak] else { unreachable!() };
+    let mix = mesher_stress::profile::load_mix(l).unwrap();
+    assert!(mix.valid > 0.0 && mix.json + mix.http > 0.0, "valid and mutated traffic: {mix:?}");
+    assert!(l.thresholds.error_rate_max.is_some());
+    assert!(matches!(p.phases[soak + 1], Phase::Invariants { .. }), "nothing lost, right after the soak");
+    assert!(p.phases.iter().any(|ph| matches!(ph, Phase::Fuzz(f) if f.triage.enabled)), "the watchdog phase");
+}
+
 #[test]
 fn cli_reports_bad_input_with_distinct_exit_codes() {
     let out = bin().args(["run", "profiles/does-not-exist.toml"]).output().unwrap();

@@ -282,4 +282,16 @@ fn mix_parses_strictly() {
     for i in 0..100 {
         assert_eq!(g.generate(0, i).route_name(), "storage");
     }
+    // `"*"` weighs every route not listed: a phase focused on two routes.
+    let focused: P =
+        toml::from_str("mix = { valid = 1.0, json = 0.0, http = 0.0, routes = { \"*\" = 0.0, \"storage\" = 1.0, \"dashboard-health\" = 1.0 } }")
+            .unwrap();
+    focused.mix.validate().unwrap();
+    assert_eq!(focused.mix.route_weight("issues-list"), 0.0);
+    let g = Generator::new(1, fixtures(), focused.mix, GenOptions::default());
+    let names: std::collections::BTreeSet<&str> = (0..200).map(|i| g.generate(0, i).route_name()).collect();
+    assert_eq!(names, ["dashboard-health", "storage"].into_iter().collect());
+    // Nothing left to draw is a validation error (not a panic when the run starts).
+    let empty: P = toml::from_str("mix = { valid = 1.0, routes = { \"*\" = 0.0 } }").unwrap();
+    assert!(empty.mix.validate().unwrap_err().to_string().contains("weight 0"));
 }

@@ -81,3 +81,49 @@ async fn invariants_pass_then_name_what_was_deleted() {
     assert!(get("api-keys-exist").passed);
     pool.close().await;
 }
+
+/// Long runs keep a bounded hash sample of the ids they check; a failure still names ids.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sampled_ledger_still_names_missing_ids() {
+    let cluster = Cluster::start().unwrap();
+    let pool = db::connect(cluster.url(), 2).await.unwrap();
+    schema::apply(&pool).await.unwrap();
+    let (f, _) = fixtures::seed(&pool, &Default::default()).await.unwrap();
+    let since: String = sqlx::query_scalar("SELECT now()::text").fetch_one(&pool).await.unwrap();
+    let ledger = Ledger::with_sample_max(8);
+    let mut created = Vec::new();
+    for user in f.free_users().take(60) {
+        let id: String = sqlx::query_scalar(
+            "INSERT INTO org_memberships (user_id, org_id) VALUES ($1::uuid, $2::uuid) RETURNING id::text",
+        )
+        .bind(user)
+        .bind(&f.org_id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        let path = format!("/api/v1/orgs/{}/members", f.org_id);
+        ledger.observe("POST", &path, b"{}", 201, format!("{{\"id\":\"{id}\"}}").as_bytes());
+        created.push(id);
+    }
+    let t = CheckTarget {
+        pool: &pool,
+        project_id: &f.project_id,
+        org_id: &f.org_id,
+        http: None,
+        since: &since,
+        flush_wait: Duration::from_millis(100),
+    };
+    let r = check(&ledger, &t).await.unwrap();
+    let members = r.iter().find(|i| i.name == "members-exist").unwrap();
+    assert!(members.passed, "{members:?}");
+    assert!(members.summary.contains("hash sample"), "{}", members.summary);
+
+    // Every membership disappears behind the tool's back: the sampled ones are named.
+    sqlx::query("DELETE FROM org_memberships WHERE id::text = ANY($1)").bind(&created).execute(&pool).await.unwrap();
+    let r = check(&ledger, &t).await.unwrap();
+    let members = r.iter().find(|i| i.name == "members-exist").unwrap();
+    assert!(!members.passed);
+    assert!(!members.missing.is_empty() && members.missing.len() <= 8, "{:?}", members.missing);
+    assert!(members.missing.iter().all(|m| created.contains(m)), "{:?}", members.missing);
+    pool.close().await;
+}

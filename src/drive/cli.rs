@@ -187,6 +187,7 @@ pub async fn main(a: Box<LoadArgs>, g: &Global) -> Result<u8> {
         ws_source: Some(Arc::new(EventSource { run })),
         observer: None,
         target_state: None,
+        window: None,
     };
     let _ = WsPath::INGEST;
     let target = TargetAddr { http: a.http.clone(), ws: a.ws.clone() };

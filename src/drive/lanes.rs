@@ -553,6 +553,15 @@ async fn ws_stream_lane(
     }
 }
 
+/// Closes the phase's window however `run` returns.
+struct CloseOnDrop(crate::drive::PhaseWindow);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
 /// Run the phase (validated by the caller).
 pub(crate) async fn run(
     phase: &LoadPhase,
@@ -628,6 +637,18 @@ pub(crate) async fn run(
         target: ctx.target_state.clone(),
     });
     let planned = crate::report::Planned::of(phase, sh.schedule.as_ref());
+    // Checkpoints may read the report so far until this phase returns.
+    let _window = ctx.window.as_ref().map(|w| {
+        w.open(crate::drive::window::Probe {
+            ask: agg.snapshots(),
+            phase: phase.clone(),
+            planned: planned.clone(),
+            started_at: started_wall,
+            start,
+            interval_log: hlog.clone(),
+        });
+        CloseOnDrop(w.clone())
+    });
     let progress = crate::drive::progress::start(ctx.progress, live.clone(), planned.clone(), start);
     let agg_task = tokio::spawn(agg.run());
     let flight = ctx.flight.clone();
@@ -737,7 +758,7 @@ pub(crate) async fn run(
     let report = crate::report::PhaseReport::build(crate::report::BuildInput {
         phase,
         planned,
-        totals,
+        totals: &totals,
         sent,
         lane_panics,
         started_at: started_wall,

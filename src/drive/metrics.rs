@@ -18,6 +18,12 @@
 //! approximate: counts add, the max is exact, and each percentile becomes the larger of the two
 //! (an upper bound: the true percentile of the union lies between the two).
 //!
+//! Long runs stay flat in memory: the timeline holds at most [`TIMELINE_MAX`] entries; when it
+//! is full, neighbouring entries are merged and later entries cover twice as many seconds
+//! ([`Second::span`]), so a 6-hour phase keeps ~2700 entries of 8 s while the interval log on
+//! disk keeps every second. A running phase's totals can be read without stopping it or
+//! copying them ([`Aggregator::snapshots`], for checkpoints).
+//!
 //! Change outcome kinds in [`Outcome`]; change what a timeline second holds in [`Second`].
 
 use crate::model::Layer;
@@ -333,11 +339,18 @@ pub struct Live {
     pub last_rate: AtomicU64,
 }
 
-/// One second of the timeline.
+/// Most entries the timeline of a phase holds (see the module docs).
+pub const TIMELINE_MAX: usize = 4096;
+
+/// One interval of the timeline: one second, or `span` seconds in long phases.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Second {
     /// Seconds since the phase started (end of the interval).
     pub t: u64,
+    /// Seconds the interval covers (1 unless the phase outgrew [`TIMELINE_MAX`] seconds); the
+    /// counts are totals over the interval, so a rate is `requests / span`.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub span: u64,
     pub requests: u64,
     pub errors: u64,
     /// Counts per outcome name.
@@ -346,6 +359,36 @@ pub struct Second {
     pub p90_us: u64,
     pub p99_us: u64,
     pub max_us: u64,
+}
+
+fn one() -> u64 {
+    1
+}
+
+fn is_one(v: &u64) -> bool {
+    *v == 1
+}
+
+impl Second {
+    /// Two neighbouring intervals as one (`self` earlier). Counts add up; the percentiles take
+    /// the larger of the two (an upper bound: the exact figures are in the interval log).
+    fn merge(self, later: Second) -> Second {
+        let mut outcomes = self.outcomes;
+        for (k, n) in later.outcomes {
+            *outcomes.entry(k).or_default() += n;
+        }
+        Second {
+            t: later.t,
+            span: self.span + later.span,
+            requests: self.requests + later.requests,
+            errors: self.errors + later.errors,
+            outcomes,
+            p50_us: self.p50_us.max(later.p50_us),
+            p90_us: self.p90_us.max(later.p90_us),
+            p99_us: self.p99_us.max(later.p99_us),
+            max_us: self.max_us.max(later.max_us),
+        }
+    }
 }
 
 fn new_hist() -> Histogram<u64> {
@@ -369,7 +412,8 @@ pub struct Pair {
     series: usize,
 }
 
-/// Everything the aggregator measured, handed to the report at the end.
+/// Everything the aggregator measured, handed to the report at the end (and lent to checkpoints
+/// while the phase runs).
 pub struct Totals {
     pub pairs: BTreeMap<Key, Pair>,
     pub lag: Histogram<u64>,
@@ -518,7 +562,17 @@ pub struct Aggregator {
     activity: Option<super::activity::Activity>,
     windows: Option<super::activity::Windows>,
     interval_answered: u64,
+    /// Seconds per timeline entry (doubles each time the timeline fills up).
+    span: u64,
+    /// The timeline entry being filled when `span` > 1: its histogram and outcome counts.
+    bin: Histogram<u64>,
+    bin_outcomes: BTreeMap<Outcome, u64>,
+    /// Checkpoints' requests (see [`Aggregator::snapshots`]).
+    snapshots: Option<mpsc::UnboundedReceiver<SnapshotFn>>,
 }
+
+/// A look at the totals so far, run by the aggregator between two sample batches.
+pub type SnapshotFn = Box<dyn FnOnce(&Totals) + Send>;
 
 struct IntervalLog {
     file: std::fs::File,
@@ -576,6 +630,10 @@ impl Aggregator {
             activity: None,
             windows: None,
             interval_answered: 0,
+            span: 1,
+            bin: new_hist(),
+            bin_outcomes: BTreeMap::new(),
+            snapshots: None,
         })
     }
 
@@ -594,6 +652,23 @@ impl Aggregator {
     /// Keep latency percentiles per `window` (soak drift).
     pub fn windows(&mut self, window: Duration) {
         self.windows = Some(super::activity::Windows::new(window));
+    }
+
+    /// A channel to look at the running aggregator's totals so far (closed timeline intervals;
+    /// the interval log is flushed to disk first): each function sent is called with them
+    /// between two sample batches (no copy of the histograms; the lanes never wait: their
+    /// batches queue meanwhile).
+    pub fn snapshots(&mut self) -> mpsc::UnboundedSender<SnapshotFn> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.snapshots = Some(rx);
+        tx
+    }
+
+    fn answer_snapshot(&mut self, look: SnapshotFn) {
+        if let Some(log) = &mut self.interval_log {
+            let _ = log.file.sync_data();
+        }
+        look(&self.totals);
     }
 
     /// A handle that makes recorders for lanes. The aggregator runs until every sink and every
@@ -653,21 +728,58 @@ impl Aggregator {
         }
     }
 
-    fn close_second(&mut self) {
-        self.seconds += 1;
-        let h = &self.interval;
-        let requests: u64 = self.interval_outcomes.iter().filter(|(o, _)| o.is_request()).map(|(_, n)| n).sum();
-        let errors: u64 = self.interval_outcomes.iter().filter(|(o, _)| o.is_error()).map(|(_, n)| n).sum();
-        let sec = Second {
-            t: self.seconds,
-            requests,
-            errors,
-            outcomes: self.interval_outcomes.iter().map(|(o, n)| (o.name().to_string(), *n)).collect(),
+    /// A timeline entry from a histogram and outcome counts.
+    fn entry(t: u64, span: u64, h: &Histogram<u64>, outcomes: &BTreeMap<Outcome, u64>) -> Second {
+        Second {
+            t,
+            span,
+            requests: outcomes.iter().filter(|(o, _)| o.is_request()).map(|(_, n)| n).sum(),
+            errors: outcomes.iter().filter(|(o, _)| o.is_error()).map(|(_, n)| n).sum(),
+            outcomes: outcomes.iter().map(|(o, n)| (o.name().to_string(), *n)).collect(),
             p50_us: h.value_at_quantile(0.5),
             p90_us: h.value_at_quantile(0.9),
             p99_us: h.value_at_quantile(0.99),
             max_us: h.max(),
-        };
+        }
+    }
+
+    /// Append to the timeline: one second, or (long phases) into the current `span`-second
+    /// entry; a full timeline is halved by merging neighbours and `span` doubles.
+    fn push_timeline(&mut self, sec: Second) {
+        if self.span == 1 {
+            self.totals.timeline.push(sec);
+        } else {
+            let _ = self.bin.add(&self.interval);
+            for (o, n) in &self.interval_outcomes {
+                *self.bin_outcomes.entry(*o).or_default() += n;
+            }
+            if self.seconds.is_multiple_of(self.span) {
+                let span = self.seconds - self.totals.timeline.last().map_or(0, |s| s.t);
+                let e = Self::entry(self.seconds, span, &self.bin, &self.bin_outcomes);
+                self.totals.timeline.push(e);
+                self.bin.reset();
+                self.bin_outcomes.clear();
+            }
+        }
+        if self.totals.timeline.len() >= TIMELINE_MAX {
+            let old = std::mem::take(&mut self.totals.timeline);
+            let mut it = old.into_iter();
+            while let Some(a) = it.next() {
+                let merged = match it.next() {
+                    Some(b) => a.merge(b),
+                    None => a,
+                };
+                self.totals.timeline.push(merged);
+            }
+            self.span *= 2;
+        }
+    }
+
+    fn close_second(&mut self) {
+        self.seconds += 1;
+        let h = &self.interval;
+        let sec = Self::entry(self.seconds, 1, h, &self.interval_outcomes);
+        let requests = sec.requests;
         self.live.p99_us.store(sec.p99_us, Ordering::Relaxed);
         self.live.last_rate.store(requests, Ordering::Relaxed);
         if let Some(log) = &mut self.interval_log {
@@ -687,7 +799,7 @@ impl Aggregator {
         if let Some(a) = &mut self.activity {
             a.advance(Instant::now());
         }
-        self.totals.timeline.push(sec);
+        self.push_timeline(sec);
         self.interval.reset();
         self.interval_outcomes.clear();
         self.interval_answered = 0;
@@ -733,6 +845,10 @@ impl Aggregator {
                     None => break,
                 },
                 _ = tick.tick() => self.close_second(),
+                r = async { self.snapshots.as_mut().expect("guarded").recv().await }, if self.snapshots.is_some() => match r {
+                    Some(reply) => self.answer_snapshot(reply),
+                    None => self.snapshots = None,
+                },
             }
         }
         if !self.interval_outcomes.is_empty() {
@@ -746,6 +862,12 @@ impl Aggregator {
         }
         if let Some(w) = self.windows.take() {
             self.totals.windows = w.finish(self.seconds);
+        }
+        // The last, partly filled entry of a long phase.
+        if !self.bin_outcomes.is_empty() {
+            let span = self.seconds - self.totals.timeline.last().map_or(0, |s| s.t);
+            let e = Self::entry(self.seconds, span.max(1), &self.bin, &self.bin_outcomes);
+            self.totals.timeline.push(e);
         }
         if let Some(log) = &mut self.interval_log {
             let _ = log.file.sync_all();
@@ -826,5 +948,42 @@ mod tests {
         let ri = &a.totals.route_intervals;
         assert!(ri.t_ms.len() < 4 && ri.series[0].count.len() == ri.t_ms.len(), "{ri:?}");
         assert_eq!(ri.series[0].count.iter().sum::<u64>(), 80 + 500 * 2 - a.open[0].count);
+    }
+
+    fn sample_us(us: u64) -> Sample {
+        Sample {
+            key: Key { route: "storage", layer: Layer::Valid, outcome: Outcome::S2xx },
+            corrected_us: us,
+            uncorrected_us: us,
+            lag_us: 0,
+            done: Instant::now(),
+            down: false,
+        }
+    }
+
+    #[test]
+    fn a_long_timeline_is_merged_and_stays_bounded() {
+        let mut a = Aggregator::new(None).unwrap();
+        let seconds = 3 * TIMELINE_MAX as u64 + 123;
+        for s in 1..=seconds {
+            // Second s: s % 7 + 1 requests, one of them slow every 1000 s.
+            let n = s % 7 + 1;
+            let mut batch: Vec<Sample> = (0..n).map(|_| sample_us(100)).collect();
+            if s % 1000 == 0 {
+                batch[0] = sample_us(50_000);
+            }
+            a.absorb(batch);
+            a.close_second();
+        }
+        let tl = &a.totals.timeline;
+        assert!(tl.len() < TIMELINE_MAX, "{} entries", tl.len());
+        // The last 3 seconds are still in the unfinished 4-second entry (`run` adds it at the end).
+        let total: u64 = (1..=seconds - seconds % 4).map(|s| s % 7 + 1).sum();
+        assert_eq!(tl.iter().map(|s| s.requests).sum::<u64>(), total, "every request counted once");
+        assert_eq!(tl.iter().map(|s| s.span).sum::<u64>(), seconds - seconds % 4, "spans tile the phase");
+        assert!(tl.windows(2).all(|w| w[1].t == w[0].t + w[1].span));
+        // The slow requests are still visible after merging.
+        assert_eq!(tl.iter().filter(|s| s.max_us >= 50_000).count(), (seconds / 1000) as usize);
+        assert_eq!(a.span, 4);
     }
 }

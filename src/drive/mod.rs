@@ -24,6 +24,7 @@ pub mod metrics;
 pub mod net;
 pub mod progress;
 pub mod sched;
+pub mod window;
 pub mod ws;
 
 use crate::model::Source;
@@ -38,6 +39,7 @@ use std::time::Duration;
 
 pub use flight::{FlightEntry, FlightRecorder};
 pub use metrics::Outcome;
+pub use window::PhaseWindow;
 
 /// One load phase (TOML: `[[phases]] kind = "load"`). Every phase is bounded by `duration`,
 /// `requests` or its `stages`.
@@ -426,6 +428,8 @@ pub struct PhaseCtx {
     /// requests in flight when it died, are counted but are not latency samples, and closed-loop
     /// lanes wait while it is down.
     pub target_state: Option<tokio::sync::watch::Receiver<TargetState>>,
+    /// Opened while the phase runs: checkpoints read the report so far through it.
+    pub window: Option<PhaseWindow>,
 }
 
 /// What the watchdog tells the lanes about the target.
@@ -465,6 +469,7 @@ impl PhaseCtx {
             ws_source: None,
             observer: None,
             target_state: None,
+            window: None,
         }
     }
 }

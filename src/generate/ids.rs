@@ -11,6 +11,9 @@
 //! Which id a request takes is `pool[draw % len]` with `draw` from the request's seed, so those
 //! routes are a pure function of (seed, stream, index, pool contents). Lists are kept in insertion
 //! order (no hash iteration anywhere).
+//!
+//! Memory is bounded for long runs: memberships are bounded by the org's users; API keys, rules
+//! and rules being deleted keep the newest [`POOL_MAX`] (older ones are simply not reused).
 
 use crate::api::RouteId;
 use crate::db::Fixtures;
@@ -18,6 +21,17 @@ use crate::model::HttpRequest;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
+
+/// Most API keys, rules and rules being deleted the pool remembers (the newest ones).
+pub const POOL_MAX: usize = 1024;
+
+/// Append, dropping the oldest beyond [`POOL_MAX`].
+fn push_bounded(v: &mut Vec<String>, x: String) {
+    if v.len() >= POOL_MAX {
+        v.drain(..v.len() + 1 - POOL_MAX);
+    }
+    v.push(x);
+}
 
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct PoolSnapshot {
@@ -86,7 +100,8 @@ impl IdPool {
         }
         let i = (draw % p.rules.len() as u64) as usize;
         let r = p.rules.remove(i);
-        p.deleting.push(r.clone());
+        // A delete that never gets an answer (transport failure) stays here: bounded.
+        push_bounded(&mut p.deleting, r.clone());
         Some(r)
     }
 
@@ -103,11 +118,11 @@ impl IdPool {
     }
 
     pub fn add_rule(&self, id: String) {
-        self.lock().rules.push(id);
+        push_bounded(&mut self.lock().rules, id);
     }
 
     pub fn add_api_key(&self, value: String) {
-        self.lock().api_keys.push(value);
+        push_bounded(&mut self.lock().api_keys, value);
     }
 
     /// Feed one request and the status and body of its response (the driver calls this for
@@ -165,7 +180,7 @@ impl IdPool {
                 if let Some(i) = p.deleting.iter().position(|r| *r == rid) {
                     let r = p.deleting.remove(i);
                     if status != 200 {
-                        p.rules.push(r);
+                        push_bounded(&mut p.rules, r);
                     }
                 }
             }
@@ -178,4 +193,29 @@ fn path_arg(req: &HttpRequest, i: usize) -> Option<String> {
     let path = req.target.split('?').next()?;
     let m = crate::api::match_route(&req.method, path)?;
     m.args.get(i).map(|s| s.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_and_rules_keep_the_newest_pool_max() {
+        let p = IdPool::default();
+        for i in 0..3 * POOL_MAX {
+            p.add_api_key(format!("k{i}"));
+            p.add_rule(format!("r{i}"));
+        }
+        let s = p.snapshot();
+        assert_eq!(s.api_keys.len(), POOL_MAX);
+        assert_eq!(s.rules.len(), POOL_MAX);
+        assert_eq!(s.api_keys.last().unwrap(), &format!("k{}", 3 * POOL_MAX - 1));
+        assert_eq!(s.api_keys[0], format!("k{}", 2 * POOL_MAX));
+        // Deletes that are never answered do not pile up either.
+        for i in 0..2 * POOL_MAX as u64 {
+            p.take_rule(i);
+            p.add_rule(format!("n{i}"));
+        }
+        assert!(p.snapshot().deleting.len() <= POOL_MAX);
+    }
 }

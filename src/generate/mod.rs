@@ -80,7 +80,8 @@ impl Default for GenOptions {
 }
 
 /// Traffic mix: weights per layer and per route (`Route.name`, plus `ws-ingest`/`ws-stream`).
-/// Routes not listed weigh 1.0. Embedded in profiles as
+/// Routes not listed weigh the `"*"` entry's weight, or 1.0 without one (`"*" = 0` plus a few
+/// listed routes focuses a phase on those). Embedded in profiles as
 /// `mix = { valid = 0.7, json = 0.2, http = 0.1, ws = 0.0, routes = { "dashboard-health" = 5.0 } }`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -126,9 +127,9 @@ impl Mix {
         m
     }
 
-    /// Weight of a route or WS path name.
+    /// Weight of a route or WS path name (its entry, else the `"*"` entry, else 1).
     pub fn route_weight(&self, name: &str) -> f64 {
-        self.routes.get(name).copied().unwrap_or(1.0)
+        self.routes.get(name).or_else(|| self.routes.get("*")).copied().unwrap_or(1.0)
     }
 
     /// Unknown route names, negative or non-finite weights, or nothing to generate are errors.
@@ -139,9 +140,12 @@ impl Mix {
             }
         }
         for (name, w) in &self.routes {
-            if Route::by_name(name).is_none() && name != "ws-ingest" && name != "ws-stream" {
+            if Route::by_name(name).is_none() && !["ws-ingest", "ws-stream", "*"].contains(&name.as_str()) {
                 let names: Vec<&str> = ROUTES.iter().map(|r| r.name).collect();
-                bail!("mix.routes: unknown route {name:?}; known: {}, ws-ingest, ws-stream", names.join(", "));
+                bail!(
+                    "mix.routes: unknown route {name:?}; known: {}, ws-ingest, ws-stream, or \"*\" (every route not listed)",
+                    names.join(", ")
+                );
             }
             if !w.is_finite() || *w < 0.0 {
                 bail!("mix.routes.{name} must be a finite number >= 0, got {w}");
@@ -149,6 +153,17 @@ impl Mix {
         }
         if self.valid + self.json + self.http + self.ws <= 0.0 {
             bail!("mix: all layer weights are 0");
+        }
+        // What the generator needs to draw from each layer with weight.
+        let weighted = |r: &&Route| self.route_weight(r.name) > 0.0;
+        if (self.valid > 0.0 || self.http > 0.0) && !ROUTES.iter().any(|r| weighted(&r)) {
+            bail!("mix: every HTTP route has weight 0");
+        }
+        if self.json > 0.0 && !ROUTES.iter().filter(|r| r.body != crate::api::BodyKind::None).any(|r| weighted(&r)) {
+            bail!("mix: the json layer needs a route with a body with weight > 0");
+        }
+        if self.ws > 0.0 && [WsPath::Ingest, WsPath::Stream].iter().all(|w| self.route_weight(w.name()) <= 0.0) {
+            bail!("mix: the ws layer needs ws-ingest or ws-stream with weight > 0");
         }
         Ok(())
     }

@@ -32,6 +32,9 @@ pub struct Profile {
     /// Hard bound on the whole run; the run stops by itself after this long.
     #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration", default = "default_max_duration")]
     pub max_duration: Duration,
+    /// How often the run directory is checkpointed while the run goes on (`crate::checkpoint`).
+    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration", default = "default_checkpoint_every")]
+    pub checkpoint_every: Duration,
     pub target: TargetSpec,
     #[serde(default)]
     pub database: DatabaseSpec,
@@ -52,6 +55,10 @@ pub struct Profile {
 
 fn default_max_duration() -> Duration {
     Duration::from_secs(600)
+}
+
+fn default_checkpoint_every() -> Duration {
+    Duration::from_secs(60)
 }
 
 /// What to test.
@@ -231,6 +238,12 @@ impl Profile {
         }
         if self.max_duration.is_zero() || self.max_duration > Duration::from_secs(7 * 24 * 3600) {
             bail!("max_duration: must be between 1s and 7d");
+        }
+        if self.checkpoint_every < Duration::from_secs(1) || self.checkpoint_every > Duration::from_secs(24 * 3600) {
+            bail!(
+                "checkpoint_every = {:?}: must be between 1s and 24h (e.g. \"1m\")",
+                humantime::format_duration(self.checkpoint_every).to_string()
+            );
         }
         match &self.target {
             TargetSpec::Builtin { faults, .. } => {

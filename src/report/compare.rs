@@ -609,6 +609,8 @@ mod tests {
             telemetry: Vec::new(),
             baseline: None,
             interrupted: false,
+            partial: false,
+            checkpoint: None,
             verdict: Verdict { failed: false, crashed: false, exit_code: 0 },
         }
     }

@@ -24,8 +24,10 @@ h1{font-size:1.6em;margin-bottom:.2em}h2{font-size:1.2em;margin-top:2em;border-b
 table{border-collapse:collapse;margin:.6em 0;font-size:13px}td,th{border:1px solid #ddd;padding:3px 8px;text-align:left;vertical-align:top}\
 th{background:#f4f4f4}td.num{text-align:right;font-variant-numeric:tabular-nums}.pass{color:#18794e;font-weight:600}\
 .fail{color:#c4320a;font-weight:600}.skip{color:#777}.verdict{font-size:1.3em;padding:.4em .8em;display:inline-block;border-radius:4px}\
-.verdict.pass{background:#e6f6ec}.verdict.fail{background:#fdecea}pre{background:#f7f7f7;padding:.5em;overflow:auto;font-size:12px;margin:0}\
-svg text{font:11px system-ui,sans-serif;fill:#444}.muted{color:#777}";
+.verdict.pass{background:#e6f6ec}.verdict.fail{background:#fdecea}\
+pre{background:#f7f7f7;padding:.5em;font-size:12px;margin:0;white-space:pre-wrap;overflow-wrap:anywhere}\
+svg text{font:11px system-ui,sans-serif;fill:#444}.muted{color:#777}\
+.partial{background:#fff4d6;border:1px solid #e8c66a;padding:.5em .8em;border-radius:4px}";
 
 /// A whole page.
 pub fn page(title: &str, body: &str) -> String {
@@ -36,8 +38,8 @@ pub fn page(title: &str, body: &str) -> String {
     )
 }
 
-/// A table; cells are HTML already (escape text yourself). Cells starting with a digit or `-`
-/// followed by a digit are right-aligned.
+/// A table; cells are HTML already (escape text yourself). Figures (a digit, or `-` and a digit,
+/// first, and no space: `12`, `3.5ms`, `0.1%`) are right-aligned; text is not.
 pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     let mut x = String::from("<table><tr>");
     for h in headers {
@@ -47,7 +49,8 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     for r in rows {
         x.push_str("<tr>");
         for c in r {
-            let numeric = c.trim_start_matches('-').chars().next().is_some_and(|ch| ch.is_ascii_digit());
+            let numeric = c.trim_start_matches('-').chars().next().is_some_and(|ch| ch.is_ascii_digit())
+                && !c.contains(char::is_whitespace);
             if numeric {
                 let _ = write!(x, "<td class=\"num\">{c}</td>");
             } else {
@@ -117,7 +120,7 @@ fn fmt_num(v: f64) -> String {
 
 /// An inline SVG line chart.
 pub fn line_chart(c: &Chart) -> String {
-    let (w, h, l, r, t, b) = (900.0, 260.0, 70.0, 160.0, 28.0, 40.0);
+    let (w, h, l, r, t, b) = (900.0, 260.0, 70.0, 190.0, 28.0, 40.0);
     let tx = |x: f64| match c.x_scale {
         Scale::Linear => x,
         Scale::PercentileLog => (1.0 / (1.0 - x.min(0.999999))).log10(),
@@ -221,14 +224,21 @@ pub fn line_chart(c: &Chart) -> String {
         }
         let _ = write!(x, "<path d=\"{d}\" stroke=\"{color}\" stroke-width=\"1.6\" fill=\"none\"/>");
         let ly = t + 14.0 + i as f64 * 16.0;
+        // The legend column fits ~26 characters; longer names are cut (whole in the tooltip).
+        let short: String = if s.name.chars().count() > 26 {
+            s.name.chars().take(25).chain(std::iter::once('…')).collect()
+        } else {
+            s.name.clone()
+        };
         let _ = write!(
             x,
-            "<rect x=\"{}\" y=\"{}\" width=\"12\" height=\"3\" fill=\"{color}\"/><text x=\"{}\" y=\"{}\">{}</text>",
+            "<rect x=\"{}\" y=\"{}\" width=\"12\" height=\"3\" fill=\"{color}\"/><text x=\"{}\" y=\"{}\"><title>{}</title>{}</text>",
             w - r + 10.0,
             ly - 4.0,
             w - r + 26.0,
             ly,
-            escape(&s.name)
+            escape(&s.name),
+            escape(&short)
         );
     }
     x.push_str("</svg>");
@@ -261,8 +271,8 @@ mod tests {
             x_scale: Scale::Linear,
         });
         assert!(empty.contains("no data"));
-        let t = table(&["a", "b"], &[vec!["x".into(), "12".into()]]);
-        assert!(t.contains("<td class=\"num\">12</td>"));
+        let t = table(&["a", "b", "c"], &[vec!["x".into(), "12".into(), "3 routes".into()]]);
+        assert!(t.contains("<td class=\"num\">12</td>") && t.contains("<td>3 routes</td>"), "{t}");
         let p = page("T & U", "<p>x</p>");
         assert!(p.contains("<title>T &amp; U</title>") && !p.contains("<script"));
     }

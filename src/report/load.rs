@@ -266,7 +266,7 @@ impl Outage {
 pub struct BuildInput<'a> {
     pub phase: &'a LoadPhase,
     pub planned: Planned,
-    pub totals: Totals,
+    pub totals: &'a Totals,
     pub sent: u64,
     pub lane_panics: u64,
     pub started_at: SystemTime,
@@ -288,7 +288,7 @@ fn merged<'a>(it: impl Iterator<Item = &'a Histogram<u64>>) -> Histogram<u64> {
 
 impl PhaseReport {
     pub fn build(b: BuildInput<'_>) -> PhaseReport {
-        let t = &b.totals;
+        let t = b.totals;
         let req_keys: Vec<(&Key, &crate::drive::metrics::Pair)> =
             t.pairs.iter().filter(|(k, _)| k.outcome.is_request()).collect();
         // Requests of a key: its latency samples plus those that failed while the target was
@@ -414,7 +414,7 @@ impl PhaseReport {
             windows: t.windows.clone(),
             soak: None,
         };
-        r.thresholds = evaluate(b.phase, &r, &b.totals);
+        r.thresholds = evaluate(b.phase, &r, b.totals);
         r.passed = r.consistent && r.thresholds.iter().all(|t| t.passed);
         r
     }

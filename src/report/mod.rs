@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 pub use load::{BuildInput, PhaseReport, Planned, fmt_us, write_json_atomic};
 
 /// One phase's outcome in `report.json` (`{"kind": "load", ...}`).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum RunPhase {
     Checks { results: Vec<CheckResult> },
@@ -69,7 +69,7 @@ impl RunPhase {
 }
 
 /// `report.json` of a run.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunReport {
     pub tool: String,
     pub version: String,
@@ -90,10 +90,28 @@ pub struct RunReport {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub baseline: Option<compare::Comparison>,
     pub interrupted: bool,
+    /// A checkpoint written while the run was going (`crate::checkpoint`): the run may have
+    /// been killed after it. False in the report written when the run ends.
+    #[serde(default)]
+    pub partial: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<Checkpoint>,
     pub verdict: Verdict,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+/// When and how far a checkpoint was taken.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// Wall-clock time of the checkpoint (RFC 3339).
+    pub at: String,
+    /// The phase (1-based) that was running; its figures are those measured so far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub running_phase: Option<usize>,
+    /// Checkpoint interval (`checkpoint_every`), milliseconds.
+    pub every_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Verdict {
     pub failed: bool,
     pub crashed: bool,
@@ -123,7 +141,7 @@ fn status_class(s: Status) -> (&'static str, &'static str) {
 /// The HTML report.
 pub fn render_html(r: &RunReport) -> String {
     use html::escape;
-    let ok = r.verdict.exit_code == 0;
+    let ok = r.verdict.exit_code == 0 && !r.partial;
     let mut b = format!(
         "<h1>mesher-stress · {}</h1><p class=\"muted\">{} · seed {} · {} · {:.1} s · target {} · database {}</p>\
          <p class=\"verdict {}\">{}</p>",
@@ -137,6 +155,15 @@ pub fn render_html(r: &RunReport) -> String {
         if ok { "pass" } else { "fail" },
         escape(&verdict_text(r)),
     );
+    if let Some(c) = r.checkpoint.as_ref().filter(|_| r.partial) {
+        b.push_str(&format!(
+            "<p class=\"partial\">Checkpoint of {}: the run had not finished{} (checkpoints every {:.0} s). \
+             Everything below was measured up to then.</p>",
+            escape(&c.at),
+            c.running_phase.map(|p| format!("; phase {p} was running")).unwrap_or_default(),
+            c.every_ms as f64 / 1000.0
+        ));
+    }
     for (i, p) in r.phases.iter().enumerate() {
         match p {
             RunPhase::Checks { results } => {
@@ -149,7 +176,7 @@ pub fn render_html(r: &RunReport) -> String {
                             format!("<span class=\"{class}\">{tag}</span>"),
                             escape(c.name.as_str()),
                             escape(&c.summary),
-                            format!("<pre>{}</pre>", escape(&c.evidence.join("\n"))),
+                            pre_or_empty(&c.evidence.join("\n")),
                             format!("{}", c.millis),
                         ]
                     })
@@ -195,7 +222,7 @@ pub fn render_html(r: &RunReport) -> String {
                             format!("<span class=\"{class}\">{tag}</span>"),
                             escape(&r.name),
                             escape(&r.summary),
-                            format!("<pre>{}</pre>", escape(&r.missing.join("\n"))),
+                            pre_or_empty(&r.missing.join("\n")),
                         ]
                     })
                     .collect();
@@ -261,6 +288,16 @@ pub fn render_html(r: &RunReport) -> String {
 }
 
 fn verdict_text(r: &RunReport) -> String {
+    if r.partial {
+        let so_far = match r.verdict.exit_code {
+            0 => "all passed so far",
+            1 => "FAILED so far",
+            3 => "the target died",
+            4 => "FAILED and the target died",
+            _ => "",
+        };
+        return format!("UNFINISHED (checkpoint; {so_far})");
+    }
     match r.verdict.exit_code {
         0 => "PASS".into(),
         1 => "FAIL".into(),
@@ -401,6 +438,20 @@ pub fn render_junit(r: &RunReport) -> String {
                     .collect(),
             });
         }
+    }
+    if let Some(c) = r.checkpoint.as_ref().filter(|_| r.partial) {
+        suites.push(TestSuite {
+            name: "run".into(),
+            cases: vec![TestCase {
+                name: "run finished".into(),
+                seconds: r.elapsed_ms as f64 / 1000.0,
+                outcome: Outcome::Failed {
+                    message: format!("the run did not finish: this report is its checkpoint of {}", c.at),
+                    details: c.running_phase.map(|p| format!("phase {p} was running")).unwrap_or_default(),
+                },
+                output: String::new(),
+            }],
+        });
     }
     suites.push(TestSuite {
         name: "crashes".into(),
@@ -643,6 +694,16 @@ fn comparison_junit(c: &compare::Comparison) -> junit::TestSuite {
     junit::TestSuite { name: "baseline".into(), cases }
 }
 
+/// `<pre>text</pre>`, or nothing for empty text (no empty grey boxes).
+fn pre_or_empty(text: &str) -> String {
+    if text.trim().is_empty() { String::new() } else { format!("<pre>{}</pre>", html::escape(text)) }
+}
+
+/// A layer as report.json and the terminal table spell it (`valid`, `json`, ...).
+fn layer_text(l: crate::model::Layer) -> String {
+    serde_json::to_value(l).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
+}
+
 /// The HTML section of a load phase: totals, throughput and latency over time (outages shaded),
 /// per-route table, outages and soak findings.
 fn load_html(n: usize, l: &PhaseReport, telemetry: &[crate::watch::sampler::ProcSample]) -> String {
@@ -673,8 +734,8 @@ fn load_html(n: usize, l: &PhaseReport, telemetry: &[crate::watch::sampler::Proc
         x_label: "seconds",
         y_label: "req/s",
         series: &[
-            Series { name: "answered".into(), points: t(&|s| s.requests as f64) },
-            Series { name: "errors".into(), points: t(&|s| s.errors as f64) },
+            Series { name: "answered".into(), points: t(&|s| s.requests as f64 / s.span.max(1) as f64) },
+            Series { name: "errors".into(), points: t(&|s| s.errors as f64 / s.span.max(1) as f64) },
         ],
         shaded: &shaded,
         x_scale: Scale::Linear,
@@ -691,14 +752,20 @@ fn load_html(n: usize, l: &PhaseReport, telemetry: &[crate::watch::sampler::Proc
         shaded: &shaded,
         x_scale: Scale::Linear,
     }));
-    let dist: Vec<Series> = l
-        .routes
-        .iter()
+    // The 8 slowest routes by p99 (the rest are in the table below).
+    let mut slowest: Vec<&load::RouteReport> = l.routes.iter().collect();
+    slowest.sort_by_key(|r| std::cmp::Reverse(r.corrected.p99));
+    let dist: Vec<Series> = slowest
+        .into_iter()
         .take(8)
         .map(|r| {
             let p = &r.corrected;
             Series {
-                name: format!("{} ({:?})", r.route, r.layer),
+                name: if r.layer == crate::model::Layer::Valid {
+                    r.route.clone()
+                } else {
+                    format!("{} ({})", r.route, layer_text(r.layer))
+                },
                 points: vec![
                     (0.0, p.min as f64 / 1000.0),
                     (0.5, p.p50 as f64 / 1000.0),
@@ -711,7 +778,11 @@ fn load_html(n: usize, l: &PhaseReport, telemetry: &[crate::watch::sampler::Proc
         })
         .collect();
     b.push_str(&html::line_chart(&Chart {
-        title: "latency by percentile (ms, corrected)",
+        title: if l.routes.len() > 8 {
+            "latency by percentile (ms, corrected): the 8 routes with the highest p99"
+        } else {
+            "latency by percentile (ms, corrected)"
+        },
         x_label: "percentile",
         y_label: "ms",
         series: &dist,
@@ -724,7 +795,7 @@ fn load_html(n: usize, l: &PhaseReport, telemetry: &[crate::watch::sampler::Proc
         .map(|r| {
             vec![
                 escape(&r.route),
-                escape(&format!("{:?}", r.layer)),
+                escape(&layer_text(r.layer)),
                 r.count.to_string(),
                 format!("{:.1}", r.rate),
                 fmt_us(r.corrected.p50),

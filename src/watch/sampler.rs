@@ -1,6 +1,10 @@
 //! /proc sampler: RSS, open fds, threads and CPU (utime + stime) of a process, once per
 //! interval, into a plain serialisable time series. Linux only (reads `/proc/<pid>/stat` and
 //! counts `/proc/<pid>/fd`).
+//!
+//! Long runs stay flat in memory: a series holds at most [`SERIES_MAX`] samples; when it is
+//! full every other sample is dropped and the sampler keeps one sample in two from then on
+//! (a 6-hour run ends with samples every 4 s).
 
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex};
@@ -51,6 +55,23 @@ pub fn read(pid: u32, t_ms: u64) -> Option<ProcSample> {
     })
 }
 
+/// Most samples a series holds (see the module docs).
+pub const SERIES_MAX: usize = 8192;
+
+/// Append `x`; a series that reaches `max` drops every other sample (returns true then).
+pub fn push_bounded(series: &mut Vec<ProcSample>, x: ProcSample, max: usize) -> bool {
+    series.push(x);
+    if series.len() < max.max(2) {
+        return false;
+    }
+    let mut i = 0;
+    series.retain(|_| {
+        i += 1;
+        i % 2 == 1
+    });
+    true
+}
+
 /// A running sampler task; the series is shared (read it any time, e.g. for the report).
 pub struct Sampler {
     pub series: Arc<Mutex<Vec<ProcSample>>>,
@@ -66,11 +87,21 @@ impl Sampler {
         let task = tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // Keep one tick in `stride` (doubles each time the series is thinned out).
+            let (mut stride, mut n) = (1u64, 0u64);
             loop {
                 tick.tick().await;
+                n += 1;
+                if (n - 1) % stride != 0 {
+                    continue;
+                }
                 let t = origin.elapsed().as_millis() as u64;
                 match read(pid, t) {
-                    Some(x) => s.lock().expect("series lock").push(x),
+                    Some(x) => {
+                        if push_bounded(&mut s.lock().expect("series lock"), x, SERIES_MAX) {
+                            stride *= 2;
+                        }
+                    }
                     None => break,
                 }
             }
@@ -92,6 +123,29 @@ impl Drop for Sampler {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_full_series_is_thinned_out() {
+        let mut s = Vec::new();
+        let mut thinned = 0;
+        for t in 0..100u64 {
+            let x = super::ProcSample {
+                t_ms: t * 1000,
+                unix_ms: 0,
+                pid: 1,
+                rss_bytes: t,
+                fds: 0,
+                threads: 1,
+                cpu_seconds: 0.0,
+            };
+            if super::push_bounded(&mut s, x, 16) {
+                thinned += 1;
+            }
+        }
+        assert!(s.len() < 16 && thinned > 0, "{} samples", s.len());
+        assert_eq!(s[0].t_ms, 0);
+        assert!(s.windows(2).all(|w| w[0].t_ms < w[1].t_ms));
+    }
+
     #[test]
     fn reads_own_process() {
         let s = super::read(std::process::id(), 0).unwrap();

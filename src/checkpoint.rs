@@ -1,0 +1,113 @@
+//! Checkpoints: while a run goes on, its directory is brought up to date every
+//! `checkpoint_every` (profile key, default one minute) and after every phase, so a run killed
+//! after six hours still leaves six hours of data, and `mesher-stress report RUN_DIR` renders it.
+//!
+//! A checkpoint writes, each file atomically (`crate::fsutil`):
+//! - `report.json`: the finished phases, the running load phase's report so far (through the
+//!   phase's [`PhaseWindow`]: histograms, timeline, thresholds on what was measured), the
+//!   target's telemetry so far, the crashes seen, `"partial": true` and a `checkpoint` object
+//!   (time, running phase, interval);
+//! - `report.html` and `junit.xml` rendered from it (a "run finished" test case fails, so CI
+//!   never mistakes a killed run for a pass);
+//! - `target.log` (the lines kept so far).
+//!
+//! The HdrHistogram interval log of the running phase is written every second by the
+//! aggregator and flushed to disk (`fdatasync`) when the checkpoint asks for its totals.
+//! A checkpoint that cannot be written (disk full) is reported on stderr and the run goes on.
+
+use crate::drive::PhaseWindow;
+use crate::report::{Checkpoint, RunPhase, RunReport};
+use crate::watch::TargetProcess;
+use crate::watch::sampler::ProcSample;
+use anyhow::Result;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+/// See the module docs.
+pub struct Checkpointer {
+    dir: PathBuf,
+    every: Duration,
+    tick: tokio::time::Interval,
+    /// The run's start (for `elapsed_ms`).
+    origin: Instant,
+    telemetry: Arc<Mutex<Vec<ProcSample>>>,
+    /// The running load phase's report so far (put into its `PhaseCtx`).
+    pub window: PhaseWindow,
+    /// Checkpoints written.
+    pub written: u64,
+}
+
+impl Checkpointer {
+    /// Checkpoints of the run directory `dir` every `every`, the first one `every` from now.
+    pub fn new(dir: PathBuf, every: Duration, origin: Instant, telemetry: Arc<Mutex<Vec<ProcSample>>>) -> Checkpointer {
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Checkpointer { dir, every, tick, origin, telemetry, window: PhaseWindow::new(), written: 0 }
+    }
+
+    /// The report as it stands: `report` (finished phases) plus the running phase's figures so
+    /// far, telemetry so far, marked partial.
+    pub async fn snapshot(&self, report: &RunReport, running: Option<usize>) -> RunReport {
+        let mut r = report.clone();
+        if let Some(p) = self.window.snapshot().await {
+            r.phases.push(RunPhase::Load(Box::new(p)));
+        }
+        r.telemetry = self.telemetry.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        r.elapsed_ms = self.origin.elapsed().as_millis() as u64;
+        r.partial = true;
+        r.checkpoint = Some(Checkpoint {
+            at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+            running_phase: running,
+            every_ms: self.every.as_millis() as u64,
+        });
+        r.verdict.failed |= r.phases.iter().any(RunPhase::failed);
+        r.verdict.crashed = !r.crashes.is_empty();
+        r.verdict.exit_code = crate::exit::verdict(r.verdict.failed, r.verdict.crashed);
+        r
+    }
+
+    /// Write a checkpoint now (`running`: the 1-based phase still going, if any).
+    pub async fn write(
+        &mut self,
+        report: &RunReport,
+        running: Option<usize>,
+        target: Option<&TargetProcess>,
+    ) -> Result<()> {
+        let r = self.snapshot(report, running).await;
+        crate::report::write_all(&self.dir, &r)?;
+        if let Some(p) = target {
+            crate::run::write_log(&self.dir.join("target.log"), &p.lines());
+        }
+        self.written += 1;
+        Ok(())
+    }
+
+    /// [`Checkpointer::write`], with a failure reported on stderr (the run goes on).
+    pub async fn write_or_warn(&mut self, report: &RunReport, running: Option<usize>, target: Option<&TargetProcess>) {
+        if let Err(e) = self.write(report, running, target).await {
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr(), "warning: checkpoint of {} failed: {e:#}", self.dir.display());
+        }
+    }
+
+    /// Drive `phase` (the 1-based phase `running`) to its end, writing a checkpoint whenever
+    /// one is due meanwhile.
+    pub async fn during<F: Future>(
+        &mut self,
+        report: &RunReport,
+        running: usize,
+        target: Option<&TargetProcess>,
+        phase: F,
+    ) -> F::Output {
+        tokio::pin!(phase);
+        loop {
+            tokio::select! {
+                biased;
+                out = &mut phase => return out,
+                _ = self.tick.tick() => self.write_or_warn(report, Some(running), target).await,
+            }
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! Checkpoints: `mesher-stress run` killed with SIGKILL in the middle of a load phase leaves a
+//! run directory with what was measured up to the last checkpoint (report.json marked partial,
+//! the load phase's timeline and histograms so far, the target's telemetry, the flushed
+//! HdrHistogram interval log, valid JUnit), `mesher-stress report DIR` renders it, and the throwaway
+//! PostgreSQL and the target do not outlive the tool (PR_SET_PDEATHSIG).
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_mesher-stress"))
+}
+
+fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'),
+        Err(_) => false,
+    }
+}
+
+/// Kills the run if the test fails before it does.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+const PROFILE: &str = r#"version = 1
+name = "checkpoint"
+seed = 7
+max_duration = "2m"
+checkpoint_every = "2s"
+
+[target]
+kind = "builtin"
+
+[[phases]]
+kind = "load"
+name = "steady"
+duration = "30s"
+rate = 150.0
+concurrency = 8
+mix = { valid = 1.0, json = 0.0, http = 0.0 }
+
+[[phases]]
+kind = "invariants"
+"#;
+
+#[test]
+fn a_run_killed_mid_load_leaves_a_checkpoint_that_renders() {
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join("p.toml");
+    std::fs::write(&profile, PROFILE).unwrap();
+    let run = dir.path().join("run");
+    let mut child = Guard(
+        bin()
+            .arg("--out")
+            .arg(&run)
+            .arg("run")
+            .arg(&profile)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    // Drain stderr on a thread (the run keeps writing progress lines); note the pids and when
+    // the load phase starts.
+    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    {
+        let lines = lines.clone();
+        let stderr = BufReader::new(child.0.stderr.take().unwrap());
+        std::thread::spawn(move || {
+            for l in stderr.lines().map_while(Result::ok) {
+                let load = l.starts_with("phase 1: load");
+                lines.lock().unwrap().push(l);
+                if load {
+                    let _ = tx.send(());
+                }
+            }
+        });
+    }
+    let seen = || lines.lock().unwrap().join("\n");
+    rx.recv_timeout(Duration::from_secs(90)).unwrap_or_else(|_| panic!("the load phase did not start:\n{}", seen()));
+    let pid_of = |prefix: &str| -> u32 {
+        let all = lines.lock().unwrap().clone();
+        let l = all.iter().find(|l| l.starts_with(prefix)).unwrap_or_else(|| panic!("no {prefix} line:\n{}", seen()));
+        l.rsplit("pid ").next().unwrap().trim_end_matches(')').parse().unwrap()
+    };
+    let (pg, target) = (pid_of("database:"), pid_of("target:"));
+    assert!(alive(pg) && alive(target));
+
+    // 8 s into the 30 s phase: checkpoints at 2, 4, 6 and 8 s of it. Kill -9, no clean-up.
+    std::thread::sleep(Duration::from_secs(8));
+    let tool = child.0.id();
+    child.0.kill().unwrap();
+    let status = child.0.wait().unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(9), "the tool was killed, it did not finish: {status:?}");
+
+    // Its children die with it.
+    let t = Instant::now();
+    while (alive(pg) || alive(target)) && t.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!alive(target), "target {target} outlived the killed tool {tool}");
+    assert!(!alive(pg), "postgres {pg} outlived the killed tool {tool}");
+
+    // The last checkpoint.
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("report.json")).unwrap()).unwrap();
+    assert_eq!(r["partial"], true, "{}", r["checkpoint"]);
+    assert_eq!(r["checkpoint"]["running_phase"], 1);
+    assert_eq!(r["checkpoint"]["every_ms"], 2000);
+    let phases = r["phases"].as_array().unwrap();
+    assert_eq!(phases.len(), 1, "the load phase so far, nothing after it");
+    let load = &phases[0];
+    assert_eq!(load["kind"], "load");
+    assert_eq!(load["name"], "steady");
+    let timeline = load["timeline"].as_array().unwrap();
+    let seconds: u64 = timeline.iter().map(|s| s["span"].as_u64().unwrap_or(1)).sum();
+    assert!(seconds >= 4, "{seconds} s of timeline in the checkpoint");
+    let per_second: u64 = timeline.iter().map(|s| s["requests"].as_u64().unwrap()).sum();
+    assert!(per_second > 300, "{per_second} requests in the timeline");
+    assert_eq!(load["requests_sent"], load["requests_measured"]);
+    assert!(load["routes"].as_array().unwrap().len() > 10, "per-route histograms so far");
+    let telemetry = r["telemetry"].as_array().unwrap();
+    assert!(telemetry.len() >= 4, "{} telemetry samples", telemetry.len());
+    assert!(telemetry.iter().all(|s| s["rss_bytes"].as_u64().unwrap() > 0));
+    // The interval log was flushed at least up to the checkpoint.
+    let hlog = std::fs::read_to_string(run.join("steady.hlog")).unwrap();
+    let intervals = hlog.lines().filter(|l| l.starts_with(|c: char| c.is_ascii_digit())).count();
+    assert!(intervals as u64 >= seconds, "{intervals} intervals in the log, {seconds} s in the checkpoint");
+    assert!(run.join("target.log").exists());
+    // The checkpoint's own renderings, then `report DIR` renders them again from report.json.
+    let junit = std::fs::read_to_string(run.join("junit.xml")).unwrap();
+    assert!(junit.contains("<testcase name=\"run finished\"") && junit.contains("did not finish"), "{junit}");
+    // CI reads it: valid JUnit (tests/junit_schema.rs has the schema's own tests).
+    let xsd = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/junit/junit-4.xsd");
+    let v =
+        Command::new("xmllint").args(["--noout", "--schema", xsd]).arg(run.join("junit.xml")).output().unwrap_or_else(
+            |e| panic!("xmllint cannot be run ({e}): apt-get install -y libxml2-utils (.ci/run does this)"),
+        );
+    assert!(v.status.success(), "{}\n{junit}", String::from_utf8_lossy(&v.stderr));
+    std::fs::remove_file(run.join("report.html")).unwrap();
+    std::fs::remove_file(run.join("junit.xml")).unwrap();
+    let out = bin().arg("report").arg(&run).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let html = std::fs::read_to_string(run.join("report.html")).unwrap();
+    assert!(html.contains("Checkpoint of") && html.contains("UNFINISHED") && html.contains("steady"), "{html}");
+    assert!(html.contains("<svg"));
+    assert!(run.join("junit.xml").exists());
+}
