@@ -250,6 +250,9 @@ fn ci_profiles_are_bounded_deterministic_and_complete() {
     let mix = mesher_stress::profile::load_mix(l).unwrap();
     assert!(mix.valid > 0.0 && mix.json + mix.http > 0.0, "valid and mutated traffic: {mix:?}");
     assert!(l.thresholds.error_rate_max.is_some());
+    // Soak verdicts on, and the soak survives deaths of the target.
+    assert!(l.soak.as_ref().is_some_and(|s| s.enabled), "leak and drift detection");
+    assert!(l.restart && l.max_restarts > 0, "the watchdog restarts the target");
     assert!(matches!(p.phases[soak + 1], Phase::Invariants { .. }), "nothing lost, right after the soak");
     assert!(p.phases.iter().any(|ph| matches!(ph, Phase::Fuzz(f) if f.triage.enabled)), "the watchdog phase");
 }
