@@ -17,7 +17,7 @@
 
 use crate::drive::PhaseWindow;
 use crate::report::{Checkpoint, RunPhase, RunReport};
-use crate::watch::TargetProcess;
+use crate::watch::process::LogHandle;
 use crate::watch::sampler::ProcSample;
 use anyhow::Result;
 use std::future::Future;
@@ -73,7 +73,7 @@ impl Checkpointer {
         &mut self,
         report: &RunReport,
         running: Option<usize>,
-        target: Option<&TargetProcess>,
+        target: Option<&LogHandle>,
     ) -> Result<()> {
         let r = self.snapshot(report, running).await;
         crate::report::write_all(&self.dir, &r)?;
@@ -85,7 +85,7 @@ impl Checkpointer {
     }
 
     /// [`Checkpointer::write`], with a failure reported on stderr (the run goes on).
-    pub async fn write_or_warn(&mut self, report: &RunReport, running: Option<usize>, target: Option<&TargetProcess>) {
+    pub async fn write_or_warn(&mut self, report: &RunReport, running: Option<usize>, target: Option<&LogHandle>) {
         if let Err(e) = self.write(report, running, target).await {
             use std::io::Write;
             let _ = writeln!(std::io::stderr(), "warning: checkpoint of {} failed: {e:#}", self.dir.display());
@@ -98,7 +98,7 @@ impl Checkpointer {
         &mut self,
         report: &RunReport,
         running: usize,
-        target: Option<&TargetProcess>,
+        target: Option<&LogHandle>,
         phase: F,
     ) -> F::Output {
         tokio::pin!(phase);

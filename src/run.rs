@@ -319,6 +319,7 @@ async fn run_phases(
     let ledger = std::sync::Arc::new(crate::invariants::Ledger::new());
     let since: String = sqlx::query_scalar("SELECT now()::text").fetch_one(&database.pool).await?;
     for (i, phase) in profile.phases.iter().enumerate() {
+        let log = target.process.as_ref().map(|p| p.log_handle());
         if *stop.borrow() {
             break;
         }
@@ -337,7 +338,7 @@ async fn run_phases(
                     request_timeout: Duration::from_secs(10),
                 };
                 let results = tokio::select! {
-                    r = ck.during(report, i + 1, target.process.as_ref(), checks::run_checks(&ctx, which)) => r,
+                    r = ck.during(report, i + 1, log.as_ref(), checks::run_checks(&ctx, which)) => r,
                     _ = stopped(stop) => break,
                 };
                 for r in &results {
@@ -372,7 +373,7 @@ async fn run_phases(
                 });
                 let fuzz =
                     crate::triage::phase::run(spec, &faults, &database.url, &database.fixtures, report.seed, flag);
-                let r = ck.during(report, i + 1, target.process.as_ref(), fuzz).await;
+                let r = ck.during(report, i + 1, log.as_ref(), fuzz).await;
                 bridge.abort();
                 let r = r?;
                 say(format!(
@@ -399,9 +400,9 @@ async fn run_phases(
                 say(format!("phase {}: load {:?}", i + 1, load.name));
                 let window = ck.window.clone();
                 let phase = run_load(load, run_dir, g, say, database, target, &ledger, report.seed, stop, window);
-                // (The load phase owns the target meanwhile, restarts included: its log goes into
-                // the checkpoint after the phase.)
-                let r = ck.during(report, i + 1, None, phase).await?;
+                // (The load phase owns the target meanwhile; checkpoints show the output of the
+                // process that started the phase, the phase's restarts leave their own logs.)
+                let r = ck.during(report, i + 1, log.as_ref(), phase).await?;
                 if !g.quiet && !g.json {
                     let _ = r.print_table(&mut std::io::stdout());
                 }
@@ -429,8 +430,7 @@ async fn run_phases(
                     since: &since,
                     flush_wait: *flush_wait,
                 };
-                let results =
-                    ck.during(report, i + 1, target.process.as_ref(), crate::invariants::check(&ledger, &t)).await?;
+                let results = ck.during(report, i + 1, log.as_ref(), crate::invariants::check(&ledger, &t)).await?;
                 if !g.quiet && !g.json {
                     for r in &results {
                         println!("{} {:<20} {}", if r.passed { "PASS" } else { "FAIL" }, r.name, r.summary);
@@ -442,7 +442,7 @@ async fn run_phases(
                 report.phases.push(RunPhase::Invariants { results });
             }
         }
-        ck.write_or_warn(report, None, target.process.as_ref()).await;
+        ck.write_or_warn(report, None, target.process.as_ref().map(|p| p.log_handle()).as_ref()).await;
         if let Some(p) = &target.process
             && let Some(e) = p.exited()
         {

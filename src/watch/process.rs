@@ -172,6 +172,20 @@ pub struct TargetProcess {
     kill: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
+/// See [`TargetProcess::log_handle`].
+#[derive(Clone)]
+pub struct LogHandle(Arc<Mutex<LogBuffer>>);
+
+impl LogHandle {
+    /// The first and the latest lines of output.
+    pub fn lines(&self) -> Vec<LogLine> {
+        let log = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut v = log.head.clone();
+        v.extend(log.tail.iter().cloned());
+        v
+    }
+}
+
 impl TargetProcess {
     /// Spawn `cmd` with captured output. Call from a tokio worker thread (not `spawn_blocking`):
     /// the child is told to die when the thread that spawned it exits.
@@ -274,10 +288,13 @@ impl TargetProcess {
 
     /// All lines seen so far that are still buffered (the first 200 and the last 500).
     pub fn lines(&self) -> Vec<LogLine> {
-        let log = self.log.lock().expect("log lock");
-        let mut v = log.head.clone();
-        v.extend(log.tail.iter().cloned());
-        v
+        self.log_handle().lines()
+    }
+
+    /// A handle on this process's output (head and tail), readable while something else owns
+    /// the process (checkpoints during a load phase, whose watchdog holds it).
+    pub fn log_handle(&self) -> LogHandle {
+        LogHandle(self.log.clone())
     }
 
     /// The last `n` lines.
