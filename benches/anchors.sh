@@ -11,12 +11,15 @@
 #   5. the built-in target in benchmark mode (--keep-alive) on GET …/dashboard/health beside the
 #      trivial target, wrk and mesher-stress each, with the server CPU per request from /proc
 # For each: req/s and client CPU seconds per 100k requests (user+sys of the client process).
-# Environment: C (connections, 32), RATE (open loop, 10000), PORT (18080).
+# Sections 1, 2 and 5 run every tool REPEAT times, interleaved (wrk, oha, mesher-stress, wrk, ...),
+# and end with each tool's median: a virtual machine's neighbours move single runs by ±30 %.
+# Environment: C (connections, 32), RATE (open loop, 10000), PORT (18080), REPEAT (3).
 set -uo pipefail
 D=${1:-5}
 C=${C:-32}
 RATE=${RATE:-10000}
 PORT=${PORT:-18080}
+REPEAT=${REPEAT:-3}
 cd "$(dirname "$0")/.."
 TD=${CARGO_TARGET_DIR:-target}
 echo "== building (release)"
@@ -52,6 +55,17 @@ run() {
 row() { # name req_total req_per_s
   local cpu; cpu=$(cat "$OUT/$1.cpu")
   awk -v n="$1" -v t="$2" -v r="$3" -v c="$cpu" 'BEGIN { printf "  %-34s %10.0f req/s  %9d requests  %5.2f CPU-s  %5.2f CPU-s/100k\n", n, r, t, c, (t>0? c/t*100000 : 0) }'
+  awk -v n="${1%#*}" -v t="$2" -v r="$3" -v c="$cpu" 'BEGIN { printf "%s\t%f\t%f\n", n, r, (t>0? c/t*100000 : 0) }' >> "$OUT/rows.tsv"
+}
+
+# medians NAME...: each tool's median req/s and CPU-s/100k over its REPEAT runs.
+medians() {
+  for n in "$@"; do
+    awk -F'\t' -v n="$n" '$1 == n { r[++k] = $2; c[k] = $3 }
+      function med(a, k,   i, j, t) { for (i = 2; i <= k; i++) for (j = i; j > 1 && a[j-1] > a[j]; j--) { t = a[j]; a[j] = a[j-1]; a[j-1] = t }
+        return k % 2 ? a[(k+1)/2] : (a[k/2] + a[k/2+1]) / 2 }
+      END { if (k) printf "  median %-27s %10.0f req/s  (%d runs)          %5.2f CPU-s/100k\n", n, med(r, k), k, med(c, k) }' "$OUT/rows.tsv"
+  done
 }
 
 wrk_row() {
@@ -71,6 +85,8 @@ ms_row() {
 import json, sys
 r = json.load(open(sys.argv[1])); cpu = float(open(sys.argv[2]).read())
 n = r["requests_sent"]; rate = r["achieved_rate"]
+with open(sys.argv[2].rsplit("/", 1)[0] + "/rows.tsv", "a") as f:
+    f.write(f"{sys.argv[3].split('#')[0]}\t{rate}\t{cpu/max(n,1)*1e5}\n")
 asked = r["planned"].get("asked_rate")
 extra = f"  asked {asked:.0f}/s, achieved {rate:.1f}/s ({(rate/asked-1)*100:+.2f}%)" if asked else ""
 print(f"  {sys.argv[3]:<34} {rate:10.0f} req/s  {n:9d} requests  {cpu:5.2f} CPU-s  {cpu/max(n,1)*1e5:5.2f} CPU-s/100k{extra}")
@@ -83,17 +99,23 @@ HAVE_WRK=0; command -v wrk >/dev/null && HAVE_WRK=1
 [ $HAVE_WRK = 1 ] || echo "(wrk not installed: apt-get install wrk — skipping its rows)"
 [ $HAVE_OHA = 1 ] || echo "(oha not installed: cargo install oha takes ~6 min — skipping its rows)"
 
-echo "== 1. keep-alive, closed loop, $C connections, ${D}s (target on core 0, client on core 1)"
-if [ $HAVE_WRK = 1 ]; then run wrk-keepalive -- wrk -t1 -c$C -d${D}s $URL/; wrk_row wrk-keepalive; fi
-if [ $HAVE_OHA = 1 ]; then run oha-keepalive -- oha --no-tui -c $C -z ${D}s $URL/; oha_row oha-keepalive; fi
-run ms-keepalive -- "$BIN" --quiet --out "$OUT/ms-keepalive" load --http $URL --route-get / -c $C --duration ${D}s --keep-alive
-ms_row ms-keepalive
+echo "== 1. keep-alive, closed loop, $C connections, ${D}s (target on core 0, client on core 1), $REPEAT runs each"
+for i in $(seq 1 "$REPEAT"); do
+  if [ $HAVE_WRK = 1 ]; then run "wrk-keepalive#$i" -- wrk -t1 -c$C -d${D}s $URL/; wrk_row "wrk-keepalive#$i"; fi
+  if [ $HAVE_OHA = 1 ]; then run "oha-keepalive#$i" -- oha --no-tui -c $C -z ${D}s $URL/; oha_row "oha-keepalive#$i"; fi
+  run "ms-keepalive#$i" -- "$BIN" --quiet --out "$OUT/ms-keepalive#$i" load --http $URL --route-get / -c $C --duration ${D}s --keep-alive
+  ms_row "ms-keepalive#$i"
+done
+medians wrk-keepalive oha-keepalive ms-keepalive
 
-echo "== 2. connection per request, closed loop, $C connections, ${D}s"
-if [ $HAVE_WRK = 1 ]; then run wrk-close -- wrk -t1 -c$C -d${D}s -H 'Connection: close' $URL/; wrk_row wrk-close; fi
-if [ $HAVE_OHA = 1 ]; then run oha-close -- oha --no-tui -c $C -z ${D}s --disable-keepalive $URL/; oha_row oha-close; fi
-run ms-close -- "$BIN" --quiet --out "$OUT/ms-close" load --http $URL --route-get / -c $C --duration ${D}s
-ms_row ms-close
+echo "== 2. connection per request, closed loop, $C connections, ${D}s, $REPEAT runs each"
+for i in $(seq 1 "$REPEAT"); do
+  if [ $HAVE_WRK = 1 ]; then run "wrk-close#$i" -- wrk -t1 -c$C -d${D}s -H 'Connection: close' $URL/; wrk_row "wrk-close#$i"; fi
+  if [ $HAVE_OHA = 1 ]; then run "oha-close#$i" -- oha --no-tui -c $C -z ${D}s --disable-keepalive $URL/; oha_row "oha-close#$i"; fi
+  run "ms-close#$i" -- "$BIN" --quiet --out "$OUT/ms-close#$i" load --http $URL --route-get / -c $C --duration ${D}s
+  ms_row "ms-close#$i"
+done
+medians wrk-close oha-close ms-close
 
 echo "== 3. open loop at $RATE req/s, $C connections, ${D}s"
 run ms-open -- "$BIN" --quiet --out "$OUT/ms-open" load --http $URL --route-get / -c $C --rate $RATE --duration ${D}s --keep-alive
@@ -126,21 +148,24 @@ PIDS+=($BPID)
 TTPID=${PIDS[0]}
 HEALTH=/api/v1/projects/default/dashboard/health
 if wait_port $TB 60 $BPID; then
+  for i in $(seq 1 "$REPEAT"); do
   for who in trivial builtin; do
     if [ $who = trivial ]; then U=$URL/; SP=$TTPID; else U=http://127.0.0.1:$TB$HEALTH; SP=$BPID; fi
     if [ $HAVE_WRK = 1 ]; then
-      s0=$(server_cpu $SP); run wrk-$who -- wrk -t1 -c$C -d${D}s $U; s1=$(server_cpu $SP); wrk_row wrk-$who
-      total=$(grep -Eo '^ *[0-9]+ requests in' "$OUT/wrk-$who.out" | grep -Eo '[0-9]+' | head -1)
+      s0=$(server_cpu $SP); run "wrk-$who#$i" -- wrk -t1 -c$C -d${D}s $U; s1=$(server_cpu $SP); wrk_row "wrk-$who#$i"
+      total=$(grep -Eo '^ *[0-9]+ requests in' "$OUT/wrk-$who#$i.out" | grep -Eo '[0-9]+' | head -1)
       awk -v a=$s0 -v b=$s1 -v n=${total:-0} -v t=$(getconf CLK_TCK) -v w=$who 'BEGIN { if (n > 0) printf "  %-34s server CPU %.2f µs/request\n", "", (b-a)/t*1e6/n }'
     fi
     if [ $who = trivial ]; then P=/; else P=$HEALTH; fi
     s0=$(server_cpu $SP)
-    run ms-$who -- "$BIN" --quiet --out "$OUT/ms-$who" load --http ${U%$P} --route-get $P -c $C --duration ${D}s --keep-alive
+    run "ms-$who#$i" -- "$BIN" --quiet --out "$OUT/ms-$who#$i" load --http ${U%$P} --route-get $P -c $C --duration ${D}s --keep-alive
     s1=$(server_cpu $SP)
-    ms_row ms-$who
-    n=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['requests_sent'])" "$OUT/ms-$who/report.json")
+    ms_row "ms-$who#$i"
+    n=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['requests_sent'])" "$OUT/ms-$who#$i/report.json")
     awk -v a=$s0 -v b=$s1 -v n=$n -v t=$(getconf CLK_TCK) 'BEGIN { if (n > 0) printf "  %-34s server CPU %.2f µs/request\n", "", (b-a)/t*1e6/n }'
   done
+  done
+  medians wrk-trivial wrk-builtin ms-trivial ms-builtin
 else
   echo "  skipped: the built-in target is not ready (no listener on :$TB: $(tail -1 "$OUT/target-bench.log"))"
 fi

@@ -407,9 +407,29 @@ fn rec(h: &mut Histogram<u64>, v: u64) {
 /// Histograms of one key.
 pub struct Pair {
     pub corrected: Histogram<u64>,
-    pub uncorrected: Histogram<u64>,
+    /// None while every sample's uncorrected latency equalled its corrected one (closed loop,
+    /// open loop on schedule): the common case keeps one histogram per key instead of two
+    /// (each 16–120 KiB), so the tool's memory stays small in long runs with many keys.
+    uncorrected: Option<Histogram<u64>>,
     /// Index of the key's route × layer in the aggregator's per-route series.
     series: usize,
+}
+
+impl Pair {
+    /// Latency from the actual send.
+    pub fn uncorrected(&self) -> &Histogram<u64> {
+        self.uncorrected.as_ref().unwrap_or(&self.corrected)
+    }
+
+    fn record(&mut self, corrected_us: u64, uncorrected_us: u64) {
+        if self.uncorrected.is_none() && uncorrected_us != corrected_us {
+            self.uncorrected = Some(self.corrected.clone());
+        }
+        rec(&mut self.corrected, corrected_us);
+        if let Some(u) = &mut self.uncorrected {
+            rec(u, uncorrected_us);
+        }
+    }
 }
 
 /// Everything the aggregator measured, handed to the report at the end (and lent to checkpoints
@@ -687,14 +707,13 @@ impl Aggregator {
                     open.push(OpenSeries { hist: new_hist(), count: 0, errors: 0 });
                     open.len() - 1
                 });
-                Pair { corrected: new_hist(), uncorrected: new_hist(), series }
+                Pair { corrected: new_hist(), uncorrected: None, series }
             });
             let series = pair.series;
             if s.down {
                 *self.totals.down.entry(s.key).or_default() += 1;
             } else {
-                rec(&mut pair.corrected, s.corrected_us);
-                rec(&mut pair.uncorrected, s.uncorrected_us);
+                pair.record(s.corrected_us, s.uncorrected_us);
             }
             self.totals.samples += 1;
             if s.key.outcome.is_request() && s.key.outcome != Outcome::Interrupted {

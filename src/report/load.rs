@@ -329,7 +329,7 @@ impl PhaseReport {
                     errors: v.iter().filter(|(k, _)| k.outcome.is_error()).map(|(k, p)| count(k, p)).sum(),
                     outcomes: v.iter().map(|(k, p)| (k.outcome.name().to_string(), count(k, p))).collect(),
                     corrected: Percentiles::of(&merged(v.iter().map(|(_, p)| &p.corrected))),
-                    uncorrected: Percentiles::of(&merged(v.iter().map(|(_, p)| &p.uncorrected))),
+                    uncorrected: Percentiles::of(&merged(v.iter().map(|(_, p)| p.uncorrected()))),
                 }
             })
             .collect();
@@ -342,7 +342,7 @@ impl PhaseReport {
                 outcome: k.outcome,
                 count: count(k, p),
                 corrected: Percentiles::of(&p.corrected),
-                uncorrected: Percentiles::of(&p.uncorrected),
+                uncorrected: Percentiles::of(p.uncorrected()),
             })
             .collect();
         let fanout = (b.phase.websocket.stream_subscribers > 0).then(|| {
@@ -379,7 +379,7 @@ impl PhaseReport {
             errors,
             error_rate: if denom == 0 { 0.0 } else { errors as f64 / denom as f64 },
             latency: Percentiles::of(&merged(req_keys.iter().map(|(_, p)| &p.corrected))),
-            latency_uncorrected: Percentiles::of(&merged(req_keys.iter().map(|(_, p)| &p.uncorrected))),
+            latency_uncorrected: Percentiles::of(&merged(req_keys.iter().map(|(_, p)| p.uncorrected()))),
             send_lag: Percentiles::of(&t.lag),
             routes,
             detail,
