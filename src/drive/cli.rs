@@ -41,6 +41,9 @@ pub struct LoadArgs {
     /// Keep connections alive (default: a connection per request, as Mesher needs).
     #[arg(long)]
     pub keep_alive: bool,
+    /// HTTP client: wire (lean, the default) or hyper (hyper's client connection API).
+    #[arg(long, value_enum, default_value_t = crate::drive::Executor::Wire)]
+    pub executor: crate::drive::Executor,
     #[arg(long, value_parser = crate::profile::parse_duration, default_value = "3s")]
     pub connect_timeout: Duration,
     #[arg(long, value_parser = crate::profile::parse_duration, default_value = "10s")]
@@ -146,6 +149,7 @@ fn phase_from_args(a: &LoadArgs) -> Result<LoadPhase> {
         });
     }
     ph.keep_alive = a.keep_alive;
+    ph.executor = a.executor;
     ph.connect_timeout = a.connect_timeout;
     ph.request_timeout = a.request_timeout;
     ph.body_timeout = a.request_timeout;

@@ -1,4 +1,5 @@
-//! HTTP executor on hyper's client connection API (`hyper::client::conn::http1`).
+//! The HTTP executors of a sending lane: the lean "wire" client ([`crate::drive::wire`], the
+//! default) or hyper's client connection API (`hyper::client::conn::http1`), chosen per phase.
 //!
 //! One [`HttpLane`] per sending task: with keep-alive it reuses one connection (reconnecting when
 //! the server closes it); without, it opens a connection per request and sends
@@ -8,6 +9,7 @@
 
 use crate::drive::metrics::Outcome;
 use crate::drive::net::{self, ConnectOpts, Timeouts};
+use crate::drive::wire::WireConn;
 use crate::model::HttpRequest;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -30,6 +32,11 @@ pub struct Answer {
 #[allow(clippy::large_enum_variant)] // built and consumed once per request, never stored
 pub enum Prepared {
     Hyper(hyper::Request<Full<Bytes>>),
+    /// Well-formed request bytes for the wire executor; `head`: a HEAD request (no body back).
+    Wire {
+        bytes: Vec<u8>,
+        head: bool,
+    },
     Raw(Vec<u8>),
 }
 
@@ -38,9 +45,43 @@ impl Prepared {
     pub fn raw(&self) -> Option<&[u8]> {
         match self {
             Prepared::Raw(b) => Some(b),
-            Prepared::Hyper(_) => None,
+            Prepared::Hyper(_) | Prepared::Wire { .. } => None,
         }
     }
+}
+
+fn is_token(b: &[u8]) -> bool {
+    !b.is_empty() && b.iter().all(|&c| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c))
+}
+
+/// Well-formed enough to share a kept-alive connection: nothing in it can desynchronise the
+/// framing (the mutations that can go raw, on a connection of their own).
+fn well_formed(r: &HttpRequest) -> bool {
+    if r.raw.is_some() || !is_token(r.method.as_bytes()) || r.target.is_empty() {
+        return false;
+    }
+    if !r.target.bytes().all(|c| (0x21..0x7f).contains(&c)) {
+        return false;
+    }
+    let mut length = None;
+    for (n, v) in &r.headers {
+        if !is_token(n.as_bytes()) || v.iter().any(|&c| c == b'\r' || c == b'\n' || c == 0) {
+            return false;
+        }
+        if n.eq_ignore_ascii_case("transfer-encoding") || n.eq_ignore_ascii_case("expect") {
+            return false;
+        }
+        if n.eq_ignore_ascii_case("content-length") {
+            if length.is_some() {
+                return false;
+            }
+            match std::str::from_utf8(v).ok().and_then(|v| v.trim().parse::<usize>().ok()) {
+                Some(l) if l == r.body.len() => length = Some(l),
+                _ => return false,
+            }
+        }
+    }
+    length.is_some() || r.body.is_empty()
 }
 
 /// A sending lane's HTTP client state.
@@ -52,6 +93,8 @@ pub struct HttpLane {
     pub host: String,
     host_value: Option<hyper::header::HeaderValue>,
     sender: Option<SendRequest<Full<Bytes>>>,
+    executor: crate::drive::Executor,
+    wire: Option<WireConn>,
     /// Connections opened so far (the flight recorder's connection number).
     pub conns: u64,
 }
@@ -59,7 +102,59 @@ pub struct HttpLane {
 impl HttpLane {
     pub fn new(opts: ConnectOpts, timeouts: Timeouts, keep_alive: bool, host: String) -> HttpLane {
         let host_value = hyper::header::HeaderValue::from_str(&host).ok();
-        HttpLane { opts, timeouts, keep_alive, host, host_value, sender: None, conns: 0 }
+        HttpLane {
+            opts,
+            timeouts,
+            keep_alive,
+            host,
+            host_value,
+            sender: None,
+            executor: crate::drive::Executor::Hyper,
+            wire: None,
+            conns: 0,
+        }
+    }
+
+    /// Send well-formed requests with `executor` (hyper unless told otherwise).
+    pub fn with_executor(mut self, executor: crate::drive::Executor) -> HttpLane {
+        self.executor = executor;
+        self
+    }
+
+    /// The request's bytes for the wire executor (`connection: close` added without keep-alive).
+    fn wire_bytes(&self, r: &HttpRequest) -> Vec<u8> {
+        let mut out = r.to_wire(&self.host);
+        if !self.keep_alive && !r.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("connection")) {
+            let at = out.len() - r.body.len() - 2;
+            out.splice(at..at, b"connection: close\r\n".iter().copied());
+        }
+        out
+    }
+
+    async fn send_wire(&mut self, bytes: &[u8], head: bool, keep_body: bool) -> Answer {
+        for attempt in 0..2 {
+            let reused = self.wire.is_some();
+            let mut conn = match self.wire.take() {
+                Some(c) => c,
+                None => match WireConn::open(&self.opts).await {
+                    Ok(c) => {
+                        self.conns += 1;
+                        c
+                    }
+                    Err(outcome) => return Answer { outcome, status: None, body_len: 0, raw: false, body: None },
+                },
+            };
+            let a = conn.exchange(bytes, head, self.timeouts, keep_body).await;
+            if a.nothing && reused && attempt == 0 {
+                // The server had closed the idle connection: once more on a new one.
+                continue;
+            }
+            if self.keep_alive && a.reusable {
+                self.wire = Some(conn);
+            }
+            return Answer { outcome: a.outcome, status: a.status, body_len: a.body_len, raw: false, body: a.body };
+        }
+        unreachable!("the second attempt always returns")
     }
 
     /// Convert to a hyper request; None when hyper would refuse or rewrite it.
@@ -124,6 +219,13 @@ impl HttpLane {
     /// Decide how `r` goes out: through hyper, or raw (exact bytes) when hyper would refuse or
     /// rewrite it.
     pub fn prepare(&self, r: &HttpRequest) -> Prepared {
+        if self.executor == crate::drive::Executor::Wire {
+            return if well_formed(r) {
+                Prepared::Wire { bytes: self.wire_bytes(r), head: r.method == "HEAD" }
+            } else {
+                Prepared::Raw(r.to_wire(&self.host))
+            };
+        }
         match self.to_hyper(r) {
             Some(req) => Prepared::Hyper(req),
             None => Prepared::Raw(r.to_wire(&self.host)),
@@ -141,6 +243,7 @@ impl HttpLane {
     pub async fn send_prepared(&mut self, p: Prepared, keep_body: bool) -> Answer {
         let req = match p {
             Prepared::Hyper(req) => req,
+            Prepared::Wire { bytes, head } => return self.send_wire(&bytes, head, keep_body).await,
             Prepared::Raw(bytes) => {
                 self.conns += 1;
                 let a = net::raw_exchange(&self.opts, self.timeouts, &bytes).await;

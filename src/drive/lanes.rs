@@ -120,7 +120,8 @@ async fn http_lane(
     fl: LaneRecorder,
     stop: Stop,
 ) -> (u64, Option<Instant>) {
-    let mut client = HttpLane::new(sh.http.clone(), sh.timeouts, sh.keep_alive, sh.http_host.clone());
+    let mut client = HttpLane::new(sh.http.clone(), sh.timeouts, sh.keep_alive, sh.http_host.clone())
+        .with_executor(sh.phase.executor);
     let mut j: u64 = 0;
     tokio::time::sleep_until(sh.start.into()).await;
     let mut behind;

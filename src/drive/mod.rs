@@ -25,6 +25,7 @@ pub mod net;
 pub mod progress;
 pub mod sched;
 pub mod window;
+pub mod wire;
 pub mod ws;
 
 use crate::model::Source;
@@ -40,6 +41,18 @@ use std::time::Duration;
 pub use flight::{FlightEntry, FlightRecorder};
 pub use metrics::Outcome;
 pub use window::PhaseWindow;
+
+/// Which HTTP/1.1 client implementation sends well-formed requests (malformed ones always go
+/// through the raw executor on a fresh connection).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Executor {
+    /// Request bytes straight to the socket, answers parsed with httparse (`drive::wire`).
+    #[default]
+    Wire,
+    /// hyper's `client::conn::http1` (a connection task per connection).
+    Hyper,
+}
 
 /// One load phase (TOML: `[[phases]] kind = "load"`). Every phase is bounded by `duration`,
 /// `requests` or its `stages`.
@@ -71,6 +84,10 @@ pub struct LoadPhase {
     /// false (default, like Mesher): a new connection per request, sent with `connection: close`.
     #[serde(default)]
     pub keep_alive: bool,
+    /// HTTP executor: "wire" (default: lean, in the lane's task) or "hyper" (hyper's client
+    /// connection API); see `drive::wire`.
+    #[serde(default)]
+    pub executor: Executor,
     #[serde(default = "default_connect_timeout", deserialize_with = "de_dur", serialize_with = "ser_dur")]
     pub connect_timeout: Duration,
     /// Until the response head.

@@ -554,6 +554,7 @@ mod tests {
                 mode: "open".into(),
                 concurrency: 8,
                 keep_alive: false,
+                executor: Default::default(),
                 asked_rate: Some(300.0),
                 planned_requests: None,
                 duration_s: Some(len as f64),

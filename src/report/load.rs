@@ -57,6 +57,10 @@ pub struct Planned {
     pub mode: String,
     pub concurrency: u32,
     pub keep_alive: bool,
+    /// The HTTP executor (`wire` or `hyper`); reports of versions before it was a choice
+    /// (hyper only) read as `wire`.
+    #[serde(default)]
+    pub executor: crate::drive::Executor,
     /// Open loop: the schedule's average rate (requests/s).
     pub asked_rate: Option<f64>,
     /// Open loop: requests in the schedule; closed loop: the `requests` bound.
@@ -85,6 +89,7 @@ impl Planned {
             mode: if s.is_some() { "open" } else { "closed" }.into(),
             concurrency: p.concurrency,
             keep_alive: p.keep_alive,
+            executor: p.executor,
             asked_rate: asked,
             planned_requests: planned,
             duration_s: dur.map(|d| d.as_secs_f64()),
