@@ -129,19 +129,25 @@ fn find_head_end(b: &[u8]) -> Option<usize> {
     b.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4)
 }
 
+/// The header lines of a raw head (after the request line), split at their first `:` into a
+/// trimmed name and a trimmed value; lines without `:` are skipped.
+fn header_lines(head: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    head.split(|&b| b == b'\n').skip(1).filter_map(|l| {
+        let l = l.strip_suffix(b"\r").unwrap_or(l);
+        let colon = l.iter().position(|&b| b == b':')?;
+        Some((l[..colon].trim_ascii(), l[colon + 1..].trim_ascii()))
+    })
+}
+
 /// Content-Length (last numeric occurrence, 0 if none) and whether the body is chunked.
 fn body_framing(head: &[u8]) -> (u64, bool) {
-    let text = String::from_utf8_lossy(head);
     let mut len = 0;
     let mut chunked = false;
-    for line in text.split("\r\n").skip(1) {
-        if let Some((n, v)) = line.split_once(':') {
-            let n = n.trim();
-            if n.eq_ignore_ascii_case("content-length") {
-                len = v.trim().parse().unwrap_or(0);
-            } else if n.eq_ignore_ascii_case("transfer-encoding") {
-                chunked = true;
-            }
+    for (n, v) in header_lines(head) {
+        if n.eq_ignore_ascii_case(b"content-length") {
+            len = std::str::from_utf8(v).ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+        } else if n.eq_ignore_ascii_case(b"transfer-encoding") {
+            chunked = true;
         }
     }
     (len, chunked)
@@ -150,16 +156,15 @@ fn body_framing(head: &[u8]) -> (u64, bool) {
 /// Mesher's header lookup on a raw head: exact (case-sensitive) trimmed name, trimmed value,
 /// the last occurrence wins, lines without `:` are ignored.
 pub fn raw_header(head: &[u8], name: &str) -> Option<String> {
-    let text = std::str::from_utf8(head).ok()?;
+    std::str::from_utf8(head).ok()?;
     let mut found = None;
-    for line in text.split("\r\n").skip(1) {
-        if let Some((n, v)) = line.split_once(':')
-            && n.trim() == name
-        {
-            found = Some(v.trim().to_string());
+    for (n, v) in header_lines(head) {
+        if n == name.as_bytes() {
+            found = Some(v);
         }
     }
-    found
+    // The head is valid UTF-8 and both ends of `v` are ASCII boundaries: this cannot fail.
+    found.map(|v| String::from_utf8_lossy(v).into_owned())
 }
 
 impl AsyncRead for RecordingIo {
