@@ -4,6 +4,9 @@
 # the watchdog fuzz phase left out) against the built-in target, samples the RSS of the
 # mesher-stress process itself (not the target, not PostgreSQL) from /proc every 10 s, and
 # prints the RSS at minute 1 and at the end of the soak phase and the growth between them.
+# Each figure is the median of a minute's samples (every 5 s): a single sample can land on a
+# transient (a mutated request of several MiB being built, a checkpoint being written), which
+# the peak reports separately.
 #
 #   benches/tool-rss.sh            # 10 minutes
 #   benches/tool-rss.sh 60         # an hour
@@ -47,7 +50,7 @@ log=$work/run.log
 pid=$!
 start=$(date +%s)
 samples=$work/rss.tsv
-echo "mesher-stress pid $pid: nightly soak, soak phase ${minutes} min; RSS every 10 s" >&2
+echo "mesher-stress pid $pid: nightly soak, soak phase ${minutes} min; RSS every 5 s" >&2
 load_started="" load_ended=""
 while kill -0 "$pid" 2>/dev/null; do
   now=$(( $(date +%s) - start ))
@@ -57,7 +60,7 @@ while kill -0 "$pid" 2>/dev/null; do
     rss=$(awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status" 2>/dev/null || true)
     [ -n "$rss" ] && printf '%s\t%s\n' "$(( now - load_started ))" "$rss" >>"$samples"
   fi
-  sleep 10
+  sleep 5
 done
 set +e
 wait "$pid"
@@ -69,20 +72,27 @@ if [ "$code" -ne 0 ]; then
   tail -5 "$work/stdout" >&2
 fi
 
-# Minute 1: the first sample at or after 60 s of load; the end: the last sample of the load.
-read -r t1 rss1 < <(awk -F'\t' '$1 >= 60 { print; exit }' "$samples")
-read -r tn rssn < <(tail -1 "$samples")
-[ -n "${t1:-}" ] || { echo "error: the load phase ended before minute 1" >&2; exit 5; }
+# Minute 1: the median of the samples in [60 s, 120 s) of load; the end: the median of the
+# samples in the last 60 s of the load.
+median() { sort -n | awk '{ a[NR] = $1 } END { if (NR) print (NR % 2 ? a[(NR + 1) / 2] : int((a[NR / 2] + a[NR / 2 + 1]) / 2)) }'; }
+tn=$(tail -1 "$samples" | cut -f1)
+[ "$tn" -ge 120 ] || { echo "error: the load phase ended before minute 2" >&2; exit 5; }
+rss1=$(awk -F'\t' '$1 >= 60 && $1 < 120 { print $2 }' "$samples" | median)
+rssn=$(awk -F'\t' -v t="$tn" '$1 > t - 60 { print $2 }' "$samples" | median)
 max_rss=$(awk -F'\t' 'BEGIN { m = 0 } $2 > m { m = $2 } END { print m }' "$samples")
 growth_kib=$(( rssn - rss1 ))
-awk -v t1="$t1" -v r1="$rss1" -v tn="$tn" -v rn="$rssn" -v mx="$max_rss" -v n="$(wc -l <"$samples")" 'BEGIN {
-  printf "tool RSS at minute 1 (t=%ds of load): %.1f MiB\n", t1, r1 / 1024
-  printf "tool RSS at the end  (t=%ds of load): %.1f MiB\n", tn, rn / 1024
-  printf "growth: %+.1f MiB (%+.2f MiB/hour over %.1f min); peak %.1f MiB; %d samples\n", \
-    (rn - r1) / 1024, (rn - r1) / 1024 / ((tn - t1) / 3600), (tn - t1) / 60, mx / 1024, n
+awk -v tn="$tn" -v r1="$rss1" -v rn="$rssn" -v mx="$max_rss" -v n="$(wc -l <"$samples")" 'BEGIN {
+  printf "tool RSS at minute 1 (median of 60-120 s of load): %.1f MiB\n", r1 / 1024
+  printf "tool RSS at the end  (median of the last 60 s, t=%ds): %.1f MiB\n", tn, rn / 1024
+  printf "growth: %+.1f MiB over %.1f min; peak %.1f MiB (transients); %d samples\n", (rn - r1) / 1024, (tn - 90) / 60, mx / 1024, n
 }'
-# The whole curve, one figure per minute of load (the first sample at or after each minute).
-awk -F'\t' '{ m = int($1 / 60); if (m >= 1 && !(m in seen)) { seen[m] = 1; printf "%s%d: %.1f", (n++ ? ", " : "RSS by minute of load (MiB): "), m, $2 / 1024 } } END { print "" }' "$samples"
+# The whole curve: per minute of load, the median and the largest sample.
+for m in $(seq 1 $(( tn / 60 ))); do
+  med=$(awk -F'\t' -v m="$m" 'int($1 / 60) == m { print $2 }' "$samples" | median)
+  top=$(awk -F'\t' -v m="$m" 'BEGIN { x = 0 } int($1 / 60) == m && $2 > x { x = $2 } END { print x }' "$samples")
+  [ -n "$med" ] && awk -v m="$m" -v a="$med" -v b="$top" 'BEGIN { printf "%s%d: %.1f (max %.1f)", (m == 1 ? "RSS by minute of load, median (MiB): " : ", "), m, a / 1024, b / 1024 }'
+done
+echo
 if [ "$growth_kib" -gt $(( max_growth_mib * 1024 )) ]; then
   echo "FAIL: the tool's RSS grew by more than ${max_growth_mib} MiB during the load" >&2
   exit 1
