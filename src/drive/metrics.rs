@@ -919,6 +919,27 @@ mod tests {
     }
 
     #[test]
+    fn uncorrected_histograms_exist_only_where_a_sample_was_behind_schedule() {
+        let mut a = Aggregator::new(None).unwrap();
+        let on_time: Vec<Sample> =
+            (1..=100).map(|i| sample("issues-list", Layer::Valid, Outcome::S2xx, i * 10)).collect();
+        a.absorb(on_time);
+        let key = Key { route: "issues-list", layer: Layer::Valid, outcome: Outcome::S2xx };
+        let p = &a.totals.pairs[&key];
+        assert!(p.uncorrected.is_none(), "closed loop: one histogram");
+        assert_eq!(p.uncorrected().len(), 100);
+        // One sample 5 ms behind schedule: the uncorrected histogram starts as a copy.
+        let mut late = sample("issues-list", Layer::Valid, Outcome::S2xx, 5000);
+        late.uncorrected_us = 200;
+        a.absorb(vec![late]);
+        let p = &a.totals.pairs[&key];
+        assert_eq!((p.corrected.len(), p.uncorrected().len()), (101, 101));
+        assert_eq!(p.corrected.max(), 5003, "5000 µs at 3 significant figures");
+        assert_eq!(p.uncorrected().max(), 1000);
+        assert_eq!(p.uncorrected().count_at(200), 2, "the on-time 200 µs and the late one's");
+    }
+
+    #[test]
     fn per_route_intervals_hold_counts_and_percentiles_and_pad_late_routes() {
         let mut a = Aggregator::new(None).unwrap();
         second(&mut a, "issues-list", 99, 1000);
