@@ -42,23 +42,17 @@ use std::time::{Duration, Instant};
 pub fn fingerprints(body: &[u8], bulk: bool) -> Vec<String> {
     use crate::target::ingest::{BULK_MAX, fingerprint, storable_fingerprint};
     let Ok(top) = serde_json::from_slice::<Slim>(body) else { return Vec::new() };
-    let events = match top {
-        Slim::Array(items) if bulk => {
-            if items.is_empty() || items.len() > BULK_MAX {
-                return Vec::new();
-            }
-            items
-        }
-        Slim::Array(_) | Slim::Other => return Vec::new(),
-        Slim::Object(m) => vec![Slim::Object(m)],
+    let of = |e: Slim| match e {
+        Slim::Object(m) => Some(storable_fingerprint(fingerprint(&m))),
+        _ => None,
     };
-    events
-        .into_iter()
-        .filter_map(|e| match e {
-            Slim::Object(m) => Some(storable_fingerprint(fingerprint(&m))),
-            _ => None,
-        })
-        .collect()
+    match top {
+        Slim::Array(items) if bulk && (1..=BULK_MAX).contains(&items.len()) => {
+            items.into_iter().filter_map(of).collect()
+        }
+        Slim::Array(_) => Vec::new(),
+        single => of(single).into_iter().collect(),
+    }
 }
 
 /// A JSON value reduced to what grouping reads: objects keep only the members `fingerprint`
