@@ -2,8 +2,9 @@
 //!
 //! Lanes (the tasks that send) never touch a histogram or a lock: they push compact [`Sample`]s
 //! into a local buffer and hand the buffer to the aggregator over a channel every 128 samples or
-//! 50 ms. The aggregator task records into HdrHistograms (µs, 3 significant figures,
-//! auto-resizing, so memory is bounded by the number of keys, not by the run length): one pair
+//! 50 ms. The aggregator task records into HdrHistograms (µs, 3 significant figures; those
+//! kept per key are allocated at their working range up front, [`KeyHist`], so memory is set
+//! by the number of keys when they first appear, not by the run length): one pair
 //! (corrected from the intended send time, uncorrected from the actual send) per
 //! route × layer × outcome, one per-second interval histogram for the timeline and the
 //! HdrHistogram interval log, one interval histogram per route × layer for the per-route series
@@ -395,10 +396,28 @@ fn new_hist() -> Histogram<u64> {
     Histogram::new(3).expect("3 significant figures is valid")
 }
 
+/// The histograms kept per key and per route series: 32-bit counts (a bucket saturates at
+/// 4.29 billion samples of the same value, far beyond any run), half the memory of `u64`.
+pub type KeyHist = Histogram<u32>;
+
+/// Latencies (µs) a [`KeyHist`] holds from the start: 2^24 µs ≈ 16.8 s, past every default
+/// request + body timeout.
+pub const PRESIZED_US: u64 = 1 << 24;
+
+/// A histogram of one key or route series, allocated at its full working range at once
+/// (≈ 60 KiB): an auto-resizing histogram grows each time a key first sees a slower answer
+/// (16 KiB → ~130 KiB over hours), which made the tool's memory creep through a soak. Past
+/// [`PRESIZED_US`] it still grows, by 4 KiB per doubling of the largest value.
+fn key_hist() -> KeyHist {
+    let mut h = Histogram::new_with_bounds(1, PRESIZED_US, 3).expect("valid bounds");
+    h.auto(true);
+    h
+}
+
 /// Record into an auto-resizing histogram (`saturating_record` would clamp to the current
 /// size instead of growing).
 #[inline]
-fn rec(h: &mut Histogram<u64>, v: u64) {
+fn rec<T: hdrhistogram::Counter>(h: &mut Histogram<T>, v: u64) {
     if h.record(v).is_err() {
         h.saturating_record(v);
     }
@@ -406,18 +425,18 @@ fn rec(h: &mut Histogram<u64>, v: u64) {
 
 /// Histograms of one key.
 pub struct Pair {
-    pub corrected: Histogram<u64>,
+    pub corrected: KeyHist,
     /// None while every sample's uncorrected latency equalled its corrected one (closed loop,
     /// open loop on schedule): the common case keeps one histogram per key instead of two
     /// (each 16–120 KiB), so the tool's memory stays small in long runs with many keys.
-    uncorrected: Option<Histogram<u64>>,
+    uncorrected: Option<KeyHist>,
     /// Index of the key's route × layer in the aggregator's per-route series.
     series: usize,
 }
 
 impl Pair {
     /// Latency from the actual send.
-    pub fn uncorrected(&self) -> &Histogram<u64> {
+    pub fn uncorrected(&self) -> &KeyHist {
         self.uncorrected.as_ref().unwrap_or(&self.corrected)
     }
 
@@ -492,7 +511,7 @@ impl RouteSeries {
         }
     }
 
-    fn push(&mut self, count: u64, errors: u64, h: &Histogram<u64>) {
+    fn push(&mut self, count: u64, errors: u64, h: &KeyHist) {
         let q = |x: f64| if h.is_empty() { 0 } else { h.value_at_quantile(x) };
         self.count.push(count);
         self.errors.push(errors);
@@ -534,7 +553,7 @@ impl RouteIntervals {
 
 /// The open interval of one route × layer.
 struct OpenSeries {
-    hist: Histogram<u64>,
+    hist: KeyHist,
     count: u64,
     errors: u64,
 }
@@ -704,10 +723,10 @@ impl Aggregator {
                 // A new key: find or make its route × layer series (padded with empty intervals).
                 let series = *index.entry((s.key.route, s.key.layer)).or_insert_with(|| {
                     ri.series.push(RouteSeries::new(s.key.route, s.key.layer, ri.t_ms.len()));
-                    open.push(OpenSeries { hist: new_hist(), count: 0, errors: 0 });
+                    open.push(OpenSeries { hist: key_hist(), count: 0, errors: 0 });
                     open.len() - 1
                 });
-                Pair { corrected: new_hist(), uncorrected: None, series }
+                Pair { corrected: key_hist(), uncorrected: None, series }
             });
             let series = pair.series;
             if s.down {
@@ -937,6 +956,32 @@ mod tests {
         assert_eq!(p.corrected.max(), 5003, "5000 µs at 3 significant figures");
         assert_eq!(p.uncorrected().max(), 1000);
         assert_eq!(p.uncorrected().count_at(200), 2, "the on-time 200 µs and the late one's");
+    }
+
+    #[test]
+    fn key_histograms_do_not_grow_within_their_working_range() {
+        // A key's memory is fixed when it first appears: slower answers later in a soak (up
+        // to 16.8 s) need no resize, so the tool's memory does not creep up with the run.
+        let mut a = Aggregator::new(None).unwrap();
+        let key = Key { route: "issues-list", layer: Layer::Valid, outcome: Outcome::S2xx };
+        a.absorb(vec![sample("issues-list", Layer::Valid, Outcome::S2xx, 300)]);
+        let (slots, series_slots) =
+            (a.totals.pairs[&key].corrected.distinct_values(), a.open[0].hist.distinct_values());
+        for us in [1, 900, 45_000, 2_000_000, 10_000_000, PRESIZED_US] {
+            let mut late = sample("issues-list", Layer::Valid, Outcome::S2xx, us);
+            late.uncorrected_us = us / 2;
+            a.absorb(vec![late]);
+        }
+        let p = &a.totals.pairs[&key];
+        assert_eq!(p.corrected.distinct_values(), slots);
+        assert_eq!(p.uncorrected().distinct_values(), slots);
+        assert_eq!(a.open[0].hist.distinct_values(), series_slots);
+        assert_eq!(p.corrected.max(), p.corrected.highest_equivalent(PRESIZED_US));
+        // Beyond the range it still records exactly (a few more slots, not a clamp).
+        a.absorb(vec![sample("issues-list", Layer::Valid, Outcome::S2xx, 4 * PRESIZED_US)]);
+        let p = &a.totals.pairs[&key];
+        assert!(p.corrected.distinct_values() > slots);
+        assert_eq!(p.corrected.max(), p.corrected.highest_equivalent(4 * PRESIZED_US));
     }
 
     #[test]

@@ -9,7 +9,7 @@
 
 use crate::drive::LoadPhase;
 use crate::drive::flight::FlightEntry;
-use crate::drive::metrics::{Key, Outcome, RouteIntervals, Second, Totals};
+use crate::drive::metrics::{Key, KeyHist, Outcome, RouteIntervals, Second, Totals};
 use crate::drive::sched::Schedule;
 use crate::model::Layer;
 use hdrhistogram::Histogram;
@@ -33,7 +33,7 @@ pub struct Percentiles {
 }
 
 impl Percentiles {
-    pub fn of(h: &Histogram<u64>) -> Percentiles {
+    pub fn of<T: hdrhistogram::Counter>(h: &Histogram<T>) -> Percentiles {
         if h.is_empty() {
             return Percentiles::default();
         }
@@ -283,8 +283,8 @@ pub struct BuildInput<'a> {
     pub interval_log: Option<PathBuf>,
 }
 
-fn merged<'a>(it: impl Iterator<Item = &'a Histogram<u64>>) -> Histogram<u64> {
-    let mut h = Histogram::<u64>::new(3).expect("valid");
+fn merged<'a>(it: impl Iterator<Item = &'a KeyHist>) -> KeyHist {
+    let mut h = KeyHist::new(3).expect("valid");
     for x in it {
         let _ = h.add(x);
     }
