@@ -5,7 +5,12 @@
 //! and mutators; `to_value`/`from_value` convert for the proptest and shrinking APIs.
 
 use serde_json::Value;
+use std::borrow::Cow;
 use std::fmt::Write as _;
+
+/// Text of a string value or member name: borrowed when it is a constant of the generators
+/// (field names, word lists), owned otherwise; no allocation for the common case.
+pub type Text = Cow<'static, str>;
 
 /// A JSON value as generators build it.
 #[derive(Debug, Clone, PartialEq)]
@@ -15,12 +20,12 @@ pub enum J {
     Int(i64),
     /// Written in Rust's shortest round-trip form; non-finite values are written as `null`.
     Float(f64),
-    Str(String),
+    Str(Text),
     /// Verbatim JSON text (may be invalid JSON on purpose, e.g. after a mutation).
     Raw(String),
     Arr(Vec<J>),
     /// Members in order; duplicate keys allowed.
-    Obj(Vec<(String, J)>),
+    Obj(Vec<(Text, J)>),
 }
 
 /// One step of a path into a [`J`]: the member *position* in an object (duplicate keys make
@@ -36,14 +41,14 @@ impl J {
         J::Obj(Vec::with_capacity(8))
     }
 
-    pub fn str(s: impl Into<String>) -> J {
+    pub fn str(s: impl Into<Text>) -> J {
         J::Str(s.into())
     }
 
     /// Append a member (builder style, for objects only).
-    pub fn with(mut self, k: &str, v: J) -> J {
+    pub fn with(mut self, k: impl Into<Text>, v: J) -> J {
         if let J::Obj(m) = &mut self {
-            m.push((k.to_string(), v));
+            m.push((k.into(), v));
         }
         self
     }
@@ -127,13 +132,13 @@ impl J {
             J::Bool(b) => Value::Bool(*b),
             J::Int(i) => Value::from(*i),
             J::Float(f) => serde_json::Number::from_f64(*f).map(Value::Number).unwrap_or(Value::Null),
-            J::Str(s) => Value::String(s.clone()),
+            J::Str(s) => Value::String(s.to_string()),
             J::Raw(r) => serde_json::from_str(r).unwrap_or_else(|_| Value::String(r.clone())),
             J::Arr(a) => Value::Array(a.iter().map(J::to_value).collect()),
             J::Obj(m) => {
                 let mut o = serde_json::Map::new();
                 for (k, v) in m {
-                    o.insert(k.clone(), v.to_value());
+                    o.insert(k.to_string(), v.to_value());
                 }
                 Value::Object(o)
             }
@@ -149,9 +154,9 @@ impl J {
                 Some(i) if i.to_string() == n.to_string() => J::Int(i),
                 _ => J::Raw(n.to_string()),
             },
-            Value::String(s) => J::Str(s.clone()),
+            Value::String(s) => J::Str(s.clone().into()),
             Value::Array(a) => J::Arr(a.iter().map(J::from_value).collect()),
-            Value::Object(m) => J::Obj(m.iter().map(|(k, v)| (k.clone(), J::from_value(v))).collect()),
+            Value::Object(m) => J::Obj(m.iter().map(|(k, v)| (k.clone().into(), J::from_value(v))).collect()),
         }
     }
 
@@ -186,7 +191,7 @@ impl J {
         for s in path {
             match (cur, s) {
                 (Some(J::Obj(m)), Seg::Member(i)) => {
-                    let k = m.get(*i).map(|(k, _)| k.as_str()).unwrap_or("?");
+                    let k = m.get(*i).map(|(k, _)| k.as_ref()).unwrap_or("?");
                     if !k.is_empty() && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
                         let _ = write!(out, ".{k}");
                     } else {
@@ -213,7 +218,7 @@ pub fn write_str(s: &str, out: &mut Vec<u8>) {
     out.push(b'"');
     let bytes = s.as_bytes();
     // Fast path: most generated strings need no escaping.
-    if !bytes.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\') {
+    if !needs_escape(bytes) {
         out.extend_from_slice(bytes);
         out.push(b'"');
         return;
@@ -242,6 +247,23 @@ pub fn write_str(s: &str, out: &mut Vec<u8>) {
     }
     out.extend_from_slice(&bytes[start..]);
     out.push(b'"');
+}
+
+/// Whether `bytes` holds a control character, `"` or `\\`: eight bytes at a time (the
+/// classic "has a byte less than n / equal to c" word tricks; exact as a yes/no answer).
+fn needs_escape(bytes: &[u8]) -> bool {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |v: u64| v.wrapping_sub(LO) & !v & HI != 0;
+    let mut chunks = bytes.chunks_exact(8);
+    for c in &mut chunks {
+        let x = u64::from_le_bytes(c.try_into().expect("8 bytes"));
+        let control = x.wrapping_sub(LO * 0x20) & !x & HI != 0;
+        if control || has_zero(x ^ (LO * u64::from(b'"'))) || has_zero(x ^ (LO * u64::from(b'\\'))) {
+            return true;
+        }
+    }
+    chunks.remainder().iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\')
 }
 
 fn itoa_buf() -> [u8; 20] {

@@ -179,7 +179,7 @@ pub fn query(route: RouteId, f: &Fixtures) -> JsonStrategy {
         let mut o = J::obj();
         for piece in q.trim_start_matches('?').split('&').filter(|p| !p.is_empty()) {
             let (k, v) = piece.split_once('=').unwrap_or((piece, ""));
-            o = o.with(k, J::str(v));
+            o = o.with(k.to_string(), J::str(v.to_string()));
         }
         o
     })

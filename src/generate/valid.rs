@@ -174,15 +174,40 @@ pub fn ident(r: &mut GenRng, lo: u64, hi: u64) -> String {
 
 /// A timestamp in the text form Mesher returns, with the space replaced by `T` (§2.2).
 pub fn cursor(r: &mut GenRng) -> String {
-    format!(
-        "2026-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}+00",
-        range(r, 1, 12),
-        range(r, 1, 28),
-        range(r, 0, 23),
-        range(r, 0, 59),
-        range(r, 0, 59),
-        range(r, 0, 999_999)
-    )
+    timestamp(r, "+00")
+}
+
+/// `2026-MM-DDTHH:MM:SS.ffffff` and `zone`, drawn in that order (digits pushed directly: this
+/// runs for every breadcrumb).
+fn timestamp(r: &mut GenRng, zone: &str) -> String {
+    let mut s = String::with_capacity(32);
+    s.push_str("2026-");
+    for (lo, hi, width, sep) in
+        [(1, 12, 2, '-'), (1, 28, 2, 'T'), (0, 23, 2, ':'), (0, 59, 2, ':'), (0, 59, 2, '.'), (0, 999_999, 6, ' ')]
+    {
+        push_padded(&mut s, range(r, lo, hi), width);
+        if sep != ' ' {
+            s.push(sep);
+        }
+    }
+    s.push_str(zone);
+    s
+}
+
+/// `v` in decimal, zero-padded to `width` digits.
+fn push_padded(s: &mut String, v: u64, width: usize) {
+    let mut buf = [b'0'; 20];
+    let (mut i, mut n) = (buf.len(), v);
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let start = i.min(buf.len() - width);
+    s.push_str(std::str::from_utf8(&buf[start..]).expect("ASCII digits"));
 }
 
 // ---------------------------------------------------------------- events (§4)
@@ -198,18 +223,18 @@ fn frame(r: &mut GenRng) -> J {
         f = f.with("colno", J::Int(col));
     }
     if chance(r, 0.5) {
-        f = f.with("context_line", J::Str(word_string(r, 1, 8)));
+        f = f.with("context_line", J::str(word_string(r, 1, 8)));
     }
     f.with("in_app", J::Bool(chance(r, 0.6)))
 }
 
 fn breadcrumb(r: &mut GenRng) -> J {
     J::obj()
-        .with("timestamp", J::Str(cursor(r).replace("+00", "Z")))
+        .with("timestamp", J::str(timestamp(r, "Z")))
         .with("category", J::str(*pick(r, CATEGORIES)))
-        .with("message", J::Str(word_string(r, 1, 6)))
+        .with("message", J::str(word_string(r, 1, 6)))
         .with("level", J::str(*pick(r, LEVELS)))
-        .with("data", J::obj().with(pick::<&str>(r, WORDS), J::Str(ident(r, 1, 12))))
+        .with("data", J::obj().with(*pick::<&str>(r, WORDS), J::str(ident(r, 1, 12))))
 }
 
 /// Size class of an event: most small, some medium, a long tail of large ones.
@@ -228,6 +253,18 @@ fn event_sizes(r: &mut GenRng, opts: &GenOptions) -> (u64, u64, u64) {
     }
 }
 
+/// `MAJOR.MINOR.PATCH`.
+fn sdk_version(r: &mut GenRng) -> String {
+    let mut s = String::with_capacity(8);
+    for (i, hi) in [3, 20, 9].into_iter().enumerate() {
+        if i > 0 {
+            s.push('.');
+        }
+        push_padded(&mut s, range(r, 0, hi), 1);
+    }
+    s
+}
+
 /// One event with the whole §4 schema.
 pub fn event(r: &mut GenRng, opts: &GenOptions) -> J {
     let (frames, crumbs, msg_words) = event_sizes(r, opts);
@@ -240,9 +277,9 @@ pub fn event(r: &mut GenRng, opts: &GenOptions) -> J {
         msg.push_str(" at 0x");
         rng::hex(r, 12, &mut msg);
     }
-    let mut e = J::obj().with("message", J::Str(msg)).with("level", J::str(*pick(r, LEVELS)));
+    let mut e = J::obj().with("message", J::str(msg)).with("level", J::str(*pick(r, LEVELS)));
     if chance(r, 0.75) {
-        let mut ex = J::obj().with("type_name", J::str(etype)).with("value", J::Str(word_string(r, 1, 10)));
+        let mut ex = J::obj().with("type_name", J::str(etype)).with("value", J::str(word_string(r, 1, 10)));
         if chance(r, 0.6) {
             ex = ex.with("module_name", J::str(*pick(r, MODULES)));
         }
@@ -260,7 +297,7 @@ pub fn event(r: &mut GenRng, opts: &GenOptions) -> J {
             tags = tags.with("release", J::str(*pick(r, RELEASES)));
         }
         for _ in 0..range(r, 0, 3) {
-            tags = tags.with(&ident(r, 2, 10), J::Str(ident(r, 1, 16)));
+            tags = tags.with(ident(r, 2, 10), J::str(ident(r, 1, 16)));
         }
         e = e.with("tags", tags);
     }
@@ -270,27 +307,25 @@ pub fn event(r: &mut GenRng, opts: &GenOptions) -> J {
             let v = match below(r, 4) {
                 0 => J::Int(range(r, 0, 1 << 40) as i64),
                 1 => J::Bool(chance(r, 0.5)),
-                2 => J::Arr(vec![J::Str(ident(r, 1, 8)), J::Null]),
-                _ => J::Str(word_string(r, 1, 5)),
+                2 => J::Arr(vec![J::str(ident(r, 1, 8)), J::Null]),
+                _ => J::str(word_string(r, 1, 5)),
             };
-            extra = extra.with(&ident(r, 2, 12), v);
+            extra = extra.with(ident(r, 2, 12), v);
         }
         e = e.with("extra", extra);
     }
     if chance(r, 0.5) {
-        let mut u = J::obj().with("id", J::Str(ident(r, 2, 12)));
+        let mut u = J::obj().with("id", J::str(ident(r, 2, 12)));
         if chance(r, 0.5) {
-            u = u.with("email", J::Str(format!("{}@example.test", ident(r, 3, 10))));
+            u = u.with("email", J::str(format!("{}@example.test", ident(r, 3, 10))));
         }
         e = e.with("user_context", u);
     }
     if chance(r, 0.8) {
-        e = e
-            .with("sdk_name", J::str(*pick(r, SDKS)))
-            .with("sdk_version", J::Str(format!("{}.{}.{}", range(r, 0, 3), range(r, 0, 20), range(r, 0, 9))));
+        e = e.with("sdk_name", J::str(*pick(r, SDKS))).with("sdk_version", J::str(sdk_version(r)));
     }
     if chance(r, 0.1) {
-        e = e.with("fingerprint", J::Str(format!("fp-{}", ident(r, 4, 24))));
+        e = e.with("fingerprint", J::str(format!("fp-{}", ident(r, 4, 24))));
     }
     e
 }
@@ -304,7 +339,7 @@ pub fn bulk_event(r: &mut GenRng, opts: &GenOptions) -> J {
 pub fn alert_rule(r: &mut GenRng) -> J {
     let mut b = J::obj();
     if chance(r, 0.9) {
-        b = b.with("name", J::Str(word_string(r, 1, 5)));
+        b = b.with("name", J::str(word_string(r, 1, 5)));
     }
     if chance(r, 0.9) {
         let c = if chance(r, 0.6) {
@@ -322,7 +357,7 @@ pub fn alert_rule(r: &mut GenRng) -> J {
     }
     if chance(r, 0.7) {
         let m = range(r, 0, 1440) as i64;
-        b = b.with("cooldown_minutes", if chance(r, 0.1) { J::Str(m.to_string()) } else { J::Int(m) });
+        b = b.with("cooldown_minutes", if chance(r, 0.1) { J::str(m.to_string()) } else { J::Int(m) });
     }
     b
 }
@@ -331,11 +366,11 @@ pub fn settings(r: &mut GenRng) -> J {
     let mut b = J::obj();
     if chance(r, 0.8) {
         let d = range(r, 1, 365) as i64;
-        b = b.with("retention_days", if chance(r, 0.1) { J::Str(d.to_string()) } else { J::Int(d) });
+        b = b.with("retention_days", if chance(r, 0.1) { J::str(d.to_string()) } else { J::Int(d) });
     }
     if chance(r, 0.7) {
         let s = (range(r, 0, 1000) as f64) / 1000.0;
-        b = b.with("sample_rate", if chance(r, 0.1) { J::Str(s.to_string()) } else { J::Float(s) });
+        b = b.with("sample_rate", if chance(r, 0.1) { J::str(s.to_string()) } else { J::Float(s) });
     }
     b
 }
@@ -343,13 +378,13 @@ pub fn settings(r: &mut GenRng) -> J {
 pub fn api_key_label(r: &mut GenRng) -> J {
     match below(r, 10) {
         0 => J::obj(),
-        _ => J::obj().with("label", J::Str(word_string(r, 1, 4))),
+        _ => J::obj().with("label", J::str(word_string(r, 1, 4))),
     }
 }
 
 pub fn toggle(r: &mut GenRng) -> J {
     let v = match below(r, 4) {
-        0 => J::Str((*pick(r, TOGGLES)).to_string()),
+        0 => J::str((*pick(r, TOGGLES)).to_string()),
         1 => J::Int(below(r, 2) as i64),
         _ => J::Bool(chance(r, 0.5)),
     };
@@ -361,7 +396,7 @@ pub fn role(r: &mut GenRng) -> J {
 }
 
 pub fn add_member(r: &mut GenRng, user: &str) -> J {
-    let b = J::obj().with("user_id", J::str(user));
+    let b = J::obj().with("user_id", J::str(user.to_string()));
     if chance(r, 0.85) { b.with("role", J::str(*pick(r, ROLES))) } else { b }
 }
 
@@ -369,7 +404,7 @@ pub fn assign(r: &mut GenRng, f: &Fixtures) -> J {
     match below(r, 10) {
         0 => J::obj().with("user_id", J::Null),
         1 => J::obj().with("user_id", J::str("")),
-        _ => J::obj().with("user_id", J::Str(Ctx::id_or_random(r, &f.users))),
+        _ => J::obj().with("user_id", J::str(Ctx::id_or_random(r, &f.users))),
     }
 }
 
@@ -584,4 +619,36 @@ pub fn ws_script(r: &mut GenRng, ctx: &Ctx, kind: WsPath) -> WsScript {
 
 pub fn close(code: u16, reason: &[u8]) -> WsFrame {
     close_frame(code, reason)
+}
+
+#[cfg(test)]
+mod text_tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_and_versions_have_their_fixed_form() {
+        let mut r = crate::generate::rng::from_u64(7);
+        for _ in 0..2000 {
+            let c = cursor(&mut r);
+            assert_eq!(c.len(), 29, "{c}");
+            let (date, zone) = c.split_at(c.len() - 3);
+            assert_eq!(zone, "+00");
+            let num = |a: usize, b: usize| date[a..b].parse::<u64>().unwrap();
+            assert_eq!(&date[..5], "2026-");
+            assert_eq!(
+                [&date[7..8], &date[10..11], &date[13..14], &date[16..17], &date[19..20]],
+                ["-", "T", ":", ":", "."]
+            );
+            assert!((1..=12).contains(&num(5, 7)) && (1..=28).contains(&num(8, 10)), "{c}");
+            assert!(num(11, 13) <= 23 && num(14, 16) <= 59 && num(17, 19) <= 59 && num(20, 26) <= 999_999, "{c}");
+            let v = sdk_version(&mut r);
+            let parts: Vec<u64> = v.split('.').map(|p| p.parse().unwrap()).collect();
+            assert!(parts.len() == 3 && parts[0] <= 3 && parts[1] <= 20 && parts[2] <= 9, "{v}");
+        }
+        let mut s = String::new();
+        push_padded(&mut s, 7, 6);
+        push_padded(&mut s, 123, 2);
+        push_padded(&mut s, 0, 1);
+        assert_eq!(s, "0000071230");
+    }
 }

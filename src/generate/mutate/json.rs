@@ -225,7 +225,7 @@ fn rename_member(r: &mut GenRng, _: &GenOptions, j: &mut J) -> Option<(String, S
         5 => format!("{old}\u{0}"),
         6 => old.replace('_', ""),
         7 => "x".repeat(range(r, 256, 4096) as usize),
-        8 => match old.as_str() {
+        8 => match &*old {
             "type_name" => "type".into(),
             "function_name" => "function".into(),
             "message" => "msg".into(),
@@ -236,7 +236,7 @@ fn rename_member(r: &mut GenRng, _: &GenOptions, j: &mut J) -> Option<(String, S
         _ => format!("{old}\u{301}"),
     };
     let new = if new == old { format!("{old}_x") } else { new };
-    m[i].0 = new.clone();
+    m[i].0 = new.clone().into();
     let shown: String = new.chars().take(40).collect();
     Some((at, format!("{old:?} -> {shown:?}")))
 }
@@ -249,7 +249,7 @@ fn swapped(r: &mut GenRng, v: &J) -> J {
             1 => J::Bool(chance(r, 0.5)),
             2 => J::Int(range(r, 0, 1000) as i64),
             3 => J::Str(match v {
-                J::Int(i) => i.to_string(),
+                J::Int(i) => i.to_string().into(),
                 _ => "str".into(),
             }),
             4 => J::Arr(Vec::new()),
@@ -346,7 +346,7 @@ fn huge_string(r: &mut GenRng, o: &GenOptions, j: &mut J) -> Option<(String, Str
         let n = len / ch.len_utf8();
         let s: String = std::iter::repeat_n(ch, n.max(1)).collect();
         let d = format!("string of {} x {ch:?} ({} bytes)", n.max(1), s.len());
-        (J::Str(s), d)
+        (J::Str(s.into()), d)
     })
 }
 
