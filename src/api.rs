@@ -749,9 +749,15 @@ pub struct RouteMatch<'a> {
 /// Route `method` + `path` (query already removed) exactly like Mesher's router (§2.1).
 /// `None` means 404 `Not Found` (also for a wrong method: Mesher has no 405).
 pub fn match_route<'a>(method: &str, path: &'a str) -> Option<RouteMatch<'a>> {
+    // Case-sensitive, and only GET and POST routes exist.
+    let method = match method {
+        "GET" => Method::Get,
+        "POST" => Method::Post,
+        _ => return None,
+    };
     // Pass 1: exact routes, byte-exact path.
-    for r in ROUTES.iter().filter(|r| r.is_exact()) {
-        if r.method.as_str() == method && r.template == path {
+    for r in exact_routes() {
+        if r.method == method && r.template == path {
             return Some(RouteMatch { route: r, args: Vec::new() });
         }
     }
@@ -768,7 +774,7 @@ pub fn match_route<'a>(method: &str, path: &'a str) -> Option<RouteMatch<'a>> {
     }
     let segs = &segs[..n];
     'routes: for (r, tsegs) in template_segments() {
-        if r.method.as_str() != method || tsegs.len() != segs.len() {
+        if r.method != method || tsegs.len() != segs.len() {
             continue;
         }
         for (t, s) in tsegs.iter().zip(segs) {
@@ -784,6 +790,12 @@ pub fn match_route<'a>(method: &str, path: &'a str) -> Option<RouteMatch<'a>> {
 
 /// Most non-empty segments in a route template.
 const MAX_SEGMENTS: usize = 8;
+
+/// The routes without parameters, in registration order.
+fn exact_routes() -> &'static [&'static Route] {
+    static EXACT: std::sync::OnceLock<Vec<&'static Route>> = std::sync::OnceLock::new();
+    EXACT.get_or_init(|| ROUTES.iter().filter(|r| r.is_exact()).collect())
+}
 
 /// The parameterised routes in registration order, each with its template's non-empty segments.
 fn template_segments() -> &'static [(&'static Route, Vec<&'static str>)] {

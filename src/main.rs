@@ -17,7 +17,19 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // The built-in target on one thread gets a single-threaded runtime (see `target --threads`).
+    let threads = match &cli.command {
+        Command::Target(a) => {
+            a.threads.map(usize::from).or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
+        }
+        _ => None,
+    };
+    let built = match threads {
+        Some(1) => tokio::runtime::Builder::new_current_thread().enable_all().build(),
+        Some(n) => tokio::runtime::Builder::new_multi_thread().worker_threads(n).enable_all().build(),
+        None => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
+    };
+    let rt = match built {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

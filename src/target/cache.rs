@@ -48,12 +48,12 @@ struct Entry {
 /// The cache (disabled when `ttl` is zero).
 pub struct ReadCache {
     ttl: Duration,
-    map: Mutex<HashMap<Box<str>, Entry>>,
+    map: Mutex<HashMap<Box<str>, Entry, foldhash::fast::RandomState>>,
 }
 
 impl ReadCache {
     pub fn new(ttl: Duration) -> ReadCache {
-        ReadCache { ttl, map: Mutex::new(HashMap::new()) }
+        ReadCache { ttl, map: Mutex::new(HashMap::default()) }
     }
 
     pub fn enabled(&self) -> bool {

@@ -79,13 +79,17 @@ fn respond(app: &App, r: Resp) -> Response<Full<Bytes>> {
 }
 
 fn respond_bytes(app: &App, status: u16, body: Bytes) -> Response<Full<Bytes>> {
-    let mut b = Response::builder()
-        .status(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
-        .header("content-type", "application/json; charset=utf-8");
+    use hyper::header::{CONNECTION, CONTENT_TYPE, HeaderValue};
+    // Built in place (no `Response::builder`, no header-name parsing): this runs for every
+    // request of a benchmark.
+    let mut r = Response::new(Full::new(body));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let h = r.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
     if !app.keep_alive {
-        b = b.header("connection", "close");
+        h.insert(CONNECTION, HeaderValue::from_static("close"));
     }
-    b.body(Full::new(body)).unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+    r
 }
 
 /// The HTTP accept loop; returns when `stop` turns true (open connections finish on their own,

@@ -132,18 +132,25 @@ fn find_head_end(b: &[u8]) -> Option<usize> {
 /// The header lines of a raw head (after the request line), split at their first `:` into a
 /// trimmed name and a trimmed value; lines without `:` are skipped.
 fn header_lines(head: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
-    head.split(|&b| b == b'\n').skip(1).filter_map(|l| {
-        let l = l.strip_suffix(b"\r").unwrap_or(l);
-        let colon = l.iter().position(|&b| b == b':')?;
-        Some((l[..colon].trim_ascii(), l[colon + 1..].trim_ascii()))
-    })
+    head.split(|&b| b == b'\n').skip(1).filter_map(split_header_line)
+}
+
+fn split_header_line(l: &[u8]) -> Option<(&[u8], &[u8])> {
+    let l = l.strip_suffix(b"\r").unwrap_or(l);
+    let colon = l.iter().position(|&b| b == b':')?;
+    Some((l[..colon].trim_ascii(), l[colon + 1..].trim_ascii()))
 }
 
 /// Content-Length (last numeric occurrence, 0 if none) and whether the body is chunked.
 fn body_framing(head: &[u8]) -> (u64, bool) {
     let mut len = 0;
     let mut chunked = false;
-    for (n, v) in header_lines(head) {
+    // Most header lines are neither: skip them on their first letter before splitting.
+    let candidates = head
+        .split(|&b| b == b'\n')
+        .skip(1)
+        .filter(|l| matches!(l.trim_ascii_start().first(), Some(b'c' | b'C' | b't' | b'T')));
+    for (n, v) in candidates.filter_map(split_header_line) {
         if n.eq_ignore_ascii_case(b"content-length") {
             len = std::str::from_utf8(v).ok().and_then(|v| v.parse().ok()).unwrap_or(0);
         } else if n.eq_ignore_ascii_case(b"transfer-encoding") {

@@ -110,6 +110,11 @@ pub struct TargetArgs {
     /// PostgreSQL connections in the pool.
     #[arg(long, default_value_t = 16, value_name = "N")]
     pub pool_size: u32,
+    /// Worker threads of the target's async runtime. Default: the CPUs this process may run on
+    /// (so `taskset -c 0 mesher-stress target` gets one). With 1, a single-threaded runtime:
+    /// no cross-thread scheduling, the cheapest per request on a core of its own.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub threads: Option<u16>,
 }
 
 /// Read cache TTL in benchmark mode (`--keep-alive`): Mesher's own event flush delay.
