@@ -187,3 +187,43 @@ fn help_documents_every_fault() {
     assert!(text.contains("user_context") && text.contains("colno"));
     assert!(text.contains("SIGSEGV") && text.contains("SIGABRT"));
 }
+
+/// Worker threads named by tokio in a process.
+fn tokio_workers(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|c| c.trim() == "tokio-rt-worker")
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn threads_choose_the_runtime_and_both_serve_and_flush() {
+    let (url, db, f) = seeded_db().await;
+    let k = key(&f);
+    for (threads, workers) in [("1", 0), ("3", 3)] {
+        let mut t = ChildTarget::start(&url, &["--threads", threads]);
+        for i in 0..20 {
+            let r = ingest(t.http, &k, &format!(r#"{{"message":"threads-{threads} {i}","level":"info"}}"#)).await;
+            assert_eq!(r.status, 202);
+        }
+        assert_eq!(get(t.http, HEALTH).await.status, 200);
+        assert_eq!(tokio_workers(t.pid()), workers, "--threads {threads}");
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(t.pid(), libc::SIGTERM) };
+        let st = t.wait_exit(Duration::from_secs(20)).expect("exited");
+        assert_eq!(st.code(), Some(0), "{st:?}");
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE message LIKE $1")
+            .bind(format!("threads-{threads} %"))
+            .fetch_one(&db)
+            .await
+            .unwrap();
+        assert_eq!(n, 20, "--threads {threads}: every accepted event stored");
+    }
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_mesher-stress"))
+        .args(["target", "--threads", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2), "usage error");
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--threads"));
+}
