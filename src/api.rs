@@ -773,8 +773,8 @@ pub fn match_route<'a>(method: &str, path: &'a str) -> Option<RouteMatch<'a>> {
         n += 1;
     }
     let segs = &segs[..n];
-    'routes: for (r, tsegs) in template_segments() {
-        if r.method != method || tsegs.len() != segs.len() {
+    'routes: for (r, tsegs) in &template_segments()[n] {
+        if r.method != method {
             continue;
         }
         for (t, s) in tsegs.iter().zip(segs) {
@@ -797,19 +797,21 @@ fn exact_routes() -> &'static [&'static Route] {
     EXACT.get_or_init(|| ROUTES.iter().filter(|r| r.is_exact()).collect())
 }
 
-/// The parameterised routes in registration order, each with its template's non-empty segments.
-fn template_segments() -> &'static [(&'static Route, Vec<&'static str>)] {
-    static SEGS: std::sync::OnceLock<Vec<(&'static Route, Vec<&'static str>)>> = std::sync::OnceLock::new();
+/// Parameterised routes with their templates' non-empty segments, grouped by segment count
+/// (index = count; registration order kept within a group, which is all that matching order
+/// needs: routes of different lengths never match the same path).
+type Templates = [Vec<(&'static Route, Vec<&'static str>)>; MAX_SEGMENTS + 1];
+
+fn template_segments() -> &'static Templates {
+    static SEGS: std::sync::OnceLock<Templates> = std::sync::OnceLock::new();
     SEGS.get_or_init(|| {
-        ROUTES
-            .iter()
-            .filter(|r| !r.is_exact())
-            .map(|r| {
-                let t: Vec<&'static str> = r.template.split('/').filter(|s| !s.is_empty()).collect();
-                assert!(t.len() <= MAX_SEGMENTS, "{}: raise MAX_SEGMENTS", r.template);
-                (r, t)
-            })
-            .collect()
+        let mut by_len: Templates = Default::default();
+        for r in ROUTES.iter().filter(|r| !r.is_exact()) {
+            let t: Vec<&'static str> = r.template.split('/').filter(|s| !s.is_empty()).collect();
+            assert!(t.len() <= MAX_SEGMENTS, "{}: raise MAX_SEGMENTS", r.template);
+            by_len[t.len()].push((r, t));
+        }
+        by_len
     })
 }
 

@@ -126,7 +126,7 @@ impl RecordingIo {
 }
 
 fn find_head_end(b: &[u8]) -> Option<usize> {
-    b.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4)
+    memchr::memmem::find(b, b"\r\n\r\n").map(|p| p + 4)
 }
 
 /// The header lines of a raw head (after the request line), split at their first `:` into a
