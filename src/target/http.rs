@@ -68,7 +68,8 @@ fn builder(keep_alive: bool) -> http1::Builder {
     b.keep_alive(keep_alive)
         .title_case_headers(true)
         .max_header_size(8192)
-        .max_headers(100)
+        // 100 headers at most: hyper's default. Left unset on purpose: an explicit
+        // `max_headers` makes hyper fill a 100-slot buffer on every request.
         .auto_date_header(false)
         .header_read_timeout(None);
     b
@@ -229,7 +230,8 @@ pub async fn serve_ws(app: Arc<App>, listener: TcpListener, mut stop: watch::Rec
                 service_fn(move |req| ws_handshake(app.clone(), shared.clone(), ws_ctx.clone(), req))
             };
             let mut b = http1::Builder::new();
-            b.keep_alive(true).max_headers(100).header_read_timeout(None).auto_date_header(false);
+            // 100 headers at most: hyper's default (see `builder`).
+    b.keep_alive(true).header_read_timeout(None).auto_date_header(false);
             let conn = b.serve_connection(TokioIo::new(io), svc).with_upgrades();
             tokio::pin!(conn);
             tokio::select! {
