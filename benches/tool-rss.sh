@@ -68,8 +68,9 @@ code=$?
 set -e
 [ -s "$samples" ] || { echo "error: no RSS sample taken; the run said:" >&2; tail -20 "$log" >&2; exit 5; }
 if [ "$code" -ne 0 ]; then
-  echo "warning: the soak run itself exited $code (its verdict; the memory figures stand)" >&2
-  tail -5 "$work/stdout" >&2
+  echo "warning: the soak run itself exited $code (its verdict; the memory figures stand); what failed:" >&2
+  grep -E '^(FAIL|fail)|  (FAIL|fail) | FAIL$|exceeds|limit .* actual .* FAIL' "$work/stdout" | head -20 >&2 || true
+  tail -3 "$work/stdout" >&2
 fi
 
 # Minute 1: the median of the samples in [60 s, 120 s) of load; the end: the median of the

@@ -426,9 +426,11 @@ fn rec<T: hdrhistogram::Counter>(h: &mut Histogram<T>, v: u64) {
 /// Histograms of one key.
 pub struct Pair {
     pub corrected: KeyHist,
-    /// None while every sample's uncorrected latency equalled its corrected one (closed loop,
-    /// open loop on schedule): the common case keeps one histogram per key instead of two
-    /// (each 16–120 KiB), so the tool's memory stays small in long runs with many keys.
+    /// None while no sample of the phase had an uncorrected latency different from its
+    /// corrected one (closed loop, open loop on schedule): then one histogram per key instead of
+    /// two. From the first late sample of the phase on, every key has one (existing keys get a
+    /// copy of their corrected histogram), so open-loop phases allocate them all in their first
+    /// seconds rather than one by one through a long run.
     uncorrected: Option<KeyHist>,
     /// Index of the key's route × layer in the aggregator's per-route series.
     series: usize,
@@ -440,10 +442,14 @@ impl Pair {
         self.uncorrected.as_ref().unwrap_or(&self.corrected)
     }
 
-    fn record(&mut self, corrected_us: u64, uncorrected_us: u64) {
-        if self.uncorrected.is_none() && uncorrected_us != corrected_us {
+    /// Start the uncorrected histogram (as a copy: until now both were the same).
+    fn split(&mut self) {
+        if self.uncorrected.is_none() {
             self.uncorrected = Some(self.corrected.clone());
         }
+    }
+
+    fn record(&mut self, corrected_us: u64, uncorrected_us: u64) {
         rec(&mut self.corrected, corrected_us);
         if let Some(u) = &mut self.uncorrected {
             rec(u, uncorrected_us);
@@ -469,7 +475,7 @@ pub struct Totals {
 }
 
 /// Most intervals a per-route series holds; past it, adjacent intervals merge (module docs).
-pub const SERIES_CAP: usize = 1800;
+pub const SERIES_CAP: usize = 900;
 
 /// Per-interval figures of every route × layer of a phase (`report.json`: `route_intervals`).
 /// Columnar: every series has one entry per element of `t_ms`, zeros where the route had no
@@ -608,6 +614,8 @@ pub struct Aggregator {
     bin_outcomes: BTreeMap<Outcome, u64>,
     /// Checkpoints' requests (see [`Aggregator::snapshots`]).
     snapshots: Option<mpsc::UnboundedReceiver<SnapshotFn>>,
+    /// A sample behind schedule was seen: every key keeps an uncorrected histogram ([`Pair`]).
+    late: bool,
 }
 
 /// A look at the totals so far, run by the aggregator between two sample batches.
@@ -673,6 +681,7 @@ impl Aggregator {
             bin: new_hist(),
             bin_outcomes: BTreeMap::new(),
             snapshots: None,
+            late: false,
         })
     }
 
@@ -718,6 +727,11 @@ impl Aggregator {
 
     fn absorb(&mut self, batch: Vec<Sample>) {
         for s in batch {
+            if !s.down && !self.late && s.uncorrected_us != s.corrected_us {
+                self.late = true;
+                self.totals.pairs.values_mut().for_each(Pair::split);
+            }
+            let late = self.late;
             let (ri, open, index) = (&mut self.totals.route_intervals, &mut self.open, &mut self.series_index);
             let pair = self.totals.pairs.entry(s.key).or_insert_with(|| {
                 // A new key: find or make its route × layer series (padded with empty intervals).
@@ -726,7 +740,7 @@ impl Aggregator {
                     open.push(OpenSeries { hist: key_hist(), count: 0, errors: 0 });
                     open.len() - 1
                 });
-                Pair { corrected: key_hist(), uncorrected: None, series }
+                Pair { corrected: key_hist(), uncorrected: late.then(key_hist), series }
             });
             let series = pair.series;
             if s.down {
@@ -938,12 +952,14 @@ mod tests {
     }
 
     #[test]
-    fn uncorrected_histograms_exist_only_where_a_sample_was_behind_schedule() {
+    fn uncorrected_histograms_exist_only_once_a_sample_was_behind_schedule() {
         let mut a = Aggregator::new(None).unwrap();
         let on_time: Vec<Sample> =
             (1..=100).map(|i| sample("issues-list", Layer::Valid, Outcome::S2xx, i * 10)).collect();
         a.absorb(on_time);
+        a.absorb(vec![sample("settings-get", Layer::Valid, Outcome::S2xx, 70)]);
         let key = Key { route: "issues-list", layer: Layer::Valid, outcome: Outcome::S2xx };
+        let other = Key { route: "settings-get", ..key };
         let p = &a.totals.pairs[&key];
         assert!(p.uncorrected.is_none(), "closed loop: one histogram");
         assert_eq!(p.uncorrected().len(), 100);
@@ -956,6 +972,12 @@ mod tests {
         assert_eq!(p.corrected.max(), 5003, "5000 µs at 3 significant figures");
         assert_eq!(p.uncorrected().max(), 1000);
         assert_eq!(p.uncorrected().count_at(200), 2, "the on-time 200 µs and the late one's");
+        // Every other key got its own copy at that moment, and new keys start with both.
+        let o = &a.totals.pairs[&other];
+        assert!(o.uncorrected.is_some());
+        assert_eq!((o.corrected.len(), o.uncorrected().len()), (1, 1));
+        a.absorb(vec![sample("storage", Layer::Valid, Outcome::S2xx, 90)]);
+        assert!(a.totals.pairs[&Key { route: "storage", ..key }].uncorrected.is_some());
     }
 
     #[test]

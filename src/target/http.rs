@@ -231,7 +231,7 @@ pub async fn serve_ws(app: Arc<App>, listener: TcpListener, mut stop: watch::Rec
             };
             let mut b = http1::Builder::new();
             // 100 headers at most: hyper's default (see `builder`).
-    b.keep_alive(true).header_read_timeout(None).auto_date_header(false);
+            b.keep_alive(true).header_read_timeout(None).auto_date_header(false);
             let conn = b.serve_connection(TokioIo::new(io), svc).with_upgrades();
             tokio::pin!(conn);
             tokio::select! {
