@@ -2,20 +2,23 @@
 //! events. `cargo bench --bench generate -- --warm-up-time 1 --measurement-time 3`.
 //! Goal: >= 10x what the driver sends (~100k req/s), so generation never limits a run.
 //!
-//! Measured 2026-11-23 on the shared 2-core machine (load average 3-4 from parallel builds, so
-//! these are pessimistic), mean time per input on one core:
+//! Measured 2026-12-02 on the 2-core machine (bench pinned to core 1, a 60 req/s soak beside
+//! it), mean time per input on one core:
 //!
 //! | case                     | per input | inputs/s |
 //! |--------------------------|-----------|----------|
-//! | valid/dashboard-health   | 0.35 us   | 2.8 M    |
-//! | valid/all-routes         | 4.4 us    | 228 k    |
-//! | valid/event-small        | 10.0 us   | 100 k    |
-//! | valid/event-large (16-64 KiB) | 348 us | 2.9 k  |
-//! | json/event-small         | 18 us     | 55 k     |
-//! | json/all-routes          | 37 us     | 27 k     |
-//! | http/all-routes          | 78 us     | 13 k     |
-//! | ws/all                   | 27 us     | 36 k     |
+//! | valid/dashboard-health   | 0.30 us   | 3.3 M    |
+//! | valid/all-routes         | 2.6 us    | 387 k    |
+//! | valid/event-small        | 3.9 us    | 258 k    |
+//! | valid/event-large (16-64 KiB) | 175 us | 5.7 k  |
+//! | json/event-small         | 11.5 us   | 87 k     |
+//! | json/all-routes          | 18.6 us   | 54 k     |
+//! | http/all-routes          | 29.9 us   | 33 k     |
+//! | ws/all                   | 17.4 us   | 57 k     |
 //! | default mix (.7/.2/.1)   | 50 us     | 20 k     |
+//!
+//! (2026-11-23, before borrowed member names and the word-at-a-time escape check: 0.35 / 4.4 /
+//! 10.0 / 348 / 18 / 37 / 78 / 27 / 50 us under heavier load.)
 //!
 //! Only body-less routes meet the 10x goal; event and mutated inputs cost time proportional to
 //! their size (mutators deliberately build up to 1 MiB strings, 100k-element arrays, 10k headers).
