@@ -333,3 +333,20 @@ async fn hyper_executor_counts_like_the_wire_executor() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_low_rate_over_many_lanes_gives_a_flat_timeline() {
+    // 60/s over 64 lanes (the nightly soak's shape): each lane sends about once a second. The
+    // timeline counts samples as they reach the aggregator, so lanes must hand them over before
+    // idling: held until the lane's next request they arrived in bursts, and seconds read
+    // 10, 124, 6, 114 … instead of about 60.
+    let (addr, _) = http_server(Mode::KeepAlive).await;
+    let p = phase("duration = \"7s\"\nrate = 60.0\nconcurrency = 64\nkeep_alive = true");
+    let r = run_phase(&p, Arc::new(Gets("/ok")), &target(addr), &PhaseCtx::quiet()).await.unwrap();
+    check_consistent(&r);
+    assert_eq!(r.requests_sent, 420);
+    // Whole seconds after the first (which holds the start-up) and before the last (partial).
+    let inner: Vec<u64> = r.timeline.iter().filter(|s| (2..=6).contains(&s.t)).map(|s| s.requests).collect();
+    assert_eq!(inner.len(), 5, "{:?}", r.timeline.iter().map(|s| (s.t, s.requests)).collect::<Vec<_>>());
+    assert!(inner.iter().all(|&n| (45..=75).contains(&n)), "requests per second {inner:?}");
+}

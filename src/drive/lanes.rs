@@ -143,6 +143,7 @@ async fn http_lane(
             // Behind schedule (earlier answers held the lane up): charge from the intended time.
             // Otherwise the only delay is our own timer's (≤ 1 ms): measure from the actual send.
             behind = Instant::now() >= at;
+            rec.idle_until(at);
             tokio::select! {
                 _ = tokio::time::sleep_until(at.into()) => {}
                 _ = stop.wait() => break,
@@ -207,6 +208,7 @@ async fn http_lane(
             }
         }
         if let Some(think) = sh.think {
+            rec.idle_until(Instant::now() + think);
             tokio::select! {
                 _ = tokio::time::sleep(think) => {}
                 _ = stop.wait() => break,
@@ -317,6 +319,9 @@ async fn ws_ingest_lane(
         loop {
             let can_send = sending && pending.len() < 4096 && (period.is_some() || pending.is_empty());
             let ack_deadline = pending.front().map(|p| p.sent + sh.timeouts.request);
+            if can_send {
+                rec.idle_until(next_at);
+            }
             let mut noop = |_: Frame<'_>| async { Ok::<(), std::io::Error>(()) };
             tokio::select! {
                 _ = tokio::time::sleep_until(next_at.into()), if can_send => {

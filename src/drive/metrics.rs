@@ -313,6 +313,17 @@ impl Recorder {
         }
     }
 
+    /// The lane is about to wait until `next` (its next intended send): hand the buffer over
+    /// now if that is more than the batch age away. Without it a lane that sends rarely (open
+    /// loop, rate / lanes below ~20/s) delivers every other sample one lane period late, all
+    /// lanes in step, and the per-second timeline, which counts samples as they arrive, shows
+    /// a beat (e.g. 10, 124, 6, 114 … at a steady 60/s) instead of the rate.
+    pub fn idle_until(&mut self, next: Instant) {
+        if !self.buf.is_empty() && next.saturating_duration_since(Instant::now()) > BATCH_AGE {
+            self.flush();
+        }
+    }
+
     /// Hand the buffer to the aggregator.
     pub fn flush(&mut self) {
         if !self.buf.is_empty() {
