@@ -69,7 +69,7 @@ set -e
 [ -s "$samples" ] || { echo "error: no RSS sample taken; the run said:" >&2; tail -20 "$log" >&2; exit 5; }
 if [ "$code" -ne 0 ]; then
   echo "warning: the soak run itself exited $code (its verdict; the memory figures stand); what failed:" >&2
-  grep -E '^(FAIL|fail)|  (FAIL|fail) | FAIL$|exceeds|limit .* actual .* FAIL' "$work/stdout" | head -20 >&2 || true
+  grep -E '^(FAIL|FLAGGED)|FAILED$|FLAGGED$' "$work/stdout" | head -20 >&2 || true
   tail -3 "$work/stdout" >&2
 fi
 
