@@ -266,11 +266,12 @@ fn needs_escape(bytes: &[u8]) -> bool {
     chunks.remainder().iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\')
 }
 
-fn itoa_buf() -> [u8; 20] {
+pub(crate) fn itoa_buf() -> [u8; 20] {
     [0; 20]
 }
 
-fn fmt_i64(v: i64, buf: &mut [u8; 20]) -> &[u8] {
+/// `v` in decimal, written at the end of `buf`.
+pub(crate) fn fmt_i64(v: i64, buf: &mut [u8; 20]) -> &[u8] {
     let neg = v < 0;
     let mut n = v.unsigned_abs();
     let mut i = buf.len();

@@ -196,18 +196,10 @@ fn timestamp(r: &mut GenRng, zone: &str) -> String {
 
 /// `v` in decimal, zero-padded to `width` digits.
 fn push_padded(s: &mut String, v: u64, width: usize) {
-    let mut buf = [b'0'; 20];
-    let (mut i, mut n) = (buf.len(), v);
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    let start = i.min(buf.len() - width);
-    s.push_str(std::str::from_utf8(&buf[start..]).expect("ASCII digits"));
+    let mut buf = crate::generate::json::itoa_buf();
+    let digits = crate::generate::json::fmt_i64(v as i64, &mut buf);
+    s.extend(std::iter::repeat_n('0', width.saturating_sub(digits.len())));
+    s.push_str(std::str::from_utf8(digits).expect("ASCII digits"));
 }
 
 // ---------------------------------------------------------------- events (§4)
