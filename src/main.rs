@@ -15,8 +15,9 @@ fn main() -> ExitCode {
     // Give freed pages back to the OS at once instead of after mimalloc's default delay (1 s in
     // mimalloc 3): RSS then follows what the process holds. In a nightly soak the tool's RSS grew
     // twice as fast without it (transient multi-MiB buffers — mutated bodies, checkpoints — left
-    // their pages resident); the target's RSS, which soak verdicts read, follows its leaks
-    // instead of its allocation history. SAFETY: sets a process-wide option, no pointers.
+    // their pages resident). The built-in target is this binary too, so its RSS (what soak
+    // verdicts read) is affected the same way; not measured separately yet.
+    // SAFETY: sets a process-wide option, no pointers.
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
     let cli = match Cli::try_parse() {
         Ok(c) => c,
