@@ -1,8 +1,10 @@
 //! The sending tasks ("lanes") of a phase and the phase driver that starts, bounds and joins them.
 //!
 //! * HTTP lanes (`concurrency` of them): closed loop (send, await, think, repeat) or open loop
-//!   (lane i sends schedule indices i, i+N, ... at their intended times). A lane that gets a
-//!   WebSocket script from the source runs it raw on a fresh connection.
+//!   (a free lane claims the next schedule index from a shared counter and sends it at its
+//!   intended time, like k6's constant-arrival-rate: a lane held up by a slow answer delays
+//!   nothing while other lanes are free). A lane that gets a WebSocket script from the source
+//!   runs it raw on a fresh connection.
 //! * WebSocket ingest lanes: one long-lived connection each, frames at `frame_rate` (intended
 //!   times, corrected latency) with acks matched to frames in order.
 //! * Stream subscribers: fan-out delay of ingested events; churn lanes: connect/send/close.
@@ -29,6 +31,8 @@ use tokio::sync::{Notify, watch};
 /// Stream ids of the WebSocket lanes (HTTP lanes use their lane number).
 const WS_INGEST_STREAM: u64 = 1 << 20;
 const WS_CHURN_STREAM: u64 = 2 << 20;
+/// Open loop: the schedule is one stream, its k-th request is index k whichever lane sends it.
+pub const SCHEDULE_STREAM: u64 = 3 << 20;
 
 struct Shared {
     source: Arc<dyn Source>,
@@ -38,7 +42,8 @@ struct Shared {
     requests: Option<u64>,
     issued: AtomicU64,
     schedule: Option<Schedule>,
-    stride: u64,
+    /// Open loop: the next schedule index not yet claimed by a lane.
+    next: AtomicU64,
     think: Option<Duration>,
     http: ConnectOpts,
     http_host: String,
@@ -130,8 +135,8 @@ async fn http_lane(
         if stop.is_set() {
             break;
         }
-        let intended = if let Some(s) = &sh.schedule {
-            let k = lane as u64 + j * sh.stride;
+        let (stream, index, intended) = if let Some(s) = &sh.schedule {
+            let k = sh.next.fetch_add(1, Ordering::Relaxed);
             if sh.requests.is_some_and(|m| k >= m) {
                 break;
             }
@@ -140,23 +145,23 @@ async fn http_lane(
             if sh.past_deadline(at) {
                 break;
             }
-            // Behind schedule (earlier answers held the lane up): charge from the intended time.
-            // Otherwise the only delay is our own timer's (≤ 1 ms): measure from the actual send.
+            // Behind schedule (every lane was busy): charge from the intended time. Otherwise
+            // the only delay is our own timer's (≤ 1 ms): measure from the actual send.
             behind = Instant::now() >= at;
             rec.idle_until(at);
             tokio::select! {
                 _ = tokio::time::sleep_until(at.into()) => {}
                 _ = stop.wait() => break,
             }
-            at
+            (SCHEDULE_STREAM, k, at)
         } else {
             if !sh.wait_until_up(&stop).await || !sh.take_budget() {
                 break;
             }
-            Instant::now()
+            j += 1;
+            (lane as u64, j - 1, Instant::now())
         };
-        let g = sh.source.generate(lane as u64, j);
-        j += 1;
+        let g = sh.source.generate(stream, index);
         let route = route_of(&g);
         let key = |outcome| Key { route, layer: g.layer, outcome };
         let sent = Instant::now();
@@ -630,7 +635,7 @@ pub(crate) async fn run(
         requests: phase.requests,
         issued: AtomicU64::new(0),
         schedule,
-        stride: phase.concurrency.max(1) as u64,
+        next: AtomicU64::new(0),
         think: phase.think_time,
         http: opts(http.addr),
         http_host: http.host.clone(),

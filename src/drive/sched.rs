@@ -1,6 +1,6 @@
 //! Open-loop arrival schedule: the intended send time of the k-th request (k = 0, 1, ...), from
 //! a constant rate or linear ramps. Computed in closed form per index (no accumulated drift);
-//! lane i of N sends indices i, i+N, i+2N, ... so the lanes together follow the schedule exactly.
+//! the lanes claim indices from one counter, so together they follow the schedule exactly.
 
 use std::time::Duration;
 

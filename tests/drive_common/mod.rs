@@ -32,6 +32,10 @@ pub struct Stats {
     pub connections: AtomicU64,
 }
 
+/// In every mode, a request for this path is answered after [`SLOW_FOR`].
+pub const SLOW_PATH: &str = "/slow";
+pub const SLOW_FOR: Duration = Duration::from_millis(1500);
+
 /// Start an HTTP server; returns its address and counters.
 pub async fn http_server(mode: Mode) -> (SocketAddr, Arc<Stats>) {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -54,7 +58,11 @@ pub async fn http_server(mode: Mode) -> (SocketAddr, Arc<Stats>) {
                     let dead = dead2.clone();
                     async move {
                         let n = st.requests.fetch_add(1, Ordering::Relaxed) + 1;
+                        let slow = req.uri().path() == SLOW_PATH;
                         let _ = req.into_body().collect().await;
+                        if slow {
+                            tokio::time::sleep(SLOW_FOR).await;
+                        }
                         if let Mode::Stall { every, len } = mode {
                             let e = Instant::now().duration_since(start).as_nanos() % every.as_nanos();
                             if e < len.as_nanos() {
