@@ -361,7 +361,7 @@ struct SlowEvery {
 impl Source for SlowEvery {
     fn generate(&self, stream: u64, index: u64) -> Generated {
         let n = self.n.fetch_add(1, Ordering::Relaxed);
-        let path = if n % self.every == 0 { SLOW_PATH } else { "/ok" };
+        let path = if n.is_multiple_of(self.every) { SLOW_PATH } else { "/ok" };
         Generated {
             seed: RequestSeed { run: 0, stream, index },
             layer: Layer::Valid,
