@@ -10,6 +10,7 @@
 #
 #   benches/tool-rss.sh            # 10 minutes
 #   benches/tool-rss.sh 60         # an hour
+#   KEEP_RUN=/tmp/soak benches/tool-rss.sh 30   # keep the run directory (report.json/html) there
 #
 # Exits 1 when the growth exceeds MAX_GROWTH_MIB (default 8). Why 8 MiB holds for any length:
 # everything the tool keeps per second or per request is capped (see ARCHITECTURE.md, "Memory
@@ -29,7 +30,8 @@ cargo build --release --quiet
 bin=target/release/mesher-stress
 
 work=$(mktemp -d)
-trap 'kill "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
+keep=${KEEP_RUN:-}
+trap 'kill "$pid" 2>/dev/null || true; if [ -n "$keep" ] && [ -d "$work/run" ]; then rm -rf "$keep"; cp -r "$work/run" "$keep"; cp "$samples" "$keep/tool-rss.tsv" 2>/dev/null || true; fi; rm -rf "$work"' EXIT
 profile=$work/soak.toml
 # The soak phase lasts MINUTES; max_duration leaves room for set-up and the invariants; the
 # fuzz phase (fresh targets, not this process's steady state) is dropped.

@@ -628,15 +628,11 @@ async fn run_load(
     use crate::report::load::{Outage, OutageCause};
     use crate::watch::supervisor::{SuperviseOptions, Supervisor, WatchEvent};
     let mix = crate::profile::load_mix(load)?;
+    let gen_options = crate::profile::load_gen_options(load)?;
     // Who is a member now (the checks phase and earlier load phases add members).
     let mut fixtures = database.fixtures.clone();
     fixtures.refresh_members(&database.pool).await.context("reading the org's members")?;
-    let generator = std::sync::Arc::new(crate::generate::Generator::new(
-        seed,
-        fixtures,
-        mix,
-        crate::generate::GenOptions::default(),
-    ));
+    let generator = std::sync::Arc::new(crate::generate::Generator::new(seed, fixtures, mix, gen_options));
     let (ids, ledger) = (generator.ids().clone(), ledger.clone());
     let observer: crate::drive::Observer = std::sync::Arc::new(move |req, status, body| {
         ids.observe(req, status, body);

@@ -167,6 +167,21 @@ fn profile_errors_name_the_file_the_key_and_what_is_allowed() {
     );
     assert!(e.contains("target.http") && e.contains("http://"), "{e}");
 
+    // A load phase's generator sizes: unknown knobs and impossible sizes are named.
+    let load =
+        |generate: &str| format!("{MINIMAL}[[phases]]\nkind = \"load\"\nrequests = 10\ngenerate = {{ {generate} }}\n");
+    let p = Profile::parse(&load("max_string = 4096, max_array = 100"), Path::new("ok.toml")).unwrap();
+    let Some(mesher_stress::profile::Phase::Load(l)) = p.phases.last() else { panic!("a load phase") };
+    let o = mesher_stress::profile::load_gen_options(l).unwrap();
+    assert_eq!(
+        (o.max_string, o.max_array, o.max_depth),
+        (4096, 100, mesher_stress::generate::GenOptions::default().max_depth)
+    );
+    let e = profile_err(&load("max_strng = 4096"));
+    assert!(e.contains("generate") && e.contains("max_strng") && e.contains("max_string"), "{e}");
+    let e = profile_err(&load("large_event_ratio = 0.7, medium_event_ratio = 0.5"));
+    assert!(e.contains("at most 1"), "{e}");
+
     let e = format!("{:#}", Profile::load(Path::new("profiles/does-not-exist.toml")).unwrap_err());
     assert!(e.contains("profiles/does-not-exist.toml") && e.contains("No such file"), "{e}");
 }

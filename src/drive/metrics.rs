@@ -365,8 +365,9 @@ pub struct Second {
     pub span: u64,
     pub requests: u64,
     pub errors: u64,
-    /// Counts per outcome name.
-    pub outcomes: BTreeMap<String, u64>,
+    /// Counts per outcome (keyed by the outcome, not its name: a timeline holds thousands of
+    /// these maps, and a String per key was most of their memory).
+    pub outcomes: BTreeMap<Outcome, u64>,
     pub p50_us: u64,
     pub p90_us: u64,
     pub p99_us: u64,
@@ -437,11 +438,11 @@ fn rec<T: hdrhistogram::Counter>(h: &mut Histogram<T>, v: u64) {
 /// Histograms of one key.
 pub struct Pair {
     pub corrected: KeyHist,
-    /// None while no sample of the phase had an uncorrected latency different from its
-    /// corrected one (closed loop, open loop on schedule): then one histogram per key instead of
-    /// two. From the first late sample of the phase on, every key has one (existing keys get a
-    /// copy of their corrected histogram), so open-loop phases allocate them all in their first
-    /// seconds rather than one by one through a long run.
+    /// None while no sample of the key had an uncorrected latency different from its corrected
+    /// one (closed loop, open loop on schedule): then one histogram instead of two. The key's
+    /// first late sample starts it as a copy of the corrected one. (Per key: in an open-loop
+    /// soak with spare lanes most keys never see a late sample, and a phase-wide switch doubled
+    /// every key's memory at the first one.)
     uncorrected: Option<KeyHist>,
     /// Index of the key's route × layer in the aggregator's per-route series.
     series: usize,
@@ -501,17 +502,23 @@ pub struct RouteIntervals {
 }
 
 /// One route × layer: requests (every outcome but `interrupted`) and their corrected latency
-/// (µs) per interval; the vectors are parallel to [`RouteIntervals::t_ms`].
+/// (µs) per interval; the vectors are parallel to [`RouteIntervals::t_ms`]. 32-bit columns
+/// (half the memory of a long run's series): counts saturate at 4.29 billion per interval,
+/// latencies at 71 minutes, both far past any run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RouteSeries {
     pub route: String,
     pub layer: Layer,
-    pub count: Vec<u64>,
-    pub errors: Vec<u64>,
-    pub p50_us: Vec<u64>,
-    pub p90_us: Vec<u64>,
-    pub p99_us: Vec<u64>,
-    pub max_us: Vec<u64>,
+    pub count: Vec<u32>,
+    pub errors: Vec<u32>,
+    pub p50_us: Vec<u32>,
+    pub p90_us: Vec<u32>,
+    pub p99_us: Vec<u32>,
+    pub max_us: Vec<u32>,
+}
+
+fn sat32(v: u64) -> u32 {
+    u32::try_from(v).unwrap_or(u32::MAX)
 }
 
 impl RouteSeries {
@@ -529,26 +536,26 @@ impl RouteSeries {
     }
 
     fn push(&mut self, count: u64, errors: u64, h: &KeyHist) {
-        let q = |x: f64| if h.is_empty() { 0 } else { h.value_at_quantile(x) };
-        self.count.push(count);
-        self.errors.push(errors);
+        let q = |x: f64| if h.is_empty() { 0 } else { sat32(h.value_at_quantile(x)) };
+        self.count.push(sat32(count));
+        self.errors.push(sat32(errors));
         self.p50_us.push(q(0.5));
         self.p90_us.push(q(0.9));
         self.p99_us.push(q(0.99));
-        self.max_us.push(if h.is_empty() { 0 } else { h.max() });
+        self.max_us.push(if h.is_empty() { 0 } else { sat32(h.max()) });
     }
 
     /// Merge adjacent pairs of intervals (see the module docs for what is exact).
     fn halve(&mut self) {
-        fn pairs(v: &mut Vec<u64>, f: fn(u64, u64) -> u64) {
-            let merged: Vec<u64> = v.chunks(2).map(|c| if c.len() == 2 { f(c[0], c[1]) } else { c[0] }).collect();
+        fn pairs(v: &mut Vec<u32>, f: fn(u32, u32) -> u32) {
+            let merged: Vec<u32> = v.chunks(2).map(|c| if c.len() == 2 { f(c[0], c[1]) } else { c[0] }).collect();
             *v = merged;
         }
-        let sum = |a: u64, b: u64| a + b;
+        let sum = |a: u32, b: u32| a.saturating_add(b);
         pairs(&mut self.count, sum);
         pairs(&mut self.errors, sum);
         for v in [&mut self.p50_us, &mut self.p90_us, &mut self.p99_us, &mut self.max_us] {
-            pairs(v, u64::max);
+            pairs(v, u32::max);
         }
     }
 }
@@ -625,8 +632,6 @@ pub struct Aggregator {
     bin_outcomes: BTreeMap<Outcome, u64>,
     /// Checkpoints' requests (see [`Aggregator::snapshots`]).
     snapshots: Option<mpsc::UnboundedReceiver<SnapshotFn>>,
-    /// A sample behind schedule was seen: every key keeps an uncorrected histogram ([`Pair`]).
-    late: bool,
 }
 
 /// A look at the totals so far, run by the aggregator between two sample batches.
@@ -692,7 +697,6 @@ impl Aggregator {
             bin: new_hist(),
             bin_outcomes: BTreeMap::new(),
             snapshots: None,
-            late: false,
         })
     }
 
@@ -738,11 +742,6 @@ impl Aggregator {
 
     fn absorb(&mut self, batch: Vec<Sample>) {
         for s in batch {
-            if !s.down && !self.late && s.uncorrected_us != s.corrected_us {
-                self.late = true;
-                self.totals.pairs.values_mut().for_each(Pair::split);
-            }
-            let late = self.late;
             let (ri, open, index) = (&mut self.totals.route_intervals, &mut self.open, &mut self.series_index);
             let pair = self.totals.pairs.entry(s.key).or_insert_with(|| {
                 // A new key: find or make its route × layer series (padded with empty intervals).
@@ -751,8 +750,11 @@ impl Aggregator {
                     open.push(OpenSeries { hist: key_hist(), count: 0, errors: 0 });
                     open.len() - 1
                 });
-                Pair { corrected: key_hist(), uncorrected: late.then(key_hist), series }
+                Pair { corrected: key_hist(), uncorrected: None, series }
             });
+            if !s.down && s.uncorrected_us != s.corrected_us {
+                pair.split();
+            }
             let series = pair.series;
             if s.down {
                 *self.totals.down.entry(s.key).or_default() += 1;
@@ -798,7 +800,7 @@ impl Aggregator {
             span,
             requests: outcomes.iter().filter(|(o, _)| o.is_request()).map(|(_, n)| n).sum(),
             errors: outcomes.iter().filter(|(o, _)| o.is_error()).map(|(_, n)| n).sum(),
-            outcomes: outcomes.iter().map(|(o, n)| (o.name().to_string(), *n)).collect(),
+            outcomes: outcomes.clone(),
             p50_us: h.value_at_quantile(0.5),
             p90_us: h.value_at_quantile(0.9),
             p99_us: h.value_at_quantile(0.99),
@@ -943,6 +945,16 @@ impl Aggregator {
 mod tests {
     use super::*;
 
+    #[test]
+    fn timeline_entries_keep_their_json_form() {
+        let text = r#"{"t":3,"requests":5,"errors":1,"outcomes":{"2xx":4,"connect-refused":1,"ack-ok":2},"p50_us":1,"p90_us":2,"p99_us":3,"max_us":4}"#;
+        let s: Second = serde_json::from_str(text).unwrap();
+        assert_eq!(s.span, 1);
+        assert_eq!(s.outcomes.get(&Outcome::ConnectRefused), Some(&1));
+        let back = serde_json::to_value(&s).unwrap();
+        assert_eq!(back, serde_json::from_str::<serde_json::Value>(text).unwrap());
+    }
+
     fn sample(route: &'static str, layer: Layer, outcome: Outcome, us: u64) -> Sample {
         Sample {
             key: Key { route, layer, outcome },
@@ -963,7 +975,7 @@ mod tests {
     }
 
     #[test]
-    fn uncorrected_histograms_exist_only_once_a_sample_was_behind_schedule() {
+    fn uncorrected_histograms_exist_only_once_a_sample_of_the_key_was_behind_schedule() {
         let mut a = Aggregator::new(None).unwrap();
         let on_time: Vec<Sample> =
             (1..=100).map(|i| sample("issues-list", Layer::Valid, Outcome::S2xx, i * 10)).collect();
@@ -983,12 +995,19 @@ mod tests {
         assert_eq!(p.corrected.max(), 5003, "5000 µs at 3 significant figures");
         assert_eq!(p.uncorrected().max(), 1000);
         assert_eq!(p.uncorrected().count_at(200), 2, "the on-time 200 µs and the late one's");
-        // Every other key got its own copy at that moment, and new keys start with both.
+        // Other keys keep one histogram until a sample of theirs is late, and so do new keys.
         let o = &a.totals.pairs[&other];
-        assert!(o.uncorrected.is_some());
+        assert!(o.uncorrected.is_none());
         assert_eq!((o.corrected.len(), o.uncorrected().len()), (1, 1));
         a.absorb(vec![sample("storage", Layer::Valid, Outcome::S2xx, 90)]);
-        assert!(a.totals.pairs[&Key { route: "storage", ..key }].uncorrected.is_some());
+        let storage = Key { route: "storage", ..key };
+        assert!(a.totals.pairs[&storage].uncorrected.is_none());
+        let mut late = sample("storage", Layer::Valid, Outcome::S2xx, 900);
+        late.uncorrected_us = 90;
+        a.absorb(vec![late]);
+        let p = &a.totals.pairs[&storage];
+        assert_eq!((p.corrected.max(), p.uncorrected().max()), (900, 90));
+        assert_eq!(p.uncorrected().count_at(90), 2);
     }
 
     #[test]
@@ -1065,7 +1084,7 @@ mod tests {
         }
         let ri = &a.totals.route_intervals;
         assert!(ri.t_ms.len() < 4 && ri.series[0].count.len() == ri.t_ms.len(), "{ri:?}");
-        assert_eq!(ri.series[0].count.iter().sum::<u64>(), 80 + 500 * 2 - a.open[0].count);
+        assert_eq!(ri.series[0].count.iter().map(|&c| u64::from(c)).sum::<u64>(), 80 + 500 * 2 - a.open[0].count);
     }
 
     fn sample_us(us: u64) -> Sample {

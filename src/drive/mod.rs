@@ -116,6 +116,9 @@ pub struct LoadPhase {
     /// The generators' traffic mix, passed through untouched (wired by the run command).
     #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
     pub mix: serde_json::Value,
+    /// The generators' size knobs (`generate::GenOptions`), passed through untouched like `mix`.
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub generate: serde_json::Value,
     /// Shortest stretch without any answer, while at least two requests waited, reported as an
     /// outage (a stall: a pause, a hang; or a death).
     #[serde(default = "default_outage_min", deserialize_with = "de_dur", serialize_with = "ser_dur")]

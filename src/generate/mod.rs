@@ -65,6 +65,34 @@ pub struct GenOptions {
     pub max_mutations: u32,
 }
 
+impl GenOptions {
+    /// Reject sizes that cannot generate (a load phase's `generate` table).
+    pub fn validate(&self) -> Result<()> {
+        for (n, v) in [
+            ("max_string", self.max_string),
+            ("max_event_bytes", self.max_event_bytes),
+            ("max_depth", self.max_depth),
+            ("max_array", self.max_array),
+        ] {
+            if v == 0 || v > 1 << 30 {
+                bail!("generate.{n} = {v}: must be between 1 and 1073741824");
+            }
+        }
+        for (n, v) in [("medium_event_ratio", self.medium_event_ratio), ("large_event_ratio", self.large_event_ratio)] {
+            if !(0.0..=1.0).contains(&v) {
+                bail!("generate.{n} = {v}: must be between 0 and 1");
+            }
+        }
+        if self.medium_event_ratio + self.large_event_ratio > 1.0 {
+            bail!("generate: medium_event_ratio + large_event_ratio must be at most 1");
+        }
+        if !(1..=64).contains(&self.max_mutations) {
+            bail!("generate.max_mutations = {}: must be between 1 and 64", self.max_mutations);
+        }
+        Ok(())
+    }
+}
+
 impl Default for GenOptions {
     fn default() -> Self {
         GenOptions {

@@ -175,6 +175,18 @@ pub fn load_mix(p: &crate::drive::LoadPhase) -> Result<crate::generate::Mix> {
     Ok(mix)
 }
 
+/// The generators' size knobs of a load phase (its opaque `generate` table; defaults when
+/// absent).
+pub fn load_gen_options(p: &crate::drive::LoadPhase) -> Result<crate::generate::GenOptions> {
+    let o: crate::generate::GenOptions = if p.generate.is_null() {
+        crate::generate::GenOptions::default()
+    } else {
+        serde_json::from_value(p.generate.clone()).map_err(|e| anyhow::anyhow!("phase {:?}: generate: {e}", p.name))?
+    };
+    o.validate().map_err(|e| anyhow::anyhow!("phase {:?}: {e:#}", p.name))?;
+    Ok(o)
+}
+
 fn default_startup() -> Duration {
     Duration::from_secs(20)
 }
@@ -270,6 +282,7 @@ impl Profile {
                 Phase::Load(l) => {
                     l.validate()?;
                     load_mix(l)?;
+                    load_gen_options(l)?;
                     if l.restart && matches!(self.target, TargetSpec::Url { .. }) {
                         bail!(
                             "load phase {:?}: restart = true needs a target the tool starts (kind = \"builtin\" or \"command\"), not kind = \"url\"",

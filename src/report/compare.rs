@@ -355,7 +355,7 @@ pub fn samples(ri: &RouteIntervals, s: &RouteSeries, settings: &BaselineSettings
             continue;
         }
         rate.push(n as f64 * 1000.0 / (end - start) as f64);
-        if n >= settings.min_requests {
+        if u64::from(n) >= settings.min_requests {
             p50.push(a as f64);
             p99.push(b as f64);
         }
@@ -526,7 +526,7 @@ mod tests {
     use crate::report::{RunReport, Verdict};
 
     /// Per interval: (count, p50 µs, p99 µs).
-    type Intervals = Vec<(u64, u64, u64)>;
+    type Intervals = Vec<(u32, u32, u32)>;
 
     /// A load phase whose route series are given as (route, intervals).
     fn phase(name: &str, routes: &[(&str, Intervals)]) -> PhaseReport {
@@ -618,8 +618,8 @@ mod tests {
 
     /// 12 intervals of ~150 requests with latencies jittering around `p50` / `p99` (µs),
     /// deterministic per `salt`.
-    fn steady(salt: u64, count: u64, p50: u64, p99: u64) -> Intervals {
-        (0..12u64)
+    fn steady(salt: u32, count: u32, p50: u32, p99: u32) -> Intervals {
+        (0..12u32)
             .map(|i| {
                 let j = (i * 7 + salt * 3) % 11;
                 (count + j % 5, p50 + j * p50 / 50, p99 + j * p99 / 25)

@@ -397,11 +397,6 @@ pub fn analyse(t: &Telemetry, th: &SoakSpec) -> (Vec<Finding>, Vec<SoakWindow>, 
 }
 
 /// True for the outcome names of answers (see [`crate::drive::Outcome::is_answer`]).
-fn is_answer_name(name: &str) -> bool {
-    serde_json::from_value::<crate::drive::Outcome>(serde_json::Value::String(name.to_string()))
-        .is_ok_and(|o| o.is_answer())
-}
-
 /// The soak verdicts of a finished load phase, from the target's /proc samples of the whole run.
 pub fn analyse_phase(r: &PhaseReport, samples: &[ProcSample], spec: &SoakSpec) -> SoakReport {
     let phase_t = |s: &ProcSample| (s.unix_ms as f64 - r.started_at_ms as f64) / 1000.0;
@@ -419,7 +414,7 @@ pub fn analyse_phase(r: &PhaseReport, samples: &[ProcSample], spec: &SoakSpec) -
     let mut requests = vec![(0.0, 0.0)];
     let mut n = 0.0;
     for sec in &r.timeline {
-        n += sec.outcomes.iter().filter(|(k, _)| is_answer_name(k)).map(|(_, v)| *v as f64).sum::<f64>();
+        n += sec.outcomes.iter().filter(|(k, _)| k.is_answer()).map(|(_, v)| *v as f64).sum::<f64>();
         requests.push((sec.t as f64, n));
     }
     let stalls: Vec<(f64, f64)> =
