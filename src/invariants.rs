@@ -136,7 +136,7 @@ impl<'de> Deserialize<'de> for Slim {
 }
 
 /// Most ids (or fingerprints) of one kind kept for checking (see the module docs).
-pub const SAMPLE_MAX: usize = 10_000;
+pub const SAMPLE_MAX: usize = 4_096;
 
 /// 64-bit FNV-1a with a final mix: stable across runs and builds (no random hasher keys).
 fn stable_hash(s: &str) -> u64 {

@@ -181,6 +181,8 @@ fn profile_errors_name_the_file_the_key_and_what_is_allowed() {
     assert!(e.contains("generate") && e.contains("max_strng") && e.contains("max_string"), "{e}");
     let e = profile_err(&load("large_event_ratio = 0.7, medium_event_ratio = 0.5"));
     assert!(e.contains("at most 1"), "{e}");
+    let e = profile_err(&format!("{}[phases.soak]\ndrift_exclude = [\"events-serch\"]\n", load("")));
+    assert!(e.contains("drift_exclude") && e.contains("events-serch"), "{e}");
 
     let e = format!("{:#}", Profile::load(Path::new("profiles/does-not-exist.toml")).unwrap_err());
     assert!(e.contains("profiles/does-not-exist.toml") && e.contains("No such file"), "{e}");

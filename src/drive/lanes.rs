@@ -601,7 +601,7 @@ pub(crate) async fn run(
     let mut agg = Aggregator::new(hlog.as_deref())?;
     agg.detect_outages(phase.outage_min, phase.connect_timeout + phase.request_timeout + phase.body_timeout);
     if let Some(s) = phase.soak.as_ref().filter(|s| s.enabled) {
-        agg.windows(s.window);
+        agg.windows(s.window, &s.drift_exclude);
     }
     let sink = agg.sink();
     let recorder = || {

@@ -420,7 +420,7 @@ pub const PRESIZED_US: u64 = 1 << 24;
 /// (≈ 60 KiB): an auto-resizing histogram grows each time a key first sees a slower answer
 /// (16 KiB → ~130 KiB over hours), which made the tool's memory creep through a soak. Past
 /// [`PRESIZED_US`] it still grows, by 4 KiB per doubling of the largest value.
-fn key_hist() -> KeyHist {
+pub fn key_hist() -> KeyHist {
     let mut h = Histogram::new_with_bounds(1, PRESIZED_US, 3).expect("valid bounds");
     h.auto(true);
     h
@@ -522,16 +522,23 @@ fn sat32(v: u64) -> u32 {
 }
 
 impl RouteSeries {
-    fn new(route: &str, layer: Layer, len: usize) -> RouteSeries {
+    /// A series padded with `len` empty intervals, with room for `cap` (the series cap: the
+    /// columns are never reallocated, halving works in place).
+    fn new(route: &str, layer: Layer, len: usize, cap: usize) -> RouteSeries {
+        let col = || {
+            let mut v = Vec::with_capacity(cap.max(len));
+            v.resize(len, 0);
+            v
+        };
         RouteSeries {
             route: route.to_string(),
             layer,
-            count: vec![0; len],
-            errors: vec![0; len],
-            p50_us: vec![0; len],
-            p90_us: vec![0; len],
-            p99_us: vec![0; len],
-            max_us: vec![0; len],
+            count: col(),
+            errors: col(),
+            p50_us: col(),
+            p90_us: col(),
+            p99_us: col(),
+            max_us: col(),
         }
     }
 
@@ -548,8 +555,14 @@ impl RouteSeries {
     /// Merge adjacent pairs of intervals (see the module docs for what is exact).
     fn halve(&mut self) {
         fn pairs(v: &mut Vec<u32>, f: fn(u32, u32) -> u32) {
-            let merged: Vec<u32> = v.chunks(2).map(|c| if c.len() == 2 { f(c[0], c[1]) } else { c[0] }).collect();
-            *v = merged;
+            let n = v.len().div_ceil(2);
+            for i in 0..n {
+                v[i] = match v.get(2 * i + 1) {
+                    Some(&b) => f(v[2 * i], b),
+                    None => v[2 * i],
+                };
+            }
+            v.truncate(n);
         }
         let sum = |a: u32, b: u32| a.saturating_add(b);
         pairs(&mut self.count, sum);
@@ -563,7 +576,12 @@ impl RouteSeries {
 impl RouteIntervals {
     /// Merge adjacent pairs of intervals in every series (the end of a pair is its second's end).
     pub fn halve(&mut self) {
-        self.t_ms = self.t_ms.chunks(2).map(|c| c[c.len() - 1]).collect();
+        // In place (the capacity stays: no reallocation through a long run).
+        let n = self.t_ms.len().div_ceil(2);
+        for i in 0..n {
+            self.t_ms[i] = self.t_ms[(2 * i + 1).min(self.t_ms.len() - 1)];
+        }
+        self.t_ms.truncate(n);
         for s in &mut self.series {
             s.halve();
         }
@@ -624,6 +642,8 @@ pub struct Aggregator {
     detect: Option<(Duration, Duration)>,
     activity: Option<super::activity::Activity>,
     windows: Option<super::activity::Windows>,
+    /// Routes the windows leave out, and the second's histogram of the others.
+    drift: Option<(Vec<String>, Histogram<u64>)>,
     interval_answered: u64,
     /// Seconds per timeline entry (doubles each time the timeline fills up).
     span: u64,
@@ -673,7 +693,7 @@ impl Aggregator {
             totals: Totals {
                 pairs: BTreeMap::new(),
                 lag: new_hist(),
-                timeline: Vec::new(),
+                timeline: Vec::with_capacity(TIMELINE_MAX),
                 route_intervals: RouteIntervals::default(),
                 samples: 0,
                 down: BTreeMap::new(),
@@ -692,6 +712,7 @@ impl Aggregator {
             detect: None,
             activity: None,
             windows: None,
+            drift: None,
             interval_answered: 0,
             span: 1,
             bin: new_hist(),
@@ -713,8 +734,11 @@ impl Aggregator {
     }
 
     /// Keep latency percentiles per `window` (soak drift).
-    pub fn windows(&mut self, window: Duration) {
+    pub fn windows(&mut self, window: Duration, exclude: &[String]) {
         self.windows = Some(super::activity::Windows::new(window));
+        if !exclude.is_empty() {
+            self.drift = Some((exclude.to_vec(), new_hist()));
+        }
     }
 
     /// A channel to look at the running aggregator's totals so far (closed timeline intervals;
@@ -742,11 +766,12 @@ impl Aggregator {
 
     fn absorb(&mut self, batch: Vec<Sample>) {
         for s in batch {
+            let cap = self.series_cap;
             let (ri, open, index) = (&mut self.totals.route_intervals, &mut self.open, &mut self.series_index);
             let pair = self.totals.pairs.entry(s.key).or_insert_with(|| {
                 // A new key: find or make its route × layer series (padded with empty intervals).
                 let series = *index.entry((s.key.route, s.key.layer)).or_insert_with(|| {
-                    ri.series.push(RouteSeries::new(s.key.route, s.key.layer, ri.t_ms.len()));
+                    ri.series.push(RouteSeries::new(s.key.route, s.key.layer, ri.t_ms.len(), cap));
                     open.push(OpenSeries { hist: key_hist(), count: 0, errors: 0 });
                     open.len() - 1
                 });
@@ -781,6 +806,11 @@ impl Aggregator {
                 if !s.down {
                     rec(&mut self.totals.lag, s.lag_us);
                     rec(&mut self.interval, s.corrected_us);
+                    if let Some((out, h)) = &mut self.drift
+                        && !out.iter().any(|r| r == s.key.route)
+                    {
+                        rec(h, s.corrected_us);
+                    }
                 }
                 self.live.done.fetch_add(1, Ordering::Relaxed);
                 if s.key.outcome.is_error() {
@@ -827,7 +857,8 @@ impl Aggregator {
             }
         }
         if self.totals.timeline.len() >= TIMELINE_MAX {
-            let old = std::mem::take(&mut self.totals.timeline);
+            // Into a buffer of the same capacity (the timeline is never reallocated).
+            let old = std::mem::replace(&mut self.totals.timeline, Vec::with_capacity(TIMELINE_MAX));
             let mut it = old.into_iter();
             while let Some(a) = it.next() {
                 let merged = match it.next() {
@@ -859,7 +890,11 @@ impl Aggregator {
             }
         }
         if let Some(w) = &mut self.windows {
-            w.second(self.seconds, sec.requests, self.interval_answered, sec.errors, &self.interval);
+            let h = self.drift.as_ref().map_or(&self.interval, |(_, h)| h);
+            w.second(self.seconds, sec.requests, self.interval_answered, sec.errors, h);
+        }
+        if let Some((_, h)) = &mut self.drift {
+            h.reset();
         }
         if let Some(a) = &mut self.activity {
             a.advance(Instant::now());
@@ -877,6 +912,9 @@ impl Aggregator {
     fn close_route_interval(&mut self) {
         let ri = &mut self.totals.route_intervals;
         let now_ms = self.start.elapsed().as_millis() as u64;
+        if ri.t_ms.capacity() < self.series_cap {
+            ri.t_ms.reserve_exact(self.series_cap - ri.t_ms.len());
+        }
         ri.t_ms.push(now_ms.max(ri.t_ms.last().map_or(0, |t| t + 1)));
         for (s, o) in ri.series.iter_mut().zip(&mut self.open) {
             s.push(o.count, o.errors, &o.hist);
@@ -964,6 +1002,26 @@ mod tests {
             done: Instant::now(),
             down: false,
         }
+    }
+
+    #[test]
+    fn soak_windows_leave_out_the_excluded_routes_and_nothing_else_does() {
+        let mut a = Aggregator::new(None).unwrap();
+        a.windows(Duration::from_secs(2), &["events-search".to_string()]);
+        for _ in 0..4 {
+            let mut b: Vec<Sample> =
+                (0..50).map(|_| sample("issues-list", Layer::Valid, Outcome::S2xx, 1000)).collect();
+            b.extend((0..50).map(|_| sample("events-search", Layer::Valid, Outcome::S2xx, 900_000)));
+            a.absorb(b);
+            a.close_second();
+        }
+        let w = &a.windows.as_ref().unwrap().done;
+        assert_eq!(w.len(), 2);
+        // The window's latency is the other routes' only; its counts and everything else keep
+        // every request.
+        assert!(w.iter().all(|w| w.latency.count == 100 && w.latency.max < 2000 && w.requests == 200), "{w:?}");
+        assert!(a.totals.timeline.iter().all(|s| s.requests == 100 && s.max_us >= 900_000));
+        assert_eq!(a.totals.pairs.len(), 2);
     }
 
     /// One second of `n` answers of `route` at `us` µs (plus one 10× slower), then the tick.

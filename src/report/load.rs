@@ -283,12 +283,28 @@ pub struct BuildInput<'a> {
     pub interval_log: Option<PathBuf>,
 }
 
-fn merged<'a>(it: impl Iterator<Item = &'a KeyHist>) -> KeyHist {
-    let mut h = KeyHist::new(3).expect("valid");
-    for x in it {
-        let _ = h.add(x);
+/// Merges key histograms into one scratch histogram, reused for every merge of a report: a
+/// checkpoint builds a report every minute, and a fresh histogram per route (two, with the
+/// uncorrected one) was ~100 transient 60 KiB allocations each time, which fragmented the heap
+/// that the long-lived key histograms live in.
+struct Merger(KeyHist);
+
+impl Merger {
+    fn new() -> Merger {
+        Merger(crate::drive::metrics::key_hist())
     }
-    h
+
+    fn merged<'a>(&mut self, it: impl Iterator<Item = &'a KeyHist>) -> &KeyHist {
+        self.0.reset();
+        for x in it {
+            let _ = self.0.add(x);
+        }
+        &self.0
+    }
+
+    fn percentiles<'a>(&mut self, it: impl Iterator<Item = &'a KeyHist>) -> Percentiles {
+        Percentiles::of(self.merged(it))
+    }
 }
 
 impl PhaseReport {
@@ -322,6 +338,7 @@ impl PhaseReport {
         for (k, p) in &req_keys {
             by_route.entry((k.route, k.layer)).or_default().push((k, p));
         }
+        let mut m = Merger::new();
         let routes: Vec<RouteReport> = by_route
             .iter()
             .map(|((route, layer), v)| {
@@ -333,8 +350,8 @@ impl PhaseReport {
                     rate: round2(n as f64 / rate_base),
                     errors: v.iter().filter(|(k, _)| k.outcome.is_error()).map(|(k, p)| count(k, p)).sum(),
                     outcomes: v.iter().map(|(k, p)| (k.outcome.name().to_string(), count(k, p))).collect(),
-                    corrected: Percentiles::of(&merged(v.iter().map(|(_, p)| &p.corrected))),
-                    uncorrected: Percentiles::of(&merged(v.iter().map(|(_, p)| p.uncorrected()))),
+                    corrected: m.percentiles(v.iter().map(|(_, p)| &p.corrected)),
+                    uncorrected: m.percentiles(v.iter().map(|(_, p)| p.uncorrected())),
                 }
             })
             .collect();
@@ -383,8 +400,8 @@ impl PhaseReport {
             layers,
             errors,
             error_rate: if denom == 0 { 0.0 } else { errors as f64 / denom as f64 },
-            latency: Percentiles::of(&merged(req_keys.iter().map(|(_, p)| &p.corrected))),
-            latency_uncorrected: Percentiles::of(&merged(req_keys.iter().map(|(_, p)| p.uncorrected()))),
+            latency: m.percentiles(req_keys.iter().map(|(_, p)| &p.corrected)),
+            latency_uncorrected: m.percentiles(req_keys.iter().map(|(_, p)| p.uncorrected())),
             send_lag: Percentiles::of(&t.lag),
             routes,
             detail,
@@ -609,9 +626,10 @@ pub fn fmt_us(us: u64) -> String {
 pub fn evaluate(p: &LoadPhase, r: &PhaseReport, totals: &Totals) -> Vec<ThresholdResult> {
     let th = &p.thresholds;
     let mut out = Vec::new();
-    let route_p99 = |route: &str| -> Option<u64> {
-        let of_layer = |valid_only: bool| {
-            merged(
+    let mut m = Merger::new();
+    let mut route_p99 = |route: &str| -> Option<u64> {
+        let mut of_layer = |valid_only: bool| {
+            let h = m.merged(
                 totals
                     .pairs
                     .iter()
@@ -622,11 +640,10 @@ pub fn evaluate(p: &LoadPhase, r: &PhaseReport, totals: &Totals) -> Vec<Threshol
                             && (!valid_only || k.layer == Layer::Valid)
                     })
                     .map(|(_, p)| &p.corrected),
-            )
+            );
+            (!h.is_empty()).then(|| h.value_at_quantile(0.99))
         };
-        let v = of_layer(true);
-        let h = if v.is_empty() { of_layer(false) } else { v };
-        (!h.is_empty()).then(|| h.value_at_quantile(0.99))
+        of_layer(true).or_else(|| of_layer(false))
     };
     let mut routes: Vec<String> = r.routes.iter().map(|x| x.route.clone()).collect();
     routes.dedup();

@@ -46,6 +46,11 @@ pub struct SoakSpec {
     pub min_fd_growth: f64,
     /// p99 of the last complete window divided by p99 of the first.
     pub max_p99_drift: f64,
+    /// Routes whose latency the drift verdict (and the per-window latency) leaves out: those
+    /// whose cost grows with the data a long run stores, by the target's design (Mesher's
+    /// unpaginated lists, its search and dashboards over the last 24 h of events). Their
+    /// latency is still in every other figure, threshold and chart.
+    pub drift_exclude: Vec<String>,
     /// Stalls (outages of a live target) allowed; deaths are crashes and judged as such.
     pub max_outages: u64,
     /// A slope is flagged only when a straight line explains the samples at least this well
@@ -65,6 +70,7 @@ impl Default for SoakSpec {
             max_fds_per_hour: 50.0,
             min_fd_growth: 20.0,
             max_p99_drift: 2.0,
+            drift_exclude: Vec::new(),
             max_outages: 0,
             min_r2: 0.5,
         }
@@ -81,6 +87,11 @@ impl SoakSpec {
         }
         if !(0.0..=1.0).contains(&self.min_r2) {
             return Err(format!("min_r2 = {}: must be within 0..=1", self.min_r2));
+        }
+        for name in &self.drift_exclude {
+            if crate::api::Route::by_name(name).is_none() && !["ws-ingest", "ws-stream"].contains(&name.as_str()) {
+                return Err(format!("drift_exclude: unknown route {name:?} (route names as in mix.routes)"));
+            }
         }
         for (k, v) in [
             ("max_bytes_per_request", self.max_bytes_per_request),
@@ -315,14 +326,19 @@ pub fn analyse(t: &Telemetry, th: &SoakSpec) -> (Vec<Finding>, Vec<SoakWindow>, 
                 kind: "latency-drift".into(),
                 flagged: ratio > th.max_p99_drift,
                 summary: format!(
-                    "p99 {:.2} ms in the first window ({}–{} s), {:.2} ms in the last ({}–{} s): {ratio:.2}x; limit {:.2}x",
+                    "p99 {:.2} ms in the first window ({}–{} s), {:.2} ms in the last ({}–{} s): {ratio:.2}x; limit {:.2}x{}",
                     first.latency.p99 as f64 / 1000.0,
                     first.start_s,
                     first.end_s,
                     last.latency.p99 as f64 / 1000.0,
                     last.start_s,
                     last.end_s,
-                    th.max_p99_drift
+                    th.max_p99_drift,
+                    if th.drift_exclude.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (left out: {})", th.drift_exclude.join(", "))
+                    }
                 ),
                 value: round(ratio, 3),
                 threshold: th.max_p99_drift,
