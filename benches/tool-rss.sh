@@ -16,7 +16,7 @@
 # everything the tool keeps per second or per request is capped (see ARCHITECTURE.md, "Memory
 # in long runs"): histograms are per route x layer x outcome, the timeline at 4096 entries,
 # telemetry at 8192 samples, the flight recorder at 32 requests per lane, the id pool at 1024
-# keys/rules, the invariants ledger at 10000 ids per kind. What remains is allocator noise and
+# keys/rules, the invariants ledger at 4096 ids per kind. What remains is allocator noise and
 # the caps filling up in the first hour (at most a few MiB).
 set -euo pipefail
 
