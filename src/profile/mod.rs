@@ -166,11 +166,7 @@ fn default_flush_wait() -> Duration {
 
 /// The generators' mix of a load phase (its opaque `mix` table; defaults when absent).
 pub fn load_mix(p: &crate::drive::LoadPhase) -> Result<crate::generate::Mix> {
-    let mix: crate::generate::Mix = if p.mix.is_null() {
-        crate::generate::Mix::default()
-    } else {
-        serde_json::from_value(p.mix.clone()).map_err(|e| anyhow::anyhow!("phase {:?}: mix: {e}", p.name))?
-    };
+    let mix: crate::generate::Mix = opaque_table(p, "mix", &p.mix)?;
     mix.validate().map_err(|e| anyhow::anyhow!("phase {:?}: {e:#}", p.name))?;
     Ok(mix)
 }
@@ -178,13 +174,22 @@ pub fn load_mix(p: &crate::drive::LoadPhase) -> Result<crate::generate::Mix> {
 /// The generators' size knobs of a load phase (its opaque `generate` table; defaults when
 /// absent).
 pub fn load_gen_options(p: &crate::drive::LoadPhase) -> Result<crate::generate::GenOptions> {
-    let o: crate::generate::GenOptions = if p.generate.is_null() {
-        crate::generate::GenOptions::default()
-    } else {
-        serde_json::from_value(p.generate.clone()).map_err(|e| anyhow::anyhow!("phase {:?}: generate: {e}", p.name))?
-    };
+    let o: crate::generate::GenOptions = opaque_table(p, "generate", &p.generate)?;
     o.validate().map_err(|e| anyhow::anyhow!("phase {:?}: {e:#}", p.name))?;
     Ok(o)
+}
+
+/// A table the load phase passes through untouched (`drive` does not know the generators'
+/// types): its default when absent, errors naming the phase and the key.
+fn opaque_table<T: serde::de::DeserializeOwned + Default>(
+    p: &crate::drive::LoadPhase,
+    key: &str,
+    v: &serde_json::Value,
+) -> Result<T> {
+    if v.is_null() {
+        return Ok(T::default());
+    }
+    serde_json::from_value(v.clone()).map_err(|e| anyhow::anyhow!("phase {:?}: {key}: {e}", p.name))
 }
 
 fn default_startup() -> Duration {
