@@ -241,33 +241,47 @@ struct Pending {
 
 /// Fan-out correlation: ingest paths register the marker of each event they send; stream
 /// subscribers look arriving events up. Bounded: entries expire after `timeout` and the table
-/// holds at most 200 000 markers.
+/// holds at most 200 000 markers. One mutex guards both the markers and their expiry order, so
+/// no path can take them in different orders.
 pub struct Fanout {
-    map: Mutex<HashMap<String, VecDeque<Pending>>>,
-    order: Mutex<VecDeque<(Instant, String)>>,
+    table: Mutex<Table>,
     pub subscribers: u32,
     pub timeout: Duration,
 }
 
+#[derive(Default)]
+struct Table {
+    map: HashMap<String, VecDeque<Pending>>,
+    order: VecDeque<(Instant, String)>,
+}
+
 impl Fanout {
     pub fn new(subscribers: u32, timeout: Duration) -> Arc<Fanout> {
-        Arc::new(Fanout { map: Mutex::new(HashMap::new()), order: Mutex::new(VecDeque::new()), subscribers, timeout })
+        Arc::new(Fanout { table: Mutex::new(Table::default()), subscribers, timeout })
+    }
+
+    fn table(&self) -> std::sync::MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// An event with this marker was sent at `sent`.
     pub fn register(&self, marker: String, sent: Instant) {
-        let mut m = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        if m.len() >= 200_000 {
+        let mut t = self.table();
+        if t.map.len() >= 200_000 {
             return;
         }
-        m.entry(marker.clone()).or_default().push_back(Pending { sent, accepted: false, remaining: self.subscribers });
-        self.order.lock().unwrap_or_else(|p| p.into_inner()).push_back((sent, marker));
+        t.map.entry(marker.clone()).or_default().push_back(Pending {
+            sent,
+            accepted: false,
+            remaining: self.subscribers,
+        });
+        t.order.push_back((sent, marker));
     }
 
     /// The ingest of this marker was acknowledged as accepted.
     pub fn accept(&self, marker: &str) {
-        let mut m = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(q) = m.get_mut(marker)
+        let mut t = self.table();
+        if let Some(q) = t.map.get_mut(marker)
             && let Some(p) = q.iter_mut().find(|p| !p.accepted)
         {
             p.accepted = true;
@@ -276,8 +290,8 @@ impl Fanout {
 
     /// A subscriber received this marker: the send time of its ingest, if known.
     pub fn arrived(&self, marker: &str) -> Option<Instant> {
-        let mut m = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        let q = m.get_mut(marker)?;
+        let mut t = self.table();
+        let q = t.map.get_mut(marker)?;
         let p = q.iter_mut().find(|p| p.remaining > 0)?;
         p.remaining -= 1;
         Some(p.sent)
@@ -287,14 +301,14 @@ impl Fanout {
     /// events were missed by at least one subscriber.
     pub fn sweep(&self, now: Instant, all: bool) -> u64 {
         let mut missed = 0;
-        let mut order = self.order.lock().unwrap_or_else(|p| p.into_inner());
-        let mut m = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = self.table();
+        let Table { map, order } = &mut *guard;
         while let Some((sent, _)) = order.front() {
             if !all && now.saturating_duration_since(*sent) < self.timeout {
                 break;
             }
             let (_, marker) = order.pop_front().expect("front exists");
-            if let Some(q) = m.get_mut(&marker) {
+            if let Some(q) = map.get_mut(&marker) {
                 if let Some(p) = q.pop_front()
                     && p.accepted
                     && p.remaining > 0
@@ -302,7 +316,7 @@ impl Fanout {
                     missed += 1;
                 }
                 if q.is_empty() {
-                    m.remove(&marker);
+                    map.remove(&marker);
                 }
             }
         }
@@ -342,5 +356,32 @@ mod tests {
         assert_eq!(f.sweep(t0, true), 1);
         assert_eq!(stream_marker(br#"{"type":"event","issue_id":"x","data":{"message":"m9"}}"#), Some("m9".into()));
         assert_eq!(event_marker(br#"{"message":"m9","level":"error"}"#), Some("m9".into()));
+    }
+
+    /// Registering and sweeping from several threads at once never waits forever (the markers
+    /// and their expiry order were two mutexes once, taken in opposite orders by these two paths:
+    /// a deadlock under load).
+    #[test]
+    fn fanout_register_and_sweep_from_many_threads_finish() {
+        let f = Fanout::new(1, Duration::from_millis(0));
+        let (done, finished) = std::sync::mpsc::channel();
+        for w in 0..4 {
+            let (f, done) = (f.clone(), done.clone());
+            std::thread::spawn(move || {
+                for i in 0..20_000 {
+                    if w % 2 == 0 {
+                        f.register(format!("{w}-{i}"), Instant::now());
+                    } else {
+                        f.sweep(Instant::now(), false);
+                    }
+                }
+                done.send(()).unwrap();
+            });
+        }
+        for _ in 0..4 {
+            finished.recv_timeout(Duration::from_secs(60)).expect("a fan-out thread is stuck: lock-order deadlock");
+        }
+        f.sweep(Instant::now(), true);
+        assert!(f.table().map.is_empty() && f.table().order.is_empty());
     }
 }
