@@ -46,6 +46,31 @@ fn every_route_yields_valid_requests() {
     }
 }
 
+/// The valid layer writes bodies straight to bytes; the JSON layer builds the same generators'
+/// tree. Both must be the same request for the same seed (and leave the RNG in the same state),
+/// for every route and every size class of event.
+#[test]
+fn bodies_written_as_bytes_equal_the_tree_serialised() {
+    let f = fixtures();
+    let large = GenOptions { medium_event_ratio: 0.3, large_event_ratio: 0.3, ..GenOptions::default() };
+    for opts in [GenOptions::default(), large] {
+        let (a, b) = (
+            Ctx::new(f.clone(), opts.clone(), Arc::new(IdPool::new(&f))),
+            Ctx::new(f.clone(), opts.clone(), Arc::new(IdPool::new(&f))),
+        );
+        for route in ROUTES.iter() {
+            for seed in 0..200u64 {
+                let (mut ra, mut rb) = (rng::from_u64(seed), rng::from_u64(seed));
+                let (tree_req, tree) = valid::request(&mut ra, &a, route.id);
+                let byte_req = valid::request_bytes(&mut rb, &b, route.id);
+                assert_eq!(tree_req, byte_req, "{} seed {seed}", route.name);
+                assert_eq!(tree.is_some(), !byte_req.body.is_empty(), "{}", route.name);
+                assert_eq!(rng::next_u64(&mut ra), rng::next_u64(&mut rb), "{} seed {seed}: RNG drift", route.name);
+            }
+        }
+    }
+}
+
 #[test]
 fn generator_valid_layer_stays_valid_over_thousands_of_indexes() {
     let f = fixtures();

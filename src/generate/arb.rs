@@ -51,7 +51,7 @@ impl ArbitraryRequest {
         let (layer, payload) = match self.layer {
             ArbLayer::Valid => {
                 let id = ROUTES[self.route as usize % ROUTES.len()].id;
-                (Layer::Valid, Payload::Http(valid::request(&mut r, ctx, id).0))
+                (Layer::Valid, Payload::Http(valid::request_bytes(&mut r, ctx, id)))
             }
             ArbLayer::Json => {
                 let body_routes: Vec<_> = ROUTES.iter().filter(|r| r.body != BodyKind::None).collect();
@@ -75,7 +75,7 @@ impl ArbitraryRequest {
             }
             ArbLayer::Http => {
                 let id = ROUTES[self.route as usize % ROUTES.len()].id;
-                let (req, _) = valid::request(&mut r, ctx, id);
+                let req = valid::request_bytes(&mut r, ctx, id);
                 let mut st = http::St { req, raw_needed: false, no_host: false };
                 let mut wire: Option<Vec<u8>> = None;
                 let nf = http::FIELD_OPS.len();

@@ -213,6 +213,236 @@ impl J {
     }
 }
 
+/// Where a generator puts the JSON value it draws: a tree ([`Tree`], for the mutators and the
+/// proptest API) or bytes ([`Bytes`], for valid requests: no tree is built and constant text is
+/// copied without an escape check). The same generator code drives both, so for the same seed
+/// they hold the same value (`Tree`'s value serialises to `Bytes`' bytes).
+///
+/// Calls nest like the JSON they describe; inside an object every value follows its key.
+pub trait Sink {
+    fn begin_obj(&mut self);
+    fn begin_arr(&mut self);
+    /// Ends the innermost open object or array.
+    fn end(&mut self);
+    /// A member name that is a constant of the generators: it must need no escaping (no
+    /// control character, `"` or `\\`; checked in debug builds).
+    fn key(&mut self, k: &'static str);
+    /// Any member name.
+    fn key_text(&mut self, k: String);
+    /// A string value that is a constant of the generators (the same promise as [`Sink::key`]).
+    fn str_const(&mut self, s: &'static str);
+    /// Any string value.
+    fn text(&mut self, s: String);
+    /// A string value `f` writes piecewise (no allocation when writing bytes).
+    fn text_with(&mut self, f: impl FnOnce(&mut String));
+    /// Like [`Sink::text_with`] for text that needs no escaping (identifiers, timestamps,
+    /// versions; checked in debug builds).
+    fn plain_with(&mut self, f: impl FnOnce(&mut String));
+    /// A member name `f` writes, needing no escaping (checked in debug builds).
+    fn plain_key_with(&mut self, f: impl FnOnce(&mut String));
+    fn int(&mut self, v: i64);
+    fn float(&mut self, v: f64);
+    fn bool(&mut self, v: bool);
+    fn null(&mut self);
+}
+
+/// A [`Sink`] that builds a [`J`].
+#[derive(Default)]
+pub struct Tree {
+    /// Open containers, each with the key its parent will file it under.
+    open: Vec<(J, Option<Text>)>,
+    key: Option<Text>,
+    root: Option<J>,
+}
+
+impl Tree {
+    /// The value the generator `f` draws into a tree.
+    pub fn build(f: impl FnOnce(&mut Tree)) -> J {
+        let mut t = Tree::default();
+        f(&mut t);
+        debug_assert!(t.open.is_empty(), "unclosed container");
+        t.root.unwrap_or(J::Null)
+    }
+
+    fn put(&mut self, v: J) {
+        match self.open.last_mut() {
+            Some((J::Obj(m), _)) => m.push((self.key.take().expect("a key before each member value"), v)),
+            Some((J::Arr(a), _)) => a.push(v),
+            Some(_) => unreachable!("only containers are open"),
+            None => self.root = Some(v),
+        }
+    }
+}
+
+impl Sink for Tree {
+    fn begin_obj(&mut self) {
+        self.open.push((J::obj(), self.key.take()));
+    }
+    fn begin_arr(&mut self) {
+        self.open.push((J::Arr(Vec::new()), self.key.take()));
+    }
+    fn end(&mut self) {
+        let (v, key) = self.open.pop().expect("end() of an open container");
+        self.key = key;
+        self.put(v);
+    }
+    fn key(&mut self, k: &'static str) {
+        self.key = Some(Text::Borrowed(k));
+    }
+    fn key_text(&mut self, k: String) {
+        self.key = Some(Text::Owned(k));
+    }
+    fn str_const(&mut self, s: &'static str) {
+        self.put(J::Str(Text::Borrowed(s)));
+    }
+    fn text(&mut self, s: String) {
+        self.put(J::Str(Text::Owned(s)));
+    }
+    fn text_with(&mut self, f: impl FnOnce(&mut String)) {
+        let mut s = String::new();
+        f(&mut s);
+        self.text(s);
+    }
+    fn plain_with(&mut self, f: impl FnOnce(&mut String)) {
+        self.text_with(f);
+    }
+    fn plain_key_with(&mut self, f: impl FnOnce(&mut String)) {
+        let mut s = String::new();
+        f(&mut s);
+        self.key_text(s);
+    }
+    fn int(&mut self, v: i64) {
+        self.put(J::Int(v));
+    }
+    fn float(&mut self, v: f64) {
+        self.put(J::Float(v));
+    }
+    fn bool(&mut self, v: bool) {
+        self.put(J::Bool(v));
+    }
+    fn null(&mut self) {
+        self.put(J::Null);
+    }
+}
+
+/// A [`Sink`] that writes JSON text, byte for byte what [`J::write`] writes for the same value.
+pub struct Bytes {
+    pub out: Vec<u8>,
+    /// Whether the next item opens its container (or follows a key): no comma before it.
+    first: bool,
+    /// Closing bytes of the open containers (bit set: object), innermost at bit 0.
+    kinds: u64,
+    depth: u32,
+    /// Reused buffer of [`Sink::text_with`].
+    scratch: String,
+}
+
+impl Bytes {
+    /// The value the generator `f` draws, as JSON text.
+    pub fn build(f: impl FnOnce(&mut Bytes)) -> Vec<u8> {
+        let mut b = Bytes { out: Vec::with_capacity(512), first: true, kinds: 0, depth: 0, scratch: String::new() };
+        f(&mut b);
+        debug_assert_eq!(b.depth, 0, "unclosed container");
+        b.out
+    }
+
+    fn sep(&mut self) {
+        if !self.first {
+            self.out.push(b',');
+        }
+        self.first = false;
+    }
+
+    fn open(&mut self, obj: bool, byte: u8) {
+        self.sep();
+        assert!(self.depth < 64, "generators nest at most 64 levels");
+        self.kinds = (self.kinds << 1) | u64::from(obj);
+        self.depth += 1;
+        self.out.push(byte);
+        self.first = true;
+    }
+
+    fn plain(&mut self, s: &str) {
+        debug_assert!(!needs_escape(s.as_bytes()), "constant {s:?} needs escaping");
+        self.out.push(b'"');
+        self.out.extend_from_slice(s.as_bytes());
+        self.out.push(b'"');
+    }
+}
+
+impl Sink for Bytes {
+    fn begin_obj(&mut self) {
+        self.open(true, b'{');
+    }
+    fn begin_arr(&mut self) {
+        self.open(false, b'[');
+    }
+    fn end(&mut self) {
+        self.depth -= 1;
+        self.out.push(if self.kinds & 1 == 1 { b'}' } else { b']' });
+        self.kinds >>= 1;
+        self.first = false;
+    }
+    fn key(&mut self, k: &'static str) {
+        self.sep();
+        self.plain(k);
+        self.out.push(b':');
+        self.first = true;
+    }
+    fn key_text(&mut self, k: String) {
+        self.sep();
+        write_str(&k, &mut self.out);
+        self.out.push(b':');
+        self.first = true;
+    }
+    fn str_const(&mut self, s: &'static str) {
+        self.sep();
+        self.plain(s);
+    }
+    fn text(&mut self, s: String) {
+        self.sep();
+        write_str(&s, &mut self.out);
+    }
+    fn text_with(&mut self, f: impl FnOnce(&mut String)) {
+        self.sep();
+        let mut t = std::mem::take(&mut self.scratch);
+        t.clear();
+        f(&mut t);
+        write_str(&t, &mut self.out);
+        self.scratch = t;
+    }
+    fn plain_with(&mut self, f: impl FnOnce(&mut String)) {
+        self.sep();
+        let mut t = std::mem::take(&mut self.scratch);
+        t.clear();
+        f(&mut t);
+        self.plain(&t);
+        self.scratch = t;
+    }
+    fn plain_key_with(&mut self, f: impl FnOnce(&mut String)) {
+        self.plain_with(f);
+        self.out.push(b':');
+        self.first = true;
+    }
+    fn int(&mut self, v: i64) {
+        self.sep();
+        let mut b = itoa_buf();
+        self.out.extend_from_slice(fmt_i64(v, &mut b));
+    }
+    fn float(&mut self, v: f64) {
+        self.sep();
+        J::Float(v).write(&mut self.out);
+    }
+    fn bool(&mut self, v: bool) {
+        self.sep();
+        self.out.extend_from_slice(if v { b"true" } else { b"false" });
+    }
+    fn null(&mut self) {
+        self.sep();
+        self.out.extend_from_slice(b"null");
+    }
+}
+
 /// Write a JSON string literal with the minimal escaping RFC 8259 requires.
 pub fn write_str(s: &str, out: &mut Vec<u8>) {
     out.push(b'"');

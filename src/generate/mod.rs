@@ -339,7 +339,7 @@ impl Generator {
         match layer {
             Layer::Valid => {
                 let id = pick_route(&self.all_routes);
-                let (req, _) = valid::request(&mut r, &self.ctx, id);
+                let req = valid::request_bytes(&mut r, &self.ctx, id);
                 Generated { seed, layer, payload: Payload::Http(req), trail: Vec::new() }
             }
             Layer::Json => {
@@ -357,7 +357,7 @@ impl Generator {
             }
             Layer::Http => {
                 let id = pick_route(&self.all_routes);
-                let (req, _) = valid::request(&mut r, &self.ctx, id);
+                let req = valid::request_bytes(&mut r, &self.ctx, id);
                 let mut m = rng::derive(self.run, stream, index, rng::SALT_MUTATE);
                 let (req, trail) = mutate::http::mutate(&mut m, &self.ctx, req);
                 Generated { seed, layer, payload: Payload::Http(req), trail }

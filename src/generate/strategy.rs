@@ -205,7 +205,7 @@ pub fn request(route: RouteId, f: &Fixtures, opts: GenOptions) -> RequestStrateg
 
 impl RequestStrategy {
     pub fn request_for_seed(&self, seed: u64) -> HttpRequest {
-        valid::request(&mut rng::from_u64(seed), &self.ctx, self.route).0
+        valid::request_bytes(&mut rng::from_u64(seed), &self.ctx, self.route)
     }
 }
 

@@ -18,7 +18,7 @@
 
 use super::GenOptions;
 use super::ids::IdPool;
-use super::json::J;
+use super::json::{Bytes, J, Sink, Tree};
 use super::rng::{self, GenRng, below, chance, pick, range};
 use crate::api::{BodyKind, ParamKind, QueryKind, Route, RouteId, WsPath};
 use crate::db::Fixtures;
@@ -145,6 +145,11 @@ impl Ctx {
 
 // ---------------------------------------------------------------- text helpers
 
+/// One of the generators' constant strings (the same draw as [`pick`]).
+fn pick_str(r: &mut GenRng, xs: &'static [&'static str]) -> &'static str {
+    xs[below(r, xs.len())]
+}
+
 fn words(r: &mut GenRng, lo: u64, hi: u64, out: &mut String) {
     let n = range(r, lo, hi);
     for i in 0..n {
@@ -167,9 +172,16 @@ fn word_string(r: &mut GenRng, lo: u64, hi: u64) -> String {
 
 /// `[a-z0-9_]{lo..=hi}`: identifiers safe in query strings.
 pub fn ident(r: &mut GenRng, lo: u64, hi: u64) -> String {
+    let mut s = String::new();
+    ident_into(r, lo, hi, &mut s);
+    s
+}
+
+/// [`ident`], appended to `out`.
+fn ident_into(r: &mut GenRng, lo: u64, hi: u64, out: &mut String) {
     const A: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789_";
     let n = range(r, lo, hi);
-    (0..n).map(|_| A[below(r, A.len())] as char).collect()
+    out.extend((0..n).map(|_| A[below(r, A.len())] as char));
 }
 
 /// A timestamp in the text form Mesher returns, with the space replaced by `T` (§2.2).
@@ -181,17 +193,21 @@ pub fn cursor(r: &mut GenRng) -> String {
 /// runs for every breadcrumb).
 fn timestamp(r: &mut GenRng, zone: &str) -> String {
     let mut s = String::with_capacity(32);
+    timestamp_into(r, zone, &mut s);
+    s
+}
+
+fn timestamp_into(r: &mut GenRng, zone: &str, s: &mut String) {
     s.push_str("2026-");
     for (lo, hi, width, sep) in
         [(1, 12, 2, '-'), (1, 28, 2, 'T'), (0, 23, 2, ':'), (0, 59, 2, ':'), (0, 59, 2, '.'), (0, 999_999, 6, ' ')]
     {
-        push_padded(&mut s, range(r, lo, hi), width);
+        push_padded(s, range(r, lo, hi), width);
         if sep != ' ' {
             s.push(sep);
         }
     }
     s.push_str(zone);
-    s
 }
 
 /// `v` in decimal, zero-padded to `width` digits.
@@ -204,29 +220,45 @@ fn push_padded(s: &mut String, v: u64, width: usize) {
 
 // ---------------------------------------------------------------- events (§4)
 
-fn frame(r: &mut GenRng) -> J {
-    let mut f = J::obj()
-        .with("filename", J::str(*pick(r, FILES)))
-        .with("function_name", J::str(*pick(r, FUNCS)))
-        .with("lineno", J::Int(range(r, 1, 5000) as i64));
+fn frame<S: Sink>(r: &mut GenRng, s: &mut S) {
+    s.begin_obj();
+    s.key("filename");
+    s.str_const(pick_str(r, FILES));
+    s.key("function_name");
+    s.str_const(pick_str(r, FUNCS));
+    s.key("lineno");
+    s.int(range(r, 1, 5000) as i64);
     if chance(r, 0.7) {
         // Browser SDKs send column 0 when the column is unknown (minified or native frames).
         let col = if chance(r, 0.15) { 0 } else { range(r, 1, 200) as i64 };
-        f = f.with("colno", J::Int(col));
+        s.key("colno");
+        s.int(col);
     }
     if chance(r, 0.5) {
-        f = f.with("context_line", J::str(word_string(r, 1, 8)));
+        s.key("context_line");
+        s.text_with(|t| words(r, 1, 8, t));
     }
-    f.with("in_app", J::Bool(chance(r, 0.6)))
+    s.key("in_app");
+    s.bool(chance(r, 0.6));
+    s.end();
 }
 
-fn breadcrumb(r: &mut GenRng) -> J {
-    J::obj()
-        .with("timestamp", J::str(timestamp(r, "Z")))
-        .with("category", J::str(*pick(r, CATEGORIES)))
-        .with("message", J::str(word_string(r, 1, 6)))
-        .with("level", J::str(*pick(r, LEVELS)))
-        .with("data", J::obj().with(*pick::<&str>(r, WORDS), J::str(ident(r, 1, 12))))
+fn breadcrumb<S: Sink>(r: &mut GenRng, s: &mut S) {
+    s.begin_obj();
+    s.key("timestamp");
+    s.plain_with(|t| timestamp_into(r, "Z", t));
+    s.key("category");
+    s.str_const(pick_str(r, CATEGORIES));
+    s.key("message");
+    s.text_with(|t| words(r, 1, 6, t));
+    s.key("level");
+    s.str_const(pick_str(r, LEVELS));
+    s.key("data");
+    s.begin_obj();
+    s.key(pick_str(r, WORDS));
+    s.plain_with(|t| ident_into(r, 1, 12, t));
+    s.end();
+    s.end();
 }
 
 /// Size class of an event: most small, some medium, a long tail of large ones.
@@ -246,170 +278,312 @@ fn event_sizes(r: &mut GenRng, opts: &GenOptions) -> (u64, u64, u64) {
 }
 
 /// `MAJOR.MINOR.PATCH`.
+#[cfg(test)]
 fn sdk_version(r: &mut GenRng) -> String {
-    let mut s = String::with_capacity(8);
+    let mut s = String::new();
+    sdk_version_into(r, &mut s);
+    s
+}
+
+fn sdk_version_into(r: &mut GenRng, s: &mut String) {
     for (i, hi) in [3, 20, 9].into_iter().enumerate() {
         if i > 0 {
             s.push('.');
         }
-        push_padded(&mut s, range(r, 0, hi), 1);
+        push_padded(s, range(r, 0, hi), 1);
     }
-    s
 }
 
 /// One event with the whole §4 schema.
 pub fn event(r: &mut GenRng, opts: &GenOptions) -> J {
+    Tree::build(|s| event_to(r, opts, s))
+}
+
+/// [`event`] into any sink.
+pub fn event_to<S: Sink>(r: &mut GenRng, opts: &GenOptions, s: &mut S) {
     let (frames, crumbs, msg_words) = event_sizes(r, opts);
     let etype = *pick(r, ERR_TYPES);
-    let mut msg = String::with_capacity(msg_words as usize * 8 + 32);
-    msg.push_str(etype);
-    msg.push_str(": ");
-    words(r, 1, msg_words, &mut msg);
-    if chance(r, 0.3) {
-        msg.push_str(" at 0x");
-        rng::hex(r, 12, &mut msg);
-    }
-    let mut e = J::obj().with("message", J::str(msg)).with("level", J::str(*pick(r, LEVELS)));
-    if chance(r, 0.75) {
-        let mut ex = J::obj().with("type_name", J::str(etype)).with("value", J::str(word_string(r, 1, 10)));
-        if chance(r, 0.6) {
-            ex = ex.with("module_name", J::str(*pick(r, MODULES)));
+    s.begin_obj();
+    s.key("message");
+    s.text_with(|msg| {
+        msg.push_str(etype);
+        msg.push_str(": ");
+        words(r, 1, msg_words, msg);
+        if chance(r, 0.3) {
+            msg.push_str(" at 0x");
+            rng::hex(r, 12, msg);
         }
-        e = e.with("exception", ex);
+    });
+    s.key("level");
+    s.str_const(pick_str(r, LEVELS));
+    if chance(r, 0.75) {
+        s.key("exception");
+        s.begin_obj();
+        s.key("type_name");
+        s.str_const(etype);
+        s.key("value");
+        s.text_with(|t| words(r, 1, 10, t));
+        if chance(r, 0.6) {
+            s.key("module_name");
+            s.str_const(pick_str(r, MODULES));
+        }
+        s.end();
     }
     if frames > 0 || chance(r, 0.5) {
-        e = e.with("stacktrace", J::Arr((0..frames).map(|_| frame(r)).collect()));
+        s.key("stacktrace");
+        s.begin_arr();
+        for _ in 0..frames {
+            frame(r, s);
+        }
+        s.end();
     }
     if crumbs > 0 {
-        e = e.with("breadcrumbs", J::Arr((0..crumbs).map(|_| breadcrumb(r)).collect()));
+        s.key("breadcrumbs");
+        s.begin_arr();
+        for _ in 0..crumbs {
+            breadcrumb(r, s);
+        }
+        s.end();
     }
     if chance(r, 0.8) {
-        let mut tags = J::obj().with("environment", J::str(*pick(r, ENVS)));
+        s.key("tags");
+        s.begin_obj();
+        s.key("environment");
+        s.str_const(pick_str(r, ENVS));
         if chance(r, 0.7) {
-            tags = tags.with("release", J::str(*pick(r, RELEASES)));
+            s.key("release");
+            s.str_const(pick_str(r, RELEASES));
         }
         for _ in 0..range(r, 0, 3) {
-            tags = tags.with(ident(r, 2, 10), J::str(ident(r, 1, 16)));
+            s.plain_key_with(|t| ident_into(r, 2, 10, t));
+            s.plain_with(|t| ident_into(r, 1, 16, t));
         }
-        e = e.with("tags", tags);
+        s.end();
     }
     if chance(r, 0.4) {
-        let mut extra = J::obj();
+        s.key("extra");
+        s.begin_obj();
         for _ in 0..range(r, 1, 4) {
-            let v = match below(r, 4) {
-                0 => J::Int(range(r, 0, 1 << 40) as i64),
-                1 => J::Bool(chance(r, 0.5)),
-                2 => J::Arr(vec![J::str(ident(r, 1, 8)), J::Null]),
-                _ => J::str(word_string(r, 1, 5)),
+            // The value is drawn before its name.
+            let kind = below(r, 4);
+            let (n, b, t) = match kind {
+                0 => (range(r, 0, 1 << 40) as i64, false, String::new()),
+                1 => (0, chance(r, 0.5), String::new()),
+                2 => (0, false, ident(r, 1, 8)),
+                _ => (0, false, word_string(r, 1, 5)),
             };
-            extra = extra.with(ident(r, 2, 12), v);
+            s.plain_key_with(|t| ident_into(r, 2, 12, t));
+            match kind {
+                0 => s.int(n),
+                1 => s.bool(b),
+                2 => {
+                    s.begin_arr();
+                    s.text(t);
+                    s.null();
+                    s.end();
+                }
+                _ => s.text(t),
+            }
         }
-        e = e.with("extra", extra);
+        s.end();
     }
     if chance(r, 0.5) {
-        let mut u = J::obj().with("id", J::str(ident(r, 2, 12)));
+        s.key("user_context");
+        s.begin_obj();
+        s.key("id");
+        s.plain_with(|t| ident_into(r, 2, 12, t));
         if chance(r, 0.5) {
-            u = u.with("email", J::str(format!("{}@example.test", ident(r, 3, 10))));
+            s.key("email");
+            s.plain_with(|t| {
+                ident_into(r, 3, 10, t);
+                t.push_str("@example.test");
+            });
         }
-        e = e.with("user_context", u);
+        s.end();
     }
     if chance(r, 0.8) {
-        e = e.with("sdk_name", J::str(*pick(r, SDKS))).with("sdk_version", J::str(sdk_version(r)));
+        s.key("sdk_name");
+        s.str_const(pick_str(r, SDKS));
+        s.key("sdk_version");
+        s.plain_with(|t| sdk_version_into(r, t));
     }
     if chance(r, 0.1) {
-        e = e.with("fingerprint", J::str(format!("fp-{}", ident(r, 4, 24))));
+        s.key("fingerprint");
+        s.plain_with(|t| {
+            t.push_str("fp-");
+            ident_into(r, 4, 24, t);
+        });
     }
-    e
+    s.end();
 }
 
 /// The bulk route's body: one event (the route processes the whole body as one event), and
 /// sometimes a JSON array of events (still answered 202 by design, §2.5 #2).
 pub fn bulk_event(r: &mut GenRng, opts: &GenOptions) -> J {
-    if chance(r, 0.25) { J::Arr((0..range(r, 1, 10)).map(|_| event(r, opts)).collect()) } else { event(r, opts) }
+    Tree::build(|s| bulk_event_to(r, opts, s))
+}
+
+fn bulk_event_to<S: Sink>(r: &mut GenRng, opts: &GenOptions, s: &mut S) {
+    if chance(r, 0.25) {
+        s.begin_arr();
+        for _ in 0..range(r, 1, 10) {
+            event_to(r, opts, s);
+        }
+        s.end();
+    } else {
+        event_to(r, opts, s);
+    }
 }
 
 pub fn alert_rule(r: &mut GenRng) -> J {
-    let mut b = J::obj();
+    Tree::build(|s| alert_rule_to(r, s))
+}
+
+fn alert_rule_to<S: Sink>(r: &mut GenRng, s: &mut S) {
+    s.begin_obj();
     if chance(r, 0.9) {
-        b = b.with("name", J::str(word_string(r, 1, 5)));
+        s.key("name");
+        s.text_with(|t| words(r, 1, 5, t));
     }
     if chance(r, 0.9) {
-        let c = if chance(r, 0.6) {
-            J::obj()
-                .with("condition_type", J::str("threshold"))
-                .with("threshold", J::Int(range(r, 1, 10_000) as i64))
-                .with("window_minutes", J::Int(range(r, 1, 1440) as i64))
+        s.key("condition");
+        s.begin_obj();
+        s.key("condition_type");
+        if chance(r, 0.6) {
+            s.str_const("threshold");
+            s.key("threshold");
+            s.int(range(r, 1, 10_000) as i64);
+            s.key("window_minutes");
+            s.int(range(r, 1, 1440) as i64);
         } else {
-            J::obj().with("condition_type", J::str("new_issue"))
-        };
-        b = b.with("condition", c);
+            s.str_const("new_issue");
+        }
+        s.end();
     }
     if chance(r, 0.7) {
-        b = b.with("action", J::obj().with("type", J::str("websocket")));
+        s.key("action");
+        s.begin_obj();
+        s.key("type");
+        s.str_const("websocket");
+        s.end();
     }
     if chance(r, 0.7) {
         let m = range(r, 0, 1440) as i64;
-        b = b.with("cooldown_minutes", if chance(r, 0.1) { J::str(m.to_string()) } else { J::Int(m) });
+        s.key("cooldown_minutes");
+        if chance(r, 0.1) { s.text(m.to_string()) } else { s.int(m) }
     }
-    b
+    s.end();
 }
 
 pub fn settings(r: &mut GenRng) -> J {
-    let mut b = J::obj();
+    Tree::build(|s| settings_to(r, s))
+}
+
+fn settings_to<S: Sink>(r: &mut GenRng, s: &mut S) {
+    s.begin_obj();
     if chance(r, 0.8) {
         let d = range(r, 1, 365) as i64;
-        b = b.with("retention_days", if chance(r, 0.1) { J::str(d.to_string()) } else { J::Int(d) });
+        s.key("retention_days");
+        if chance(r, 0.1) { s.text(d.to_string()) } else { s.int(d) }
     }
     if chance(r, 0.7) {
-        let s = (range(r, 0, 1000) as f64) / 1000.0;
-        b = b.with("sample_rate", if chance(r, 0.1) { J::str(s.to_string()) } else { J::Float(s) });
+        let v = (range(r, 0, 1000) as f64) / 1000.0;
+        s.key("sample_rate");
+        if chance(r, 0.1) { s.text(v.to_string()) } else { s.float(v) }
     }
-    b
+    s.end();
 }
 
 pub fn api_key_label(r: &mut GenRng) -> J {
-    match below(r, 10) {
-        0 => J::obj(),
-        _ => J::obj().with("label", J::str(word_string(r, 1, 4))),
+    Tree::build(|s| api_key_label_to(r, s))
+}
+
+fn api_key_label_to<S: Sink>(r: &mut GenRng, s: &mut S) {
+    s.begin_obj();
+    if below(r, 10) != 0 {
+        s.key("label");
+        s.text_with(|t| words(r, 1, 4, t));
     }
+    s.end();
 }
 
 pub fn toggle(r: &mut GenRng) -> J {
-    let v = match below(r, 4) {
-        0 => J::str((*pick(r, TOGGLES)).to_string()),
-        1 => J::Int(below(r, 2) as i64),
-        _ => J::Bool(chance(r, 0.5)),
-    };
-    J::obj().with("enabled", v)
+    Tree::build(|s| toggle_to(r, s))
+}
+
+fn toggle_to<S: Sink>(r: &mut GenRng, s: &mut S) {
+    s.begin_obj();
+    s.key("enabled");
+    match below(r, 4) {
+        0 => s.str_const(pick_str(r, TOGGLES)),
+        1 => s.int(below(r, 2) as i64),
+        _ => s.bool(chance(r, 0.5)),
+    }
+    s.end();
 }
 
 pub fn role(r: &mut GenRng) -> J {
-    J::obj().with("role", J::str(*pick(r, ROLES)))
+    Tree::build(|s| role_to(r, s))
+}
+
+fn role_to<S: Sink>(r: &mut GenRng, s: &mut S) {
+    s.begin_obj();
+    s.key("role");
+    s.str_const(pick_str(r, ROLES));
+    s.end();
 }
 
 pub fn add_member(r: &mut GenRng, user: &str) -> J {
-    let b = J::obj().with("user_id", J::str(user.to_string()));
-    if chance(r, 0.85) { b.with("role", J::str(*pick(r, ROLES))) } else { b }
+    Tree::build(|s| add_member_to(r, user, s))
+}
+
+fn add_member_to<S: Sink>(r: &mut GenRng, user: &str, s: &mut S) {
+    s.begin_obj();
+    s.key("user_id");
+    s.text(user.to_string());
+    if chance(r, 0.85) {
+        s.key("role");
+        s.str_const(pick_str(r, ROLES));
+    }
+    s.end();
 }
 
 pub fn assign(r: &mut GenRng, f: &Fixtures) -> J {
+    Tree::build(|s| assign_to(r, f, s))
+}
+
+fn assign_to<S: Sink>(r: &mut GenRng, f: &Fixtures, s: &mut S) {
+    s.begin_obj();
+    s.key("user_id");
     match below(r, 10) {
-        0 => J::obj().with("user_id", J::Null),
-        1 => J::obj().with("user_id", J::str("")),
-        _ => J::obj().with("user_id", J::str(Ctx::id_or_random(r, &f.users))),
+        0 => s.null(),
+        1 => s.str_const(""),
+        _ => s.text(Ctx::id_or_random(r, &f.users)),
     }
+    s.end();
 }
 
 /// A stream subscription message (§3.3).
 pub fn stream_filter(r: &mut GenRng) -> J {
-    let mut f = J::obj();
+    Tree::build(|s| stream_filter_to(r, s))
+}
+
+fn stream_filter_to<S: Sink>(r: &mut GenRng, s: &mut S) {
+    s.begin_obj();
+    s.key("type");
+    s.str_const("subscribe");
+    s.key("filters");
+    s.begin_obj();
     if chance(r, 0.6) {
-        f = f.with("level", J::str(*pick(r, LEVELS)));
+        s.key("level");
+        s.str_const(pick_str(r, LEVELS));
     }
     if chance(r, 0.6) {
-        f = f.with("environment", J::str(*pick(r, ENVS)));
+        s.key("environment");
+        s.str_const(pick_str(r, ENVS));
     }
-    J::obj().with("type", J::str("subscribe")).with("filters", f)
+    s.end();
+    s.end();
 }
 
 // ---------------------------------------------------------------- queries
@@ -524,44 +698,71 @@ fn path_arg(r: &mut GenRng, ctx: &Ctx, route: &Route, kind: ParamKind, taken: &O
 
 /// The valid JSON body of a route (None for routes without a body).
 pub fn body(r: &mut GenRng, ctx: &Ctx, route: &Route, taken: &Option<String>) -> Option<J> {
-    Some(match route.body {
-        BodyKind::None => return None,
-        BodyKind::Event => event(r, &ctx.opts),
-        BodyKind::BulkEvent => bulk_event(r, &ctx.opts),
-        BodyKind::Assign => assign(r, &ctx.fixtures),
+    (route.body != BodyKind::None).then(|| Tree::build(|s| body_to(r, ctx, route, taken, s)))
+}
+
+/// [`body`] into any sink (nothing for routes without a body).
+fn body_to<S: Sink>(r: &mut GenRng, ctx: &Ctx, route: &Route, taken: &Option<String>, s: &mut S) {
+    match route.body {
+        BodyKind::None => {}
+        BodyKind::Event => event_to(r, &ctx.opts, s),
+        BodyKind::BulkEvent => bulk_event_to(r, &ctx.opts, s),
+        BodyKind::Assign => assign_to(r, &ctx.fixtures, s),
         BodyKind::AddMember => {
             let user = match taken {
                 Some(u) => u.clone(),
                 None => Ctx::id_or_random(r, &ctx.fixtures.users),
             };
-            add_member(r, &user)
+            add_member_to(r, &user, s)
         }
-        BodyKind::MemberRole => role(r),
-        BodyKind::ApiKeyLabel => api_key_label(r),
-        BodyKind::AlertRule => alert_rule(r),
-        BodyKind::Toggle => toggle(r),
-        BodyKind::Settings => settings(r),
-    })
+        BodyKind::MemberRole => role_to(r, s),
+        BodyKind::ApiKeyLabel => api_key_label_to(r, s),
+        BodyKind::AlertRule => alert_rule_to(r, s),
+        BodyKind::Toggle => toggle_to(r, s),
+        BodyKind::Settings => settings_to(r, s),
+    }
 }
 
 /// A valid request for `id` (or for the route it settles to, see module docs), with its body
 /// as a tree (for the JSON layer) — the request's body bytes are that tree serialised.
 pub fn request(r: &mut GenRng, ctx: &Ctx, id: RouteId) -> (HttpRequest, Option<J>) {
+    request_with(r, ctx, id, |r, route, taken| {
+        let body = body(r, ctx, route, taken);
+        (body.as_ref().map(J::to_bytes).unwrap_or_default(), body)
+    })
+}
+
+/// The same request as [`request`] for the same RNG state, its body written straight to bytes
+/// (no tree: the valid layer's fast path).
+pub fn request_bytes(r: &mut GenRng, ctx: &Ctx, id: RouteId) -> HttpRequest {
+    request_with(r, ctx, id, |r, route, taken| {
+        let bytes =
+            if route.body == BodyKind::None { Vec::new() } else { Bytes::build(|s| body_to(r, ctx, route, taken, s)) };
+        (bytes, ())
+    })
+    .0
+}
+
+fn request_with<T>(
+    r: &mut GenRng,
+    ctx: &Ctx,
+    id: RouteId,
+    body: impl FnOnce(&mut GenRng, &Route, &Option<String>) -> (Vec<u8>, T),
+) -> (HttpRequest, T) {
     let (id, taken) = settle(r, ctx, id);
     let route = Route::get(id);
     let args: Vec<String> = route.params.iter().map(|k| path_arg(r, ctx, route, *k, &taken)).collect();
     let argr: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut target = route.path(&argr);
     target.push_str(&query(r, ctx, route));
-    let body = body(r, ctx, route, &taken);
-    let bytes = body.as_ref().map(J::to_bytes).unwrap_or_default();
+    let (bytes, tree) = body(r, route, &taken);
     let mut req = HttpRequest::new(Some(id), route.method.as_str(), target, bytes);
     if route.auth == crate::api::Auth::ApiKey {
         let key = if ctx.ingest_keys.is_empty() { String::new() } else { pick(r, &ctx.ingest_keys).clone() };
         let name = if chance(r, 0.8) { "x-sentry-auth" } else { "authorization" };
         req.headers.push((name.to_string(), key.into_bytes()));
     }
-    (req, body)
+    (req, tree)
 }
 
 // ---------------------------------------------------------------- WebSocket (§3)
@@ -584,7 +785,7 @@ pub fn ws_script(r: &mut GenRng, ctx: &Ctx, kind: WsPath) -> WsScript {
             headers.push((name.to_string(), key.into_bytes()));
             let small = GenOptions { large_event_ratio: 0.0, ..ctx.opts.clone() };
             for _ in 0..range(r, 1, 4) {
-                let mut f = WsFrame::text(event(r, &small).to_bytes());
+                let mut f = WsFrame::text(Bytes::build(|s| event_to(r, &small, s)));
                 if chance(r, 0.2) {
                     f.opcode = 2;
                 }
@@ -594,7 +795,7 @@ pub fn ws_script(r: &mut GenRng, ctx: &Ctx, kind: WsPath) -> WsScript {
         }
         WsPath::Stream => {
             for _ in 0..range(r, 1, 3) {
-                frames.push(WsFrame::text(stream_filter(r).to_bytes()));
+                frames.push(WsFrame::text(Bytes::build(|s| stream_filter_to(r, s))));
             }
             kind.path(&ctx.fixtures.project_id)
         }

@@ -344,7 +344,7 @@ fn huge_string(r: &mut GenRng, o: &GenOptions, j: &mut J) -> Option<(String, Str
         let ch = *pick(r, &['a', 'é', '€', '😀']);
         // `len` bytes at most: ASCII fills exactly, wider characters fill len / width code points.
         let n = len / ch.len_utf8();
-        let s: String = std::iter::repeat_n(ch, n.max(1)).collect();
+        let s = ch.encode_utf8(&mut [0; 4]).repeat(n.max(1));
         let d = format!("string of {} x {ch:?} ({} bytes)", n.max(1), s.len());
         (J::Str(s.into()), d)
     })
@@ -428,14 +428,11 @@ fn huge_array(r: &mut GenRng, o: &GenOptions, j: &mut J) -> Option<(String, Stri
                 if t.len() <= 64 { String::from_utf8_lossy(&t).into_owned() } else { "null".into() }
             }
         };
+        // `[e,e,...,e]` by repetition (doubling copies, not n pushes).
         let mut s = String::with_capacity(n * (elem.len() + 1) + 2);
         s.push('[');
-        for i in 0..n {
-            if i > 0 {
-                s.push(',');
-            }
-            s.push_str(&elem);
-        }
+        s.push_str(&format!("{elem},").repeat(n - 1));
+        s.push_str(&elem);
         s.push(']');
         let shown: String = elem.chars().take(16).collect();
         (J::Raw(s), format!("array of {n} x {shown}"))
