@@ -3,25 +3,30 @@
 //! Goal: >= 10x what the driver sends (~100k req/s), so generation never limits a run.
 //!
 //! Measured 2026-12-02 on the 2-core machine (bench pinned to core 1, a 60 req/s soak beside
-//! it), mean time per input on one core:
+//! it; valid/dashboard-health, whose code did not change, at its earlier 0.30 us), mean time
+//! per input on one core, after the valid layer started writing bodies straight to bytes:
 //!
-//! | case                     | per input | inputs/s |
-//! |--------------------------|-----------|----------|
-//! | valid/dashboard-health   | 0.30 us   | 3.3 M    |
-//! | valid/all-routes         | 2.6 us    | 387 k    |
-//! | valid/event-small        | 3.9 us    | 258 k    |
-//! | valid/event-large (16-64 KiB) | 175 us | 5.7 k  |
-//! | json/event-small         | 11.5 us   | 87 k     |
-//! | json/all-routes          | 18.6 us   | 54 k     |
-//! | http/all-routes          | 29.9 us   | 33 k     |
-//! | ws/all                   | 17.4 us   | 57 k     |
-//! | default mix (.7/.2/.1)   | 50 us     | 20 k     |
+//! | case                     | per input | inputs/s | before |
+//! |--------------------------|-----------|----------|--------|
+//! | valid/dashboard-health   | 0.30 us   | 3.3 M    | 0.30 us |
+//! | valid/all-routes         | 1.5 us    | 670 k    | 2.6 us |
+//! | valid/event-small        | 2.1 us    | 466 k    | 3.9 us |
+//! | valid/event-large (16-64 KiB) | 76 us | 13 k    | 175 us |
+//! | json/event-small         | 9.7 us    | 103 k    | 11.5 us |
+//! | json/all-routes          | 17.7 us   | 56 k     | 18.6 us |
+//! | http/all-routes          | 28 us     | 35 k     | 29.9 us |
+//! | ws/all                   | 11 us     | 90 k     | 17.4 us |
+//! | default mix (.7/.2/.1)   | 38 us     | 26 k     | 50 us  |
 //!
-//! (2026-11-23, before borrowed member names and the word-at-a-time escape check: 0.35 / 4.4 /
-//! 10.0 / 348 / 18 / 37 / 78 / 27 / 50 us under heavier load.)
+//! Repeats on this virtual machine vary by up to 30 % (later the same day every case, the
+//! unchanged one included, ran 20-30 % slower).
 //!
-//! Only body-less routes meet the 10x goal; event and mutated inputs cost time proportional to
-//! their size (mutators deliberately build up to 1 MiB strings, 100k-element arrays, 10k headers).
+//! Against the driver (README, "Benchmarks": 0.85 CPU-s per 100k requests with keep-alive,
+//! 5.7 with a connection per request as Mesher does): the valid layer is 4-6x cheaper than a
+//! keep-alive send and 27-38x cheaper than a send to Mesher; the mutated layers cost what they
+//! build (strings up to 1 MiB, arrays up to 100 000 elements, 10 000 headers): in a closed-loop
+//! default-mix run against the built-in target, generation was 24 % of the tool's CPU
+//! (perf, DWARF call graphs), most of it the JSON mutators' huge values.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use mesher_stress::db::Fixtures;
