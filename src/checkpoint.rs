@@ -50,7 +50,8 @@ impl Checkpointer {
     /// Write a checkpoint now (`running`: the 1-based phase still going, if any).
     ///
     /// The report is assembled, serialised and rendered on a thread of its own, and the running
-    /// phase's part of it is built on another (see [`on_own_thread`]).
+    /// phase's part of it is built on another (see [`on_own_thread`]); the caller waits, as it
+    /// waited for the same work done in place before.
     pub async fn write(
         &mut self,
         report: &RunReport,
@@ -58,21 +59,19 @@ impl Checkpointer {
         target: Option<&LogHandle>,
     ) -> Result<()> {
         let phase = self.window.snapshot().await;
-        let (report, dir, target) = (report.clone(), self.dir.clone(), target.cloned());
-        let (telemetry, origin, every) = (self.telemetry.clone(), self.origin, self.every);
-        let (done, result) = tokio::sync::oneshot::channel();
-        let write = move || {
-            let r = assemble(report, phase, &telemetry, origin, every, running);
-            let written = crate::report::write_all(&dir, &r);
-            if let (Ok(()), Some(p)) = (&written, target) {
-                crate::run::write_log(&dir.join("target.log"), &p.lines());
-            }
-            let _ = done.send(written);
-        };
-        match std::thread::Builder::new().name("mesher-checkpoint".into()).spawn(write) {
-            Ok(_) => result.await.map_err(|_| anyhow::anyhow!("the checkpoint thread panicked"))??,
-            Err(e) => anyhow::bail!("cannot start the checkpoint thread: {e}"),
-        }
+        let mut written = Ok(());
+        on_own_thread(
+            "mesher-checkpoint",
+            |_: &()| {
+                let r = assemble(report.clone(), phase, &self.telemetry, self.origin, self.every, running);
+                written = crate::report::write_all(&self.dir, &r);
+                if let (Ok(()), Some(p)) = (&written, target) {
+                    crate::run::write_log(&self.dir.join("target.log"), &p.lines());
+                }
+            },
+            &(),
+        );
+        written?;
         self.written += 1;
         Ok(())
     }

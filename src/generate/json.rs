@@ -227,8 +227,6 @@ pub trait Sink {
     /// A member name that is a constant of the generators: it must need no escaping (no
     /// control character, `"` or `\\`; checked in debug builds).
     fn key(&mut self, k: &'static str);
-    /// Any member name.
-    fn key_text(&mut self, k: String);
     /// A string value that is a constant of the generators (the same promise as [`Sink::key`]).
     fn str_const(&mut self, s: &'static str);
     /// Any string value.
@@ -289,9 +287,6 @@ impl Sink for Tree {
     fn key(&mut self, k: &'static str) {
         self.key = Some(Text::Borrowed(k));
     }
-    fn key_text(&mut self, k: String) {
-        self.key = Some(Text::Owned(k));
-    }
     fn str_const(&mut self, s: &'static str) {
         self.put(J::Str(Text::Borrowed(s)));
     }
@@ -309,7 +304,7 @@ impl Sink for Tree {
     fn plain_key_with(&mut self, f: impl FnOnce(&mut String)) {
         let mut s = String::new();
         f(&mut s);
-        self.key_text(s);
+        self.key = Some(Text::Owned(s));
     }
     fn int(&mut self, v: i64) {
         self.put(J::Int(v));
@@ -386,12 +381,6 @@ impl Sink for Bytes {
     fn key(&mut self, k: &'static str) {
         self.sep();
         self.plain(k);
-        self.out.push(b':');
-        self.first = true;
-    }
-    fn key_text(&mut self, k: String) {
-        self.sep();
-        write_str(&k, &mut self.out);
         self.out.push(b':');
         self.first = true;
     }
