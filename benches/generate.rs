@@ -28,7 +28,7 @@
 //! default-mix run against the built-in target, generation was 24 % of the tool's CPU
 //! (perf, DWARF call graphs), most of it the JSON mutators' huge values.
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group};
 use mesher_stress::db::Fixtures;
 use mesher_stress::db::fixtures::SeedOptions;
 use mesher_stress::generate::{GenOptions, Generator, Mix};
@@ -89,6 +89,8 @@ fn bench(c: &mut Criterion) {
                 GenOptions { max_string: 4096, max_array: 1000, max_depth: 500, ..GenOptions::default() },
             ),
         ),
+        // The JSON layer at its default sizes (strings to 1 MiB, arrays to 100 000 elements).
+        ("json/all-routes-full", generator(Mix::only(Layer::Json), GenOptions::default())),
         ("http/all-routes", generator(Mix::only(Layer::Http), GenOptions::default())),
         ("ws/all", generator(Mix::only(Layer::Ws), GenOptions { max_string: 4096, ..small.clone() })),
         ("default-mix", generator(Mix::default(), GenOptions::default())),
@@ -108,4 +110,14 @@ fn bench(c: &mut Criterion) {
 }
 
 criterion_group!(benches, bench);
-criterion_main!(benches);
+
+fn main() {
+    // The binary's allocator settings too (src/main.rs): freed pages go back at once, so a
+    // large body's pages are faulted in afresh each time, as in a run.
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        // SAFETY: sets a process-wide option, no pointers.
+        unsafe { libmimalloc_sys::mi_option_set(15, 0) };
+    }
+    benches();
+    criterion::Criterion::default().configure_from_args().final_summary();
+}

@@ -17,8 +17,11 @@ fn main() -> ExitCode {
     // twice as fast without it (transient multi-MiB buffers — mutated bodies, checkpoints — left
     // their pages resident). The built-in target is this binary too, so its RSS (what soak
     // verdicts read) is affected the same way; not measured separately yet.
-    // SAFETY: sets a process-wide option, no pointers.
-    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
+    // `MIMALLOC_PURGE_DELAY` in the environment (mimalloc's own variable, in ms) still wins.
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        // SAFETY: sets a process-wide option, no pointers.
+        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
+    }
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

@@ -83,10 +83,24 @@ impl HttpRequest {
     /// The exact bytes to send. `host` (e.g. `127.0.0.1:8080`) is added as a `host` header unless
     /// the request already has one (any case).
     pub fn to_wire(&self, host: &str) -> Vec<u8> {
+        self.to_wire_with(host, b"")
+    }
+
+    /// [`HttpRequest::to_wire`] with `extra` (whole header lines, each ending in `\r\n`) after
+    /// the request's own headers; ignored for a raw request, whose bytes are sent as they are.
+    pub fn to_wire_with(&self, host: &str, extra: &[u8]) -> Vec<u8> {
         if let Some(raw) = &self.raw {
             return raw.clone();
         }
-        let mut out = Vec::with_capacity(64 + self.target.len() + self.body.len() + self.headers.len() * 32);
+        let mut out = self.head_with(host, extra, self.body.len());
+        out.extend_from_slice(&self.body);
+        out
+    }
+
+    /// The bytes of [`HttpRequest::to_wire_with`] up to the body (request line, headers, the
+    /// blank line) in a buffer with room for `room` more bytes; for a request that is not raw.
+    pub fn head_with(&self, host: &str, extra: &[u8], room: usize) -> Vec<u8> {
+        let mut out = Vec::with_capacity(64 + extra.len() + self.target.len() + room + self.headers.len() * 32);
         out.extend_from_slice(self.method.as_bytes());
         out.push(b' ');
         out.extend_from_slice(self.target.as_bytes());
@@ -102,8 +116,8 @@ impl HttpRequest {
             out.extend_from_slice(v);
             out.extend_from_slice(b"\r\n");
         }
+        out.extend_from_slice(extra);
         out.extend_from_slice(b"\r\n");
-        out.extend_from_slice(&self.body);
         out
     }
 }

@@ -30,17 +30,25 @@ pub struct Answer {
 
 /// A request ready to go.
 #[allow(clippy::large_enum_variant)] // built and consumed once per request, never stored
-pub enum Prepared {
+pub enum Prepared<'a> {
     Hyper(hyper::Request<Full<Bytes>>),
-    /// Well-formed request bytes for the wire executor; `head`: a HEAD request (no body back).
+    /// Well-formed request bytes for the wire executor: `bytes`, then `body` (the request's own
+    /// body, not copied, when it is larger than [`INLINE_BODY_MAX`]; else empty and the body is
+    /// in `bytes`); `head`: a HEAD request (no body back).
     Wire {
         bytes: Vec<u8>,
+        body: &'a [u8],
         head: bool,
     },
     Raw(Vec<u8>),
 }
 
-impl Prepared {
+/// Bodies up to this size are copied behind the head and go out in one write; larger ones (the
+/// mutators' strings and arrays of up to a MiB and more) are written from the request itself,
+/// after the head: no second copy of a MiB is made (and its pages faulted in) per request.
+pub const INLINE_BODY_MAX: usize = 16 * 1024;
+
+impl Prepared<'_> {
     /// The exact bytes, for raw requests.
     pub fn raw(&self) -> Option<&[u8]> {
         match self {
@@ -121,17 +129,20 @@ impl HttpLane {
         self
     }
 
-    /// The request's bytes for the wire executor (`connection: close` added without keep-alive).
-    fn wire_bytes(&self, r: &HttpRequest) -> Vec<u8> {
-        let mut out = r.to_wire(&self.host);
-        if !self.keep_alive && !r.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("connection")) {
-            let at = out.len() - r.body.len() - 2;
-            out.splice(at..at, b"connection: close\r\n".iter().copied());
+    /// The request's bytes for the wire executor (`connection: close` added without keep-alive):
+    /// the head with the body behind it, or the head and the body apart when the body is larger
+    /// than [`INLINE_BODY_MAX`].
+    fn wire_bytes<'r>(&self, r: &'r HttpRequest) -> (Vec<u8>, &'r [u8]) {
+        let close = !self.keep_alive && !r.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("connection"));
+        let extra: &[u8] = if close { b"connection: close\r\n" } else { b"" };
+        if r.body.len() > INLINE_BODY_MAX {
+            (r.head_with(&self.host, extra, 0), &r.body)
+        } else {
+            (r.to_wire_with(&self.host, extra), &[])
         }
-        out
     }
 
-    async fn send_wire(&mut self, bytes: &[u8], head: bool, keep_body: bool) -> Answer {
+    async fn send_wire(&mut self, bytes: &[u8], body: &[u8], head: bool, keep_body: bool) -> Answer {
         for attempt in 0..2 {
             let reused = self.wire.is_some();
             let mut conn = match self.wire.take() {
@@ -144,7 +155,7 @@ impl HttpLane {
                     Err(outcome) => return Answer { outcome, status: None, body_len: 0, raw: false, body: None },
                 },
             };
-            let a = conn.exchange(bytes, head, self.timeouts, keep_body).await;
+            let a = conn.exchange(bytes, body, head, self.timeouts, keep_body).await;
             if a.nothing && reused && attempt == 0 {
                 // The server had closed the idle connection: once more on a new one.
                 continue;
@@ -218,10 +229,11 @@ impl HttpLane {
 
     /// Decide how `r` goes out: through hyper, or raw (exact bytes) when hyper would refuse or
     /// rewrite it.
-    pub fn prepare(&self, r: &HttpRequest) -> Prepared {
+    pub fn prepare<'r>(&self, r: &'r HttpRequest) -> Prepared<'r> {
         if self.executor == crate::drive::Executor::Wire {
             return if well_formed(r) {
-                Prepared::Wire { bytes: self.wire_bytes(r), head: r.method == "HEAD" }
+                let (bytes, body) = self.wire_bytes(r);
+                Prepared::Wire { bytes, body, head: r.method == "HEAD" }
             } else {
                 Prepared::Raw(r.to_wire(&self.host))
             };
@@ -240,10 +252,10 @@ impl HttpLane {
 
     /// Send a prepared request and read its whole answer.
     /// Send; with `keep_body` the response body is returned in [`Answer::body`].
-    pub async fn send_prepared(&mut self, p: Prepared, keep_body: bool) -> Answer {
+    pub async fn send_prepared(&mut self, p: Prepared<'_>, keep_body: bool) -> Answer {
         let req = match p {
             Prepared::Hyper(req) => req,
-            Prepared::Wire { bytes, head } => return self.send_wire(&bytes, head, keep_body).await,
+            Prepared::Wire { bytes, body, head } => return self.send_wire(&bytes, body, head, keep_body).await,
             Prepared::Raw(bytes) => {
                 self.conns += 1;
                 let a = net::raw_exchange(&self.opts, self.timeouts, &bytes).await;
@@ -328,5 +340,50 @@ pub fn classify(e: &hyper::Error) -> Outcome {
     } else {
         // incomplete message, canceled (connection closed before the answer), closed channel
         Outcome::Closed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn lane(keep_alive: bool) -> HttpLane {
+        let opts = ConnectOpts {
+            addr: "127.0.0.1:9".parse().unwrap(),
+            connect_timeout: Duration::from_secs(1),
+            spread_source: false,
+            linger_zero: false,
+        };
+        let t =
+            Timeouts { connect: Duration::from_secs(1), request: Duration::from_secs(1), body: Duration::from_secs(1) };
+        HttpLane::new(opts, t, keep_alive, "127.0.0.1:9".into()).with_executor(crate::drive::Executor::Wire)
+    }
+
+    #[test]
+    fn wire_bytes_close_the_connection_unless_kept_alive_or_told_otherwise() {
+        let r = HttpRequest::new(None, "POST", "/x".into(), b"{\"a\":1}\r\n\r\n".to_vec());
+        let plain = r.to_wire("127.0.0.1:9");
+        let head_end = plain.len() - r.body.len() - 2;
+        let mut closed = plain.clone();
+        closed.splice(head_end..head_end, b"connection: close\r\n".iter().copied());
+        let joined = |(mut head, body): (Vec<u8>, &[u8])| {
+            head.extend_from_slice(body);
+            head
+        };
+        assert_eq!(lane(false).wire_bytes(&r), (closed, &[][..]));
+        assert_eq!(lane(true).wire_bytes(&r), (plain, &[][..]));
+        let mut own = r.clone();
+        own.headers.push(("Connection".into(), b"keep-alive".to_vec()));
+        assert_eq!(joined(lane(false).wire_bytes(&own)), own.to_wire("127.0.0.1:9"));
+        // A large body stays where it is, behind the head.
+        let big = HttpRequest::new(None, "POST", "/x".into(), vec![b'a'; INLINE_BODY_MAX + 1]);
+        let (head, body) = lane(false).wire_bytes(&big);
+        assert!(std::ptr::eq(body, &big.body[..]));
+        assert!(head.ends_with(b"connection: close\r\n\r\n"));
+        let mut whole = big.to_wire("127.0.0.1:9");
+        let at = whole.len() - big.body.len() - 2;
+        whole.splice(at..at, b"connection: close\r\n".iter().copied());
+        assert_eq!(joined((head, body)), whole);
     }
 }

@@ -184,10 +184,25 @@ impl WireConn {
         self.stream.read_buf(&mut self.buf).await
     }
 
-    /// Send `req` (complete request bytes) and read its answer.
-    pub async fn exchange(&mut self, req: &[u8], head_request: bool, t: Timeouts, keep_body: bool) -> WireAnswer {
+    /// Send `req` and then `body` (the two are the request's bytes; `body` may be empty) and read
+    /// its answer.
+    pub async fn exchange(
+        &mut self,
+        req: &[u8],
+        body: &[u8],
+        head_request: bool,
+        t: Timeouts,
+        keep_body: bool,
+    ) -> WireAnswer {
         self.buf.clear();
-        match tokio::time::timeout(t.request, self.stream.write_all(req)).await {
+        let write = async {
+            self.stream.write_all(req).await?;
+            if !body.is_empty() {
+                self.stream.write_all(body).await?;
+            }
+            Ok::<(), std::io::Error>(())
+        };
+        match tokio::time::timeout(t.request, write).await {
             Err(_) => return WireAnswer::fail(Outcome::Timeout, false),
             Ok(Err(e)) => return WireAnswer::fail(Outcome::from_io_error(&e), reset_like(&e)),
             Ok(Ok(())) => {}

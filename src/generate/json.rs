@@ -23,6 +23,12 @@ pub enum J {
     Str(Text),
     /// Verbatim JSON text (may be invalid JSON on purpose, e.g. after a mutation).
     Raw(String),
+    /// A string of `n` copies of one character (the huge-string mutator's value): held as the
+    /// character and the count, written straight into the output, never a string of its own.
+    RepStr(char, usize),
+    /// `[e,e,…,e]` with `n` ≥ 1 copies of the JSON text `e` (the huge-array mutator's value;
+    /// verbatim text like [`J::Raw`], held as the element and the count).
+    RepArr(String, usize),
     Arr(Vec<J>),
     /// Members in order; duplicate keys allowed.
     Obj(Vec<(Text, J)>),
@@ -65,8 +71,8 @@ impl J {
             J::Null => "null",
             J::Bool(_) => "bool",
             J::Int(_) | J::Float(_) => "number",
-            J::Str(_) => "string",
-            J::Raw(_) => "raw",
+            J::Str(_) | J::RepStr(..) => "string",
+            J::Raw(_) | J::RepArr(..) => "raw",
             J::Arr(_) => "array",
             J::Obj(_) => "object",
         }
@@ -93,6 +99,31 @@ impl J {
             }
             J::Str(s) => write_str(s, out),
             J::Raw(r) => out.extend_from_slice(r.as_bytes()),
+            J::RepStr(c, n) => {
+                let mut b = [0u8; 4];
+                let ch: &str = c.encode_utf8(&mut b);
+                out.push(b'"');
+                if needs_escape(ch.as_bytes()) {
+                    // The escaped character as the unit (no generator draws one; kept exact).
+                    let mut esc = Vec::with_capacity(8);
+                    write_str(ch, &mut esc);
+                    repeat_into(out, &esc[1..esc.len() - 1], *n);
+                } else {
+                    repeat_into(out, ch.as_bytes(), *n);
+                }
+                out.push(b'"');
+            }
+            J::RepArr(e, n) => {
+                out.push(b'[');
+                if *n > 1 {
+                    let mut unit = Vec::with_capacity(e.len() + 1);
+                    unit.extend_from_slice(e.as_bytes());
+                    unit.push(b',');
+                    repeat_into(out, &unit, n - 1);
+                }
+                out.extend_from_slice(e.as_bytes());
+                out.push(b']');
+            }
             J::Arr(a) => {
                 out.push(b'[');
                 for (i, v) in a.iter().enumerate() {
@@ -118,10 +149,32 @@ impl J {
         }
     }
 
+    /// The serialised value, in one allocation of its expected size (plus room for the few
+    /// bytes the byte mutators insert): a body of a MiB is not copied through a chain of
+    /// doubling reallocations.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(256);
+        let mut out = Vec::with_capacity(self.size_hint() + 64);
         self.write(&mut out);
         out
+    }
+
+    /// The length [`J::write`] writes, up to escapes (strings count without them) and floats
+    /// (24 bytes each, at least 3 written): for reserving, never for framing.
+    pub fn size_hint(&self) -> usize {
+        match self {
+            J::Null => 4,
+            J::Bool(b) => 4 + usize::from(!*b),
+            J::Int(i) => i.unsigned_abs().checked_ilog10().map_or(1, |d| d as usize + 1) + usize::from(*i < 0),
+            J::Float(_) => 24,
+            J::Str(s) => s.len() + 2,
+            J::Raw(r) => r.len(),
+            J::RepStr(c, n) => c.len_utf8() * n + 2,
+            J::RepArr(e, n) => (e.len() + 1) * n + 1,
+            J::Arr(a) => 2 + a.len().saturating_sub(1) + a.iter().map(J::size_hint).sum::<usize>(),
+            J::Obj(m) => {
+                2 + m.len().saturating_sub(1) + m.iter().map(|(k, v)| k.len() + 3 + v.size_hint()).sum::<usize>()
+            }
+        }
     }
 
     /// Convert to `serde_json::Value` (duplicate keys: last wins, like serde; raw text parsed,
@@ -134,6 +187,8 @@ impl J {
             J::Float(f) => serde_json::Number::from_f64(*f).map(Value::Number).unwrap_or(Value::Null),
             J::Str(s) => Value::String(s.to_string()),
             J::Raw(r) => serde_json::from_str(r).unwrap_or_else(|_| Value::String(r.clone())),
+            J::RepStr(c, n) => Value::String(c.to_string().repeat(*n)),
+            J::RepArr(..) => serde_json::from_slice(&self.to_bytes()).unwrap_or(Value::Null),
             J::Arr(a) => Value::Array(a.iter().map(J::to_value).collect()),
             J::Obj(m) => {
                 let mut o = serde_json::Map::new();
@@ -485,6 +540,23 @@ fn needs_escape(bytes: &[u8]) -> bool {
     chunks.remainder().iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\')
 }
 
+/// Append `n` copies of `unit` to `out`: one copy, then doubling copies of what is already
+/// there (a MiB in about twenty `memcpy`s, not a million pushes).
+fn repeat_into(out: &mut Vec<u8>, unit: &[u8], n: usize) {
+    let total = unit.len() * n;
+    if total == 0 {
+        return;
+    }
+    out.reserve(total);
+    let start = out.len();
+    out.extend_from_slice(unit);
+    while out.len() - start < total {
+        let have = out.len() - start;
+        let take = have.min(total - have);
+        out.extend_from_within(start..start + take);
+    }
+}
+
 pub(crate) fn itoa_buf() -> [u8; 20] {
     [0; 20]
 }
@@ -527,5 +599,35 @@ mod tests {
         assert_eq!(v["n"].to_string(), i64::MIN.to_string());
         assert_eq!(J::from_value(&v).to_bytes(), b);
         assert_eq!(j.path_text(&[Seg::Member(3), Seg::Index(1)]), "$.l[1]");
+    }
+
+    #[test]
+    fn repeated_values_write_what_their_text_would() {
+        for (c, n) in [('a', 1), ('a', 1000), ('é', 333), ('😀', 7), ('"', 5), ('\n', 3), ('\u{1}', 2)] {
+            let as_text = J::Str(c.to_string().repeat(n).into()).to_bytes();
+            assert_eq!(J::RepStr(c, n).to_bytes(), as_text, "{c:?} x {n}");
+            assert_eq!(J::RepStr(c, n).to_value(), Value::String(c.to_string().repeat(n)));
+        }
+        for (e, n) in [("0", 1), ("0", 2), ("{}", 1000), ("\"x\"", 17)] {
+            let text = format!("[{}]", vec![e; n].join(","));
+            let j = J::RepArr(e.to_string(), n);
+            assert_eq!(j.to_bytes(), text.as_bytes());
+            assert_eq!(j.size_hint(), text.len());
+            assert_eq!(j.to_value(), serde_json::from_str::<Value>(&text).unwrap());
+        }
+        assert_eq!(J::RepStr('€', 10).size_hint(), 32);
+    }
+
+    #[test]
+    fn size_hints_are_exact_but_for_escapes_and_floats() {
+        let j = J::obj()
+            .with("a", J::str("plain"))
+            .with("n", J::Arr(vec![J::Int(0), J::Int(-1), J::Int(9), J::Int(10), J::Int(i64::MIN), J::Int(i64::MAX)]))
+            .with(
+                "",
+                J::Arr(vec![J::Null, J::Bool(true), J::Bool(false), J::Raw("1e400".into()), J::obj(), J::Arr(vec![])]),
+            )
+            .with("r", J::RepStr('x', 5));
+        assert_eq!(j.size_hint(), j.to_bytes().len());
     }
 }

@@ -151,7 +151,7 @@ fn obj_nonempty(j: &J) -> bool {
     matches!(j, J::Obj(m) if !m.is_empty())
 }
 fn scalar(j: &J) -> bool {
-    matches!(j, J::Int(_) | J::Float(_) | J::Str(_) | J::Bool(_) | J::Null | J::Raw(_))
+    matches!(j, J::Int(_) | J::Float(_) | J::Str(_) | J::Bool(_) | J::Null | J::Raw(_) | J::RepStr(..) | J::RepArr(..))
 }
 
 /// Pick a node (excluding the root when possible) for a value replacement.
@@ -343,10 +343,10 @@ fn huge_string(r: &mut GenRng, o: &GenOptions, j: &mut J) -> Option<(String, Str
         };
         let ch = *pick(r, &['a', 'é', '€', '😀']);
         // `len` bytes at most: ASCII fills exactly, wider characters fill len / width code points.
-        let n = len / ch.len_utf8();
-        let s = ch.encode_utf8(&mut [0; 4]).repeat(n.max(1));
-        let d = format!("string of {} x {ch:?} ({} bytes)", n.max(1), s.len());
-        (J::Str(s.into()), d)
+        let n = (len / ch.len_utf8()).max(1);
+        let d = format!("string of {n} x {ch:?} ({} bytes)", n * ch.len_utf8());
+        // Held as (character, count): written once, straight into the body.
+        (J::RepStr(ch, n), d)
     })
 }
 
@@ -424,18 +424,19 @@ fn huge_array(r: &mut GenRng, o: &GenOptions, j: &mut J) -> Option<(String, Stri
             1 => "{}".to_string(),
             2 => "\"x\"".to_string(),
             _ => {
-                let t = old.to_bytes();
-                if t.len() <= 64 { String::from_utf8_lossy(&t).into_owned() } else { "null".into() }
+                // The old value itself when its text is short. Its size hint overestimates by
+                // at most 8x (a float: 24 for at least 3 bytes), so a hint above 512 means more
+                // than 64 bytes: a huge old value (a repeated string) is never written out here.
+                match (old.size_hint() <= 512).then(|| old.to_bytes()) {
+                    Some(t) if t.len() <= 64 => String::from_utf8_lossy(&t).into_owned(),
+                    _ => "null".into(),
+                }
             }
         };
-        // `[e,e,...,e]` by repetition (doubling copies, not n pushes).
-        let mut s = String::with_capacity(n * (elem.len() + 1) + 2);
-        s.push('[');
-        s.push_str(&format!("{elem},").repeat(n - 1));
-        s.push_str(&elem);
-        s.push(']');
         let shown: String = elem.chars().take(16).collect();
-        (J::Raw(s), format!("array of {n} x {shown}"))
+        let d = format!("array of {n} x {shown}");
+        // Held as (element, count): `[e,e,...,e]` is written once, straight into the body.
+        (J::RepArr(elem, n), d)
     })
 }
 
@@ -492,12 +493,36 @@ pub const INVALID_UTF8: &[(&str, &[u8])] = &[
 
 /// Positions just after a `"` (inside strings when the text is JSON), else 0.
 fn string_position(r: &mut GenRng, b: &[u8]) -> usize {
-    let quotes = b.iter().filter(|&&c| c == b'"').count();
+    let quotes = memchr::memchr_iter(b'"', b).count();
     if quotes == 0 {
         return 0;
     }
     let k = below(r, quotes);
-    b.iter().enumerate().filter(|(_, c)| **c == b'"').nth(k).map(|(i, _)| i + 1).unwrap_or(0)
+    memchr::memchr_iter(b'"', b).nth(k).map(|i| i + 1).unwrap_or(0)
+}
+
+/// Printable ASCII (0x20..0x80), the bytes the overlong operator re-encodes.
+fn printable(c: u8) -> bool {
+    c.wrapping_sub(0x20) < 0x60
+}
+
+/// How many bytes of `b` are printable ASCII (a branch-free count the compiler vectorises).
+fn count_printable(b: &[u8]) -> usize {
+    b.iter().map(|&c| usize::from(printable(c))).sum()
+}
+
+/// The position of the `k`-th (from 0) printable ASCII byte of `b`: whole 4 KiB blocks are
+/// counted and skipped, the block holding it is walked.
+fn nth_printable(b: &[u8], mut k: usize) -> Option<usize> {
+    for (i, block) in b.chunks(4096).enumerate() {
+        let n = count_printable(block);
+        if k < n {
+            let (at, _) = block.iter().enumerate().filter(|(_, c)| printable(**c)).nth(k)?;
+            return Some(i * 4096 + at);
+        }
+        k -= n;
+    }
+    None
 }
 
 fn invalid_utf8(r: &mut GenRng, _: &GenOptions, b: &mut Vec<u8>) -> Option<(String, String)> {
@@ -508,12 +533,12 @@ fn invalid_utf8(r: &mut GenRng, _: &GenOptions, b: &mut Vec<u8>) -> Option<(Stri
 }
 
 fn overlong_utf8(r: &mut GenRng, _: &GenOptions, b: &mut Vec<u8>) -> Option<(String, String)> {
-    let ascii = b.iter().filter(|c| c.is_ascii() && **c >= 0x20).count();
+    let ascii = count_printable(b);
     if ascii == 0 {
         return None;
     }
     let k = below(r, ascii);
-    let pos = b.iter().enumerate().filter(|(_, c)| c.is_ascii() && **c >= 0x20).nth(k)?.0;
+    let pos = nth_printable(b, k)?;
     let c = b[pos];
     let (seq, form): (Vec<u8>, &str) = if chance(r, 0.5) {
         (vec![0xc0 | (c >> 6), 0x80 | (c & 0x3f)], "2-byte")
@@ -522,4 +547,22 @@ fn overlong_utf8(r: &mut GenRng, _: &GenOptions, b: &mut Vec<u8>) -> Option<(Str
     };
     b.splice(pos..=pos, seq);
     Some((format!("byte {pos}"), format!("{:?} as overlong {form} form", c as char)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printable_positions_match_a_plain_scan() {
+        // Blocks of 4 KiB with control bytes, UTF-8 and ASCII mixed, across block edges.
+        let b: Vec<u8> = (0..20_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        let naive: Vec<usize> =
+            b.iter().enumerate().filter(|(_, c)| c.is_ascii() && **c >= 0x20).map(|(i, _)| i).collect();
+        assert_eq!(count_printable(&b), naive.len());
+        for k in [0, 1, 100, 4095, 4096, naive.len() / 2, naive.len() - 1] {
+            assert_eq!(nth_printable(&b, k), Some(naive[k]), "k = {k}");
+        }
+        assert_eq!(nth_printable(&b, naive.len()), None);
+    }
 }
