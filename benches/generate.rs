@@ -2,37 +2,44 @@
 //! events. `cargo bench --bench generate -- --warm-up-time 1 --measurement-time 3`.
 //! Goal: >= 10x what the driver sends (~100k req/s), so generation never limits a run.
 //!
-//! Measured 2026-12-02 on the 2-core machine (bench pinned to core 1, a 60 req/s soak beside
-//! it; valid/dashboard-health, whose code did not change, at its earlier 0.30 us), mean time
-//! per input on one core, after the valid layer started writing bodies straight to bytes:
+//! Like a run, the bench uses the binary's allocator settings (freed pages go back at once,
+//! `src/main.rs`) and gives large bodies back as the driver's lanes do (`generate::recycle`).
 //!
-//! | case                     | per input | inputs/s | before |
-//! |--------------------------|-----------|----------|--------|
-//! | valid/dashboard-health   | 0.30 us   | 3.3 M    | 0.30 us |
-//! | valid/all-routes         | 1.5 us    | 670 k    | 2.6 us |
-//! | valid/event-small        | 2.1 us    | 466 k    | 3.9 us |
-//! | valid/event-large (16-64 KiB) | 76 us | 13 k    | 175 us |
-//! | json/event-small         | 9.7 us    | 103 k    | 11.5 us |
-//! | json/all-routes          | 17.7 us   | 56 k     | 18.6 us |
-//! | http/all-routes          | 28 us     | 35 k     | 29.9 us |
-//! | ws/all                   | 11 us     | 90 k     | 17.4 us |
-//! | default mix (.7/.2/.1)   | 38 us     | 26 k     | 50 us  |
+//! Measured 2026-12-02 (session 7) on the 2-core machine, pinned to core 1 with a 60 req/s
+//! soak beside it; mean time per input on one core. "before": the same bench and settings
+//! with huge values already held as (unit, count) but without the recycled body buffers:
 //!
-//! Repeats on this virtual machine vary by up to 30 % (later the same day every case, the
-//! unchanged one included, ran 20-30 % slower).
+//! | case                          | per input | inputs/s | before  |
+//! |-------------------------------|-----------|----------|---------|
+//! | valid/dashboard-health        | 0.37 us   | 2.7 M    | (same code) |
+//! | valid/all-routes              | 2.0 us    | 500 k    | (same code) |
+//! | valid/event-small             | 2.5 us    | 400 k    | (same code) |
+//! | valid/event-large (16-64 KiB) | 87 us     | 11 k     | (same code) |
+//! | json/event-small (4 KiB max)  | 11.5 us   | 87 k     | 12.3 us |
+//! | json/all-routes (4 KiB max)   | 27 us     | 37 k     | 30 us   |
+//! | json/all-routes-full (1 MiB)  | 47 us     | 21 k     | 101 us  |
+//! | http/all-routes               | 66 us     | 15 k     | 65 us   |
+//! | ws/all                        | 28 us     | 36 k     | 19 us   |
+//! | default mix (.7/.2/.1)        | 18 us     | 54 k     | 25 us   |
 //!
-//! Against the driver (README, "Benchmarks": 0.85 CPU-s per 100k requests with keep-alive,
-//! 5.7 with a connection per request as Mesher does): the valid layer is 4-6x cheaper than a
-//! keep-alive send and 27-38x cheaper than a send to Mesher; the mutated layers cost what they
-//! build (strings up to 1 MiB, arrays up to 100 000 elements, 10 000 headers): in a closed-loop
-//! default-mix run against the built-in target, generation was 24 % of the tool's CPU
-//! (perf, DWARF call graphs), most of it the JSON mutators' huge values.
+//! Repeats on this virtual machine vary by up to 30 %; with mimalloc's default purge delay
+//! (`MIMALLOC_PURGE_DELAY=1000`) the mutated layers run about twice as fast (fewer page faults),
+//! which is what earlier sessions' figures measured.
+//!
+//! Against the driver, measured on the same inputs: the tool against `examples/trivial_target`
+//! (keep-alive, 32 lanes, target on core 0, tool on core 1, CPU of the tool from /proc):
+//! valid layer 54.6k req/s at 12.6 us of tool CPU per request, of which generation is ~2 us
+//! (5-6x cheaper than the rest of sending); JSON layer at default sizes 7.2k req/s at 120 us
+//! per request (was 1.9-2.1k req/s at 460-500 us before this session's changes), generation
+//! ~47 us of it: mutated bodies of up to a MiB cost what writing them costs, about what the
+//! kernel's copy into the socket costs. Against Mesher (connection per request, 57 us per
+//! request of driver CPU for a small GET) the valid layer is 28-38x cheaper.
 
 use criterion::{Criterion, Throughput, criterion_group};
 use mesher_stress::db::Fixtures;
 use mesher_stress::db::fixtures::SeedOptions;
 use mesher_stress::generate::{GenOptions, Generator, Mix};
-use mesher_stress::model::{Layer, Source};
+use mesher_stress::model::{Layer, Payload, Source};
 use std::hint::black_box;
 
 // The binary's allocator (src/main.rs), so these figures are what a run gets.
@@ -102,7 +109,11 @@ fn bench(c: &mut Criterion) {
         group.bench_function(*name, |b| {
             b.iter(|| {
                 n += 1;
-                black_box(g.generate(0, n))
+                let x = black_box(g.generate(0, n));
+                // As the driver's lanes do once a request is answered.
+                if let Payload::Http(r) = x.payload {
+                    mesher_stress::generate::recycle(r.body);
+                }
             })
         });
     }

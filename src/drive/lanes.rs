@@ -194,6 +194,10 @@ async fn http_lane(
                     f.accept(m);
                 }
                 finish(&mut rec, &fl, t, key(outcome), intended, from, sent, done);
+                if let Payload::Http(r) = g.payload {
+                    // A large body's buffer serves the next large body (no fresh pages).
+                    crate::generate::recycle(r.body);
+                }
             }
             Payload::Ws(script) => {
                 let Some((opts, host)) = &sh.ws else {

@@ -152,8 +152,9 @@ impl J {
     /// The serialised value, in one allocation of its expected size (plus room for the few
     /// bytes the byte mutators insert): a body of a MiB is not copied through a chain of
     /// doubling reallocations.
+    /// Large bodies come from this thread's [`recycle`]d buffers when one is big enough.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.size_hint() + 64);
+        let mut out = buffer(self.size_hint() + 64);
         self.write(&mut out);
         out
     }
@@ -540,6 +541,66 @@ fn needs_escape(bytes: &[u8]) -> bool {
     chunks.remainder().iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\')
 }
 
+/// Bodies of at least this many bytes are built in recycled buffers.
+const POOL_MIN: usize = 64 * 1024;
+/// Most bytes of buffers a thread keeps for reuse.
+const POOL_MAX_BYTES: usize = 16 << 20;
+/// A spare buffer not taken again within this long is freed.
+const POOL_KEEP: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Spare body buffers (empty, capacities at least [`POOL_MIN`]) with the time each came back.
+type Pool = Vec<(Vec<u8>, std::time::Instant)>;
+
+thread_local! {
+    static POOL: std::cell::RefCell<Pool> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// An empty buffer for `cap` bytes: for a large body, the smallest spare buffer of this thread
+/// that holds it, else a new one.
+fn buffer(cap: usize) -> Vec<u8> {
+    if cap >= POOL_MIN
+        && let Some(b) = POOL.with(|p| pool_take(&mut p.borrow_mut(), cap, std::time::Instant::now()))
+    {
+        return b;
+    }
+    Vec::with_capacity(cap)
+}
+
+/// Give a large body's buffer back for the next large body this thread builds (the driver's
+/// lanes do, once a request is answered). Freed pages go back to the system at once
+/// (`src/main.rs`), so a MiB body in a fresh buffer costs 256 page faults, more than writing
+/// it. A thread keeps at most 16 MiB of spare buffers, each for at most a second: what a run
+/// keeps is what it is using, never a growth (a soak whose large bodies are rare keeps none).
+/// Small buffers are simply freed.
+pub fn recycle(buf: Vec<u8>) {
+    if (POOL_MIN..=POOL_MAX_BYTES).contains(&buf.capacity()) {
+        POOL.with(|p| pool_put(&mut p.borrow_mut(), buf, std::time::Instant::now()));
+    }
+}
+
+fn pool_expire(p: &mut Pool, now: std::time::Instant) {
+    p.retain(|(_, at)| now.saturating_duration_since(*at) < POOL_KEEP);
+}
+
+fn pool_take(p: &mut Pool, cap: usize, now: std::time::Instant) -> Option<Vec<u8>> {
+    pool_expire(p, now);
+    let best = p.iter().enumerate().filter(|(_, (b, _))| b.capacity() >= cap).min_by_key(|(_, (b, _))| b.capacity());
+    best.map(|(i, _)| i).map(|i| p.swap_remove(i).0)
+}
+
+fn pool_put(p: &mut Pool, mut buf: Vec<u8>, now: std::time::Instant) {
+    pool_expire(p, now);
+    buf.clear();
+    p.push((buf, now));
+    // Over the budget: drop the smallest ones.
+    while p.iter().map(|(b, _)| b.capacity()).sum::<usize>() > POOL_MAX_BYTES {
+        match p.iter().enumerate().min_by_key(|(_, (b, _))| b.capacity()).map(|(i, _)| i) {
+            Some(i) => drop(p.swap_remove(i)),
+            None => break,
+        }
+    }
+}
+
 /// Append `n` copies of `unit` to `out`: one copy, then doubling copies of what is already
 /// there (a MiB in about twenty `memcpy`s, not a million pushes).
 fn repeat_into(out: &mut Vec<u8>, unit: &[u8], n: usize) {
@@ -616,6 +677,37 @@ mod tests {
             assert_eq!(j.to_value(), serde_json::from_str::<Value>(&text).unwrap());
         }
         assert_eq!(J::RepStr('€', 10).size_hint(), 32);
+    }
+
+    #[test]
+    fn recycled_buffers_serve_large_bodies_only_and_stay_bounded() {
+        let big = J::RepStr('a', 200_000);
+        let first = big.to_bytes();
+        let ptr = first.as_ptr();
+        recycle(first);
+        let again = big.to_bytes();
+        assert_eq!(again.as_ptr(), ptr, "the recycled buffer is reused");
+        assert_eq!(again, J::Str("a".repeat(200_000).into()).to_bytes());
+        // Small bodies neither take nor leave buffers.
+        let small = J::str("x").to_bytes();
+        assert!(small.capacity() < POOL_MIN);
+        recycle(small);
+        assert_eq!(POOL.with(|p| p.borrow().len()), 0);
+        // A flood of large buffers: the pool keeps at most its budget, the largest first.
+        let t0 = std::time::Instant::now();
+        let mut p = Pool::new();
+        for i in 0..100 {
+            pool_put(&mut p, Vec::with_capacity((1 << 20) + i * 4096), t0);
+        }
+        let kept: usize = p.iter().map(|(b, _)| b.capacity()).sum();
+        assert!((POOL_MAX_BYTES / 2..=POOL_MAX_BYTES).contains(&kept), "{kept}");
+        assert!(pool_take(&mut p, 2 << 20, t0).is_none(), "none holds 2 MiB");
+        let b = pool_take(&mut p, 1 << 20, t0).expect("a buffer of a MiB");
+        assert!(b.capacity() >= 1 << 20 && b.is_empty());
+        // Buffers not taken within POOL_KEEP are freed.
+        assert!(!p.is_empty());
+        assert!(pool_take(&mut p, POOL_MIN, t0 + POOL_KEEP).is_none());
+        assert!(p.is_empty());
     }
 
     #[test]

@@ -36,6 +36,7 @@ pub mod valid;
 pub mod validate;
 
 pub use ids::IdPool;
+pub use json::recycle;
 
 use crate::api::{ROUTES, Route, RouteId, WsPath};
 use crate::db::Fixtures;

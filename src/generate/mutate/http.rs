@@ -65,7 +65,8 @@ pub fn wire(st: &St) -> Vec<u8> {
     if st.no_host {
         let mut r = st.req.clone();
         // `to_wire` adds Host only when no header is named host (any case): build by hand.
-        let mut out = Vec::new();
+        let size = r.headers.iter().map(|(n, v)| n.len() + v.len() + 4).sum::<usize>();
+        let mut out = Vec::with_capacity(64 + r.target.len() + size + r.body.len());
         out.extend_from_slice(r.method.as_bytes());
         out.push(b' ');
         out.extend_from_slice(r.target.as_bytes());
@@ -363,6 +364,7 @@ fn many_headers(r: &mut GenRng, _: &Ctx, st: &mut St) -> Option<(String, String)
     if have >= total {
         return None;
     }
+    st.req.headers.reserve(total - have);
     for i in 0..total - have {
         st.req.headers.push((format!("x-h{i}"), b"1".to_vec()));
     }

@@ -506,9 +506,15 @@ fn printable(c: u8) -> bool {
     c.wrapping_sub(0x20) < 0x60
 }
 
-/// How many bytes of `b` are printable ASCII (a branch-free count the compiler vectorises).
+/// How many bytes of `b` are printable ASCII: branch-free byte counters over 128-byte chunks
+/// (the compiler vectorises them), added up per chunk.
 fn count_printable(b: &[u8]) -> usize {
-    b.iter().map(|&c| usize::from(printable(c))).sum()
+    let mut chunks = b.chunks_exact(128);
+    let mut n = 0usize;
+    for c in &mut chunks {
+        n += usize::from(c.iter().fold(0u8, |acc, &x| acc + u8::from(printable(x))));
+    }
+    n + chunks.remainder().iter().filter(|&&x| printable(x)).count()
 }
 
 /// The position of the `k`-th (from 0) printable ASCII byte of `b`: whole 4 KiB blocks are
