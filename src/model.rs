@@ -92,20 +92,24 @@ impl HttpRequest {
         if let Some(raw) = &self.raw {
             return raw.clone();
         }
-        let mut out = self.head_with(host, extra, self.body.len());
+        let mut out = self.head_with(Some(host), extra, self.body.len());
         out.extend_from_slice(&self.body);
         out
     }
 
     /// The bytes of [`HttpRequest::to_wire_with`] up to the body (request line, headers, the
     /// blank line) in a buffer with room for `room` more bytes; for a request that is not raw.
-    pub fn head_with(&self, host: &str, extra: &[u8], room: usize) -> Vec<u8> {
+    /// `host: None` adds no `host` header even when the request has none (the HTTP mutators'
+    /// missing-Host case).
+    pub fn head_with(&self, host: Option<&str>, extra: &[u8], room: usize) -> Vec<u8> {
         let mut out = Vec::with_capacity(64 + extra.len() + self.target.len() + room + self.headers.len() * 32);
         out.extend_from_slice(self.method.as_bytes());
         out.push(b' ');
         out.extend_from_slice(self.target.as_bytes());
         out.extend_from_slice(b" HTTP/1.1\r\n");
-        if !self.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
+        if let Some(host) = host
+            && !self.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host"))
+        {
             out.extend_from_slice(b"host: ");
             out.extend_from_slice(host.as_bytes());
             out.extend_from_slice(b"\r\n");

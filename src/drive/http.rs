@@ -136,7 +136,7 @@ impl HttpLane {
         let close = !self.keep_alive && !r.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("connection"));
         let extra: &[u8] = if close { b"connection: close\r\n" } else { b"" };
         if r.body.len() > INLINE_BODY_MAX {
-            (r.head_with(&self.host, extra, 0), &r.body)
+            (r.head_with(Some(&self.host), extra, 0), &r.body)
         } else {
             (r.to_wire_with(&self.host, extra), &[])
         }

@@ -63,22 +63,8 @@ pub const WIRE_OPS: &[WireOp] = &[
 /// The request's bytes as they go on the wire (Host added unless `no_host` or present).
 pub fn wire(st: &St) -> Vec<u8> {
     if st.no_host {
-        let mut r = st.req.clone();
-        // `to_wire` adds Host only when no header is named host (any case): build by hand.
-        let size = r.headers.iter().map(|(n, v)| n.len() + v.len() + 4).sum::<usize>();
-        let mut out = Vec::with_capacity(64 + r.target.len() + size + r.body.len());
-        out.extend_from_slice(r.method.as_bytes());
-        out.push(b' ');
-        out.extend_from_slice(r.target.as_bytes());
-        out.extend_from_slice(b" HTTP/1.1\r\n");
-        for (n, v) in r.headers.drain(..) {
-            out.extend_from_slice(n.as_bytes());
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(&v);
-            out.extend_from_slice(b"\r\n");
-        }
-        out.extend_from_slice(b"\r\n");
-        out.extend_from_slice(&r.body);
+        let mut out = st.req.head_with(None, b"", st.req.body.len());
+        out.extend_from_slice(&st.req.body);
         out
     } else {
         st.req.to_wire(RAW_HOST)
