@@ -5,22 +5,27 @@
 //! Like a run, the bench uses the binary's allocator settings (freed pages go back at once,
 //! `src/main.rs`) and gives large bodies back as the driver's lanes do (`generate::recycle`).
 //!
-//! Measured 2026-12-02 (session 7) on the 2-core machine, pinned to core 1 with a 60 req/s
-//! soak beside it; mean time per input on one core. "before": the same bench and settings
-//! with huge values already held as (unit, count) but without the recycled body buffers:
+//! Measured 2026-12-03 (session 8) on the 2-core machine, pinned to core 1, nothing beside it;
+//! mean time per input on one core. "before": session 7's figures (same bench; the HTTP layer
+//! then formatted up to 10 000 header names with `format!` and regrew request heads):
 //!
 //! | case                          | per input | inputs/s | before  |
 //! |-------------------------------|-----------|----------|---------|
-//! | valid/dashboard-health        | 0.37 us   | 2.7 M    | (same code) |
-//! | valid/all-routes              | 2.0 us    | 500 k    | (same code) |
-//! | valid/event-small             | 2.5 us    | 400 k    | (same code) |
-//! | valid/event-large (16-64 KiB) | 87 us     | 11 k     | (same code) |
-//! | json/event-small (4 KiB max)  | 11.5 us   | 87 k     | 12.3 us |
-//! | json/all-routes (4 KiB max)   | 27 us     | 37 k     | 30 us   |
-//! | json/all-routes-full (1 MiB)  | 47 us     | 21 k     | 101 us  |
-//! | http/all-routes               | 66 us     | 15 k     | 65 us   |
-//! | ws/all                        | 28 us     | 36 k     | 19 us   |
-//! | default mix (.7/.2/.1)        | 18 us     | 54 k     | 25 us   |
+//! | valid/dashboard-health        | 0.31 us   | 3.2 M    | 0.37 us |
+//! | valid/all-routes              | 1.6 us    | 620 k    | 2.0 us  |
+//! | valid/event-small             | 2.3 us    | 430 k    | 2.5 us  |
+//! | valid/event-large (16-64 KiB) | 83 us     | 12 k     | 87 us   |
+//! | json/event-small (4 KiB max)  | 9.4 us    | 106 k    | 11.5 us |
+//! | json/all-routes (4 KiB max)   | 23 us     | 43 k     | 27 us   |
+//! | json/all-routes-full (1 MiB)  | 41 us     | 24 k     | 47 us   |
+//! | http/all-routes               | 35 us     | 28 k     | 66 us   |
+//! | ws/all                        | 21 us     | 48 k     | 28 us   |
+//! | default mix (.7/.2/.1)        | 14 us     | 69 k     | 18 us   |
+//!
+//! Side by side with session 7's binary in the same minutes: http/all-routes 38-51 -> 35 us.
+//! Against the built-in reference target (connection per request, PostgreSQL behind it, default
+//! mix, 32 lanes, target on core 0, tool on core 1): 173-318 req/s, bound by the target; the
+//! tool used 17 % of its core and generation ~2-3 % of the tool's CPU.
 //!
 //! Repeats on this virtual machine vary by up to 30 %; with mimalloc's default purge delay
 //! (`MIMALLOC_PURGE_DELAY=1000`) the mutated layers run about twice as fast (fewer page faults),

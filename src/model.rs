@@ -102,7 +102,12 @@ impl HttpRequest {
     /// `host: None` adds no `host` header even when the request has none (the HTTP mutators'
     /// missing-Host case).
     pub fn head_with(&self, host: Option<&str>, extra: &[u8], room: usize) -> Vec<u8> {
-        let mut out = Vec::with_capacity(64 + extra.len() + self.target.len() + room + self.headers.len() * 32);
+        // The exact size (a host line counted even when the request has its own), so a head
+        // with a huge header or thousands of them is not regrown and copied on the way.
+        let lines: usize = self.headers.iter().map(|(n, v)| n.len() + v.len() + 4).sum();
+        let size =
+            self.method.len() + self.target.len() + 12 + host.map_or(0, |h| h.len() + 8) + lines + extra.len() + 2;
+        let mut out = Vec::with_capacity(size + room);
         out.extend_from_slice(self.method.as_bytes());
         out.push(b' ');
         out.extend_from_slice(self.target.as_bytes());
@@ -122,6 +127,7 @@ impl HttpRequest {
         }
         out.extend_from_slice(extra);
         out.extend_from_slice(b"\r\n");
+        debug_assert!(out.len() <= size, "head of {} bytes, {size} reserved", out.len());
         out
     }
 }

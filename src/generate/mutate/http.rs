@@ -322,8 +322,10 @@ fn header_case(r: &mut GenRng, _: &Ctx, st: &mut St) -> Option<(String, String)>
 }
 
 fn huge_header(r: &mut GenRng, _: &Ctx, st: &mut St) -> Option<(String, String)> {
-    // Head = everything up to and including the blank line.
-    let head_len = |st: &St| wire(st).len() - st.req.body.len();
+    // Head = everything up to and including the blank line (what `wire` writes before the
+    // body; built alone, so a large body is not copied to measure it).
+    debug_assert!(st.req.raw.is_none(), "field operators run before the raw bytes exist");
+    let head_len = |st: &St| st.req.head_with((!st.no_host).then_some(RAW_HOST), b"", 0).len();
     let target = match below(r, 6) {
         0 => 8190,
         1 => 8191,
@@ -351,8 +353,14 @@ fn many_headers(r: &mut GenRng, _: &Ctx, st: &mut St) -> Option<(String, String)
         return None;
     }
     st.req.headers.reserve(total - have);
+    // Names by hand rather than `format!`: up to 10 000 of them per input.
+    let mut digits = [0u8; 20];
     for i in 0..total - have {
-        st.req.headers.push((format!("x-h{i}"), b"1".to_vec()));
+        let d = crate::generate::json::fmt_i64(i as i64, &mut digits);
+        let mut name = String::with_capacity(3 + d.len());
+        name.push_str("x-h");
+        name.push_str(std::str::from_utf8(d).expect("ASCII digits"));
+        st.req.headers.push((name, b"1".to_vec()));
     }
     st.raw_needed = true;
     Some(("x-h*".into(), format!("{total} header lines")))
