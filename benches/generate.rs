@@ -31,11 +31,11 @@
 //! (`MIMALLOC_PURGE_DELAY=1000`) the mutated layers run about twice as fast (fewer page faults),
 //! which is what earlier sessions' figures measured.
 //!
-//! Against the driver, measured on the same inputs: the tool against `examples/trivial_target`
+//! Against the driver (session 7), measured on the same inputs: the tool against `examples/trivial_target`
 //! (keep-alive, 32 lanes, target on core 0, tool on core 1, CPU of the tool from /proc):
 //! valid layer 54.6k req/s at 12.6 us of tool CPU per request, of which generation is ~2 us
 //! (5-6x cheaper than the rest of sending); JSON layer at default sizes 7.2k req/s at 120 us
-//! per request (was 1.9-2.1k req/s at 460-500 us before this session's changes), generation
+//! per request (was 1.9-2.1k req/s at 460-500 us before session 7), generation
 //! ~47 us of it: mutated bodies of up to a MiB cost what writing them costs, about what the
 //! kernel's copy into the socket costs. Against Mesher (connection per request, 57 us per
 //! request of driver CPU for a small GET) the valid layer is 28-38x cheaper.
