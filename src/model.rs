@@ -102,8 +102,8 @@ impl HttpRequest {
     /// `host: None` adds no `host` header even when the request has none (the HTTP mutators'
     /// missing-Host case).
     pub fn head_with(&self, host: Option<&str>, extra: &[u8], room: usize) -> Vec<u8> {
-        // The exact size (a host line counted even when the request has its own), so a head
-        // with a huge header or thousands of them is not regrown and copied on the way.
+        // Reserved at its final size (exact but for a host line counted even when the request
+        // has its own), so a head with a huge header or thousands of them is never regrown.
         let lines: usize = self.headers.iter().map(|(n, v)| n.len() + v.len() + 4).sum();
         let size =
             self.method.len() + self.target.len() + 12 + host.map_or(0, |h| h.len() + 8) + lines + extra.len() + 2;

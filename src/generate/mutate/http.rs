@@ -62,13 +62,15 @@ pub const WIRE_OPS: &[WireOp] = &[
 
 /// The request's bytes as they go on the wire (Host added unless `no_host` or present).
 pub fn wire(st: &St) -> Vec<u8> {
-    if st.no_host {
-        let mut out = st.req.head_with(None, b"", st.req.body.len());
-        out.extend_from_slice(&st.req.body);
-        out
-    } else {
-        st.req.to_wire(RAW_HOST)
-    }
+    let mut out = head(st, st.req.body.len());
+    out.extend_from_slice(&st.req.body);
+    out
+}
+
+/// The head [`wire`] writes (request line, headers, blank line), with room for `room` more bytes.
+fn head(st: &St, room: usize) -> Vec<u8> {
+    debug_assert!(st.req.raw.is_none(), "mutated requests get their raw bytes only in `finish`");
+    st.req.head_with((!st.no_host).then_some(RAW_HOST), b"", room)
 }
 
 /// Apply a named field operator.
@@ -322,10 +324,8 @@ fn header_case(r: &mut GenRng, _: &Ctx, st: &mut St) -> Option<(String, String)>
 }
 
 fn huge_header(r: &mut GenRng, _: &Ctx, st: &mut St) -> Option<(String, String)> {
-    // Head = everything up to and including the blank line (what `wire` writes before the
-    // body; built alone, so a large body is not copied to measure it).
-    debug_assert!(st.req.raw.is_none(), "field operators run before the raw bytes exist");
-    let head_len = |st: &St| st.req.head_with((!st.no_host).then_some(RAW_HOST), b"", 0).len();
+    // Head = everything up to and including the blank line (built without the body).
+    let head_len = |st: &St| head(st, 0).len();
     let target = match below(r, 6) {
         0 => 8190,
         1 => 8191,
