@@ -42,6 +42,26 @@ pub fn check_target(url: &str, allow_remote: bool) -> Result<()> {
     Ok(())
 }
 
+/// The socket address of `scheme://host:port[/...]` (or `host:port`): the first address the
+/// host resolves to, IPv4 first (`localhost` is 127.0.0.1, as Mesher's own clients assume).
+pub fn socket_addr(url: &str) -> Result<std::net::SocketAddr> {
+    use std::net::ToSocketAddrs;
+    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+    let authority = rest.split(['/', '?']).next().unwrap_or("");
+    let Some((host, port)) = split_host_port(authority) else {
+        bail!("{url:?}: needs host:port");
+    };
+    let host = if host.eq_ignore_ascii_case("localhost") { "127.0.0.1" } else { host };
+    let addrs: Vec<std::net::SocketAddr> = match (host, port).to_socket_addrs() {
+        Ok(a) => a.collect(),
+        Err(e) => bail!("{url:?}: cannot resolve {host}: {e}"),
+    };
+    match addrs.iter().find(|a| a.is_ipv4()).or(addrs.first()) {
+        Some(a) => Ok(*a),
+        None => bail!("{url:?}: {host} resolves to no address"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -57,5 +77,8 @@ mod tests {
         assert!(check_target("http://10.0.0.1:8080", true).is_ok());
         assert_eq!(split_host_port("[::1]:80"), Some(("::1", 80)));
         assert_eq!(split_host_port("h:x"), None);
+        assert_eq!(socket_addr("http://localhost:8080/x").unwrap().to_string(), "127.0.0.1:8080");
+        assert_eq!(socket_addr("ws://[::1]:8081").unwrap().to_string(), "[::1]:8081");
+        assert!(socket_addr("http://nohost").is_err());
     }
 }

@@ -7,9 +7,9 @@ mod common;
 use common::*;
 use mesher_stress::model::{HttpRequest, Payload};
 use mesher_stress::triage::exec;
-use mesher_stress::watch::TargetCommand;
 use mesher_stress::watch::attach::Attached;
-use mesher_stress::watch::supervisor::{SuperviseOptions, Supervisor, WatchEvent, death_of};
+use mesher_stress::watch::launch::Launch;
+use mesher_stress::watch::supervisor::{HangPolicy, SuperviseOptions, Supervisor, WatchEvent};
 use std::time::Duration;
 
 #[test]
@@ -19,39 +19,40 @@ fn crashy_entry() {
     }
 }
 
-fn cmd() -> TargetCommand {
-    let f = crashy_factory(&[]);
-    TargetCommand { program: f.program.into(), args: f.args, env: f.env, cwd: None }
+fn launch() -> Launch {
+    crashy_factory(&[]).launch()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn death_restart_hang_and_samples() {
     let opts = SuperviseOptions {
-        probe_every: Duration::from_millis(100),
-        probe_timeout: Duration::from_millis(300),
-        hang_after: Duration::from_millis(600),
+        hang: HangPolicy {
+            timeout: Duration::from_millis(600),
+            probe_timeout: Duration::from_millis(300),
+            ..HangPolicy::default()
+        },
         sample_every: Duration::from_millis(100),
         ..SuperviseOptions::default()
     };
-    let mut s = Supervisor::start(cmd(), opts).await.unwrap();
-    let addrs = s.addrs().unwrap();
+    let mut s = Supervisor::start(launch(), opts).await.unwrap();
+    let addrs = s.addrs();
     tokio::time::sleep(Duration::from_millis(450)).await;
 
     // A crash: noticed and classified.
     let body = serde_json::to_vec(&noisy_trigger_body()).unwrap();
     let p = Payload::Http(HttpRequest::new(None, "POST", "/api/v1/events".into(), body));
     tokio::task::spawn_blocking(move || exec::send(&p, &addrs, Duration::from_secs(3))).await.unwrap();
-    let ev = tokio::time::timeout(Duration::from_secs(10), s.next_event()).await.unwrap().unwrap();
+    let ev = tokio::time::timeout(Duration::from_secs(10), s.next_event(None, false)).await.unwrap().unwrap();
     let WatchEvent::Died { exit, tail, .. } = ev else { panic!("{ev:?}") };
     assert_eq!(exit.signal_name.as_deref(), Some("SIGSEGV"));
     assert_eq!(exit.shell_code, 139);
-    assert_eq!(death_of(&exit).key(), "SIGSEGV");
+    assert_eq!(exit.death().key(), "SIGSEGV");
     assert!(tail.iter().any(|l| l.text.contains("listening on")), "{tail:?}");
 
     // Restart behind the readiness gate: an outage interval.
-    let o = s.restart().await.unwrap();
+    let o = s.restart(&|| false).await.unwrap();
     assert!(o.end_s >= o.start_s && o.cause.contains("SIGSEGV"), "{o:?}");
-    let addrs = s.addrs().unwrap();
+    let addrs = s.addrs();
     assert!(
         tokio::task::spawn_blocking(move || exec::send(
             &mesher_stress::triage::oracle::default_probe(),
@@ -67,12 +68,15 @@ async fn death_restart_hang_and_samples() {
     let mut stall = HttpRequest::new(None, "GET", "/x".into(), vec![]);
     stall.headers.push(("x-stall".into(), b"1".to_vec()));
     let held = exec::open_and_hold(&Payload::Http(stall), &addrs, Duration::from_secs(2)).unwrap();
-    let ev = tokio::time::timeout(Duration::from_secs(20), s.next_event()).await.unwrap().unwrap();
+    let ev = tokio::time::timeout(Duration::from_secs(20), s.next_event(None, true)).await.unwrap().unwrap();
     assert!(matches!(ev, WatchEvent::Hung { .. }), "{ev:?}");
     drop(held);
-    s.restart().await.unwrap();
+    let killed = s.kill_hung().await.expect("killed");
+    assert_eq!(killed.signal, Some(libc::SIGKILL));
+    s.restart(&|| false).await.unwrap();
 
-    let r = s.stop().await;
+    let r = s.report();
+    s.stop().await;
     assert_eq!(r.restarts, 2);
     assert_eq!(r.outages.len(), 2);
     assert_eq!(r.outages[1].cause, "hang");

@@ -40,6 +40,36 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool> {
         .with_context(|| format!("cannot connect to PostgreSQL at {}", redact(url)))
 }
 
+/// A run's database (kept alive as long as it is needed).
+pub struct Database {
+    pub url: String,
+    pub pool: PgPool,
+    pub fixtures: Fixtures,
+    /// The throwaway cluster, stopped when dropped.
+    pub cluster: Option<Cluster>,
+}
+
+/// The database a profile asks for: a throwaway cluster unless it names a URL; schema and
+/// fixtures as it says.
+pub async fn setup(spec: &crate::profile::DatabaseSpec, fixtures: &fixtures::SeedOptions) -> Result<Database> {
+    let (url, cluster) = match &spec.url {
+        Some(u) => (u.clone(), None),
+        None => {
+            let c = Cluster::start()?;
+            (c.url().to_string(), Some(c))
+        }
+    };
+    let pool = connect(&url, 8).await?;
+    if spec.schema {
+        schema::apply(&pool).await?;
+    }
+    if spec.reset {
+        schema::reset(&pool).await?;
+    }
+    let fixtures = if spec.seed { fixtures::seed(&pool, fixtures).await?.0 } else { Fixtures::plan(fixtures) };
+    Ok(Database { url, pool, fixtures, cluster })
+}
+
 /// The URL with its password replaced by `***`, for messages.
 pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {

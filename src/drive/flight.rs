@@ -40,6 +40,10 @@ pub struct FlightEntry {
     /// Exact bytes for raw requests when the recorder keeps them.
     #[serde(skip_serializing_if = "Option::is_none", with = "opt_bytes")]
     pub raw: Option<Vec<u8>>,
+    /// The input itself, kept for the few routes whose regeneration depends on the run's state
+    /// (the generators' id pool): everything else regenerates exactly from its seed.
+    #[serde(skip)]
+    pub input: Option<Box<crate::model::Generated>>,
 }
 
 mod system_time_ms {
@@ -106,6 +110,7 @@ impl LaneRecorder {
             answered_after_us: None,
             outcome: None,
             raw: if self.keep_raw { raw.map(|r| r[..r.len().min(64 * 1024)].to_vec()) } else { None },
+            input: None,
         };
         let mut r = self.ring.lock().unwrap_or_else(|p| p.into_inner());
         let id = r.next;
@@ -115,6 +120,15 @@ impl LaneRecorder {
         }
         r.entries.push_back(e);
         Ticket(id)
+    }
+
+    /// Keep the input of a request begun with `t` (see [`FlightEntry::input`]).
+    pub fn keep_input(&self, t: Ticket, g: &crate::model::Generated) {
+        let mut r = self.ring.lock().unwrap_or_else(|p| p.into_inner());
+        let first = r.next - r.entries.len() as u64;
+        if let Some(e) = t.0.checked_sub(first).and_then(|i| r.entries.get_mut(i as usize)) {
+            e.input = Some(Box::new(g.clone()));
+        }
     }
 
     /// Note the answer (or failure) of a request.
@@ -180,6 +194,29 @@ impl FlightRecorder {
             out.extend(r.entries.iter().cloned());
         }
         out
+    }
+
+    /// How long requests have waited without an answer, with no answer to any request since
+    /// (None: nothing waits, or the latest answer came after the oldest waiting request was
+    /// sent, minus that). The watchdog's hang suspicion.
+    pub fn stuck_for(&self, now: Instant) -> Option<std::time::Duration> {
+        let lanes = self.lanes.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let (mut oldest_open, mut last_answer): (Option<Instant>, Option<Instant>) = (None, None);
+        for l in lanes {
+            let r = l.ring.lock().unwrap_or_else(|p| p.into_inner());
+            for e in &r.entries {
+                match (e.outcome, e.answered_after_us) {
+                    (None, _) => oldest_open = Some(oldest_open.map_or(e.sent, |o| o.min(e.sent))),
+                    (Some(_), Some(us)) => {
+                        let at = e.sent + std::time::Duration::from_micros(us);
+                        last_answer = Some(last_answer.map_or(at, |a| a.max(at)));
+                    }
+                    (Some(_), None) => {}
+                }
+            }
+        }
+        let since = oldest_open?.max(last_answer.unwrap_or(oldest_open?));
+        Some(now.saturating_duration_since(since))
     }
 
     /// The suspects when the target died: first every request sent but not answered (oldest

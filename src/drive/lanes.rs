@@ -17,6 +17,7 @@ use crate::drive::http::HttpLane;
 use crate::drive::metrics::{Aggregator, Key, Outcome, Recorder, Sample};
 use crate::drive::net::{ConnectOpts, Timeouts};
 use crate::drive::sched::Schedule;
+use crate::drive::suspects::frame_from;
 use crate::drive::ws::{self, Fanout};
 use crate::drive::{Endpoint, LoadPhase, PhaseCtx, TargetAddr, resolve};
 use crate::model::{Layer, Payload, RequestSeed, Source};
@@ -55,6 +56,9 @@ struct Shared {
     phase: LoadPhase,
     /// The target's state (see [`PhaseCtx::target_state`]).
     target: Option<watch::Receiver<crate::drive::TargetState>>,
+    /// Open-loop arrivals and ingest frames not sent because they fell due while the target was
+    /// down.
+    skipped_down: AtomicU64,
 }
 
 impl Shared {
@@ -73,19 +77,35 @@ impl Shared {
         self.deadline.is_some_and(|d| t >= d)
     }
 
-    /// Closed loop: while the target is down (being restarted), wait for it instead of
-    /// hammering a closed port. False when the phase was stopped meanwhile.
-    async fn wait_until_up(&self, stop: &Stop) -> bool {
-        let Some(d) = &self.target else { return true };
+    /// While the target is down (dead, hung, starting again behind its readiness gate), wait
+    /// for it: no lane sends anything to a target that is not ready, so a restarted server is
+    /// not hit before its gate passed. `Up(None)`: it was up; `Up(Some(t))`: it came back at t.
+    async fn hold_while_down(&self, stop: &Stop) -> Held {
+        let Some(d) = &self.target else { return Held::Up(None) };
         if !d.borrow().down {
-            return true;
+            return Held::Up(None);
         }
         let mut d = d.clone();
         tokio::select! {
-            _ = d.wait_for(|v| !v.down) => true,
-            _ = stop.wait() => false,
+            r = d.wait_for(|v| !v.down) => match r {
+                Ok(_) => Held::Up(Some(Instant::now())),
+                // The watchdog is gone (the phase is ending): nothing to wait for.
+                Err(_) => Held::Up(None),
+            },
+            _ = stop.wait() => Held::Stopped,
         }
     }
+
+    /// [`Shared::hold_while_down`] for lanes that only need to know whether to go on.
+    async fn wait_until_up(&self, stop: &Stop) -> bool {
+        !matches!(self.hold_while_down(stop).await, Held::Stopped)
+    }
+}
+
+/// See [`Shared::hold_while_down`].
+enum Held {
+    Up(Option<Instant>),
+    Stopped,
 }
 
 fn route_of(g: &crate::model::Generated) -> &'static str {
@@ -153,6 +173,16 @@ async fn http_lane(
                 _ = tokio::time::sleep_until(at.into()) => {}
                 _ = stop.wait() => break,
             }
+            // Arrivals due while the target was down are not sent late in a burst at a server
+            // that just came back: they are skipped (counted), the schedule goes on from now.
+            match sh.hold_while_down(&stop).await {
+                Held::Stopped => break,
+                Held::Up(Some(_)) => {
+                    sh.skipped_down.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                Held::Up(None) => {}
+            }
             (SCHEDULE_STREAM, k, at)
         } else {
             if !sh.wait_until_up(&stop).await || !sh.take_budget() {
@@ -171,6 +201,9 @@ async fn http_lane(
             Payload::Http(r) => {
                 let prepared = client.prepare(r);
                 let t = fl.begin(g.seed, g.layer, route, client.conns.max(1), 0, sent, prepared.raw());
+                if r.route.is_some_and(crate::generate::valid::pool_dependent) {
+                    fl.keep_input(t, &g);
+                }
                 let marker = match &sh.fanout {
                     Some(f) if is_ingest_route(r) => ws::event_marker(&r.body).inspect(|m| f.register(m.clone(), sent)),
                     _ => None,
@@ -239,23 +272,9 @@ fn finish(
     sent: Instant,
     done: Instant,
 ) {
-    let answered = !key.outcome.is_error() && key.outcome != Outcome::Interrupted;
+    let answered = key.outcome.is_answer();
     fl.end(t, key.outcome, answered.then_some(done));
     rec.record(key, intended, from, sent, done);
-}
-
-/// The bytes of the n-th WebSocket frame a source offers: the first data frame of a script, or
-/// the body of an HTTP request.
-fn frame_from(g: &crate::model::Generated) -> (Vec<u8>, bool) {
-    match &g.payload {
-        Payload::Ws(s) => s
-            .frames
-            .iter()
-            .find(|f| f.opcode == 1 || f.opcode == 2)
-            .map(|f| (f.payload.clone(), f.opcode == 2))
-            .unwrap_or_default(),
-        Payload::Http(r) => (r.body.clone(), false),
-    }
 }
 
 struct InFlight {
@@ -292,6 +311,22 @@ async fn ws_ingest_lane(
             || sh.requests.is_some_and(|m| sh.issued.load(Ordering::Relaxed) >= m)
         {
             break;
+        }
+        // No reconnect to a target that is not ready (a frame that kills a server would kill
+        // the restarted one before its readiness gate passed); frames due meanwhile are skipped.
+        match sh.hold_while_down(&stop).await {
+            Held::Stopped => break,
+            Held::Up(Some(back)) => {
+                if let Some(p) = period {
+                    let due = back.saturating_duration_since(sh.start + offset).as_secs_f64() / p.as_secs_f64();
+                    let resume = due.ceil() as u64;
+                    if resume > j {
+                        sh.skipped_down.fetch_add(resume - j, Ordering::Relaxed);
+                        j = resume;
+                    }
+                }
+            }
+            Held::Up(None) => {}
         }
         conn_no += 1;
         let t0 = Instant::now();
@@ -512,6 +547,9 @@ async fn ws_stream_lane(
         if stop.is_set() || end.is_some_and(|e| Instant::now() >= e) {
             break;
         }
+        if !sh.wait_until_up(&stop).await {
+            break;
+        }
         let s = tokio::select! {
             r = ws::ws_connect(&opts, sh.timeouts, &host, &path, &[]) => r,
             _ = stop.wait() => break,
@@ -650,6 +688,7 @@ pub(crate) async fn run(
         observer: ctx.observer.clone(),
         phase: phase.clone(),
         target: ctx.target_state.clone(),
+        skipped_down: AtomicU64::new(0),
     });
     let planned = crate::report::Planned::of(phase, sh.schedule.as_ref());
     // Checkpoints may read the report so far until this phase returns.
@@ -766,6 +805,7 @@ pub(crate) async fn run(
     let sending_ended = Instant::now();
     let _ = done_tx.send(true);
     while subscribers.join_next().await.is_some() {}
+    let skipped_down = sh.skipped_down.load(Ordering::Relaxed);
     drop(sh);
     let totals = agg_task.await?;
     let elapsed = Instant::now().saturating_duration_since(start);
@@ -783,6 +823,7 @@ pub(crate) async fn run(
         interrupted: *ctx.stop.borrow(),
         suspects: flight.suspects(20).into_iter().filter(|e| e.answered_after_us.is_none()).collect(),
         interval_log: hlog,
+        skipped_down,
     });
     Ok(report)
 }

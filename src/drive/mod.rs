@@ -17,6 +17,7 @@
 
 pub mod activity;
 pub mod cli;
+pub mod exec;
 pub mod flight;
 pub mod http;
 mod lanes;
@@ -24,6 +25,7 @@ pub mod metrics;
 pub mod net;
 pub mod progress;
 pub mod sched;
+pub mod suspects;
 pub mod window;
 pub mod wire;
 pub mod ws;
@@ -119,6 +121,10 @@ pub struct LoadPhase {
     /// The generators' size knobs (`generate::GenOptions`), passed through untouched like `mix`.
     #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
     pub generate: serde_json::Value,
+    /// Triage of the phase's deaths (`triage::phase::TriageSpec`), passed through untouched like
+    /// `mix`; absent: deaths are recorded with their suspects, not triaged.
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub triage: serde_json::Value,
     /// Shortest stretch without any answer, while at least two requests waited, reported as an
     /// outage (a stall: a pause, a hang; or a death).
     #[serde(default = "default_outage_min", deserialize_with = "de_dur", serialize_with = "ser_dur")]

@@ -81,6 +81,7 @@ impl PhaseWindow {
                     interrupted: false,
                     suspects: Vec::new(),
                     interval_log,
+                    skipped_down: 0,
                 }));
             });
             p.ask.send(look).ok()?;

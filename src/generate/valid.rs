@@ -647,6 +647,19 @@ pub fn query(r: &mut GenRng, ctx: &Ctx, route: &Route) -> String {
 
 // ---------------------------------------------------------------- requests
 
+/// Routes whose request depends on the run's id pool (what earlier answers created): they are
+/// the only ones that do not regenerate exactly from their seed later in a run.
+pub fn pool_dependent(id: RouteId) -> bool {
+    matches!(
+        id,
+        RouteId::MemberRemove
+            | RouteId::MembersAdd
+            | RouteId::MemberRole
+            | RouteId::AlertRuleDelete
+            | RouteId::AlertRulesCreate
+    )
+}
+
 /// The route actually generated when `id` is asked for, given the pool (see module docs), and
 /// the ids taken for it.
 fn settle(r: &mut GenRng, ctx: &Ctx, id: RouteId) -> (RouteId, Option<String>) {

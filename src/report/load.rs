@@ -200,6 +200,14 @@ pub struct PhaseReport {
     /// Deaths the phase survived by restarting the target (`restart = true`).
     #[serde(default)]
     pub restarts: u64,
+    /// Open-loop arrivals and ingest frames not sent because they fell due while the target was
+    /// down (lanes hold until it is ready again; a burst of late requests would hit a server that
+    /// just came back).
+    #[serde(default)]
+    pub skipped_down: u64,
+    /// What triage made of the phase's deaths (`[phases.triage]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub triage: Option<PhaseTriage>,
     /// Latency per soak window (`[phases.soak] window`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub windows: Vec<crate::drive::activity::WindowStat>,
@@ -207,6 +215,8 @@ pub struct PhaseReport {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub soak: Option<crate::report::soak::SoakReport>,
 }
+
+pub use crate::triage::session::PhaseTriage;
 
 /// Why the target did not answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -242,6 +252,16 @@ pub struct Outage {
     /// flight recorder; their seeds regenerate them). Not read back by `mesher-stress report`.
     #[serde(default, skip_deserializing, skip_serializing_if = "Vec::is_empty")]
     pub suspects: Vec<FlightEntry>,
+    /// Deaths: how it died as triage classifies it (`hang` for a target killed because it hung).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub death: Option<crate::watch::Death>,
+    /// Deaths: the exact inputs of the suspects, saved in the run directory (a path relative to
+    /// it, e.g. `deaths/death-3.json`); `mesher-stress minimize --run` triages them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<String>,
+    /// Deaths: the crash bucket triage filed it under.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<String>,
 }
 
 impl Outage {
@@ -281,6 +301,8 @@ pub struct BuildInput<'a> {
     pub interrupted: bool,
     pub suspects: Vec<FlightEntry>,
     pub interval_log: Option<PathBuf>,
+    /// Arrivals skipped because they fell due while the target was down.
+    pub skipped_down: u64,
 }
 
 /// Merges key histograms into one scratch histogram, reused for every merge of a report: a
@@ -429,9 +451,14 @@ impl PhaseReport {
                     restarted: false,
                     detail: String::new(),
                     suspects: Vec::new(),
+                    death: None,
+                    inputs: None,
+                    bucket: None,
                 })
                 .collect(),
             restarts: 0,
+            skipped_down: b.skipped_down,
+            triage: None,
             windows: t.windows.clone(),
             soak: None,
         };

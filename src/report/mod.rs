@@ -83,6 +83,13 @@ pub struct RunReport {
     pub phases: Vec<RunPhase>,
     /// Deaths of the target seen during the run.
     pub crashes: Vec<ExitInfo>,
+    /// Hangs of the target seen during the run (it was killed and, when a phase followed,
+    /// started again).
+    #[serde(default)]
+    pub hangs: Vec<String>,
+    /// The crash buckets the run's deaths landed in (fuzz phases and triaged load phases).
+    #[serde(default)]
+    pub buckets: Vec<RunBucket>,
     /// The target's RSS, descriptors, threads and CPU, sampled from /proc every second.
     #[serde(default)]
     pub telemetry: Vec<crate::watch::sampler::ProcSample>,
@@ -97,6 +104,144 @@ pub struct RunReport {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint: Option<Checkpoint>,
     pub verdict: Verdict,
+}
+
+/// One crash bucket a run hit: what it is, how often this run hit it, where its reproducer is.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RunBucket {
+    pub bucket_id: String,
+    /// `SIGSEGV`, `SIGABRT`, `hang`, `exit-3`.
+    pub death: String,
+    pub route: String,
+    /// `single`, `set`, `cumulative`.
+    pub kind: String,
+    /// Deaths of this run filed under it.
+    pub count: u64,
+    /// When the bucket was first seen (it may predate the run).
+    pub first_seen: String,
+    /// Its directory: `repro.sh`, `request.http`, `payloads.json`, `meta.json`.
+    pub reproducer: PathBuf,
+}
+
+impl RunReport {
+    /// An empty report of a run that starts now.
+    pub fn new(profile: &crate::profile::Profile, seed: u64, started_at: std::time::SystemTime) -> RunReport {
+        RunReport {
+            tool: "mesher-stress".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            profile: profile.name.clone(),
+            profile_file: profile.source.clone(),
+            seed,
+            started: humantime::format_rfc3339_seconds(started_at).to_string(),
+            elapsed_ms: 0,
+            target: String::new(),
+            database: String::new(),
+            phases: Vec::new(),
+            crashes: Vec::new(),
+            hangs: Vec::new(),
+            buckets: Vec::new(),
+            telemetry: Vec::new(),
+            baseline: None,
+            interrupted: false,
+            partial: false,
+            checkpoint: None,
+            verdict: Verdict { failed: false, crashed: false, exit_code: 0 },
+        }
+    }
+
+    /// The target died or hung during the run.
+    pub fn found_crashes(&self) -> bool {
+        !self.crashes.is_empty() || !self.hangs.is_empty()
+    }
+}
+
+/// The buckets the run's phases hit, most hits first: per bucket, the deaths of this run filed
+/// under it (fuzz phases count every hit in their table; load phases one per triaged death).
+pub fn run_buckets(r: &RunReport) -> Vec<RunBucket> {
+    let mut out: Vec<RunBucket> = Vec::new();
+    let mut add = |b: &crate::triage::session::BucketRow, dir: Option<&Path>, n: u64| {
+        if let Some(x) = out.iter_mut().find(|x| x.bucket_id == b.bucket_id) {
+            x.count += n;
+            return;
+        }
+        out.push(RunBucket {
+            bucket_id: b.bucket_id.clone(),
+            death: b.death.clone(),
+            route: b.route.clone(),
+            kind: b.kind.clone(),
+            count: n,
+            first_seen: b.first_seen.clone(),
+            reproducer: dir.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(&b.bucket_id)),
+        });
+    };
+    for p in &r.phases {
+        match p {
+            RunPhase::Fuzz(f) => {
+                for b in &f.buckets {
+                    let hits = f.triage.iter().filter(|t| t.bucket_id.as_deref() == Some(&b.bucket_id)).count() as u64;
+                    if hits == 0 {
+                        continue;
+                    }
+                    let dir = f
+                        .triage
+                        .iter()
+                        .find(|t| t.bucket_id.as_deref() == Some(&b.bucket_id))
+                        .and_then(|t| t.dir.clone());
+                    add(b, dir.as_deref(), hits);
+                }
+            }
+            RunPhase::Load(l) => {
+                let Some(t) = &l.triage else { continue };
+                for b in &t.buckets {
+                    let hits = t.results.iter().filter(|x| x.bucket_id.as_deref() == Some(&b.bucket_id)).count() as u64;
+                    let dir = t
+                        .results
+                        .iter()
+                        .find(|x| x.bucket_id.as_deref() == Some(&b.bucket_id))
+                        .and_then(|x| x.dir.clone());
+                    add(b, dir.as_deref(), hits);
+                }
+            }
+            _ => {}
+        }
+    }
+    out.sort_by(|a, b| b.count.cmp(&a.count).then(a.bucket_id.cmp(&b.bucket_id)));
+    out
+}
+
+/// The report's buckets (reports written before the run-level table derive it from their
+/// phases).
+fn buckets_of(r: &RunReport) -> Vec<RunBucket> {
+    if r.buckets.is_empty() { run_buckets(r) } else { r.buckets.clone() }
+}
+
+/// The run's bucket table as text (terminal).
+pub fn format_buckets(rows: &[RunBucket]) -> String {
+    let mut s = format!(
+        "CRASH BUCKETS ({})
+{:<48} {:<8} {:<22} {:>5}  {:<24} {}
+",
+        rows.len(),
+        "bucket",
+        "signal",
+        "route",
+        "count",
+        "first seen",
+        "reproducer"
+    );
+    for b in rows {
+        s.push_str(&format!(
+            "{:<48} {:<8} {:<22} {:>5}  {:<24} {}
+",
+            b.bucket_id,
+            b.death,
+            b.route,
+            b.count,
+            b.first_seen,
+            b.reproducer.join("repro.sh").display()
+        ));
+    }
+    s
 }
 
 /// When and how far a checkpoint was taken.
@@ -155,6 +300,32 @@ pub fn render_html(r: &RunReport) -> String {
         if ok { "pass" } else { "fail" },
         escape(&verdict_text(r)),
     );
+    let buckets = buckets_of(r);
+    if !buckets.is_empty() || !r.hangs.is_empty() {
+        // In a hunt, what the user came for: before any latency table.
+        b.push_str(&format!("<h2>Crash buckets ({})</h2>", buckets.len()));
+        let rows: Vec<Vec<String>> = buckets
+            .iter()
+            .map(|x| {
+                vec![
+                    escape(&x.bucket_id),
+                    escape(&x.death),
+                    escape(&x.route),
+                    escape(&x.kind),
+                    x.count.to_string(),
+                    escape(&x.first_seen),
+                    format!("<code>{}</code>", escape(&x.reproducer.join("repro.sh").display().to_string())),
+                ]
+            })
+            .collect();
+        b.push_str(&html::table(&["bucket", "signal", "route", "kind", "count", "first seen", "reproducer"], &rows));
+        if !r.hangs.is_empty() {
+            b.push_str(&format!(
+                "<p>Hangs: {}</p>",
+                r.hangs.iter().map(|h| escape(h)).collect::<Vec<_>>().join("<br>")
+            ));
+        }
+    }
     if let Some(c) = r.checkpoint.as_ref().filter(|_| r.partial) {
         b.push_str(&format!(
             "<p class=\"partial\">Checkpoint of {}: the run had not finished{} (checkpoints every {:.0} s). \
@@ -390,24 +561,34 @@ pub fn render_junit(r: &RunReport) -> String {
                     })
                     .collect(),
             }),
-            RunPhase::Fuzz(f) => suites.push(TestSuite {
-                name: "crash-buckets".into(),
-                cases: f
-                    .buckets
-                    .iter()
-                    .map(|b| TestCase {
-                        name: b.bucket_id.clone(),
-                        seconds: 0.0,
-                        outcome: Outcome::Failed {
-                            message: format!("{} on {} ({} hits)", b.death, b.route, b.count),
-                            details: format!("reproducer: corpus/crashes/{}/repro.sh", b.bucket_id),
-                        },
-                        output: String::new(),
-                    })
-                    .collect(),
-            }),
+            RunPhase::Fuzz(_) => {}
             RunPhase::Checks { .. } => {}
         }
+    }
+    // One failing case per crash bucket and per hang: the target died or hung.
+    let buckets = buckets_of(r);
+    if !buckets.is_empty() || !r.hangs.is_empty() {
+        suites.push(TestSuite {
+            name: "crash-buckets".into(),
+            cases: buckets
+                .iter()
+                .map(|b| TestCase {
+                    name: b.bucket_id.clone(),
+                    seconds: 0.0,
+                    outcome: Outcome::Failed {
+                        message: format!("{} on {} ({} hits in this run)", b.death, b.route, b.count),
+                        details: format!("reproducer: {}", b.reproducer.join("repro.sh").display()),
+                    },
+                    output: String::new(),
+                })
+                .chain(r.hangs.iter().enumerate().map(|(i, h)| TestCase {
+                    name: format!("hang-{}", i + 1),
+                    seconds: 0.0,
+                    outcome: Outcome::Failed { message: h.clone(), details: String::new() },
+                    output: String::new(),
+                }))
+                .collect(),
+        });
     }
     if let Some(c) = &r.baseline {
         suites.push(comparison_junit(c));

@@ -1,6 +1,9 @@
 //! Attribution: which input(s) killed the target?
 //!
-//! Order: (1) each suspect alone (suspects come unanswered-first, then most recent first, as
+//! Order: (0) a sweep: the suspects sent one after the other to one fresh target; the input
+//! after which it dies (or hangs) is confirmed alone on a fresh target — one restart instead
+//! of one per suspect, which matters when a load phase had dozens of requests in flight;
+//! (1) each suspect alone (suspects come unanswered-first, then most recent first, as
 //! the flight recorder hands them over), (2) the whole suspect set replayed concurrently, then
 //! ddmin over the set (answers like "these 3 requests at concurrency 2"), (3) cumulative: a
 //! benign request repeated until the target dies; the count is confirmed on a fresh target.
@@ -25,11 +28,14 @@ pub struct AttributionOptions {
     /// Benign request for the cumulative test, and how many to send at most.
     pub benign: Payload,
     pub cumulative_max: u64,
+    /// Start with the sweep (concurrent traffic: the culprit may be any of many suspects);
+    /// off when the first suspect is very likely the culprit (the serial fuzz loop).
+    pub sweep: bool,
 }
 
 impl AttributionOptions {
     pub fn new(benign: Payload) -> AttributionOptions {
-        AttributionOptions { max_alone: 16, max_set: 64, concurrency: 4, benign, cumulative_max: 5000 }
+        AttributionOptions { max_alone: 16, max_set: 64, concurrency: 4, benign, cumulative_max: 5000, sweep: false }
     }
 }
 
@@ -54,6 +60,21 @@ pub fn attribute(
     suspects: &[Generated],
     opts: &AttributionOptions,
 ) -> Result<Attribution> {
+    // 0. The sweep.
+    if opts.sweep
+        && suspects.len() > 1
+        && let Some(i) = oracle
+            .sweep(&suspects.iter().take(opts.max_set).map(|g| g.payload.clone()).collect::<Vec<_>>(), observed)?
+    {
+        // The death may be noticed one input late: the one before is the next candidate.
+        for j in [i, i.wrapping_sub(1)] {
+            let Some(s) = suspects.get(j) else { continue };
+            oracle.restart();
+            if oracle.reproduces(std::slice::from_ref(&s.payload), 1, observed)? {
+                return Ok(Attribution::Single { input: s.clone() });
+            }
+        }
+    }
     // 1. Alone, each on a target that had seen nothing else (the oracle confirms aged deaths).
     for s in suspects.iter().take(opts.max_alone) {
         oracle.restart();

@@ -204,6 +204,10 @@ pub struct Meta {
     pub backtrace: Vec<String>,
     #[serde(default)]
     pub log_tail: Vec<String>,
+    /// The profile of the run that found it (`replay` without target options starts that
+    /// target).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<PathBuf>,
 }
 
 /// `payloads.json`: what replay sends.
@@ -215,6 +219,9 @@ pub struct ReproInputs {
     /// Send the payloads this many times (cumulative crashes), else 1.
     pub repeat: u64,
     pub death: Death,
+    /// The probe the crash was judged with (hangs: a request that needs what the hang holds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<Payload>,
 }
 
 /// The crash corpus directory.

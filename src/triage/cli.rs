@@ -1,9 +1,12 @@
 //! `mesher-stress replay` and `mesher-stress minimize`.
 //!
 //! Target selection (shared): `--target-cmd "PROG ARGS"` (split on whitespace; addresses from
-//! its `listening on` lines, or fixed with `--http`/`--ws`), `--profile FILE` (its `[target]`),
-//! `--http URL` alone (a running server: no restarts, death seen as "stopped answering"), or
-//! the built-in target (`--fault NAME[=P]`, on a throwaway PostgreSQL started once).
+//! its `listening on` lines, or fixed with `--http`/`--ws`), `--profile FILE` (its `[target]`,
+//! `[watchdog]` and database, exactly as `run` starts it), `--http URL` alone (a running server:
+//! no restarts, death seen as "stopped answering"), `--fault NAME[=P]` (the built-in target on
+//! a throwaway PostgreSQL). With none of them: the profile of the run the reproducers came from
+//! (`minimize --run`: the run directory's `profile.toml`; `replay`: the profile the buckets
+//! record), else the built-in target without faults.
 //!
 //! `replay` exit codes: 0 every bucket fixed (no death in any try); 1 some bucket still crashes
 //! or is flaky (or could not be tested because a running target died); 5 tool error.
@@ -19,7 +22,6 @@ use crate::model::{Generated, HttpRequest, Layer, Payload, RequestSeed};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde::Serialize;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -74,9 +76,20 @@ pub struct ReplayArgs {
 }
 
 #[derive(Debug, Clone, Args)]
+#[command(after_help = "Exit codes: 3 a crash was reproduced and filed (or counted in its bucket) · 1 nothing \
+reproduced · 5 tool error")]
 pub struct MinimizeArgs {
     /// A request file: raw HTTP bytes, or a model::Generated / model::Payload as JSON.
-    pub file: PathBuf,
+    #[arg(required_unless_present = "run", conflicts_with = "run")]
+    pub file: Option<PathBuf>,
+    /// Triage the deaths of a run instead: the exact inputs in flight around each death, as its
+    /// load phases saved them (`RUN_DIR/deaths/death-N.json`, listed in its report.json). The
+    /// target defaults to the run's own (its `profile.toml`).
+    #[arg(long, value_name = "RUN_DIR")]
+    pub run: Option<PathBuf>,
+    /// With --run: only death N (as numbered in `deaths/death-N.json` and `target-N.log`).
+    #[arg(long, value_name = "N", requires = "run")]
+    pub outage: Option<usize>,
     #[command(flatten)]
     pub target: TargetOpts,
     /// Corpus directory the bucket is written to.
@@ -96,55 +109,68 @@ pub struct MinimizeArgs {
     pub tries: usize,
 }
 
-fn url_addr(url: &str) -> Result<SocketAddr> {
-    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
-    let auth = rest.split(['/', '?']).next().unwrap_or("");
-    let (h, p) = crate::safety::split_host_port(auth).with_context(|| format!("{url:?}: no host:port"))?;
-    let h = if h.eq_ignore_ascii_case("localhost") { "127.0.0.1" } else { h };
-    format!("{h}:{p}")
-        .parse()
-        .or_else(|_| format!("[{h}]:{p}").parse())
-        .with_context(|| format!("{url:?}: bad address"))
-}
-
 /// A resolved target: a factory, plus what must live as long as it (a throwaway database).
 pub struct Resolved {
     pub factory: Option<Box<dyn TargetFactory>>,
     /// Set when the target is an already running server.
     pub running: Option<Addrs>,
+    /// The target's readiness probe (also the hang probe) when it has one of its own.
+    pub probe: Option<Payload>,
+    pub _db: Option<crate::db::Database>,
     pub _cluster: Option<crate::db::Cluster>,
 }
 
-fn builtin(faults: &[String], http_port: u16, ws_port: u16) -> Result<Resolved> {
+impl Resolved {
+    fn running(addrs: Addrs) -> Resolved {
+        Resolved { factory: None, running: Some(addrs), probe: None, _db: None, _cluster: None }
+    }
+}
+
+fn builtin(faults: &[String]) -> Result<Resolved> {
     // On the calling thread: the cluster dies with the thread that started it (PDEATHSIG), and
     // the caller (replay/minimize's blocking task) lives as long as the cluster is needed.
     let cluster = crate::db::Cluster::start()?;
     let exe = std::env::current_exe().context("cannot find the mesher-stress executable")?;
-    let mut args = vec![
-        "target".to_string(),
-        "--http-port".into(),
-        http_port.to_string(),
-        "--ws-port".into(),
-        ws_port.to_string(),
-        "--database-url".into(),
-        cluster.url().to_string(),
-        "--prepare-db".into(),
-    ];
-    for f in faults {
-        args.push("--fault".into());
-        args.push(f.clone());
-    }
-    let f = CommandFactory::new(exe.to_string_lossy().to_string(), args);
-    Ok(Resolved { factory: Some(Box::new(f)), running: None, _cluster: Some(cluster) })
+    let mut cmd = crate::watch::TargetCommand::builtin(exe, cluster.url(), faults, false, (0, 0));
+    cmd.args.push("--prepare-db".into());
+    let launch =
+        crate::watch::launch::Launch::new(cmd, crate::watch::launch::Ports::Announced, super::oracle::default_probe());
+    Ok(Resolved { factory: Some(Box::new(launch)), running: None, probe: None, _db: None, _cluster: Some(cluster) })
 }
 
-/// Resolve the target options (may start PostgreSQL for the built-in target).
-pub fn resolve(t: &TargetOpts, g: &Global) -> Result<Resolved> {
+/// The target of a profile, started as `run` starts it (its database set up the same way).
+/// Call from a blocking thread inside the runtime.
+fn from_profile(path: &Path, g: &Global) -> Result<Resolved> {
+    let prof = crate::profile::Profile::load(path)?;
+    if let crate::profile::TargetSpec::Url { http, ws } = &prof.target {
+        crate::safety::check_target(http, g.allow_remote)?;
+        crate::safety::check_target(ws, g.allow_remote)?;
+        return Ok(Resolved::running(Addrs {
+            http: crate::safety::socket_addr(http)?,
+            ws: Some(crate::safety::socket_addr(ws)?),
+        }));
+    }
+    if let crate::profile::TargetSpec::Command { http, ws, .. } = &prof.target {
+        for u in [http, ws].into_iter().flatten() {
+            crate::safety::check_target(u, g.allow_remote)?;
+        }
+    }
+    let db = tokio::runtime::Handle::current()
+        .block_on(crate::db::setup(&prof.database, &prof.fixtures))
+        .with_context(|| format!("the database of {}", path.display()))?;
+    let launch = prof.launch(&db.url, &db.fixtures)?.expect("not a url target");
+    let probe = Some(launch.readiness.probe.clone());
+    Ok(Resolved { factory: Some(Box::new(launch)), running: None, probe, _db: Some(db), _cluster: None })
+}
+
+/// Resolve the target options (may start PostgreSQL); `fallback` is the profile used when no
+/// target option is given.
+pub fn resolve(t: &TargetOpts, g: &Global, fallback: Option<&Path>) -> Result<Resolved> {
     for u in [&t.http, &t.ws].into_iter().flatten() {
         crate::safety::check_target(u, g.allow_remote)?;
     }
-    let http = t.http.as_deref().map(url_addr).transpose()?;
-    let ws = t.ws.as_deref().map(url_addr).transpose()?;
+    let http = t.http.as_deref().map(crate::safety::socket_addr).transpose()?;
+    let ws = t.ws.as_deref().map(crate::safety::socket_addr).transpose()?;
     if let Some(cmd) = &t.target_cmd {
         let mut parts = cmd.split_whitespace().map(str::to_string);
         let prog = parts.next().context("--target-cmd is empty")?;
@@ -156,37 +182,27 @@ pub fn resolve(t: &TargetOpts, g: &Global) -> Result<Resolved> {
         f.cwd = t.target_cwd.clone();
         f.http = http;
         f.ws = ws;
-        return Ok(Resolved { factory: Some(Box::new(f)), running: None, _cluster: None });
+        return Ok(Resolved {
+            factory: Some(Box::new(f.launch())),
+            running: None,
+            probe: None,
+            _db: None,
+            _cluster: None,
+        });
     }
     if let Some(p) = &t.profile {
-        let prof = crate::profile::Profile::load(p)?;
-        return match prof.target {
-            crate::profile::TargetSpec::Command { command, env, cwd, http, ws, ready_timeout, .. } => {
-                let mut f = CommandFactory::new(command[0].clone(), command[1..].to_vec());
-                f.env = env;
-                f.cwd = cwd;
-                f.http = Some(url_addr(&http)?);
-                f.ws = Some(url_addr(&ws)?);
-                f.ready_timeout = ready_timeout;
-                Ok(Resolved { factory: Some(Box::new(f)), running: None, _cluster: None })
-            }
-            crate::profile::TargetSpec::Builtin { faults, http_port, ws_port, .. } => {
-                builtin(&faults, http_port, ws_port)
-            }
-            crate::profile::TargetSpec::Url { http, ws } => {
-                crate::safety::check_target(&http, g.allow_remote)?;
-                Ok(Resolved {
-                    factory: None,
-                    running: Some(Addrs { http: url_addr(&http)?, ws: Some(url_addr(&ws)?) }),
-                    _cluster: None,
-                })
-            }
-        };
+        return from_profile(p, g);
     }
     if let Some(h) = http {
-        return Ok(Resolved { factory: None, running: Some(Addrs { http: h, ws }), _cluster: None });
+        return Ok(Resolved::running(Addrs { http: h, ws }));
     }
-    builtin(&t.faults, 0, 0)
+    if !t.faults.is_empty() {
+        return builtin(&t.faults);
+    }
+    match fallback {
+        Some(p) => from_profile(p, g),
+        None => builtin(&[]),
+    }
 }
 
 /// Reproducer directories under the given paths.
@@ -229,11 +245,13 @@ pub fn replay_dirs(
     tries: usize,
     oopts: OracleOptions,
 ) -> Result<Vec<ReplayRow>> {
-    let mut oracle = Oracle::new(factory, oopts);
+    let mut oracle = Oracle::new(factory, oopts.clone());
     let mut rows = Vec::new();
     for d in dirs {
         let inputs = bucket::read_inputs(d)?;
         let send = repeat(&inputs);
+        // A hang is judged with the probe it was found with (one that needs what the hang holds).
+        oracle.opts.probe = inputs.probe.clone().unwrap_or_else(|| oopts.probe.clone());
         let hits = oracle.rate(&send, inputs.concurrency, &inputs.death, tries)?;
         rows.push(ReplayRow {
             dir: d.clone(),
@@ -279,7 +297,7 @@ pub fn replay_running(addrs: Addrs, dirs: &[PathBuf], oopts: &OracleOptions) -> 
             if matches!(inputs.death, Death::Hang) {
                 let held: Vec<_> = send.iter().filter_map(|p| exec::open_and_hold(p, &addrs, oopts.timeout)).collect();
                 std::thread::sleep(oopts.hold);
-                let probe = exec::send(&oopts.probe, &addrs, oopts.probe_timeout);
+                let probe = exec::send(inputs.probe.as_ref().unwrap_or(&oopts.probe), &addrs, oopts.probe_timeout);
                 drop(held);
                 row.tries = 1;
                 row.hits = matches!(probe, Reply::Timeout) as usize;
@@ -298,11 +316,24 @@ pub fn replay_running(addrs: Addrs, dirs: &[PathBuf], oopts: &OracleOptions) -> 
     Ok(rows)
 }
 
-fn oracle_opts(t: &TargetOpts) -> OracleOptions {
-    let mut o = OracleOptions::new(super::oracle::default_probe());
+fn oracle_opts(t: &TargetOpts, r: &Resolved) -> OracleOptions {
+    let mut o = OracleOptions::new(r.probe.clone().unwrap_or_else(super::oracle::default_probe));
     o.grace = t.grace;
     o.timeout = t.timeout;
     o
+}
+
+/// The profile the buckets were found with, when they all name the same one and it exists.
+fn recorded_profile(dirs: &[PathBuf]) -> Option<PathBuf> {
+    let mut found: Option<PathBuf> = None;
+    for d in dirs {
+        let p = bucket::read_meta(d).ok()?.profile?;
+        match &found {
+            Some(f) if *f != p => return None,
+            _ => found = Some(p),
+        }
+    }
+    found.filter(|p| p.exists())
 }
 
 /// `mesher-stress replay`.
@@ -314,8 +345,8 @@ pub async fn replay_main(args: ReplayArgs, g: &Global) -> Result<u8> {
         if dirs.is_empty() {
             bail!("no reproducer directories (with payloads.json) under {:?}", args.paths);
         }
-        let r = resolve(&args.target, &g)?;
-        let oopts = oracle_opts(&args.target);
+        let r = resolve(&args.target, &g, recorded_profile(&dirs).as_deref())?;
+        let oopts = oracle_opts(&args.target, &r);
         match (&r.factory, r.running) {
             (Some(f), _) => replay_dirs(f.as_ref(), &dirs, args.tries.max(1), oopts),
             (None, Some(a)) => replay_running(a, &dirs, &oopts),
@@ -402,41 +433,112 @@ pub fn read_request_file(path: &Path) -> Result<Generated> {
 
 /// `mesher-stress minimize`.
 pub async fn minimize_main(args: MinimizeArgs, g: &Global) -> Result<u8> {
+    if let Some(run) = args.run.clone() {
+        return minimize_run(args, run, g).await;
+    }
     let g = g.clone();
     let gj = g.json;
     let quiet = g.quiet;
     let report = tokio::task::spawn_blocking(move || -> Result<super::session::TriageReport> {
-        let input = read_request_file(&args.file)?;
-        let r = resolve(&args.target, &g)?;
+        let input = read_request_file(args.file.as_deref().expect("clap: FILE or --run"))?;
+        let r = resolve(&args.target, &g, None)?;
         let Some(f) = &r.factory else {
             bail!("minimize needs a target it can restart: give --target-cmd, --profile or --fault");
         };
         let store = bucket::Store::open(&args.corpus)?;
-        let mut opts = TriageOptions { oracle: oracle_opts(&args.target), ..TriageOptions::default() };
-        opts.attribution.benign = opts.oracle.probe.clone();
-        opts.gdb = args.gdb;
-        opts.max_executions = args.max_executions;
-        opts.max_time = args.max_time;
-        opts.repro_tries = args.tries;
-        opts.run_seed = g.seed;
-        let mut t = Triager::new(f.as_ref(), store, opts);
+        let mut t = Triager::new(f.as_ref(), store, triage_opts(&args, &r, g.seed, args.target.profile.clone()));
         t.minimize_input(input)
     })
     .await??;
     if gj {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else if !quiet {
-        println!(
-            "{} {}: {} bytes -> {} bytes, {} executions, {} restarts, {:.1}s -> {}",
-            report.death,
-            report.kind,
-            report.size_before,
-            report.size_after,
-            report.executions,
-            report.restarts,
-            report.seconds,
-            report.dir.as_ref().map(|d| d.display().to_string()).unwrap_or("(not reproduced)".into())
-        );
+        println!("{}", describe_report(&report));
     }
     Ok(if report.bucket_id.is_some() { crate::exit::CRASHED } else { crate::exit::FAILED })
+}
+
+fn triage_opts(args: &MinimizeArgs, r: &Resolved, seed: Option<u64>, profile: Option<PathBuf>) -> TriageOptions {
+    let mut opts = TriageOptions { oracle: oracle_opts(&args.target, r), ..TriageOptions::default() };
+    opts.attribution.benign = opts.oracle.probe.clone();
+    opts.gdb = args.gdb;
+    opts.max_executions = args.max_executions;
+    opts.max_time = args.max_time;
+    opts.repro_tries = args.tries;
+    opts.run_seed = seed;
+    opts.profile = profile.map(|p| std::fs::canonicalize(&p).unwrap_or(p));
+    opts
+}
+
+fn describe_report(r: &super::session::TriageReport) -> String {
+    format!(
+        "{} {}: {} bytes -> {} bytes, {} executions, {} restarts, {:.1}s -> {}",
+        r.death,
+        r.kind,
+        r.size_before,
+        r.size_after,
+        r.executions,
+        r.restarts,
+        r.seconds,
+        r.dir.as_ref().map(|d| d.display().to_string()).unwrap_or("(not reproduced)".into())
+    )
+}
+
+/// The deaths a run saved (its report.json lists them with their input files), in order.
+pub fn run_deaths(run: &Path, only: Option<usize>) -> Result<Vec<super::DeathRecord>> {
+    let report: crate::report::RunReport = crate::report::compare::read_report(run)?.1;
+    let mut out = Vec::new();
+    for p in &report.phases {
+        let crate::report::RunPhase::Load(l) = p else { continue };
+        for o in &l.outages {
+            let Some(rel) = &o.inputs else { continue };
+            let path = run.join(rel);
+            let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+            let rec: super::DeathRecord =
+                serde_json::from_slice(&bytes).with_context(|| format!("{} is not a death record", path.display()))?;
+            if only.is_none_or(|n| n == rec.n) {
+                out.push(rec);
+            }
+        }
+    }
+    if out.is_empty() {
+        match only {
+            Some(n) => bail!("{}: no death {n} with saved inputs (see deaths/ and report.json)", run.display()),
+            None => bail!("{}: no deaths with saved inputs in its report.json", run.display()),
+        }
+    }
+    Ok(out)
+}
+
+/// `minimize --run RUN_DIR [--outage N]`.
+async fn minimize_run(args: MinimizeArgs, run: PathBuf, g: &Global) -> Result<u8> {
+    let g = g.clone();
+    let (gj, quiet) = (g.json, g.quiet);
+    let t = tokio::task::spawn_blocking(move || -> Result<super::session::PhaseTriage> {
+        let records = run_deaths(&run, args.outage)?;
+        let own = run.join("profile.toml");
+        let fallback = own.exists().then_some(own.clone());
+        let r = resolve(&args.target, &g, fallback.as_deref())?;
+        let Some(f) = &r.factory else {
+            bail!("minimize needs a target it can restart: give --target-cmd, --profile or --fault");
+        };
+        let profile = args.target.profile.clone().or(fallback);
+        let opts = triage_opts(&args, &r, g.seed, profile);
+        if !quiet && !gj {
+            eprintln!("minimize: {} death(s) of {} against {}", records.len(), run.display(), f.describe());
+        }
+        let store = bucket::Store::open(&args.corpus)?;
+        let budget = args.max_time * records.len().max(1) as u32;
+        super::session::triage_records(f.as_ref(), store, opts, &records, budget, &crate::signals::was_interrupted)
+    })
+    .await??;
+    if gj {
+        println!("{}", serde_json::to_string_pretty(&t)?);
+    } else if !quiet {
+        for r in &t.results {
+            println!("{}", describe_report(r));
+        }
+        print!("{}", super::session::format_table(&t.buckets));
+    }
+    Ok(if t.results.iter().any(|r| r.bucket_id.is_some()) { crate::exit::CRASHED } else { crate::exit::FAILED })
 }

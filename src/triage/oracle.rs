@@ -163,6 +163,36 @@ impl<'f> Oracle<'f> {
         }
     }
 
+    /// Send `inputs` one after the other to one fresh target, each waited for a moment; the
+    /// index of the input after which it died the way `expect` says (for a hang: whose answer
+    /// timed out and after which the probe timed out too). None: it survived them all, or died
+    /// another way.
+    pub fn sweep(&mut self, inputs: &[Payload], expect: &Death) -> Result<Option<usize>> {
+        self.restart();
+        let opts = self.opts.clone();
+        let addrs = self.live()?.addrs();
+        let settle = (opts.grace / 4).max(Duration::from_millis(30));
+        for (i, p) in inputs.iter().enumerate() {
+            let reply = exec::send(p, &addrs, opts.timeout);
+            self.stats.sends += 1;
+            self.sent_to_current += 1;
+            let t = self.target.as_ref().expect("live");
+            if let Some(d) = t.wait_death(settle) {
+                self.last_log = t.log_tail();
+                return Ok(d.same_kind(expect).then_some(i));
+            }
+            if matches!(expect, Death::Hang) && matches!(reply, Reply::Timeout) {
+                let probe = exec::send(&opts.probe, &addrs, opts.probe_timeout);
+                self.stats.sends += 1;
+                if matches!(probe, Reply::Timeout) {
+                    self.restart();
+                    return Ok(Some(i));
+                }
+            }
+        }
+        Ok(None)
+    }
+
     /// Reproduction rate over `tries` fresh targets (each try restarts).
     pub fn rate(&mut self, inputs: &[Payload], concurrency: usize, expect: &Death, tries: usize) -> Result<usize> {
         let mut hits = 0;

@@ -4,12 +4,12 @@
 //! [`crate::generate::Generator`] with the phase's `mix` (default: fuzz-heavy, ingestion
 //! weighted up); the generators know the API, not the target's planted faults.
 //!
-//! Limitation: only `kind = "builtin"` targets for now (each incarnation is spawned on free ports
-//! on the run's database, next to the run's own target); the profile validation says so.
+//! The run lends its own target to the phase ([`crate::watch::launch::Launch`] with the ports
+//! pinned): built-in and command targets alike, every incarnation on the same ports, never a
+//! second copy beside the run's. The readiness probe of the launch is also the hang probe.
 
 use super::bucket::Store;
 use super::session::{self, FuzzOptions, FuzzReport, ReplaySender, TriageOptions};
-use super::target::CommandFactory;
 use crate::model::Source;
 use anyhow::{Result, bail};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -39,6 +39,7 @@ dur_default!(d_hang, Duration::from_secs(2));
 dur_default!(d_grace, Duration::from_millis(300));
 dur_default!(d_timeout, Duration::from_secs(5));
 dur_default!(d_max_time, Duration::from_secs(180));
+dur_default!(d_budget, Duration::from_secs(600));
 
 fn yes() -> bool {
     true
@@ -130,6 +131,10 @@ pub struct TriageSpec {
     pub cumulative_max: u64,
     #[serde(default = "d_conc")]
     pub concurrency: usize,
+    /// A load phase's triage (after its traffic): at most this long for all its deaths; deaths
+    /// not reached keep their suspects in the run directory (`minimize --run`).
+    #[serde(deserialize_with = "de_dur", serialize_with = "ser_dur", default = "d_budget")]
+    pub budget: Duration,
 }
 
 impl Default for TriageSpec {
@@ -141,50 +146,47 @@ impl Default for TriageSpec {
 impl FuzzPhaseSpec {
     /// Checks the profile validation runs.
     pub fn validate(&self, target: &crate::profile::TargetSpec) -> Result<()> {
-        if !matches!(target, crate::profile::TargetSpec::Builtin { .. }) {
-            bail!("phases: kind = \"fuzz\" needs target kind = \"builtin\" in this version");
+        if matches!(target, crate::profile::TargetSpec::Url { .. }) {
+            bail!(
+                "phases: kind = \"fuzz\" needs a target the tool starts (kind = \"builtin\" or \"command\"): it restarts the target after every death"
+            );
         }
         if self.duration.is_zero() || self.recorder == 0 || self.triage.repro_tries == 0 {
             bail!("phases.fuzz: duration, recorder and triage.repro_tries must be > 0");
         }
         Ok(())
     }
+}
 
-    pub fn triage_options(&self, run_seed: u64) -> TriageOptions {
+impl TriageSpec {
+    /// The triage settings; `probe` (the target's readiness probe) confirms hangs and is the
+    /// benign request of the cumulative test.
+    pub fn options(&self, run_seed: u64, probe: &crate::model::Payload) -> TriageOptions {
         let mut o = TriageOptions::default();
-        o.oracle.grace = self.triage.grace;
-        o.oracle.timeout = self.triage.timeout;
-        o.attribution.cumulative_max = self.triage.cumulative_max;
-        o.attribution.concurrency = self.triage.concurrency;
-        o.repro_tries = self.triage.repro_tries;
-        o.gdb = self.triage.gdb;
-        o.max_executions = self.triage.max_executions;
-        o.max_time = self.triage.max_time;
+        o.oracle.probe = probe.clone();
+        o.attribution.benign = probe.clone();
+        o.oracle.grace = self.grace;
+        o.oracle.timeout = self.timeout;
+        o.attribution.cumulative_max = self.cumulative_max;
+        o.attribution.concurrency = self.concurrency;
+        o.repro_tries = self.repro_tries;
+        o.gdb = self.gdb;
+        o.max_executions = self.max_executions;
+        o.max_time = self.max_time;
         o.run_seed = Some(run_seed);
         o
     }
 }
 
-/// Run a fuzz phase against fresh built-in targets on `database_url` (blocking work is moved
-/// to the blocking pool; targets are spawned there and die with it).
+/// Run a fuzz phase against fresh incarnations of `launch` (the run's target, lent: nothing
+/// else runs on its ports meanwhile). Blocking work is moved to the blocking pool.
 pub async fn run(
     spec: &FuzzPhaseSpec,
-    faults: &[String],
-    database_url: &str,
+    launch: crate::watch::launch::Launch,
     fixtures: &crate::db::fixtures::Fixtures,
     run_seed: u64,
     stop: Arc<std::sync::atomic::AtomicBool>,
 ) -> Result<FuzzReport> {
-    let exe = std::env::current_exe()?;
-    let mut args: Vec<String> = ["target", "--http-port", "0", "--ws-port", "0", "--database-url", database_url]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    for f in faults {
-        args.push("--fault".into());
-        args.push(f.clone());
-    }
-    let factory = CommandFactory::new(exe.to_string_lossy().to_string(), args);
     spec.mix.validate()?;
     let source: Arc<dyn Source> = Arc::new(crate::generate::Generator::new(
         run_seed,
@@ -207,7 +209,8 @@ pub async fn run(
         };
         let mut sender = ReplaySender { timeout: spec.triage.timeout };
         let stop_fn = || stop.load(std::sync::atomic::Ordering::SeqCst) || crate::signals::was_interrupted();
-        session::fuzz_phase(source, &mut sender, &factory, store, spec.triage_options(run_seed), &fopts, &stop_fn)
+        let topts = spec.triage.options(run_seed, &launch.readiness.probe);
+        session::fuzz_phase(source, &mut sender, &launch, store, topts, &fopts, &stop_fn)
     })
     .await?
 }

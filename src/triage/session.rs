@@ -34,6 +34,8 @@ pub struct TriageOptions {
     pub max_executions: u64,
     pub max_time: Duration,
     pub run_seed: Option<u64>,
+    /// The profile of the run (recorded in new buckets for `replay`).
+    pub profile: Option<PathBuf>,
 }
 
 impl Default for TriageOptions {
@@ -47,6 +49,7 @@ impl Default for TriageOptions {
             max_executions: 2000,
             max_time: Duration::from_secs(300),
             run_seed: None,
+            profile: None,
         }
     }
 }
@@ -108,30 +111,56 @@ impl<'f> Triager<'f> {
         self.on_crash(death, std::slice::from_ref(&input))
     }
 
-    /// Triage one observed death given the suspects (unanswered first, then most recent).
+    /// Triage one death of the serial fuzz loop, whose suspects start with the input that was
+    /// last sent (so the first suspect is very likely the culprit, and a known coarse key of it
+    /// counts the death without any replay).
     pub fn on_crash(&mut self, observed: Death, suspects: &[Generated]) -> Result<TriageReport> {
+        self.triage(observed, suspects, true)
+    }
+
+    /// Triage one death of concurrent traffic (a load phase): many requests were in flight, so
+    /// the culprit is attributed first; a culprit whose coarse key a bucket already holds is
+    /// counted there without minimising it again.
+    pub fn on_death(&mut self, observed: Death, suspects: &[Generated]) -> Result<TriageReport> {
+        self.triage(observed, suspects, false)
+    }
+
+    fn counted(
+        &self,
+        observed: Death,
+        m: &Meta,
+        kind: &str,
+        fast: bool,
+        started: Instant,
+        oracle: Option<&Oracle>,
+    ) -> TriageReport {
+        TriageReport {
+            death: observed,
+            bucket_id: Some(m.bucket_id.clone()),
+            dir: Some(self.store.bucket_dir(&m.bucket_id)),
+            new_bucket: false,
+            fast_path: fast,
+            kind: kind.into(),
+            executions: oracle.map(|o| o.stats.executions).unwrap_or(0),
+            restarts: oracle.map(|o| o.stats.restarts).unwrap_or(0),
+            seconds: started.elapsed().as_secs_f64(),
+            size_before: 0,
+            size_after: 0,
+        }
+    }
+
+    fn triage(&mut self, observed: Death, suspects: &[Generated], first_is_culprit: bool) -> Result<TriageReport> {
         let started = Instant::now();
-        if let Some(first) = suspects.first() {
+        if let Some(first) = suspects.first().filter(|_| first_is_culprit) {
             let key = coarse_key(&observed, first);
             if let Some(m) = self.store.find_coarse(&key)? {
                 let m = self.store.hit(&m.bucket_id, None)?;
-                return Ok(TriageReport {
-                    death: observed,
-                    bucket_id: Some(m.bucket_id.clone()),
-                    dir: Some(self.store.bucket_dir(&m.bucket_id)),
-                    new_bucket: false,
-                    fast_path: true,
-                    kind: m.kind,
-                    executions: 0,
-                    restarts: 0,
-                    seconds: started.elapsed().as_secs_f64(),
-                    size_before: 0,
-                    size_after: 0,
-                });
+                return Ok(self.counted(observed, &m, &m.kind, true, started, None));
             }
         }
         let mut oracle = Oracle::new(self.factory, self.opts.oracle.clone());
-        let att = attribution::attribute(&mut oracle, &observed, suspects, &self.opts.attribution)?;
+        let aopts = AttributionOptions { sweep: !first_is_culprit, ..self.opts.attribution.clone() };
+        let att = attribution::attribute(&mut oracle, &observed, suspects, &aopts)?;
         let (originals, concurrency, repeat, kind) = match &att {
             Attribution::Single { input } => (vec![input.clone()], 1, 1, "single"),
             Attribution::Set { inputs, concurrency } => (inputs.clone(), *concurrency, 1, "set"),
@@ -152,6 +181,14 @@ impl<'f> Triager<'f> {
                 });
             }
         };
+        // The culprit's coarse key: a culprit like one a bucket already holds is that bucket.
+        let culprit_key = (kind != "cumulative").then(|| coarse_key(&observed, &originals[0]));
+        if let Some(k) = &culprit_key
+            && let Some(m) = self.store.find_coarse(k)?
+        {
+            let m = self.store.hit(&m.bucket_id, None)?;
+            return Ok(self.counted(observed, &m, kind, true, started, Some(&oracle)));
+        }
         let mut payloads: Vec<Payload> = originals.iter().map(|g| g.payload.clone()).collect();
         let size_before: usize = payloads.iter().map(shrink::payload_size).sum();
         // Minimise each payload with the others fixed (cumulative: the benign request is kept).
@@ -193,8 +230,7 @@ impl<'f> Triager<'f> {
             let s = &m.signature;
             s.death == sig.death && s.kind == sig.kind && s.routes == sig.routes && s.shapes == sig.shapes
         }) {
-            let coarse = suspects.first().filter(|_| kind != "cumulative").map(|g| coarse_key(&observed, g));
-            let m = self.store.hit(&m.bucket_id, coarse.as_deref())?;
+            let m = self.store.hit(&m.bucket_id, culprit_key.as_deref())?;
             return Ok(TriageReport {
                 death: observed,
                 bucket_id: Some(m.bucket_id.clone()),
@@ -255,17 +291,14 @@ impl<'f> Triager<'f> {
             count: 1,
             tool_version: env!("CARGO_PKG_VERSION").to_string(),
             target: self.factory.describe(),
-            coarse_keys: suspects
-                .first()
-                .filter(|_| kind != "cumulative")
-                .map(|g| coarse_key(&observed, g))
-                .into_iter()
-                .collect(),
+            coarse_keys: culprit_key.into_iter().collect(),
             backtrace,
             log_tail,
             signature: sig,
+            profile: self.opts.profile.clone(),
         };
-        let inputs = ReproInputs { payloads, concurrency, repeat, death: observed };
+        let probe = matches!(observed, Death::Hang).then(|| self.opts.oracle.probe.clone());
+        let inputs = ReproInputs { payloads, concurrency, repeat, death: observed, probe };
         let (m, new) = self.store.record(meta, &inputs)?;
         Ok(TriageReport {
             death: observed,
@@ -456,6 +489,71 @@ pub fn bucket_table(store: &Store) -> Result<Vec<BucketRow>> {
             size_after: m.size_after,
         })
         .collect())
+}
+
+/// Triage of the deaths a load phase saw (after its traffic, on fresh incarnations).
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
+pub struct PhaseTriage {
+    pub deaths: u64,
+    /// Deaths triaged (attributed, then minimised or counted against a known bucket).
+    pub triaged: u64,
+    /// Deaths not reached within the budget (their inputs stay in the run directory).
+    pub untriaged: u64,
+    pub seconds: f64,
+    /// One per death, in the order of the deaths (`kind` "untriaged" for those not reached,
+    /// "failed" when triage itself failed).
+    pub results: Vec<TriageReport>,
+    /// The buckets the deaths landed in (the whole store's rows for those ids).
+    pub buckets: Vec<BucketRow>,
+}
+
+/// Triage saved deaths in order (each with its exact suspects) until `budget` is spent or
+/// `stop` says so. Blocking.
+pub fn triage_records(
+    factory: &dyn TargetFactory,
+    store: Store,
+    opts: TriageOptions,
+    records: &[crate::triage::DeathRecord],
+    budget: Duration,
+    stop: &dyn Fn() -> bool,
+) -> Result<PhaseTriage> {
+    let t0 = Instant::now();
+    let mut out = PhaseTriage { deaths: records.len() as u64, ..PhaseTriage::default() };
+    let mut triager = Triager::new(factory, store, opts);
+    let placeholder = |death: Death, kind: &str| TriageReport {
+        death,
+        bucket_id: None,
+        dir: None,
+        new_bucket: false,
+        fast_path: false,
+        kind: kind.into(),
+        executions: 0,
+        restarts: 0,
+        seconds: 0.0,
+        size_before: 0,
+        size_after: 0,
+    };
+    for rec in records {
+        if stop() || t0.elapsed() >= budget || rec.suspects.is_empty() {
+            out.untriaged += 1;
+            out.results.push(placeholder(rec.death, "untriaged"));
+            continue;
+        }
+        match triager.on_death(rec.death, &rec.suspects) {
+            Ok(r) => {
+                out.triaged += 1;
+                out.results.push(r);
+            }
+            Err(e) => {
+                eprintln!("triage of death {} failed: {e:#}", rec.n);
+                out.results.push(placeholder(rec.death, "failed"));
+            }
+        }
+    }
+    let hit: std::collections::BTreeSet<&String> = out.results.iter().filter_map(|r| r.bucket_id.as_ref()).collect();
+    out.buckets = bucket_table(&triager.store)?.into_iter().filter(|b| hit.contains(&b.bucket_id)).collect();
+    out.seconds = t0.elapsed().as_secs_f64();
+    Ok(out)
 }
 
 /// Human text of the bucket table.

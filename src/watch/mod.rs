@@ -1,16 +1,22 @@
 //! `watch`: target process supervision.
 //!
-//! - [`process`]: spawn a target (built-in or a command), capture its output, notice and
-//!   classify its death.
-//! - [`supervisor`]: readiness gate, death/hang detection, restarts with outage intervals.
+//! - [`process`]: the one spawner: start a target process, capture its output, notice and
+//!   classify its death ([`death::Death`]).
+//! - [`launch`]: how a target starts and when it is ready (fixed or announced ports, readiness
+//!   probe, startup retries with backoff), for every user of a target.
+//! - [`supervisor`]: the run's target over its lifetime: death and hang detection, kill of a
+//!   hung target, restarts, lending to the fuzz phase and triage, outage intervals.
 //! - [`sampler`]: /proc time series (RSS, fds, threads, CPU) once per interval.
 //! - [`attach`]: watch a process we did not start (pidfd_open).
 
 pub mod attach;
+pub mod death;
+pub mod launch;
 pub mod process;
 pub mod sampler;
 pub mod supervisor;
 
+pub use death::Death;
 pub use process::{ExitInfo, LogLine, TargetCommand, TargetProcess};
 
 /// Quote a word for a POSIX shell (for printed command lines and `repro.sh`).

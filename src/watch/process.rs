@@ -1,23 +1,31 @@
-//! Spawning and supervising a target process: log capture, startup lines, exit classification.
+//! The one way a target process is spawned and watched: log capture, startup lines, death
+//! noticed at once and classified.
 //!
-//! The child runs in its own process group (a terminal's Ctrl-C reaches us, and we stop it in
-//! order) and gets `PR_SET_PDEATHSIG(SIGKILL)`, so it never outlives a `kill -9` of the tool.
-//! Its stdout and stderr are read line by line into a bounded buffer and a broadcast channel;
-//! its death is noticed at once through tokio's child reaper (no polling).
+//! Every target (the run's, the fuzz phase's, triage's fresh incarnations, gdb re-runs) is
+//! forked by one long-lived spawner thread. The child runs in its own process group (a
+//! terminal's Ctrl-C reaches only us, and we stop it in order) and gets
+//! `PR_SET_PDEATHSIG(SIGKILL)`, which fires when the *thread* that forked it exits: the spawner
+//! never exits, so a target outlives neither a `kill -9` of the tool nor nothing else.
+//!
+//! Per process, plain threads do the waiting: one blocks in `wait()` (death is noticed the
+//! moment it happens, no polling), two read stdout and stderr line by line into a bounded
+//! buffer and a broadcast channel. The death is published both to async code (a `watch`
+//! channel) and to blocking code (a condvar), so the run's async watchdog and triage's
+//! blocking oracle share this one detector.
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
-use std::os::unix::process::ExitStatusExt;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, mpsc};
 use std::time::{Duration, Instant, SystemTime};
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::sync::{broadcast, watch};
 
 /// How to start a target.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TargetCommand {
     pub program: PathBuf,
     pub args: Vec<String>,
@@ -26,18 +34,11 @@ pub struct TargetCommand {
 }
 
 impl TargetCommand {
-    /// The built-in target: `<exe> target --http-port 0 --ws-port 0 --database-url URL
-    /// [--keep-alive] [--fault F]...` (free ports, discovered from its startup lines).
+    /// The built-in target on `database_url`: `<exe> target --database-url URL [--keep-alive]
+    /// [--fault F]...`, its ports in `MESHER_HTTP_PORT` / `MESHER_WS_PORT` exactly as a real
+    /// Mesher reads them (0: free ports, announced in its startup lines).
     pub fn builtin(exe: PathBuf, database_url: &str, faults: &[String], keep_alive: bool, ports: (u16, u16)) -> Self {
-        let mut args = vec![
-            "target".to_string(),
-            "--http-port".into(),
-            ports.0.to_string(),
-            "--ws-port".into(),
-            ports.1.to_string(),
-            "--database-url".into(),
-            database_url.to_string(),
-        ];
+        let mut args = vec!["target".to_string(), "--database-url".into(), database_url.to_string()];
         if keep_alive {
             args.push("--keep-alive".into());
         }
@@ -45,16 +46,21 @@ impl TargetCommand {
             args.push("--fault".into());
             args.push(f.clone());
         }
-        TargetCommand { program: exe, args, env: BTreeMap::new(), cwd: None }
+        let env =
+            [("MESHER_HTTP_PORT".to_string(), ports.0.to_string()), ("MESHER_WS_PORT".into(), ports.1.to_string())]
+                .into_iter()
+                .collect();
+        TargetCommand { program: exe, args, env, cwd: None }
     }
 
-    /// The command line as one shell-quoted string (for reports and reproducers).
+    /// The command line as one shell-quoted string, environment first (for reports and
+    /// reproducers).
     pub fn display(&self) -> String {
-        std::iter::once(self.program.display().to_string())
+        let env = self.env.iter().map(|(k, v)| format!("{k}={}", crate::watch::shell_quote(v)));
+        let words = std::iter::once(self.program.display().to_string())
             .chain(self.args.iter().cloned())
-            .map(|a| crate::watch::shell_quote(&a))
-            .collect::<Vec<_>>()
-            .join(" ")
+            .map(|a| crate::watch::shell_quote(&a));
+        env.chain(words).collect::<Vec<_>>().join(" ")
     }
 }
 
@@ -106,11 +112,25 @@ impl ExitInfo {
         }
     }
 
+    fn unknown(after: Duration) -> ExitInfo {
+        ExitInfo { code: None, signal: None, signal_name: None, shell_code: -1, core_dumped: false, after }
+    }
+
     /// Died by a signal other than the ones we use to stop it (SIGTERM, SIGINT, SIGKILL).
     pub fn is_crash(&self) -> bool {
         match self.signal {
             Some(s) => !matches!(s, libc::SIGTERM | libc::SIGINT | libc::SIGKILL),
             None => false,
+        }
+    }
+
+    /// The death this exit is, for triage and buckets.
+    pub fn death(&self) -> crate::watch::death::Death {
+        use crate::watch::death::Death;
+        match (self.signal, self.code) {
+            (Some(s), _) => Death::Signal { signo: s, core_dumped: self.core_dumped },
+            (None, Some(c)) => Death::from_exit_code(c),
+            (None, None) => Death::Exit { code: -1 },
         }
     }
 
@@ -127,28 +147,9 @@ impl ExitInfo {
     }
 }
 
-/// `SIGSEGV` for 11, etc.
+/// `SIGSEGV` for 11, `SIG40` for a number without a name.
 pub fn signal_name(sig: i32) -> String {
-    let name = match sig {
-        libc::SIGHUP => "SIGHUP",
-        libc::SIGINT => "SIGINT",
-        libc::SIGQUIT => "SIGQUIT",
-        libc::SIGILL => "SIGILL",
-        libc::SIGTRAP => "SIGTRAP",
-        libc::SIGABRT => "SIGABRT",
-        libc::SIGBUS => "SIGBUS",
-        libc::SIGFPE => "SIGFPE",
-        libc::SIGKILL => "SIGKILL",
-        libc::SIGUSR1 => "SIGUSR1",
-        libc::SIGSEGV => "SIGSEGV",
-        libc::SIGUSR2 => "SIGUSR2",
-        libc::SIGPIPE => "SIGPIPE",
-        libc::SIGALRM => "SIGALRM",
-        libc::SIGTERM => "SIGTERM",
-        libc::SIGSYS => "SIGSYS",
-        _ => return format!("SIG{sig}"),
-    };
-    name.to_string()
+    crate::watch::death::signal_name(sig).map(str::to_string).unwrap_or_else(|| format!("SIG{sig}"))
 }
 
 struct LogBuffer {
@@ -161,100 +162,163 @@ struct LogBuffer {
 const HEAD_LINES: usize = 200;
 const TAIL_LINES: usize = 500;
 
+/// What the watching threads share with the handle.
+struct Shared {
+    log: Mutex<LogBuffer>,
+    lines: broadcast::Sender<LogLine>,
+    exit: Mutex<Option<ExitInfo>>,
+    exited: Condvar,
+    exit_tx: watch::Sender<Option<ExitInfo>>,
+}
+
 /// A running (or dead) target process.
 pub struct TargetProcess {
     pid: u32,
+    /// A pidfd: signals go to this process and no other, even once its pid is reused.
+    pidfd: Option<OwnedFd>,
     started: Instant,
     pub started_at: SystemTime,
-    log: Arc<Mutex<LogBuffer>>,
-    lines: broadcast::Sender<LogLine>,
+    shared: Arc<Shared>,
     exit: watch::Receiver<Option<ExitInfo>>,
-    kill: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 /// See [`TargetProcess::log_handle`].
 #[derive(Clone)]
-pub struct LogHandle(Arc<Mutex<LogBuffer>>);
+pub struct LogHandle(Arc<Shared>);
 
 impl LogHandle {
     /// The first and the latest lines of output.
     pub fn lines(&self) -> Vec<LogLine> {
-        let log = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let log = self.0.log.lock().unwrap_or_else(|e| e.into_inner());
         let mut v = log.head.clone();
         v.extend(log.tail.iter().cloned());
         v
     }
 }
 
+/// A request to the spawner thread.
+type SpawnJob = (std::process::Command, mpsc::Sender<std::io::Result<std::process::Child>>);
+
+/// The spawner thread (started on first use; it lives as long as the process).
+fn spawner() -> &'static Mutex<mpsc::Sender<SpawnJob>> {
+    static SPAWNER: OnceLock<Mutex<mpsc::Sender<SpawnJob>>> = OnceLock::new();
+    SPAWNER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<SpawnJob>();
+        std::thread::Builder::new()
+            .name("mesher-spawner".into())
+            .spawn(move || {
+                for (mut cmd, reply) in rx {
+                    let _ = reply.send(cmd.spawn());
+                }
+                // Every sender is gone (never, in practice): park so the children live on.
+                loop {
+                    std::thread::park();
+                }
+            })
+            .expect("cannot start the spawner thread");
+        Mutex::new(tx)
+    })
+}
+
+fn pidfd_open(pid: u32) -> Option<OwnedFd> {
+    // SAFETY: plain syscall; the descriptor returned is owned below.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    // SAFETY: a fresh descriptor that nothing else owns.
+    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
 impl TargetProcess {
-    /// Spawn `cmd` with captured output. Call from a tokio worker thread (not `spawn_blocking`):
-    /// the child is told to die when the thread that spawned it exits.
+    /// Spawn `cmd` (its output captured). Callable from any thread, async or not: the fork
+    /// happens on the spawner thread (see the module docs).
     pub fn spawn(cmd: &TargetCommand) -> Result<TargetProcess> {
-        let mut c = tokio::process::Command::new(&cmd.program);
-        c.args(&cmd.args)
-            .envs(&cmd.env)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .process_group(0);
+        let mut c = std::process::Command::new(&cmd.program);
+        c.args(&cmd.args).envs(&cmd.env).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        c.process_group(0);
         if let Some(dir) = &cmd.cwd {
             c.current_dir(dir);
         }
-        // SAFETY: prctl is async-signal-safe.
+        // SAFETY: prctl and getppid are async-signal-safe.
         unsafe {
-            c.pre_exec(|| {
+            let parent = libc::getpid();
+            c.pre_exec(move || {
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
                     return Err(std::io::Error::last_os_error());
+                }
+                // The tool died between the fork and the prctl: follow it.
+                if libc::getppid() != parent {
+                    libc::_exit(137);
                 }
                 Ok(())
             });
         }
-        let mut child = c.spawn().with_context(|| format!("cannot start target `{}`", cmd.display()))?;
-        let pid = child.id().unwrap_or(0);
+        let (reply, answer) = mpsc::channel();
+        spawner().lock().unwrap_or_else(|e| e.into_inner()).send((c, reply)).context("the spawner thread is gone")?;
+        let mut child = answer
+            .recv()
+            .context("the spawner thread is gone")?
+            .with_context(|| format!("cannot start target `{}`", cmd.display()))?;
+        let pid = child.id();
+        let pidfd = pidfd_open(pid);
         let started = Instant::now();
-        let log = Arc::new(Mutex::new(LogBuffer { head: Vec::new(), tail: VecDeque::new() }));
         let (lines, _) = broadcast::channel(1024);
-        let out_done = pump(child.stdout.take().expect("piped"), Stream::Stdout, started, log.clone(), lines.clone());
-        let err_done = pump(child.stderr.take().expect("piped"), Stream::Stderr, started, log.clone(), lines.clone());
         let (exit_tx, exit) = watch::channel(None);
-        let (kill_tx, kill_rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let status = tokio::select! {
-                s = child.wait() => s,
-                _ = kill_rx => {
-                    // Graceful: SIGTERM, then SIGKILL after 5 s.
-                    // SAFETY: signalling our own child.
-                    unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
-                    match tokio::time::timeout(Duration::from_secs(5), child.wait()).await {
-                        Ok(s) => s,
-                        Err(_) => {
-                            let _ = child.start_kill();
-                            child.wait().await
-                        }
+        let shared = Arc::new(Shared {
+            log: Mutex::new(LogBuffer { head: Vec::new(), tail: VecDeque::new() }),
+            lines,
+            exit: Mutex::new(None),
+            exited: Condvar::new(),
+            exit_tx,
+        });
+        let (pumped_tx, pumped) = mpsc::channel::<()>();
+        for (name, stream, pipe) in [
+            (
+                "target-stdout",
+                Stream::Stdout,
+                child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            ),
+            (
+                "target-stderr",
+                Stream::Stderr,
+                child.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            ),
+        ] {
+            let Some(pipe) = pipe else { continue };
+            let (sh, done) = (shared.clone(), pumped_tx.clone());
+            std::thread::Builder::new()
+                .name(name.into())
+                .spawn(move || {
+                    pump(pipe, stream, started, &sh);
+                    drop(done);
+                })
+                .context("cannot start a log reader thread")?;
+        }
+        drop(pumped_tx);
+        let sh = shared.clone();
+        std::thread::Builder::new()
+            .name("target-wait".into())
+            .spawn(move || {
+                let status = child.wait();
+                let after = started.elapsed();
+                // Let the readers take the last lines (the crash message) before announcing
+                // the death; a grandchild holding the pipes open cannot delay it for long.
+                let deadline = Instant::now() + Duration::from_millis(500);
+                while let Err(mpsc::RecvTimeoutError::Timeout) =
+                    pumped.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                {
+                    if Instant::now() >= deadline {
+                        break;
                     }
                 }
-            };
-            // Let the pumps drain the last lines (the crash message) before announcing death.
-            let _ = tokio::time::timeout(Duration::from_millis(500), async {
-                let _ = out_done.await;
-                let _ = err_done.await;
+                let info = match status {
+                    Ok(s) => ExitInfo::from_status(s, after),
+                    Err(_) => ExitInfo::unknown(after),
+                };
+                *sh.exit.lock().unwrap_or_else(|e| e.into_inner()) = Some(info.clone());
+                sh.exited.notify_all();
+                let _ = sh.exit_tx.send(Some(info));
             })
-            .await;
-            let info = match status {
-                Ok(s) => ExitInfo::from_status(s, started.elapsed()),
-                Err(_) => ExitInfo {
-                    code: None,
-                    signal: None,
-                    signal_name: None,
-                    shell_code: -1,
-                    core_dumped: false,
-                    after: started.elapsed(),
-                },
-            };
-            let _ = exit_tx.send(Some(info));
-        });
-        Ok(TargetProcess { pid, started, started_at: SystemTime::now(), log, lines, exit, kill: Some(kill_tx) })
+            .context("cannot start the target's waiter thread")?;
+        Ok(TargetProcess { pid, pidfd, started, started_at: SystemTime::now(), shared, exit })
     }
 
     pub fn pid(&self) -> u32 {
@@ -268,17 +332,24 @@ impl TargetProcess {
 
     /// How it ended, if it has.
     pub fn exited(&self) -> Option<ExitInfo> {
-        self.exit.borrow().clone()
+        self.shared.exit.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Wait for the process to end (at most `timeout`).
     pub async fn wait_exit(&self, timeout: Duration) -> Option<ExitInfo> {
         let mut rx = self.exit.clone();
-        let r = tokio::time::timeout(timeout, rx.wait_for(|e| e.is_some())).await;
-        match r {
+        match tokio::time::timeout(timeout, rx.wait_for(|e| e.is_some())).await {
             Ok(Ok(v)) => v.clone(),
-            _ => None,
+            _ => self.exited(),
         }
+    }
+
+    /// [`TargetProcess::wait_exit`] for blocking code (triage).
+    pub fn wait_exit_blocking(&self, timeout: Duration) -> Option<ExitInfo> {
+        let g = self.shared.exit.lock().unwrap_or_else(|e| e.into_inner());
+        let (g, _) =
+            self.shared.exited.wait_timeout_while(g, timeout, |e| e.is_none()).unwrap_or_else(|e| e.into_inner());
+        g.clone()
     }
 
     /// A receiver that changes when the process dies (for `select!` loops).
@@ -294,7 +365,7 @@ impl TargetProcess {
     /// A handle on this process's output (head and tail), readable while something else owns
     /// the process (checkpoints during a load phase, whose watchdog holds it).
     pub fn log_handle(&self) -> LogHandle {
-        LogHandle(self.log.clone())
+        LogHandle(self.shared.clone())
     }
 
     /// The last `n` lines.
@@ -306,7 +377,7 @@ impl TargetProcess {
     /// Wait until a line satisfying `pred` appears (already seen lines count), the process dies,
     /// or `timeout` passes.
     pub async fn wait_for_line(&self, pred: impl Fn(&LogLine) -> bool, timeout: Duration) -> Option<LogLine> {
-        let mut rx = self.lines.subscribe();
+        let mut rx = self.shared.lines.subscribe();
         if let Some(l) = self.lines().into_iter().find(|l| pred(l)) {
             return Some(l);
         }
@@ -325,7 +396,7 @@ impl TargetProcess {
                     Err(broadcast::error::RecvError::Closed) => return None,
                 },
                 _ = exit.wait_for(|e| e.is_some()) => {
-                    // Give the pumps' last lines a chance.
+                    // The readers took the last lines before the death was announced.
                     return self.lines().into_iter().find(|l| pred(l));
                 }
                 _ = tokio::time::sleep_until(deadline) => return None,
@@ -335,64 +406,157 @@ impl TargetProcess {
 
     /// Subscribe to new lines.
     pub fn subscribe(&self) -> broadcast::Receiver<LogLine> {
-        self.lines.subscribe()
+        self.shared.lines.subscribe()
+    }
+
+    /// Send `sig` to the process (not to a process that already ended, nor to one that reused
+    /// its pid).
+    pub fn signal(&self, sig: i32) {
+        if self.exited().is_some() {
+            return;
+        }
+        match &self.pidfd {
+            // SAFETY: plain syscall on a descriptor we own.
+            Some(fd) => unsafe {
+                libc::syscall(libc::SYS_pidfd_send_signal, fd.as_raw_fd(), sig, std::ptr::null::<u8>(), 0);
+            },
+            // SAFETY: signalling our own child, which is not reaped before `exited()` is set.
+            None => unsafe {
+                libc::kill(self.pid as libc::pid_t, sig);
+            },
+        }
+    }
+
+    /// SIGKILL the process and its process group (wrappers such as a shell or gdb take their
+    /// children along).
+    fn kill_group(&self) {
+        if self.exited().is_none() {
+            // SAFETY: the group is our child's own (process_group(0)); its id is the child's pid.
+            unsafe { libc::kill(-(self.pid as libc::pid_t), libc::SIGKILL) };
+            self.signal(libc::SIGKILL);
+        }
+    }
+
+    /// SIGKILL and wait (blocking) for the death to be noticed.
+    pub fn kill_blocking(&self) -> Option<ExitInfo> {
+        self.kill_group();
+        self.wait_exit_blocking(Duration::from_secs(10))
+    }
+
+    /// SIGKILL and wait for the death to be noticed.
+    pub async fn kill(&self) -> Option<ExitInfo> {
+        self.kill_group();
+        self.wait_exit(Duration::from_secs(10)).await
     }
 
     /// Stop the process (SIGTERM, SIGKILL after 5 s) and return how it ended.
-    pub async fn stop(mut self) -> Option<ExitInfo> {
-        if let Some(k) = self.kill.take() {
-            let _ = k.send(());
+    pub async fn stop(self) -> Option<ExitInfo> {
+        self.signal(libc::SIGTERM);
+        if let Some(e) = self.wait_exit(Duration::from_secs(5)).await {
+            return Some(e);
         }
-        self.wait_exit(Duration::from_secs(10)).await
+        self.kill().await
+    }
+
+    /// [`TargetProcess::stop`] for blocking code.
+    pub fn stop_blocking(self) -> Option<ExitInfo> {
+        self.signal(libc::SIGTERM);
+        if let Some(e) = self.wait_exit_blocking(Duration::from_secs(5)) {
+            return Some(e);
+        }
+        self.kill_blocking()
     }
 }
 
 impl Drop for TargetProcess {
     fn drop(&mut self) {
-        if self.exited().is_none() {
-            // SAFETY: signalling our own child; kill_on_drop then reaps it.
-            unsafe { libc::kill(self.pid as libc::pid_t, libc::SIGKILL) };
+        // A handle dropped without stop() (an error path, a panic): no orphan.
+        self.kill_group();
+    }
+}
+
+fn pump(r: Box<dyn std::io::Read + Send>, stream: Stream, started: Instant, sh: &Shared) {
+    use std::io::BufRead;
+    let mut reader = std::io::BufReader::new(r);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match reader.read_until(b'\n', &mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                let text = String::from_utf8_lossy(&buf).trim_end_matches(['\n', '\r']).to_string();
+                let line = LogLine { at: started.elapsed(), stream, text };
+                {
+                    let mut l = sh.log.lock().unwrap_or_else(|e| e.into_inner());
+                    if l.head.len() < HEAD_LINES {
+                        l.head.push(line.clone());
+                    } else {
+                        if l.tail.len() == TAIL_LINES {
+                            l.tail.pop_front();
+                        }
+                        l.tail.push_back(line.clone());
+                    }
+                }
+                let _ = sh.lines.send(line);
+            }
         }
     }
 }
 
-fn pump<R: AsyncRead + Unpin + Send + 'static>(
-    r: R,
-    stream: Stream,
-    started: Instant,
-    log: Arc<Mutex<LogBuffer>>,
-    tx: broadcast::Sender<LogLine>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut reader = BufReader::new(r);
-        let mut buf = Vec::new();
-        loop {
-            buf.clear();
-            match reader.read_until(b'\n', &mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {
-                    let text = String::from_utf8_lossy(&buf).trim_end_matches(['\n', '\r']).to_string();
-                    let line = LogLine { at: started.elapsed(), stream, text };
-                    {
-                        let mut l = log.lock().expect("log lock");
-                        if l.head.len() < HEAD_LINES {
-                            l.head.push(line.clone());
-                        } else {
-                            if l.tail.len() == TAIL_LINES {
-                                l.tail.pop_front();
-                            }
-                            l.tail.push_back(line.clone());
-                        }
-                    }
-                    let _ = tx.send(line);
-                }
-            }
-        }
-    })
+/// The address in a `… <what> server listening on <addr>` line (`what`: `HTTP`, `WebSocket`),
+/// the unspecified address (`0.0.0.0`, `[::]`) read as loopback. Mesher's runtime and the
+/// built-in target print these lines, on either stream.
+pub fn listening_addr(line: &str, what: &str) -> Option<std::net::SocketAddr> {
+    let marker = format!("{what} server listening on ");
+    let rest = &line[line.find(&marker)? + marker.len()..];
+    let mut a: std::net::SocketAddr = rest.split_whitespace().next()?.parse().ok()?;
+    if a.ip().is_unspecified() {
+        a.set_ip(match a.ip() {
+            std::net::IpAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    Some(a)
 }
 
-/// The address in a `… listening on <addr>` line (`0.0.0.0:8080`, `127.0.0.1:41234`).
-pub fn listening_addr(line: &str) -> Option<std::net::SocketAddr> {
-    let rest = line.split(" listening on ").nth(1)?;
-    rest.trim().parse().ok()
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listening_lines() {
+        let a = |l: &str, w: &str| listening_addr(l, w).map(|a| a.to_string());
+        assert_eq!(a("[mesh-rt] HTTP server listening on 0.0.0.0:8080", "HTTP").as_deref(), Some("127.0.0.1:8080"));
+        assert_eq!(
+            a("[mesh-rt] WebSocket server listening on 127.0.0.1:4555", "WebSocket").as_deref(),
+            Some("127.0.0.1:4555")
+        );
+        assert_eq!(a("[mesh-rt] HTTP server listening on [::]:9", "HTTP").as_deref(), Some("[::1]:9"));
+        assert_eq!(a("[Mesher] HTTP server starting on :8080", "HTTP"), None);
+        assert_eq!(a("[mesh-rt] WebSocket server listening on 0.0.0.0:8081", "HTTP"), None);
+    }
+
+    #[test]
+    fn spawned_from_any_thread_and_seen_to_die() {
+        let cmd = TargetCommand {
+            program: "/bin/sh".into(),
+            args: vec!["-c".into(), "echo ready; echo oops >&2; kill -SEGV $$".into()],
+            ..TargetCommand::default()
+        };
+        let p = std::thread::spawn(move || TargetProcess::spawn(&cmd).unwrap()).join().unwrap();
+        let e = p.wait_exit_blocking(Duration::from_secs(10)).expect("death noticed");
+        assert_eq!(e.signal_name.as_deref(), Some("SIGSEGV"));
+        assert_eq!(e.death().key(), "SIGSEGV");
+        let text: Vec<String> = p.lines().into_iter().map(|l| l.text).collect();
+        assert!(text.contains(&"ready".to_string()) && text.contains(&"oops".to_string()), "{text:?}");
+    }
+
+    #[test]
+    fn stop_blocking_ends_a_live_process() {
+        let cmd = TargetCommand { program: "sleep".into(), args: vec!["30".into()], ..TargetCommand::default() };
+        let p = TargetProcess::spawn(&cmd).unwrap();
+        assert!(p.exited().is_none());
+        let e = p.stop_blocking().expect("stopped");
+        assert_eq!(e.signal, Some(libc::SIGTERM));
+    }
 }

@@ -3,8 +3,9 @@
 //! lengths, odd headers and raw bytes included); WebSocket scripts get a hand-written handshake
 //! and hand-encoded frames (masking, fragmentation, RSV bits, lying lengths, delays).
 //!
-//! Blocking std sockets with timeouts: triage runs serially in its own thread. The driver has
-//! its own async executor; this one is deliberately small and dependency-free.
+//! Blocking std sockets with timeouts, for the callers that send one request at a time: triage
+//! (serial by nature, in its own thread), the readiness gate and the hang probe of `watch`.
+//! The load lanes have their own async executors (`wire`, `http`, `ws`).
 
 use crate::model::{HttpRequest, Payload, WsFrame, WsScript};
 use serde::Serialize;

@@ -1,0 +1,296 @@
+//! One load phase with its watchdog: the generators (the phase's mix) feed the driver; answers
+//! of stateful routes feed the generators' id pool and the run's ledger; the phase stops early on
+//! Ctrl-C or the time bound.
+//!
+//! The run's [`Supervisor`](crate::watch::supervisor::Supervisor) watches the target meanwhile:
+//! - a death is noticed at once; a hang when requests wait without any answer for the
+//!   watchdog's `hang_timeout` and the probe times out too (the hung target is then killed,
+//!   with `hang_signal` first when set);
+//! - every lane holds its traffic from that moment until the target is ready again;
+//! - each death is saved with the exact inputs in flight around it (`deaths/death-N.json`) and
+//!   the dead incarnation's output (`target-N.log`);
+//! - with `restart = true` the target is started again behind its readiness gate (startup
+//!   retries with backoff; only a target that cannot start ends the phase), up to
+//!   `max_restarts` times; otherwise a death ends the phase.
+//!
+//! Deaths become outages of the phase (absorbing the stalls they caused); with a
+//! `[phases.triage]` table they are triaged after the traffic ([`super::triage`]); soak verdicts
+//! are added last.
+
+use super::{Env, Target, stopped};
+use crate::drive::{FlightRecorder, PhaseCtx, ProgressMode, TargetAddr, TargetState};
+use crate::report::load::{Outage, OutageCause};
+use crate::triage::DeathRecord;
+use crate::watch::Death;
+use crate::watch::supervisor::{Activity, WatchEvent};
+use anyhow::{Context, Result};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+/// The flight recorder tells the watchdog when requests wait unanswered.
+struct Flights(FlightRecorder);
+
+impl Activity for Flights {
+    fn stuck_for(&self, now: Instant) -> Option<Duration> {
+        self.0.stuck_for(now)
+    }
+}
+
+/// Most death records (exact inputs) a phase writes; deaths past it keep only their outage.
+const MAX_DEATH_RECORDS: usize = 500;
+/// Suspects kept per death.
+const SUSPECTS: usize = 20;
+
+/// A death seen during the phase.
+struct Seen {
+    at: SystemTime,
+    death: Death,
+    exit: Option<crate::watch::ExitInfo>,
+    ready: Option<SystemTime>,
+    error: Option<String>,
+    log: String,
+    suspects: Vec<crate::drive::FlightEntry>,
+    /// The saved record (path relative to the run directory) and the record itself.
+    record: Option<(String, DeathRecord)>,
+}
+
+pub(super) async fn run_load(
+    env: &Env<'_>,
+    load: &crate::drive::LoadPhase,
+    target: &mut Target,
+    ledger: &Arc<crate::invariants::Ledger>,
+    window: crate::drive::PhaseWindow,
+) -> Result<crate::report::PhaseReport> {
+    let (g, say, database, run_dir) = (env.g, env.say, env.database, env.run_dir);
+    let stop = &env.stop;
+    let mix = crate::profile::load_mix(load)?;
+    let gen_options = crate::profile::load_gen_options(load)?;
+    let triage_spec = crate::profile::load_triage(load)?;
+    // Who is a member now (the checks phase and earlier load phases add members).
+    let mut fixtures = database.fixtures.clone();
+    fixtures.refresh_members(&database.pool).await.context("reading the org's members")?;
+    let generator = Arc::new(crate::generate::Generator::new(env.seed, fixtures, mix, gen_options));
+    let (ids, ledger) = (generator.ids().clone(), ledger.clone());
+    let observer: crate::drive::Observer = Arc::new(move |req, status, body| {
+        ids.observe(req, status, body);
+        ledger.observe(&req.method, &req.target, &req.body, status, body);
+    });
+    // The phase's own stop (the run's, or a death that is not survived), the end of the phase,
+    // and "the target is down" for the lanes.
+    let (phase_stop, phase_stop_rx) = tokio::sync::watch::channel(false);
+    let (done_tx, done_rx) = tokio::sync::watch::channel(false);
+    let (state_tx, state_rx) = tokio::sync::watch::channel(TargetState::default());
+    let flight = FlightRecorder::new(load.flight_recorder, true);
+    let started = target.sup.restartable();
+    let ctx = PhaseCtx {
+        out_dir: Some(run_dir.to_path_buf()),
+        flight: flight.clone(),
+        stop: phase_stop_rx,
+        progress: if g.quiet || g.json { ProgressMode::Off } else { ProgressMode::Auto },
+        allow_remote: g.allow_remote,
+        ws_source: None,
+        observer: Some(observer),
+        target_state: started.then_some(state_rx),
+        window: Some(window),
+    };
+    let a = target.addrs();
+    let addr = TargetAddr { http: format!("http://{}", a.http), ws: a.ws.map(|w| format!("ws://{w}")) };
+    // A restart during this phase may take `restart_timeout` to become ready (each attempt).
+    let readiness_before = target.sup.set_ready_timeout(load.restart_timeout);
+    let description = target.sup.launch().map(|l| l.describe()).unwrap_or_else(|| target.description.clone());
+    let phase = async {
+        let r = crate::drive::run_phase(load, generator.clone(), &addr, &ctx).await;
+        let _ = done_tx.send(true);
+        r
+    };
+    let bridge = async {
+        let (mut run_stop, mut done) = (stop.clone(), done_rx.clone());
+        tokio::select! {
+            _ = stopped(&mut run_stop) => { let _ = phase_stop.send(true); }
+            _ = done.wait_for(|d| *d) => {}
+        }
+    };
+    let first_death = target.logs;
+    let watchdog = async {
+        let mut deaths: Vec<Seen> = Vec::new();
+        let (mut run_stop, mut done) = (stop.clone(), done_rx.clone());
+        let activity = Flights(flight.clone());
+        let mut last_said = Instant::now() - Duration::from_secs(60);
+        loop {
+            let ev = tokio::select! {
+                ev = target.sup.next_event(Some(&activity), true) => ev,
+                _ = done.wait_for(|d| *d) => break,
+                _ = stopped(&mut run_stop) => break,
+            };
+            let at = SystemTime::now();
+            let (death, exit) = match ev {
+                Ok(WatchEvent::Died { exit, .. }) => (exit.death(), Some(exit)),
+                Ok(WatchEvent::Hung { stuck_s, .. }) => {
+                    let _ = state_tx.send(TargetState { down: true, died_at: Some(Instant::now()) });
+                    say(format!(
+                        "the target hung: requests waited {stuck_s:.1} s without an answer and the probe timed out: killing it"
+                    ));
+                    (Death::Hang, target.sup.kill_hung().await)
+                }
+                Ok(WatchEvent::Gone { .. }) => {
+                    say("the target stopped accepting connections (not started by mesher-stress: it cannot be restarted)".into());
+                    let _ = phase_stop.send(true);
+                    break;
+                }
+                Ok(WatchEvent::Ready { .. }) | Err(_) => break,
+            };
+            let _ = state_tx.send(TargetState { down: true, died_at: Some(Instant::now()) });
+            let n = first_death + deaths.len() + 1;
+            let suspects = flight.suspects(SUSPECTS);
+            let log = target.save_log(run_dir);
+            let record = if deaths.len() < MAX_DEATH_RECORDS {
+                let rec = DeathRecord {
+                    phase: load.name.clone(),
+                    n,
+                    at: humantime::format_rfc3339_millis(at).to_string(),
+                    death,
+                    exit: exit.clone(),
+                    target: description.clone(),
+                    suspects: crate::drive::suspects::inputs(&suspects, generator.as_ref(), load),
+                };
+                save_record(run_dir, n, &rec).await.map(|path| (path, rec))
+            } else {
+                None
+            };
+            let mut d = Seen { at, death, exit, ready: None, error: None, log, suspects, record };
+            let again = load.restart && deaths.len() < load.max_restarts as usize;
+            if again && started && !*done.borrow() && !*stop.borrow() {
+                if deaths.len() < 5 || last_said.elapsed() >= Duration::from_secs(5) {
+                    say(format!(
+                        "the target {}: restarting it ({} of at most {})",
+                        describe(&d),
+                        deaths.len() + 1,
+                        load.max_restarts
+                    ));
+                    last_said = Instant::now();
+                }
+                let s2 = stop.clone();
+                let stopping = move || *s2.borrow();
+                match target.sup.restart(&stopping).await {
+                    Ok(_) if target.sup.addrs() != a => {
+                        d.error = Some(format!(
+                            "the restarted target listens on {} instead of {}: give it fixed ports (target.http / target.ws, or MESHER_HTTP_PORT / MESHER_WS_PORT)",
+                            target.sup.addrs().http,
+                            a.http
+                        ));
+                    }
+                    Ok(_) => {
+                        d.ready = Some(SystemTime::now());
+                        state_tx.send_modify(|s| s.down = false);
+                        deaths.push(d);
+                        continue;
+                    }
+                    Err(e) => {
+                        let text = format!("{e:#}");
+                        if !*stop.borrow() {
+                            say(text.clone());
+                            target.lost = Some(text.clone());
+                        }
+                        d.error = Some(text);
+                    }
+                }
+            } else if load.restart && !again {
+                d.error = Some(format!("max_restarts ({}) reached", load.max_restarts));
+            }
+            let _ = phase_stop.send(true);
+            deaths.push(d);
+            break;
+        }
+        deaths
+    };
+    let (r, deaths, ()) = tokio::join!(phase, watchdog, bridge);
+    target.sup.restore_ready_timeout(readiness_before);
+    let mut r = r?;
+    // Restarts that brought the target back (a failed attempt is not one).
+    r.restarts = deaths.iter().filter(|d| d.ready.is_some()).count() as u64;
+    let phase_s = |t: SystemTime| {
+        let ms = t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis() as f64).unwrap_or(0.0);
+        ((ms - r.started_at_ms as f64) / 1000.0).max(0.0)
+    };
+    let mut records: Vec<(usize, DeathRecord)> = Vec::new();
+    let mut outages: Vec<Outage> = Vec::new();
+    for d in deaths {
+        let start_s = phase_s(d.at);
+        let end_s = d.ready.map(phase_s).unwrap_or(r.elapsed_s).max(start_s);
+        let mut detail = vec![format!("its output: {}", d.log)];
+        detail.extend(d.error.clone());
+        let inputs = d.record.as_ref().map(|(p, _)| p.clone());
+        if let Some((_, rec)) = d.record {
+            records.push((outages.len(), rec));
+        }
+        outages.push(Outage {
+            cause: OutageCause::Death,
+            start_s: (start_s * 100.0).round() / 100.0,
+            end_s: (end_s * 100.0).round() / 100.0,
+            peak_in_flight: 0,
+            failed: 0,
+            exit: d.exit,
+            restarted: d.ready.is_some(),
+            detail: detail.join("; "),
+            suspects: d.suspects,
+            death: Some(d.death),
+            inputs,
+            bucket: None,
+        });
+    }
+    // Triage after the traffic, on the lent target; its results go onto the outages.
+    if let Some(spec) = triage_spec.as_ref().filter(|_| !records.is_empty() && started) {
+        let t = super::triage::triage_deaths(env, target, spec, &records).await?;
+        for (i, res) in t.results.iter().enumerate() {
+            if let Some((o, _)) = records.get(i) {
+                outages[*o].bucket = res.bucket_id.clone();
+            }
+        }
+        r.triage = Some(t);
+    }
+    for o in outages {
+        r.add_death(o);
+    }
+    if let Some(spec) = load.soak.as_ref().filter(|s| s.enabled) {
+        let samples = target.sup.telemetry().lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let soak = crate::report::soak::analyse_phase(&r, &samples, spec);
+        if soak.flagged {
+            r.passed = false;
+        }
+        r.soak = Some(soak);
+    }
+    Ok(r)
+}
+
+fn describe(d: &Seen) -> String {
+    match (&d.death, &d.exit) {
+        (Death::Hang, Some(e)) => format!("hung (killed: it {})", e.describe()),
+        (Death::Hang, None) => "hung".into(),
+        (_, Some(e)) => e.describe(),
+        (other, None) => other.to_string(),
+    }
+}
+
+/// Write a death's record as `deaths/death-<n>.json` (atomically); its path relative to the
+/// run directory. A failure (disk full) is reported and the run goes on without it.
+async fn save_record(run_dir: &Path, n: usize, rec: &DeathRecord) -> Option<String> {
+    let rel = format!("deaths/death-{n}.json");
+    let (path, rec) = (run_dir.join(&rel), rec.clone());
+    let written = tokio::task::spawn_blocking(move || -> Result<()> {
+        std::fs::create_dir_all(path.parent().expect("a file in deaths/"))?;
+        crate::fsutil::write_json_atomic(&path, &rec)
+    })
+    .await;
+    match written {
+        Ok(Ok(())) => Some(rel),
+        Ok(Err(e)) => {
+            eprintln!("warning: cannot save the inputs of death {n}: {e:#}");
+            None
+        }
+        Err(e) => {
+            eprintln!("warning: cannot save the inputs of death {n}: {e}");
+            None
+        }
+    }
+}

@@ -1,0 +1,458 @@
+//! `mesher-stress run PROFILE`: the main job.
+//!
+//! 1. Read and validate the profile, make the run directory.
+//! 2. The database: a throwaway cluster or a URL; schema and fixtures as the profile says.
+//! 3. The target ([`target`]): started behind its readiness gate (built-in or command), or a
+//!    running URL (loopback rule); watched for the whole run, restarted between phases when it
+//!    died or hung.
+//! 4. The phases, in order; the run directory is checkpointed every `checkpoint_every` and after
+//!    each phase (`crate::checkpoint`). Load phases ([`load`]) survive deaths and hangs and
+//!    triage them ([`triage`]); the fuzz phase borrows the target.
+//! 5. With `--baseline`: compare the load phases with the baseline run (`crate::report::compare`);
+//!    a regression fails the verdict.
+//! 6. Write `report.json` (atomically, also after Ctrl-C) and exit with the verdict (`crate::exit`);
+//!    when crashes were found, the bucket table comes first.
+
+mod load;
+pub mod target;
+mod triage;
+
+pub use target::{Database, Target, setup_database, write_log};
+
+use crate::checks::{self, Status};
+use crate::cli::Global;
+use crate::db;
+use crate::exit;
+use crate::profile::{Phase, Profile};
+use crate::report::{RunPhase, RunReport};
+use anyhow::{Context, Result};
+use clap::Args;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The profile (TOML), e.g. profiles/smoke.toml. Its schema: profiles/README.md.
+    pub profile: PathBuf,
+    /// Compare the load phases with a previous run (its report.json, or its run directory):
+    /// per route throughput, p50 and p99 over the per-interval figures; a regression fails the
+    /// run (exit 1). Settings: the profile's [baseline] table.
+    #[arg(long, value_name = "PATH")]
+    pub baseline: Option<PathBuf>,
+}
+
+/// What every phase of a run reads.
+pub(crate) struct Env<'a> {
+    pub profile: &'a Profile,
+    pub g: &'a Global,
+    pub say: &'a dyn Fn(String),
+    pub run_dir: &'a Path,
+    pub database: &'a Database,
+    pub seed: u64,
+    /// The run's stop signal (Ctrl-C, `max_duration`).
+    pub stop: tokio::sync::watch::Receiver<bool>,
+}
+
+pub async fn main(args: RunArgs, g: &Global) -> Result<u8> {
+    // Catch Ctrl-C from the very start (also while PostgreSQL is starting).
+    let interrupted = crate::signals::interrupted();
+    let mut profile = Profile::load(&args.profile)?;
+    if g.seed.is_some() {
+        profile.seed = g.seed;
+    }
+    let seed = profile.seed.unwrap_or_else(rand::random);
+    // The baseline is read before anything starts: a bad path is a usage error.
+    let baseline = match &args.baseline {
+        Some(p) => match crate::report::compare::read_report(p) {
+            Ok(b) => Some(b),
+            Err(e) => {
+                eprintln!("error: --baseline: {e:#}");
+                return Ok(exit::USAGE);
+            }
+        },
+        None => None,
+    };
+    let run_dir = run_dir(&profile, g)?;
+    // Progress goes to stderr; a closed stderr (a reader that went away) must not stop the run.
+    let say = |s: String| {
+        if !g.quiet && !g.json {
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr(), "{s}");
+        }
+    };
+    say(format!(
+        "mesher-stress {} · profile {} · seed {seed} · run directory {}",
+        env!("CARGO_PKG_VERSION"),
+        profile.name,
+        run_dir.display()
+    ));
+
+    let started = Instant::now();
+    let started_at = SystemTime::now();
+    let deadline = tokio::time::Instant::now() + profile.max_duration;
+    let mut report = RunReport::new(&profile, seed, started_at);
+
+    // Ctrl-C and the profile's time bound raise one stop signal: set-up steps are abandoned,
+    // a running load phase ends early and reports what it measured; the report is written
+    // whatever happens.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let timed_out = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let timed_out2 = timed_out.clone();
+    let stopper = tokio::spawn(async move {
+        tokio::select! {
+            _ = interrupted => {}
+            _ = tokio::time::sleep_until(deadline) => timed_out2.store(true, std::sync::atomic::Ordering::SeqCst),
+        }
+        let _ = stop_tx.send(true);
+    });
+    let mut env: Option<(Database, Target)> = None;
+    let outcome = run_profile(&profile, g, &say, &mut report, &mut env, stop_rx, &run_dir).await;
+    stopper.abort();
+    report.interrupted = crate::signals::was_interrupted();
+    if report.interrupted {
+        say("interrupted: stopping the target and the database, writing the report".into());
+    } else if timed_out.load(std::sync::atomic::Ordering::SeqCst) {
+        say(format!("max_duration {} reached: stopped", humantime::format_duration(profile.max_duration)));
+    }
+
+    // Tear down in order: the target, then the database.
+    if let Some((database, mut target)) = env.take() {
+        let log = target.sup.lines();
+        if let Some(e) = target.sup.process().and_then(|p| p.exited()).filter(|e| e.is_crash())
+            && !report.crashes.contains(&e)
+        {
+            report.crashes.push(e);
+        }
+        target.sup.stop().await;
+        if !log.is_empty() {
+            write_log(&run_dir.join("target.log"), &log);
+        }
+        database.pool.close().await;
+        drop(database.cluster);
+    }
+
+    if let (Some((path, base)), Ok(())) = (&baseline, &outcome) {
+        let c = crate::report::compare::compare(base, path, &report, &profile.baseline);
+        if !g.quiet && !g.json {
+            let _ = c.print_table(&mut std::io::stdout());
+        }
+        report.verdict.failed |= c.regressed();
+        report.baseline = Some(c);
+    }
+    report.elapsed_ms = started.elapsed().as_millis() as u64;
+    report.buckets = crate::report::run_buckets(&report);
+    report.verdict.failed |= report.phases.iter().any(RunPhase::failed);
+    report.verdict.crashed = report.found_crashes();
+    let code = match &outcome {
+        Err(_) => exit::TOOL_ERROR,
+        Ok(()) if report.interrupted => exit::INTERRUPTED,
+        Ok(()) => exit::verdict(report.verdict.failed, report.verdict.crashed),
+    };
+    report.verdict.exit_code = code;
+    crate::report::write_all(&run_dir, &report)?;
+    if let Err(e) = outcome {
+        return Err(e.context(format!("run aborted; partial report in {}", run_dir.join("report.json").display())));
+    }
+    if g.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        if !g.quiet {
+            print_summary(&report);
+        }
+        let verdict = match code {
+            exit::SUCCESS => "PASS".to_string(),
+            exit::FAILED => "FAIL".to_string(),
+            exit::CRASHED => "CRASHED (the target died or hung; all checks passed)".to_string(),
+            exit::FAILED_AND_CRASHED => "FAIL and CRASHED".to_string(),
+            exit::INTERRUPTED => "INTERRUPTED".to_string(),
+            c => format!("exit {c}"),
+        };
+        println!("{verdict} · {} · report {}", profile.name, run_dir.join("report.json").display());
+    }
+    Ok(code)
+}
+
+/// At the end of the run: the crash buckets first (in a hunt, what the user came for), then the
+/// load phases' outages and soak findings.
+fn print_summary(report: &RunReport) {
+    if !report.buckets.is_empty() {
+        print!("{}", crate::report::format_buckets(&report.buckets));
+    }
+    for h in &report.hangs {
+        println!("HANG     {h}");
+    }
+    for p in &report.phases {
+        let RunPhase::Load(l) = p else { continue };
+        if !l.outages.is_empty() {
+            let stalls = l.outages.iter().filter(|o| o.cause == crate::report::load::OutageCause::Stall).count();
+            println!(
+                "OUTAGES  {:<14} {} stall(s), {} death(s), {} restart(s), {:.2} s without answers",
+                l.name,
+                stalls,
+                l.outages.len() - stalls,
+                l.restarts,
+                l.outages.iter().map(|o| o.seconds()).sum::<f64>()
+            );
+        }
+        for f in l.soak.iter().flat_map(|s| &s.findings) {
+            println!("{:<8} {:<14} {:<14} {}", if f.flagged { "FLAGGED" } else { "ok" }, l.name, f.kind, f.summary);
+        }
+    }
+}
+
+/// Resolves when the run's stop signal is raised (never, if its sender is gone without it).
+pub(crate) async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
+    if stop.wait_for(|s| *s).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+async fn run_profile(
+    profile: &Profile,
+    g: &Global,
+    say: &dyn Fn(String),
+    report: &mut RunReport,
+    env: &mut Option<(Database, Target)>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    run_dir: &Path,
+) -> Result<()> {
+    // The loopback rule first, before anything is started.
+    if let crate::profile::TargetSpec::Url { http, ws } = &profile.target {
+        crate::safety::check_target(http, g.allow_remote)?;
+        crate::safety::check_target(ws, g.allow_remote)?;
+    }
+    if let crate::profile::TargetSpec::Command { http, ws, .. } = &profile.target {
+        for u in [http, ws].into_iter().flatten() {
+            crate::safety::check_target(u, g.allow_remote)?;
+        }
+    }
+    let database = tokio::select! {
+        d = setup_database(profile) => d?,
+        _ = stopped(&mut stop) => return Ok(()),
+    };
+    match database.cluster.as_ref().and_then(|c| c.pid()) {
+        Some(pid) => say(format!("database: {} (throwaway cluster, postgres pid {pid})", db::redact(&database.url))),
+        None => say(format!("database: {}", db::redact(&database.url))),
+    }
+    report.database = db::redact(&database.url);
+    let started = tokio::select! {
+        t = target::start_target(profile, &database, g) => t,
+        _ = stopped(&mut stop) => return Ok(()),
+    };
+    let target = match started {
+        Ok(t) => t,
+        Err(e) => {
+            // A target that cannot start at all: when it died by a signal every time, that is
+            // what the run found (a crash); otherwise a configuration error.
+            target::note_cannot_start(report, &e);
+            if report.crashes.is_empty() {
+                return Err(e);
+            }
+            say(format!("{e:#}"));
+            report.verdict.failed = true;
+            report.target = profile.target_description();
+            return Ok(());
+        }
+    };
+    let a = target.addrs();
+    let pid = target.sup.process().map(|p| format!(", pid {}", p.pid())).unwrap_or_default();
+    say(format!(
+        "target: {} (HTTP {}, WebSocket {}{pid})",
+        target.description,
+        a.http,
+        a.ws.map(|w| w.to_string()).unwrap_or_else(|| "none".into())
+    ));
+    report.target = target.description.clone();
+    *env = Some((database, target));
+    let (database, target) = env.as_mut().expect("just set");
+    let mut ck = crate::checkpoint::Checkpointer::new(
+        run_dir.to_path_buf(),
+        profile.checkpoint_every,
+        // The run's start (to the second: `report.started`), for the checkpoints' elapsed_ms.
+        humantime::parse_rfc3339(&report.started)
+            .ok()
+            .and_then(|t| SystemTime::now().duration_since(t).ok())
+            .and_then(|d| Instant::now().checked_sub(d))
+            .unwrap_or_else(Instant::now),
+        target.sup.telemetry(),
+    );
+    let e = Env { profile, g, say, run_dir, database, seed: report.seed, stop: stop.clone() };
+    let r = run_phases(&e, report, target, &mut ck).await;
+    report.telemetry = target.sup.telemetry().lock().unwrap_or_else(|e| e.into_inner()).clone();
+    r
+}
+
+async fn run_phases(
+    env: &Env<'_>,
+    report: &mut RunReport,
+    target: &mut Target,
+    ck: &mut crate::checkpoint::Checkpointer,
+) -> Result<()> {
+    let (profile, g, say, database) = (env.profile, env.g, env.say, env.database);
+    let mut stop = env.stop.clone();
+    let ledger = std::sync::Arc::new(crate::invariants::Ledger::new());
+    let since: String = sqlx::query_scalar("SELECT now()::text").fetch_one(&database.pool).await?;
+    for (i, phase) in profile.phases.iter().enumerate() {
+        if *stop.borrow() {
+            break;
+        }
+        if let Some(why) = &target.lost {
+            say(format!("phase {} skipped: {why}", i + 1));
+            report.verdict.failed = true;
+            break;
+        }
+        let log = target.sup.process().map(|p| p.log_handle());
+        match phase {
+            Phase::Checks { checks: which, startup_timeout } => {
+                say(format!("phase {}: checks", i + 1));
+                let startup_lines = target::startup_lines(&profile.target);
+                let a = target.addrs();
+                let ctx = checks::CheckContext {
+                    http: a.http,
+                    ws: a.ws,
+                    fixtures: &database.fixtures,
+                    pool: &database.pool,
+                    process: target.sup.process(),
+                    startup_lines: &startup_lines,
+                    startup_timeout: *startup_timeout,
+                    request_timeout: Duration::from_secs(10),
+                };
+                let results = tokio::select! {
+                    r = ck.during(report, i + 1, log.as_ref(), checks::run_checks(&ctx, which)) => r,
+                    _ = stopped(&mut stop) => break,
+                };
+                for r in &results {
+                    if let Some(c) = &r.crash
+                        && !report.crashes.contains(c)
+                    {
+                        report.crashes.push(c.clone());
+                    }
+                    if !g.quiet && !g.json {
+                        let tag = match r.status {
+                            Status::Pass => "PASS",
+                            Status::Fail => "FAIL",
+                            Status::Skip => "SKIP",
+                        };
+                        println!("{tag} {:<10} {}", r.name.as_str(), r.summary);
+                        for e in &r.evidence {
+                            println!("       {e}");
+                        }
+                    }
+                }
+                report.phases.push(RunPhase::Checks { results });
+            }
+            Phase::Fuzz(spec) => {
+                say(format!("phase {}: fuzz + triage ({})", i + 1, humantime::format_duration(spec.duration)));
+                // The run's target is lent: the phase starts its own incarnations on its ports.
+                let Some(launch) = target.sup.lend().await else {
+                    anyhow::bail!("the fuzz phase needs a target the tool starts (validated)");
+                };
+                let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+                let (flag2, mut stop2) = (flag.clone(), stop.clone());
+                let bridge = tokio::spawn(async move {
+                    stopped(&mut stop2).await;
+                    flag2.store(true, std::sync::atomic::Ordering::SeqCst);
+                });
+                let fuzz = crate::triage::phase::run(spec, launch, &database.fixtures, report.seed, flag);
+                let r = ck.during(report, i + 1, None, fuzz).await;
+                bridge.abort();
+                let r = r?;
+                say(format!(
+                    "fuzz: {} inputs, {} deaths, {} buckets in {:.0}s",
+                    r.inputs_sent,
+                    r.deaths,
+                    r.buckets.len(),
+                    r.seconds
+                ));
+                if !g.quiet && !g.json {
+                    print!("{}", crate::triage::session::format_table(&r.buckets));
+                }
+                // One entry per distinct way of dying (the buckets hold the counts).
+                let mut kinds: Vec<String> = Vec::new();
+                for o in &r.outages {
+                    if o.death == crate::watch::Death::Hang {
+                        if !kinds.contains(&o.death.key()) {
+                            report.hangs.push(format!("fuzz phase {}: the target hung", i + 1));
+                        }
+                    } else if !kinds.contains(&o.death.key()) {
+                        report.crashes.push(o.death.exit_info());
+                    }
+                    if !kinds.contains(&o.death.key()) {
+                        kinds.push(o.death.key());
+                    }
+                }
+                report.phases.push(RunPhase::Fuzz(Box::new(r)));
+            }
+            Phase::Load(load) => {
+                say(format!("phase {}: load {:?}", i + 1, load.name));
+                let window = ck.window.clone();
+                let phase = load::run_load(env, load, target, &ledger, window);
+                // (The load phase owns the target meanwhile; checkpoints show the output of the
+                // process that started the phase, the phase's restarts leave their own logs.)
+                let r = ck.during(report, i + 1, log.as_ref(), phase).await?;
+                if !g.quiet && !g.json {
+                    let _ = r.print_table(&mut std::io::stdout());
+                }
+                // Every death the phase's watchdog saw is a crash (also exits and SIGKILLs: the
+                // tool stops nothing during a load phase), restarted or not; hangs apart.
+                for o in &r.outages {
+                    if o.death == Some(crate::watch::Death::Hang) {
+                        report.hangs.push(format!("load phase {:?}: {}", r.name, o.describe()));
+                    } else if let Some(e) = &o.exit
+                        && !report.crashes.contains(e)
+                    {
+                        report.crashes.push(e.clone());
+                    }
+                }
+                report.phases.push(RunPhase::Load(Box::new(r)));
+            }
+            Phase::Invariants { flush_wait } => {
+                say(format!("phase {}: invariants (nothing lost)", i + 1));
+                let t = crate::invariants::CheckTarget {
+                    pool: &database.pool,
+                    project_id: &database.fixtures.project_id,
+                    org_id: &database.fixtures.org_id,
+                    http: Some(target.addrs().http),
+                    since: &since,
+                    flush_wait: *flush_wait,
+                };
+                let results = ck.during(report, i + 1, log.as_ref(), crate::invariants::check(&ledger, &t)).await?;
+                if !g.quiet && !g.json {
+                    for r in &results {
+                        println!("{} {:<20} {}", if r.passed { "PASS" } else { "FAIL" }, r.name, r.summary);
+                        for m in &r.missing {
+                            println!("       missing: {m}");
+                        }
+                    }
+                }
+                report.phases.push(RunPhase::Invariants { results });
+            }
+        }
+        let next = (i + 1 < profile.phases.len() && !*stop.borrow()).then_some(i + 2);
+        target::settle(env, report, target, next).await;
+        ck.write_or_warn(report, None, target.sup.process().map(|p| p.log_handle()).as_ref()).await;
+        if target.lost.is_some() && next.is_some() {
+            say("the target could not be started again: remaining phases skipped".into());
+            report.verdict.failed = true;
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// `--out`, or `<output.dir>/<name>-<UTC timestamp>`; created, must be writable.
+fn run_dir(profile: &Profile, g: &Global) -> Result<PathBuf> {
+    let dir = match &g.out {
+        Some(d) => d.clone(),
+        None => {
+            let ts = humantime::format_rfc3339_seconds(SystemTime::now()).to_string().replace([':', '-'], "");
+            profile.output.dir.join(format!("{}-{}", profile.name, ts.trim_end_matches('Z')))
+        }
+    };
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create run directory {}", dir.display()))?;
+    let copy = dir.join("profile.toml");
+    if let Ok(text) = std::fs::read(&profile.source) {
+        crate::fsutil::write_atomic(&copy, &text)?;
+    }
+    Ok(dir)
+}
