@@ -252,7 +252,7 @@ pub fn send_ws(w: &WsScript, addr: SocketAddr, timeout: Duration) -> Reply {
             break;
         }
     }
-    let quiet = timeout.min(Duration::from_millis(500));
+    let quiet = timeout.min(Duration::from_millis(150));
     let mut got = rest.len();
     loop {
         let now = Instant::now();

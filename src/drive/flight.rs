@@ -36,6 +36,9 @@ pub struct FlightEntry {
     pub sent: Instant,
     /// Microseconds from send to answer; None = no answer (yet).
     pub answered_after_us: Option<u64>,
+    /// Microseconds from send to the end, answered or failed; None = still in flight.
+    #[serde(skip)]
+    pub ended_after_us: Option<u64>,
     pub outcome: Option<Outcome>,
     /// Exact bytes for raw requests when the recorder keeps them.
     #[serde(skip_serializing_if = "Option::is_none", with = "opt_bytes")]
@@ -108,6 +111,7 @@ impl LaneRecorder {
             sent_at: self.base.0 + sent.saturating_duration_since(self.base.1),
             sent,
             answered_after_us: None,
+            ended_after_us: None,
             outcome: None,
             raw: if self.keep_raw { raw.map(|r| r[..r.len().min(64 * 1024)].to_vec()) } else { None },
             input: None,
@@ -142,6 +146,7 @@ impl LaneRecorder {
         if let Some(e) = r.entries.get_mut(i) {
             e.outcome = Some(outcome);
             e.answered_after_us = answered.map(|a| a.saturating_duration_since(e.sent).as_micros() as u64);
+            e.ended_after_us = Some(e.sent.elapsed().as_micros() as u64);
         }
     }
 }
@@ -196,32 +201,61 @@ impl FlightRecorder {
         out
     }
 
-    /// How long requests have waited without an answer, with no answer to any request since
-    /// (None: nothing waits, or the latest answer came after the oldest waiting request was
-    /// sent, minus that). The watchdog's hang suspicion.
+    /// How long the oldest request still in flight has waited for its answer (None: nothing
+    /// waits). A request can wait that long for a slow answer, or because the target hangs;
+    /// the watchdog's probe tells which. (Answers to other requests do not clear it: a target
+    /// whose registry lock is stuck still answers 404 for paths that do not need it.)
     pub fn stuck_for(&self, now: Instant) -> Option<std::time::Duration> {
-        let lanes = self.lanes.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let (mut oldest_open, mut last_answer): (Option<Instant>, Option<Instant>) = (None, None);
-        for l in lanes {
-            let r = l.ring.lock().unwrap_or_else(|p| p.into_inner());
-            for e in &r.entries {
-                match (e.outcome, e.answered_after_us) {
-                    (None, _) => oldest_open = Some(oldest_open.map_or(e.sent, |o| o.min(e.sent))),
-                    (Some(_), Some(us)) => {
-                        let at = e.sent + std::time::Duration::from_micros(us);
-                        last_answer = Some(last_answer.map_or(at, |a| a.max(at)));
-                    }
-                    (Some(_), None) => {}
-                }
-            }
-        }
-        let since = oldest_open?.max(last_answer.unwrap_or(oldest_open?));
-        Some(now.saturating_duration_since(since))
+        self.oldest_open().map(|t| now.saturating_duration_since(t))
     }
 
-    /// The suspects when the target died: first every request sent but not answered (oldest
-    /// first — the first one is the likeliest killer), then the most recent answered ones (newest
-    /// first), `limit` in all.
+    /// When the oldest request still in flight was sent.
+    pub fn oldest_open(&self) -> Option<Instant> {
+        let lanes = self.lanes.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut oldest: Option<Instant> = None;
+        for l in lanes {
+            let r = l.ring.lock().unwrap_or_else(|p| p.into_inner());
+            for e in r.entries.iter().filter(|e| e.outcome.is_none()) {
+                oldest = Some(oldest.map_or(e.sent, |o| o.min(e.sent)));
+            }
+        }
+        oldest
+    }
+
+    /// The suspects of a death or hang of the incarnation that became ready at `since`
+    /// (entries sent before it belong to an earlier incarnation and are left out): requests
+    /// still in flight (oldest first), then the others by how close their end (answer or
+    /// failure) came to the moment of failure `failed_at` (the death, which fails what was in
+    /// flight and follows an answer its culprit got just before; for a hang, the send of the
+    /// oldest request that never got its answer: the culprit of a hang is typically answered just
+    /// before). Returns the suspects and how many of the first ones are hot: in flight, or ended
+    /// within `window` of the failure.
+    pub fn suspects_around(
+        &self,
+        limit: usize,
+        since: Instant,
+        failed_at: Instant,
+        window: std::time::Duration,
+    ) -> (Vec<FlightEntry>, usize) {
+        // Refused connects never reached the target (the lanes send some between the death and
+        // the moment the watchdog holds them).
+        let all: Vec<FlightEntry> = self
+            .snapshot()
+            .into_iter()
+            .filter(|e| e.sent >= since && !e.outcome.is_some_and(|o| o.is_connect_error()))
+            .collect();
+        let distance = |e: &FlightEntry| {
+            let at = e.sent + std::time::Duration::from_micros(e.ended_after_us.unwrap_or(0));
+            if at >= failed_at { at - failed_at } else { failed_at - at }
+        };
+        let (mut open, mut ended): (Vec<_>, Vec<_>) = all.into_iter().partition(|e| e.outcome.is_none());
+        open.sort_by_key(|e| e.sent);
+        ended.sort_by_key(|e| distance(e));
+        let hot_ended = ended.iter().take_while(|e| distance(e) <= window).count();
+        let hot = (open.len() + hot_ended).min(limit);
+        (open.into_iter().chain(ended).take(limit).collect(), hot)
+    }
+
     pub fn suspects(&self, limit: usize) -> Vec<FlightEntry> {
         let all = self.snapshot();
         let (mut open, mut done): (Vec<_>, Vec<_>) = all.into_iter().partition(|e| e.answered_after_us.is_none());

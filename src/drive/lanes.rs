@@ -30,8 +30,8 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{Notify, watch};
 
 /// Stream ids of the WebSocket lanes (HTTP lanes use their lane number).
-const WS_INGEST_STREAM: u64 = 1 << 20;
-const WS_CHURN_STREAM: u64 = 2 << 20;
+pub(crate) const WS_INGEST_STREAM: u64 = 1 << 20;
+pub(crate) const WS_CHURN_STREAM: u64 = 2 << 20;
 /// Open loop: the schedule is one stream, its k-th request is index k whichever lane sends it.
 pub const SCHEDULE_STREAM: u64 = 3 << 20;
 

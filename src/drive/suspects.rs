@@ -39,7 +39,11 @@ pub fn input(e: &FlightEntry, source: &dyn Source, phase: &LoadPhase) -> Option<
         return Some((**g).clone());
     }
     let g = source.generate(e.seed.stream, e.seed.index);
-    if !matches!(e.route, "ws-ingest" | "ws-churn") {
+    // Frames of the ingest and churn lanes (their own streams) went out one by one on a
+    // connection of the lane; anything else (an HTTP lane's request or whole WebSocket script)
+    // went out as generated.
+    let lanes = super::lanes::WS_INGEST_STREAM..super::lanes::SCHEDULE_STREAM;
+    if !lanes.contains(&e.seed.stream) {
         return Some(g);
     }
     let (bytes, binary) = frame_from(&g);

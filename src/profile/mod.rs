@@ -456,6 +456,11 @@ impl Profile {
         Ok(Some(l))
     }
 
+    /// The profile file's absolute path (buckets record it: `replay` starts that target again).
+    pub fn canonical_source(&self) -> Option<PathBuf> {
+        std::fs::canonicalize(&self.source).ok()
+    }
+
     /// The target in a few words (reports of runs whose target never started).
     pub fn target_description(&self) -> String {
         match &self.target {

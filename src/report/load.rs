@@ -273,6 +273,9 @@ impl Outage {
     pub fn describe(&self) -> String {
         let what = match (&self.cause, &self.exit) {
             (OutageCause::Stall, _) => "stall".to_string(),
+            (OutageCause::Death, Some(e)) if self.death == Some(crate::watch::Death::Hang) => {
+                format!("hang (the target was killed: it {})", e.describe())
+            }
             (OutageCause::Death, Some(e)) => format!("death (the target {})", e.describe()),
             (OutageCause::Death, None) => "death".to_string(),
         };

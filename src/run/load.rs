@@ -37,10 +37,52 @@ impl Activity for Flights {
     }
 }
 
-/// Most death records (exact inputs) a phase writes; deaths past it keep only their outage.
+/// Most death records (exact inputs) a phase writes, and most bytes of inputs in them; deaths
+/// past either keep only their outage and log.
 const MAX_DEATH_RECORDS: usize = 500;
-/// Suspects kept per death.
-const SUSPECTS: usize = 20;
+const MAX_RECORD_BYTES: usize = 256 << 20;
+/// Suspects kept per death, and at most this many bytes of one suspect (larger mutated bodies
+/// are left out of the record: a crash that needs a multi-MiB input is rare, a record of such
+/// inputs per death is not).
+const SUSPECTS: usize = 48;
+const MAX_SUSPECT_BYTES: usize = 1 << 20;
+/// Answers this close to the failure make their request a hot suspect.
+const HOT_WINDOW: Duration = Duration::from_secs(1);
+
+/// The distinct routes of the first `hot` entries.
+pub(super) fn hot_routes(entries: &[crate::drive::FlightEntry], hot: usize) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for e in entries.iter().take(hot) {
+        if !out.iter().any(|r| r == e.route) {
+            out.push(e.route.to_string());
+        }
+    }
+    out
+}
+
+/// The exact inputs of the suspects (those over `max_bytes` left out) and how many of the
+/// first are hot.
+pub(super) fn exact_inputs(
+    suspects: &[crate::drive::FlightEntry],
+    hot: usize,
+    source: &dyn crate::model::Source,
+    load: &crate::drive::LoadPhase,
+    max_bytes: usize,
+) -> (Vec<crate::model::Generated>, usize) {
+    let mut out = Vec::new();
+    let mut hot_out = 0;
+    for (i, e) in suspects.iter().enumerate() {
+        let Some(g) = crate::drive::suspects::input(e, source, load) else { continue };
+        if crate::triage::shrink::payload_size(&g.payload) > max_bytes {
+            continue;
+        }
+        if i < hot {
+            hot_out += 1;
+        }
+        out.push(g);
+    }
+    (out, hot_out)
+}
 
 /// A death seen during the phase.
 struct Seen {
@@ -51,8 +93,22 @@ struct Seen {
     error: Option<String>,
     log: String,
     suspects: Vec<crate::drive::FlightEntry>,
-    /// The saved record (path relative to the run directory) and the record itself.
-    record: Option<(String, DeathRecord)>,
+    /// How many of the first suspects are hot.
+    hot: usize,
+    n: usize,
+    /// The saved record's path, relative to the run directory.
+    record: Option<String>,
+}
+
+/// A death of the phase, for its triage: what it was, and the flight entries it happened among
+/// (their inputs are regenerated, whole, when it is triaged).
+pub(super) struct ToTriage {
+    pub n: usize,
+    pub death: Death,
+    pub exit: Option<crate::watch::ExitInfo>,
+    pub at: String,
+    pub entries: Vec<crate::drive::FlightEntry>,
+    pub hot: usize,
 }
 
 pub(super) async fn run_load(
@@ -111,12 +167,12 @@ pub(super) async fn run_load(
             _ = done.wait_for(|d| *d) => {}
         }
     };
-    let first_death = target.logs;
     let watchdog = async {
         let mut deaths: Vec<Seen> = Vec::new();
         let (mut run_stop, mut done) = (stop.clone(), done_rx.clone());
         let activity = Flights(flight.clone());
         let mut last_said = Instant::now() - Duration::from_secs(60);
+        let mut record_bytes = 0usize;
         loop {
             let ev = tokio::select! {
                 ev = target.sup.next_event(Some(&activity), true) => ev,
@@ -124,6 +180,13 @@ pub(super) async fn run_load(
                 _ = stopped(&mut run_stop) => break,
             };
             let at = SystemTime::now();
+            // The moment things went wrong: the death, or for a hang the send of the oldest
+            // request that never got its answer (read before the kill fails them all).
+            let failed_at = match &ev {
+                Ok(WatchEvent::Hung { .. }) => flight.oldest_open().unwrap_or_else(Instant::now),
+                _ => Instant::now(),
+            };
+            let since = target.sup.ready_since();
             let (death, exit) = match ev {
                 Ok(WatchEvent::Died { exit, .. }) => (exit.death(), Some(exit)),
                 Ok(WatchEvent::Hung { stuck_s, .. }) => {
@@ -141,10 +204,11 @@ pub(super) async fn run_load(
                 Ok(WatchEvent::Ready { .. }) | Err(_) => break,
             };
             let _ = state_tx.send(TargetState { down: true, died_at: Some(Instant::now()) });
-            let n = first_death + deaths.len() + 1;
-            let suspects = flight.suspects(SUSPECTS);
+            let (suspects, hot) = flight.suspects_around(SUSPECTS, since, failed_at, HOT_WINDOW);
             let log = target.save_log(run_dir);
-            let record = if deaths.len() < MAX_DEATH_RECORDS {
+            let n = target.logs;
+            let record = if deaths.len() < MAX_DEATH_RECORDS && record_bytes < MAX_RECORD_BYTES {
+                let (inputs, hot) = exact_inputs(&suspects, hot, generator.as_ref(), load, MAX_SUSPECT_BYTES);
                 let rec = DeathRecord {
                     phase: load.name.clone(),
                     n,
@@ -152,13 +216,17 @@ pub(super) async fn run_load(
                     death,
                     exit: exit.clone(),
                     target: description.clone(),
-                    suspects: crate::drive::suspects::inputs(&suspects, generator.as_ref(), load),
+                    suspects: inputs,
+                    hot,
+                    hot_routes: hot_routes(&suspects, hot),
                 };
-                save_record(run_dir, n, &rec).await.map(|path| (path, rec))
+                record_bytes +=
+                    rec.suspects.iter().map(|g| crate::triage::shrink::payload_size(&g.payload)).sum::<usize>();
+                save_record(run_dir, n, &rec).await
             } else {
                 None
             };
-            let mut d = Seen { at, death, exit, ready: None, error: None, log, suspects, record };
+            let mut d = Seen { at, death, exit, ready: None, error: None, log, suspects, hot, n, record };
             let again = load.restart && deaths.len() < load.max_restarts as usize;
             if again && started && !*done.borrow() && !*stop.borrow() {
                 if deaths.len() < 5 || last_said.elapsed() >= Duration::from_secs(5) {
@@ -213,17 +281,22 @@ pub(super) async fn run_load(
         let ms = t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis() as f64).unwrap_or(0.0);
         ((ms - r.started_at_ms as f64) / 1000.0).max(0.0)
     };
-    let mut records: Vec<(usize, DeathRecord)> = Vec::new();
+    let mut to_triage: Vec<ToTriage> = Vec::new();
     let mut outages: Vec<Outage> = Vec::new();
     for d in deaths {
         let start_s = phase_s(d.at);
         let end_s = d.ready.map(phase_s).unwrap_or(r.elapsed_s).max(start_s);
         let mut detail = vec![format!("its output: {}", d.log)];
         detail.extend(d.error.clone());
-        let inputs = d.record.as_ref().map(|(p, _)| p.clone());
-        if let Some((_, rec)) = d.record {
-            records.push((outages.len(), rec));
-        }
+        let inputs = d.record.clone();
+        to_triage.push(ToTriage {
+            n: d.n,
+            death: d.death,
+            exit: d.exit.clone(),
+            at: humantime::format_rfc3339_millis(d.at).to_string(),
+            entries: d.suspects.clone(),
+            hot: d.hot,
+        });
         outages.push(Outage {
             cause: OutageCause::Death,
             start_s: (start_s * 100.0).round() / 100.0,
@@ -240,12 +313,10 @@ pub(super) async fn run_load(
         });
     }
     // Triage after the traffic, on the lent target; its results go onto the outages.
-    if let Some(spec) = triage_spec.as_ref().filter(|_| !records.is_empty() && started) {
-        let t = super::triage::triage_deaths(env, target, spec, &records).await?;
-        for (i, res) in t.results.iter().enumerate() {
-            if let Some((o, _)) = records.get(i) {
-                outages[*o].bucket = res.bucket_id.clone();
-            }
+    if let Some(spec) = triage_spec.as_ref().filter(|_| !to_triage.is_empty() && started) {
+        let t = super::triage::triage_deaths(env, target, spec, to_triage, generator.clone(), load).await?;
+        for (o, res) in outages.iter_mut().zip(&t.results) {
+            o.bucket = res.bucket_id.clone();
         }
         r.triage = Some(t);
     }

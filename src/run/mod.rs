@@ -353,7 +353,14 @@ async fn run_phases(
                     stopped(&mut stop2).await;
                     flag2.store(true, std::sync::atomic::Ordering::SeqCst);
                 });
-                let fuzz = crate::triage::phase::run(spec, launch, &database.fixtures, report.seed, flag);
+                let fuzz = crate::triage::phase::run(
+                    spec,
+                    launch,
+                    &database.fixtures,
+                    report.seed,
+                    profile.canonical_source(),
+                    flag,
+                );
                 let r = ck.during(report, i + 1, None, fuzz).await;
                 bridge.abort();
                 let r = r?;

@@ -3,6 +3,7 @@
 //! attributed among the exact inputs saved with it, minimised unless its culprit is already in a
 //! bucket, and filed; then the run's target is started again for what follows.
 
+use super::load::ToTriage;
 use super::{Env, Target};
 use crate::triage::DeathRecord;
 use crate::triage::phase::TriageSpec;
@@ -15,12 +16,14 @@ pub(super) async fn triage_deaths(
     env: &Env<'_>,
     target: &mut Target,
     spec: &TriageSpec,
-    records: &[(usize, DeathRecord)],
+    deaths: Vec<ToTriage>,
+    source: Arc<crate::generate::Generator>,
+    load: &crate::drive::LoadPhase,
 ) -> Result<PhaseTriage> {
     let Some(launch) = target.sup.lend().await else { return Ok(PhaseTriage::default()) };
     (env.say)(format!(
         "triage: {} death(s) on fresh incarnations of the target (budget {}, corpus {})",
-        records.len(),
+        deaths.len(),
         humantime::format_duration(spec.budget),
         spec.corpus.display()
     ));
@@ -30,13 +33,33 @@ pub(super) async fn triage_deaths(
         super::stopped(&mut stop).await;
         flag.store(true, Ordering::SeqCst);
     });
-    let recs: Vec<DeathRecord> = records.iter().map(|(_, r)| r.clone()).collect();
-    let (spec2, seed) = (spec.clone(), env.seed);
+    let (spec2, seed, load, profile) = (spec.clone(), env.seed, load.clone(), env.profile.canonical_source());
     let result = tokio::task::spawn_blocking(move || {
         let store = crate::triage::bucket::Store::open(&spec2.corpus)?;
-        let opts = spec2.options(seed, &launch.readiness.probe);
+        let mut opts = spec2.options(seed, &launch.readiness.probe);
+        opts.profile = profile;
         let stop = || stopped.load(Ordering::SeqCst) || crate::signals::was_interrupted();
-        crate::triage::session::triage_records(&launch, store, opts, &recs, spec2.budget, &stop)
+        // The records carry what triage needs; their suspects are regenerated whole (unlike the
+        // saved files, no input is too large here), one death at a time.
+        let records: Vec<DeathRecord> = deaths
+            .iter()
+            .map(|d| DeathRecord {
+                phase: load.name.clone(),
+                n: d.n,
+                at: d.at.clone(),
+                death: d.death,
+                exit: d.exit.clone(),
+                target: launch.describe(),
+                suspects: Vec::new(),
+                hot: d.hot,
+                hot_routes: super::load::hot_routes(&d.entries, d.hot),
+            })
+            .collect();
+        let suspects = |i: usize| {
+            let d = &deaths[i];
+            super::load::exact_inputs(&d.entries, d.hot, source.as_ref(), &load, usize::MAX)
+        };
+        crate::triage::session::triage_records(&launch, store, opts, &records, &suspects, spec2.budget, &stop)
     })
     .await;
     bridge.abort();

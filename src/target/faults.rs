@@ -9,7 +9,8 @@
 //! - `delay=DURATION` is the one fault that is not a crash class: a planted slowdown (every HTTP
 //!   answer waits, asynchronously, so other requests are served meanwhile) for baseline
 //!   comparisons to catch.
-//! - The crash functions ([`service_reply_abi_crash`], [`cumulative_crash`]) are `#[inline(never)]`
+//! - The crash functions ([`service_reply_abi_crash`], [`cumulative_crash`],
+//!   [`api_key_reply_crash`], [`ws_binary_frame_crash`]) are `#[inline(never)]`
 //!   with telling names so gdb/core backtraces show them; they write through a null pointer
 //!   (genuine SIGSEGV, exit 139). [`oversized_content_length_abort`] really asks the allocator
 //!   for the buffer (genuine SIGABRT, exit 134).
@@ -37,10 +38,18 @@ pub enum Fault {
     CumulativeCrash { after: u64 },
     /// Every HTTP request waits `length` (asynchronously) before it is handled: a slowdown.
     Delay { length: Duration },
+    /// §6.1's reply ABI on the API-key service: every created key kills the process (SIGSEGV)
+    /// just after its 201 is sent.
+    ApiKeyReplyAbi,
+    /// A binary WebSocket frame on `/ingest` → SIGSEGV.
+    WsBinaryFrameSegv,
+    /// An assign with a non-string `user_id` leaves the registry lock taken: every request that
+    /// needs the registry (all routed ones, every WebSocket frame) waits forever.
+    GlobalLockHang,
 }
 
 impl Fault {
-    pub const NAMES: [&'static str; 8] = [
+    pub const NAMES: [&'static str; 11] = [
         "service-reply-abi",
         "rate-limit-bool",
         "oversized-content-length",
@@ -49,6 +58,9 @@ impl Fault {
         "pause",
         "cumulative-crash",
         "delay",
+        "api-key-reply-abi",
+        "ws-binary-frame-segv",
+        "global-lock-hang",
     ];
 
     /// Parse `name` or `name=param`.
@@ -66,6 +78,9 @@ impl Fault {
             "rate-limit-bool" => no_param(Fault::RateLimitBool),
             "oversized-content-length" => no_param(Fault::OversizedContentLength),
             "slow-reader-stall" => no_param(Fault::SlowReaderStall),
+            "api-key-reply-abi" => no_param(Fault::ApiKeyReplyAbi),
+            "ws-binary-frame-segv" => no_param(Fault::WsBinaryFrameSegv),
+            "global-lock-hang" => no_param(Fault::GlobalLockHang),
             "leak" => {
                 let bytes = match param {
                     None => 50 * 1024,
@@ -124,6 +139,9 @@ impl Fault {
             Fault::Pause { .. } => "pause",
             Fault::CumulativeCrash { .. } => "cumulative-crash",
             Fault::Delay { .. } => "delay",
+            Fault::ApiKeyReplyAbi => "api-key-reply-abi",
+            Fault::WsBinaryFrameSegv => "ws-binary-frame-segv",
+            Fault::GlobalLockHang => "global-lock-hang",
         }
     }
 }
@@ -164,7 +182,21 @@ pub const HELP: &str = "Planted faults (--fault NAME[=PARAM], repeatable). Each 
                             is handled. The wait is asynchronous: other requests are served
                             meanwhile, so latency grows by DURATION and throughput falls only
                             where concurrency bounds it. A planted slowdown, not a crash (for
-                            baseline comparisons).";
+                            baseline comparisons).
+  api-key-reply-abi         Trigger: any successful POST /api/v1/projects/:id/api-keys (the key
+                            service's String reply is misread). Symptom: the 201 with the new
+                            key is sent, then the process dies by SIGSEGV (exit 139) in
+                            api_key_reply_crash. Mixed traffic reaches it within a second.
+  ws-binary-frame-segv      Trigger: a binary frame (opcode 2) on a WebSocket /ingest
+                            connection. Symptom: no reply; SIGSEGV (exit 139) in
+                            ws_binary_frame_crash. Ingest connections that reconnect at once
+                            kill a restarted server again right away.
+  global-lock-hang          Trigger: POST /api/v1/issues/:id/assign whose JSON user_id is
+                            neither a string nor null (a number, boolean, array or object).
+                            Symptom: 400 {\"error\":\"invalid user_id\"}, but the handler returns
+                            without giving back the registry lock every routed request and every
+                            WebSocket frame takes: from then on all of them wait forever (GET of
+                            an unknown path is still answered 404). A hang, not a death.";
 
 /// The smallest JSON body that triggers `service-reply-abi` (with a valid API key).
 pub const SERVICE_REPLY_ABI_SMALLEST_TRIGGER: &str =
@@ -187,6 +219,11 @@ pub struct FaultSet {
     pub pause: Option<(Duration, Duration)>,
     pub cumulative_crash: Option<u64>,
     pub delay: Option<Duration>,
+    pub api_key_reply_abi: bool,
+    pub ws_binary_frame_segv: bool,
+    pub global_lock_hang: bool,
+    /// `global-lock-hang`: the pipeline registry's lock.
+    registry: tokio::sync::Mutex<()>,
     db_requests: std::sync::atomic::AtomicU64,
     first_checks: std::sync::Mutex<std::collections::HashSet<String>>,
 }
@@ -204,6 +241,9 @@ impl FaultSet {
                 Fault::Pause { every, length } => s.pause = Some((*every, *length)),
                 Fault::CumulativeCrash { after } => s.cumulative_crash = Some(*after),
                 Fault::Delay { length } => s.delay = Some(*length),
+                Fault::ApiKeyReplyAbi => s.api_key_reply_abi = true,
+                Fault::WsBinaryFrameSegv => s.ws_binary_frame_segv = true,
+                Fault::GlobalLockHang => s.global_lock_hang = true,
             }
         }
         s
@@ -236,6 +276,39 @@ impl FaultSet {
         }
     }
 
+    /// `global-lock-hang`: every routed request and WebSocket frame passes the registry (takes
+    /// its lock and gives it back); after a leak it waits here forever.
+    pub async fn pass_registry(&self) {
+        if self.global_lock_hang {
+            drop(self.registry.lock().await);
+        }
+    }
+
+    /// `global-lock-hang`: the assign handler got a `user_id` of the wrong type. True when the
+    /// fault is on and the lock is now held for good (the handler answers 400 all the same).
+    pub async fn assign_user_id(&self, user_id: &serde_json::Value) -> bool {
+        if !self.global_lock_hang || user_id.is_string() || user_id.is_null() {
+            return false;
+        }
+        eprintln!("[mesher-stress target] global-lock-hang: assign returns early, the registry lock stays taken");
+        std::mem::forget(self.registry.lock().await);
+        true
+    }
+
+    /// `api-key-reply-abi`: a key was created; the process dies once the answer is out.
+    pub fn api_key_created(&self) {
+        if self.api_key_reply_abi {
+            crash_after_answer(api_key_reply_crash);
+        }
+    }
+
+    /// `ws-binary-frame-segv`: called with every data frame of an `/ingest` connection.
+    pub fn ingest_frame(&self, binary: bool) {
+        if self.ws_binary_frame_segv && binary {
+            ws_binary_frame_crash();
+        }
+    }
+
     /// `leak`: called once per handled HTTP request.
     pub fn on_request(&self) {
         if let Some(bytes) = self.leak {
@@ -261,6 +334,32 @@ pub fn is_service_reply_abi_trigger(event: &serde_json::Value) -> bool {
 pub fn service_reply_abi_crash() -> ! {
     eprintln!("[mesher-stress target] service-reply-abi: misread service reply, dereferencing it");
     null_write(0xdead)
+}
+
+/// How long after an answer the processes of the `…-after-answer` faults die: the answer is
+/// written meanwhile, as Mesher writes its reply and then misreads the service reply.
+pub const AFTER_ANSWER: Duration = Duration::from_millis(5);
+
+/// Run `crash` on a thread of its own after [`AFTER_ANSWER`].
+fn crash_after_answer(crash: fn() -> !) {
+    let _ = std::thread::Builder::new().name("reply-abi".into()).spawn(move || {
+        std::thread::sleep(AFTER_ANSWER);
+        crash()
+    });
+}
+
+/// `api-key-reply-abi`: die by a genuine SIGSEGV after answering a key creation.
+#[inline(never)]
+pub fn api_key_reply_crash() -> ! {
+    eprintln!("[mesher-stress target] api-key-reply-abi: misread key service reply, dereferencing it");
+    null_write(0xbeef)
+}
+
+/// `ws-binary-frame-segv`: die by a genuine SIGSEGV on a binary ingest frame.
+#[inline(never)]
+pub fn ws_binary_frame_crash() -> ! {
+    eprintln!("[mesher-stress target] ws-binary-frame-segv: binary frame taken for text");
+    null_write(0xb1)
 }
 
 /// `cumulative-crash`: die by a genuine SIGSEGV after `n` database-touching requests.

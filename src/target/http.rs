@@ -166,6 +166,7 @@ async fn handle(
     };
     if m.route.touches_db {
         app.faults.on_db_request();
+        app.faults.pass_registry().await;
     }
     let declared: Option<u64> = parts
         .headers

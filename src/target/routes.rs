@@ -392,6 +392,12 @@ pub async fn handle(
             ok_affected(n as u64)
         }
         RouteId::IssueAssign => {
+            let raw = serde_json::from_slice::<Value>(body).ok().and_then(|v| v.get("user_id").cloned());
+            if let Some(v) = &raw
+                && app.faults.assign_user_id(v).await
+            {
+                return Resp::error(400, "invalid user_id");
+            }
             let user = lenient(body, "user_id");
             let r = tryq!(
                 sqlx::query("UPDATE issues SET assigned_to = NULLIF($2, '')::uuid WHERE id = $1::uuid")
@@ -512,6 +518,7 @@ pub async fn handle(
                 .fetch_one(pool)
                 .await
             );
+            app.faults.api_key_created();
             Resp::json(201, json!({ "key_value": key }))
         }
         RouteId::ApiKeyRevoke => {

@@ -187,6 +187,10 @@ pub async fn serve_conn(
         match frame.opcode {
             OpCode::Close => break,
             OpCode::Text | OpCode::Binary => {
+                if let Kind::Ingest { .. } = &kind {
+                    app.faults.ingest_frame(frame.opcode == OpCode::Binary);
+                }
+                app.faults.pass_registry().await;
                 let reply = match &kind {
                     Kind::Stream { .. } => {
                         set_filters(&filters, &frame.payload);

@@ -177,7 +177,8 @@ pub struct Meta {
     /// `single`, `set`, `cumulative`.
     pub kind: String,
     pub concurrency: usize,
-    /// Cumulative crashes: number of requests after which the target dies.
+    /// Cumulative crashes: number of requests after which the target dies, counted after its
+    /// readiness probe (a target nobody probed needs one more).
     pub cumulative_count: Option<u64>,
     pub run_seed: Option<u64>,
     pub request_seeds: Vec<RequestSeed>,
@@ -449,7 +450,7 @@ pub fn repro_script(meta: &Meta, inputs: &ReproInputs) -> String {
         "# Sends to a running target at $HOST:$PORT (HTTP) / $WS_PORT (WebSocket); defaults 127.0.0.1:8080/8081.\n",
     );
     s.push_str(
-        "# Exit status is the sender's; whether the target died is for you (or `mesher-stress replay`) to see.\n",
+        "# Then it asks the target's probe: exit 0 when the target no longer answers (reproduced), 1 when it does.\n",
     );
     s.push_str("set -u\nDIR=\"$(cd \"$(dirname \"${BASH_SOURCE[0]}\")\" && pwd)\"\n");
     s.push_str("HOST=\"${HOST:-127.0.0.1}\"\nPORT=\"${PORT:-8080}\"\nWS_PORT=\"${WS_PORT:-8081}\"\n");
@@ -470,9 +471,25 @@ pub fn repro_script(meta: &Meta, inputs: &ReproInputs) -> String {
             }
         }
         None => {
-            s.push_str("exec \"${MESHER_STRESS:-mesher-stress}\" replay \"$DIR\" --http \"http://$HOST:$PORT\" --ws \"ws://$HOST:$WS_PORT\" \"$@\"\n");
+            s.push_str("\"${MESHER_STRESS:-mesher-stress}\" replay \"$DIR\" --http \"http://$HOST:$PORT\" --ws \"ws://$HOST:$WS_PORT\" \"$@\"\n");
         }
     }
+    let probe = match inputs.probe.as_ref().unwrap_or(&super::oracle::default_probe()) {
+        Payload::Http(r) => r.target.clone(),
+        Payload::Ws(_) => "/".into(),
+    };
+    s.push_str(&format!(
+        "# Did it die (or hang)? Ask the probe, once the target had a moment.\n\
+         sleep \"${{SETTLE:-0.5}}\"\n\
+         if curl -sS -g --path-as-is -m \"${{PROBE_TIMEOUT:-5}}\" -o /dev/null \"http://$HOST:$PORT\"{probe} 2>/dev/null; then\n\
+         \x20 echo \"NOT REPRODUCED: the target still answers GET {shown}\"\n\
+         \x20 exit 1\n\
+         fi\n\
+         echo \"REPRODUCED: the target no longer answers GET {shown} (expected: {})\"\n",
+        meta.death,
+        probe = sq(&probe),
+        shown = probe.replace(['"', '$', '`', '\\', '\''], "")
+    ));
     s
 }
 

@@ -529,7 +529,16 @@ async fn minimize_run(args: MinimizeArgs, run: PathBuf, g: &Global) -> Result<u8
         }
         let store = bucket::Store::open(&args.corpus)?;
         let budget = args.max_time * records.len().max(1) as u32;
-        super::session::triage_records(f.as_ref(), store, opts, &records, budget, &crate::signals::was_interrupted)
+        let suspects = super::session::saved_suspects(&records);
+        super::session::triage_records(
+            f.as_ref(),
+            store,
+            opts,
+            &records,
+            &suspects,
+            budget,
+            &crate::signals::was_interrupted,
+        )
     })
     .await??;
     if gj {

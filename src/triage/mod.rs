@@ -51,4 +51,12 @@ pub struct DeathRecord {
     #[serde(default)]
     pub target: String,
     pub suspects: Vec<crate::model::Generated>,
+    /// How many of the first suspects are hot: in flight or failing when it died, or answered
+    /// within a second of it (for a hang: of the send of the first request that never got its
+    /// answer).
+    #[serde(default)]
+    pub hot: usize,
+    /// The routes of the hot suspects (what was in flight, or answered, when it happened).
+    #[serde(default)]
+    pub hot_routes: Vec<String>,
 }

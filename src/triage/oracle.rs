@@ -41,9 +41,12 @@ impl OracleOptions {
     }
 }
 
-/// A cheap probe: `GET /` (any answer, even 404, shows the server is alive).
+/// A cheap probe through the machinery every request uses: `GET` of the fixtures project's
+/// dashboard health (any answer shows the server is alive and serving; `GET /` would not do,
+/// since a server whose request pipeline is stuck still answers 404 for unknown paths).
 pub fn default_probe() -> Payload {
-    Payload::Http(crate::model::HttpRequest::new(None, "GET", "/".into(), Vec::new()))
+    let path = crate::api::Route::get(crate::api::RouteId::DashboardHealth).path(&[crate::db::fixtures::PROJECT_ID]);
+    Payload::Http(crate::model::HttpRequest::new(Some(crate::api::RouteId::DashboardHealth), "GET", path, Vec::new()))
 }
 
 /// Counters.
@@ -171,7 +174,7 @@ impl<'f> Oracle<'f> {
         self.restart();
         let opts = self.opts.clone();
         let addrs = self.live()?.addrs();
-        let settle = (opts.grace / 4).max(Duration::from_millis(30));
+        let settle = (opts.grace / 10).max(Duration::from_millis(20));
         for (i, p) in inputs.iter().enumerate() {
             let reply = exec::send(p, &addrs, opts.timeout);
             self.stats.sends += 1;

@@ -167,6 +167,9 @@ impl TriageSpec {
         o.attribution.benign = probe.clone();
         o.oracle.grace = self.grace;
         o.oracle.timeout = self.timeout;
+        // A fresh target answers the probe in milliseconds; every reproduced hang waits this
+        // long, and a hang's minimisation reproduces it again and again.
+        o.oracle.probe_timeout = (self.timeout / 2).clamp(Duration::from_millis(500), Duration::from_secs(2));
         o.attribution.cumulative_max = self.cumulative_max;
         o.attribution.concurrency = self.concurrency;
         o.repro_tries = self.repro_tries;
@@ -185,6 +188,7 @@ pub async fn run(
     launch: crate::watch::launch::Launch,
     fixtures: &crate::db::fixtures::Fixtures,
     run_seed: u64,
+    profile: Option<PathBuf>,
     stop: Arc<std::sync::atomic::AtomicBool>,
 ) -> Result<FuzzReport> {
     spec.mix.validate()?;
@@ -209,7 +213,8 @@ pub async fn run(
         };
         let mut sender = ReplaySender { timeout: spec.triage.timeout };
         let stop_fn = || stop.load(std::sync::atomic::Ordering::SeqCst) || crate::signals::was_interrupted();
-        let topts = spec.triage.options(run_seed, &launch.readiness.probe);
+        let mut topts = spec.triage.options(run_seed, &launch.readiness.probe);
+        topts.profile = profile;
         session::fuzz_phase(source, &mut sender, &launch, store, topts, &fopts, &stop_fn)
     })
     .await?

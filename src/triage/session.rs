@@ -78,6 +78,28 @@ pub fn coarse_key(death: &Death, g: &Generated) -> String {
     format!("{}|{}|{}", death.key(), shrink::route_key(&g.payload), bucket::payload_shape(&g.payload))
 }
 
+/// Where triage of one death stands after attribution.
+enum Step {
+    /// Counted against a known bucket, or not reproduced.
+    Done(TriageReport),
+    /// Attributed to its culprit(s), to be minimised and filed.
+    Attributed(Culprit),
+}
+
+/// A death attributed to its culprit(s), not yet minimised.
+pub struct Culprit {
+    observed: Death,
+    att: Attribution,
+    /// The culprits' route(s), e.g. `issue-assign`.
+    route: String,
+    culprit_key: Option<String>,
+    started: Instant,
+    /// Seconds the attribution took.
+    attributed_in: f64,
+    executions: u64,
+    restarts: u64,
+}
+
 pub struct Triager<'f> {
     pub factory: &'f dyn TargetFactory,
     pub store: Store,
@@ -120,9 +142,28 @@ impl<'f> Triager<'f> {
 
     /// Triage one death of concurrent traffic (a load phase): many requests were in flight, so
     /// the culprit is attributed first; a culprit whose coarse key a bucket already holds is
-    /// counted there without minimising it again.
-    pub fn on_death(&mut self, observed: Death, suspects: &[Generated]) -> Result<TriageReport> {
-        self.triage(observed, suspects, false)
+    /// counted there without minimising it again. Before any replay, a death whose `hot` first
+    /// suspects (in flight or answered right at the failure) include an input of a shape some
+    /// bucket holds, dying the same way, is counted there by that shape: one crash that fires
+    /// every few seconds is then triaged once, not hundreds of times.
+    pub fn on_death(&mut self, observed: Death, suspects: &[Generated], hot: usize) -> Result<TriageReport> {
+        match self.on_death_step(observed, suspects, hot)? {
+            Step::Done(r) => Ok(r),
+            Step::Attributed(c) => self.file(c),
+        }
+    }
+
+    fn on_death_step(&mut self, observed: Death, suspects: &[Generated], hot: usize) -> Result<Step> {
+        let started = Instant::now();
+        for g in suspects.iter().take(hot) {
+            if let Some(m) = self.store.find_coarse(&coarse_key(&observed, g))? {
+                let m = self.store.hit(&m.bucket_id, None)?;
+                let mut r = self.counted(observed, &m, &m.kind, true, started, None);
+                r.kind = format!("{} (by shape)", m.kind);
+                return Ok(Step::Done(r));
+            }
+        }
+        self.attribute(observed, suspects, false)
     }
 
     fn counted(
@@ -150,23 +191,32 @@ impl<'f> Triager<'f> {
     }
 
     fn triage(&mut self, observed: Death, suspects: &[Generated], first_is_culprit: bool) -> Result<TriageReport> {
+        match self.attribute(observed, suspects, first_is_culprit)? {
+            Step::Done(r) => Ok(r),
+            Step::Attributed(c) => self.file(c),
+        }
+    }
+
+    /// The first half of triage: known-shape fast paths, then attribution; a culprit whose
+    /// coarse key a bucket holds is counted there.
+    fn attribute(&mut self, observed: Death, suspects: &[Generated], first_is_culprit: bool) -> Result<Step> {
         let started = Instant::now();
         if let Some(first) = suspects.first().filter(|_| first_is_culprit) {
             let key = coarse_key(&observed, first);
             if let Some(m) = self.store.find_coarse(&key)? {
                 let m = self.store.hit(&m.bucket_id, None)?;
-                return Ok(self.counted(observed, &m, &m.kind, true, started, None));
+                return Ok(Step::Done(self.counted(observed, &m, &m.kind, true, started, None)));
             }
         }
         let mut oracle = Oracle::new(self.factory, self.opts.oracle.clone());
         let aopts = AttributionOptions { sweep: !first_is_culprit, ..self.opts.attribution.clone() };
         let att = attribution::attribute(&mut oracle, &observed, suspects, &aopts)?;
-        let (originals, concurrency, repeat, kind) = match &att {
-            Attribution::Single { input } => (vec![input.clone()], 1, 1, "single"),
-            Attribution::Set { inputs, concurrency } => (inputs.clone(), *concurrency, 1, "set"),
-            Attribution::Cumulative { count, input } => (vec![input.clone()], 1, *count, "cumulative"),
+        let (originals, kind) = match &att {
+            Attribution::Single { input } => (vec![input.clone()], "single"),
+            Attribution::Set { inputs, .. } => (inputs.clone(), "set"),
+            Attribution::Cumulative { input, .. } => (vec![input.clone()], "cumulative"),
             Attribution::NotReproduced => {
-                return Ok(TriageReport {
+                return Ok(Step::Done(TriageReport {
                     death: observed,
                     bucket_id: None,
                     dir: None,
@@ -178,7 +228,7 @@ impl<'f> Triager<'f> {
                     seconds: started.elapsed().as_secs_f64(),
                     size_before: suspects.iter().map(|g| shrink::payload_size(&g.payload)).sum(),
                     size_after: 0,
-                });
+                }));
             }
         };
         // The culprit's coarse key: a culprit like one a bucket already holds is that bucket.
@@ -187,8 +237,34 @@ impl<'f> Triager<'f> {
             && let Some(m) = self.store.find_coarse(k)?
         {
             let m = self.store.hit(&m.bucket_id, None)?;
-            return Ok(self.counted(observed, &m, kind, true, started, Some(&oracle)));
+            return Ok(Step::Done(self.counted(observed, &m, kind, true, started, Some(&oracle))));
         }
+        let route = bucket::routes_of(&originals.iter().map(|g| g.payload.clone()).collect::<Vec<_>>()).join(",");
+        Ok(Step::Attributed(Culprit {
+            observed,
+            att,
+            route,
+            culprit_key,
+            started,
+            attributed_in: started.elapsed().as_secs_f64(),
+            executions: oracle.stats.executions,
+            restarts: oracle.stats.restarts,
+        }))
+    }
+
+    /// The second half of triage: minimise the culprit(s), file the bucket (or count a known
+    /// one by its signature).
+    fn file(&mut self, c: Culprit) -> Result<TriageReport> {
+        let Culprit { observed, att, culprit_key, started, executions: att_execs, restarts: att_restarts, .. } = c;
+        let (originals, concurrency, repeat, kind) = match att {
+            Attribution::Single { input } => (vec![input], 1, 1, "single"),
+            Attribution::Set { inputs, concurrency } => (inputs, concurrency, 1, "set"),
+            Attribution::Cumulative { count, input } => (vec![input], 1, count, "cumulative"),
+            Attribution::NotReproduced => unreachable!("not filed"),
+        };
+        let mut oracle = Oracle::new(self.factory, self.opts.oracle.clone());
+        oracle.stats.executions = att_execs;
+        oracle.stats.restarts = att_restarts;
         let mut payloads: Vec<Payload> = originals.iter().map(|g| g.payload.clone()).collect();
         let size_before: usize = payloads.iter().map(shrink::payload_size).sum();
         // Minimise each payload with the others fixed (cumulative: the benign request is kept).
@@ -209,6 +285,16 @@ impl<'f> Triager<'f> {
                     oracle.reproduces(&set, concurrency, &observed)
                 })?;
                 payloads[i] = p;
+            }
+        }
+        // A lone request that kills as `GET /` too does not depend on its route (a transport
+        // crash such as an oversized Content-Length): filed without it.
+        if kind == "single"
+            && let Some(general) = shrink::without_route(&payloads[0])
+        {
+            oracle.restart();
+            if oracle.reproduces(std::slice::from_ref(&general), 1, &observed)? {
+                payloads[0] = general;
             }
         }
         let size_after: usize = payloads.iter().map(shrink::payload_size).sum();
@@ -507,20 +593,183 @@ pub struct PhaseTriage {
     pub buckets: Vec<BucketRow>,
 }
 
-/// Triage saved deaths in order (each with its exact suspects) until `budget` is spent or
-/// `stop` says so. Blocking.
+/// Triage deaths (`suspects(i)`: the exact suspects of `records[i]` and how many of the first
+/// are hot; [`saved_suspects`] for records read back from a run directory) until `budget` is
+/// spent or `stop` says so. Blocking.
 pub fn triage_records(
     factory: &dyn TargetFactory,
     store: Store,
     opts: TriageOptions,
     records: &[crate::triage::DeathRecord],
+    suspects: &dyn Fn(usize) -> (Vec<Generated>, usize),
     budget: Duration,
     stop: &dyn Fn() -> bool,
 ) -> Result<PhaseTriage> {
     let t0 = Instant::now();
     let mut out = PhaseTriage { deaths: records.len() as u64, ..PhaseTriage::default() };
     let mut triager = Triager::new(factory, store, opts);
-    let placeholder = |death: Death, kind: &str| TriageReport {
+    let mut results: Vec<Option<TriageReport>> = vec![None; records.len()];
+    // Round robin over the ways of dying (SIGSEGV, SIGABRT, hang, ...): a crash that fires
+    // every second must not use up the budget before a rarer one is seen. Within one way of
+    // dying, a death that no known culprit explains (none of its hot suspects is on a route
+    // already seen to die that way) comes first: it is the likeliest new crash.
+    let mut queues: Vec<(String, std::collections::VecDeque<usize>)> = Vec::new();
+    for (i, r) in records.iter().enumerate() {
+        let k = r.death.key();
+        match queues.iter_mut().find(|(x, _)| *x == k) {
+            Some((_, q)) => q.push_back(i),
+            None => queues.push((k, std::collections::VecDeque::from([i]))),
+        }
+    }
+    let mut known: std::collections::BTreeSet<(String, String)> = std::collections::BTreeSet::new();
+    // Pass 1: attribute every death; minimise a culprit at once only when its way of dying on
+    // its route has no bucket from this triage yet. The others wait for pass 2, so the budget
+    // goes first to what is new.
+    // (way of dying, route) of the culprits filed so far → the bucket they went to.
+    let mut filed: std::collections::BTreeMap<(String, String), Option<String>> = std::collections::BTreeMap::new();
+    let mut deferred: Vec<(usize, Culprit)> = Vec::new();
+    let out_of_time = |t0: Instant| stop() || t0.elapsed() >= budget;
+    // The coarse keys of each death's hot suspects, computed once: whenever a bucket learns a
+    // new shape, every death still waiting with a suspect of that shape is counted there at
+    // once (no replay), so a crash that fired a hundred times costs one triage, not a hundred.
+    let mut hot_keys: Vec<Option<Vec<String>>> = vec![None; records.len()];
+    let mut known_keys = 0usize;
+    let mut turn = 0usize;
+    while queues.iter().any(|(_, q)| !q.is_empty()) && !out_of_time(t0) {
+        let keys: std::collections::HashMap<String, String> = triager
+            .store
+            .list()?
+            .into_iter()
+            .flat_map(|m| m.coarse_keys.into_iter().map(move |k| (k, m.bucket_id.clone())))
+            .collect();
+        if keys.len() > known_keys {
+            known_keys = keys.len();
+            for (_, q) in queues.iter_mut() {
+                let mut rest = std::collections::VecDeque::new();
+                for i in q.drain(..) {
+                    let death = records[i].death;
+                    let mine = hot_keys[i].get_or_insert_with(|| {
+                        let (inputs, hot) = suspects(i);
+                        inputs.iter().take(hot).map(|g| coarse_key(&death, g)).collect()
+                    });
+                    match mine.iter().find_map(|k| keys.get(k)) {
+                        Some(b) => {
+                            let m = triager.store.hit(b, None)?;
+                            let mut r = triager.counted(death, &m, &m.kind, true, Instant::now(), None);
+                            r.kind = format!("{} (by shape)", m.kind);
+                            out.triaged += 1;
+                            results[i] = Some(r);
+                        }
+                        None => rest.push_back(i),
+                    }
+                }
+                *q = rest;
+            }
+            continue;
+        }
+        let n = queues.len();
+        let (kind, q) = &mut queues[turn % n];
+        turn += 1;
+        let explained = |i: &usize| records[*i].hot_routes.iter().any(|r| known.contains(&(kind.clone(), r.clone())));
+        let Some(pos) = q.iter().position(|i| !explained(i)).or((!q.is_empty()).then_some(0)) else { continue };
+        let i = q.remove(pos).expect("a position in the queue");
+        let rec = &records[i];
+        let (inputs, hot) = suspects(i);
+        if inputs.is_empty() {
+            continue;
+        }
+        let step = triager.on_death_step(rec.death, &inputs, hot);
+        let r = match step {
+            Ok(Step::Done(r)) => {
+                if let Some(route) = r
+                    .bucket_id
+                    .as_ref()
+                    .and_then(|b| bucket::read_meta(&triager.store.bucket_dir(b)).ok())
+                    .map(|m| m.route)
+                {
+                    known.insert((rec.death.key(), route));
+                }
+                r
+            }
+            Ok(Step::Attributed(c)) => {
+                let pair = (c.observed.key(), c.route.clone());
+                known.insert(pair.clone());
+                if filed.contains_key(&pair) {
+                    deferred.push((i, c));
+                    continue;
+                }
+                match triager.file(c) {
+                    Ok(r) => {
+                        filed.insert(pair, r.bucket_id.clone());
+                        r
+                    }
+                    Err(e) => {
+                        eprintln!("triage of death {} failed: {e:#}", rec.n);
+                        placeholder(rec.death, "failed")
+                    }
+                }
+            }
+            Err(e) => {
+                eprintln!("triage of death {} failed: {e:#}", rec.n);
+                placeholder(rec.death, "failed")
+            }
+        };
+        out.triaged += 1;
+        results[i] = Some(r);
+    }
+    // Pass 2: the deferred culprits, while the budget lasts; past it, each is counted in the
+    // latest bucket of its way of dying on its route ("by route": attributed, not minimised).
+    for (i, c) in deferred {
+        let rec = &records[i];
+        let pair = (c.observed.key(), c.route.clone());
+        let r = if out_of_time(t0) {
+            match filed.get(&pair).cloned().flatten() {
+                Some(b) => {
+                    let m = triager.store.hit(&b, None)?;
+                    let mut r = triager.counted(c.observed, &m, &m.kind, true, c.started, None);
+                    r.kind = format!("{} (by route)", m.kind);
+                    (r.seconds, r.executions, r.restarts) = (c.attributed_in, c.executions, c.restarts);
+                    r
+                }
+                None => {
+                    out.untriaged += 1;
+                    results[i] = Some(placeholder(rec.death, "untriaged"));
+                    continue;
+                }
+            }
+        } else {
+            match triager.file(c) {
+                Ok(r) => {
+                    if r.bucket_id.is_some() {
+                        filed.insert(pair, r.bucket_id.clone());
+                    }
+                    r
+                }
+                Err(e) => {
+                    eprintln!("triage of death {} failed: {e:#}", rec.n);
+                    placeholder(rec.death, "failed")
+                }
+            }
+        };
+        out.triaged += 1;
+        results[i] = Some(r);
+    }
+    for (i, r) in results.iter_mut().enumerate() {
+        if r.is_none() {
+            out.untriaged += 1;
+            *r = Some(placeholder(records[i].death, "untriaged"));
+        }
+    }
+    out.results = results.into_iter().map(|r| r.expect("every death visited")).collect();
+    let hit: std::collections::BTreeSet<&String> = out.results.iter().filter_map(|r| r.bucket_id.as_ref()).collect();
+    out.buckets = bucket_table(&triager.store)?.into_iter().filter(|b| hit.contains(&b.bucket_id)).collect();
+    out.seconds = t0.elapsed().as_secs_f64();
+    Ok(out)
+}
+
+/// The report of a death triage did not file: `untriaged` (not reached) or `failed`.
+fn placeholder(death: Death, kind: &str) -> TriageReport {
+    TriageReport {
         death,
         bucket_id: None,
         dir: None,
@@ -532,28 +781,12 @@ pub fn triage_records(
         seconds: 0.0,
         size_before: 0,
         size_after: 0,
-    };
-    for rec in records {
-        if stop() || t0.elapsed() >= budget || rec.suspects.is_empty() {
-            out.untriaged += 1;
-            out.results.push(placeholder(rec.death, "untriaged"));
-            continue;
-        }
-        match triager.on_death(rec.death, &rec.suspects) {
-            Ok(r) => {
-                out.triaged += 1;
-                out.results.push(r);
-            }
-            Err(e) => {
-                eprintln!("triage of death {} failed: {e:#}", rec.n);
-                out.results.push(placeholder(rec.death, "failed"));
-            }
-        }
     }
-    let hit: std::collections::BTreeSet<&String> = out.results.iter().filter_map(|r| r.bucket_id.as_ref()).collect();
-    out.buckets = bucket_table(&triager.store)?.into_iter().filter(|b| hit.contains(&b.bucket_id)).collect();
-    out.seconds = t0.elapsed().as_secs_f64();
-    Ok(out)
+}
+
+/// The suspects saved in each record (for [`triage_records`]).
+pub fn saved_suspects(records: &[crate::triage::DeathRecord]) -> impl Fn(usize) -> (Vec<Generated>, usize) + '_ {
+    move |i| (records[i].suspects.clone(), records[i].hot)
 }
 
 /// Human text of the bucket table.

@@ -159,31 +159,6 @@ fn get_mut<'a>(v: &'a mut Value, path: &[Seg]) -> Option<&'a mut Value> {
     Some(cur)
 }
 
-fn leaf_paths(v: &Value) -> Vec<Vec<Seg>> {
-    fn walk(v: &Value, p: &mut Vec<Seg>, out: &mut Vec<Vec<Seg>>) {
-        match v {
-            Value::Object(m) => {
-                for (k, c) in m {
-                    p.push(Seg::Key(k.clone()));
-                    walk(c, p, out);
-                    p.pop();
-                }
-            }
-            Value::Array(a) => {
-                for (i, c) in a.iter().enumerate() {
-                    p.push(Seg::Index(i));
-                    walk(c, p, out);
-                    p.pop();
-                }
-            }
-            _ => out.push(p.clone()),
-        }
-    }
-    let mut out = Vec::new();
-    walk(v, &mut Vec::new(), &mut out);
-    out
-}
-
 fn container_paths(v: &Value) -> Vec<Vec<Seg>> {
     // Breadth-first: outer containers first.
     let mut out = Vec::new();
@@ -247,12 +222,44 @@ pub fn hoist(value: &Value, test: &mut dyn FnMut(&Value) -> Result<bool>) -> Res
     Ok(v)
 }
 
-/// Simpler values, simplest first: `null` first (a value whose type does not matter becomes
-/// `null`, so the bucket shape does not depend on the type the fuzzer happened to pick), then
-/// simpler values of the same type.
+/// Rank of a JSON type in the canonical order null < bool < number < string < array < object.
+fn type_rank(v: &Value) -> u8 {
+    match v {
+        Value::Null => 0,
+        Value::Bool(_) => 1,
+        Value::Number(_) => 2,
+        Value::String(_) => 3,
+        Value::Array(_) => 4,
+        Value::Object(_) => 5,
+    }
+}
+
+/// Simpler values, simplest first: the simplest value of each type before this one's in the
+/// canonical order (`null`, `false`, `0`, `""`, `[]`), so the bucket shape does not depend on
+/// the type the fuzzer happened to pick (`{"user_id":7}` and `{"user_id":[..]}` of one bug
+/// both become `{"user_id":false}` when any non-string kills), then simpler values of the same
+/// type.
 fn scalar_candidates(v: &Value) -> Vec<Value> {
-    let mut out = if v.is_null() { Vec::new() } else { vec![Value::Null] };
+    let canonical =
+        [Value::Null, Value::Bool(false), Value::from(0), Value::String(String::new()), Value::Array(Vec::new())];
+    let mut out: Vec<Value> = canonical.into_iter().filter(|c| type_rank(c) < type_rank(v)).collect();
     out.extend(typed_candidates(v));
+    out
+}
+
+/// Every node but the root, outer ones first (containers are simplified as a whole before
+/// their members).
+fn node_paths(v: &Value) -> Vec<Vec<Seg>> {
+    let mut out = Vec::new();
+    let mut depth = 0;
+    loop {
+        let level = paths_at(v, depth);
+        if level.is_empty() {
+            break;
+        }
+        out.extend(level);
+        depth += 1;
+    }
     out
 }
 
@@ -306,7 +313,7 @@ pub fn hdd(value: &Value, test: &mut dyn FnMut(&Value) -> Result<bool>) -> Resul
             depth += 1;
         }
         v = hoist(&v, test)?;
-        for p in leaf_paths(&v) {
+        for p in node_paths(&v) {
             let Some(cur) = get_mut(&mut v, &p).map(|x| x.clone()) else { continue };
             for cand in scalar_candidates(&cur) {
                 let mut trial = v.clone();
@@ -360,6 +367,38 @@ pub fn route_key(p: &Payload) -> String {
     }
 }
 
+/// The request sent as `GET /` (its headers and body kept): a crash that still happens there
+/// does not depend on the route, the method or the path, and one bucket holds it whatever
+/// request line it was found with (a route's, or a mutated one that matches none). None for
+/// WebSocket scripts and requests that are `GET /` already.
+pub fn without_route(p: &Payload) -> Option<Payload> {
+    let Payload::Http(r) = p else { return None };
+    let line = match &r.raw {
+        Some(raw) => raw.split(|&b| b == b'\n').next().unwrap_or(&[]).trim_ascii_end().to_vec(),
+        None => format!("{} {} HTTP/1.1", r.method, r.target).into_bytes(),
+    };
+    if line == b"GET / HTTP/1.1" {
+        return None;
+    }
+    let mut c = r.clone();
+    match &r.raw {
+        Some(raw) => {
+            let end = raw.iter().position(|&b| b == b'\n').map(|i| i + 1).unwrap_or(raw.len());
+            let eol: &[u8] = if raw[..end].ends_with(b"\r\n") { b"\r\n" } else { b"\n" };
+            let mut out = b"GET / HTTP/1.1".to_vec();
+            out.extend_from_slice(eol);
+            out.extend_from_slice(&raw[end..]);
+            c.raw = Some(out);
+        }
+        None => {
+            c.method = "GET".into();
+            c.target = "/".into();
+        }
+    }
+    c.route = None;
+    Some(Payload::Http(c))
+}
+
 /// Size measure for reports: bytes on the wire (HTTP) or handshake path + headers + frames (WS).
 pub fn payload_size(p: &Payload) -> usize {
     match p {
@@ -370,6 +409,18 @@ pub fn payload_size(p: &Payload) -> usize {
                 + w.frames.iter().map(|f| f.payload.len() + 6).sum::<usize>()
         }
     }
+}
+
+/// The request without a body and without the headers that announce one.
+fn without_body(r: &HttpRequest) -> HttpRequest {
+    let mut c = r.clone();
+    c.body.clear();
+    c.headers.retain(|(n, _)| {
+        !(n.eq_ignore_ascii_case("content-length")
+            || n.eq_ignore_ascii_case("content-type")
+            || n.eq_ignore_ascii_case("transfer-encoding"))
+    });
+    c
 }
 
 fn with_body(r: &HttpRequest, body: Vec<u8>) -> HttpRequest {
@@ -397,14 +448,21 @@ pub fn shrink_payload(p: &Payload, test: &mut dyn FnMut(&Payload) -> Result<bool
 
 fn shrink_http(r: &HttpRequest, test: &mut dyn FnMut(&Payload) -> Result<bool>) -> Result<HttpRequest> {
     let mut cur = r.clone();
-    // Body.
+    // Body: none at all first (with its length headers), then a smaller one.
+    if !cur.body.is_empty() {
+        let c = without_body(&cur);
+        if test(&Payload::Http(c.clone()))? {
+            cur = c;
+        }
+    }
     if !cur.body.is_empty() {
         if let Ok(json) = serde_json::from_slice::<Value>(&cur.body) {
             let base = cur.clone();
             let v =
                 hdd(&json, &mut |v: &Value| test(&Payload::Http(with_body(&base, serde_json::to_vec(v).unwrap()))))?;
+            // Simpler is not always shorter (`0` becomes `false` when any non-string kills).
             let cand = with_body(&base, serde_json::to_vec(&v).unwrap());
-            if cand.body.len() < cur.body.len() && test(&Payload::Http(cand.clone()))? {
+            if v != json && test(&Payload::Http(cand.clone()))? {
                 cur = cand;
             }
         } else {
@@ -425,6 +483,18 @@ fn shrink_http(r: &HttpRequest, test: &mut dyn FnMut(&Payload) -> Result<bool>) 
             test(&Payload::Http(c))
         })?;
         cur.headers = hs;
+    }
+    // A body no header announces is never read: it is not part of the reproducer.
+    if !cur.body.is_empty()
+        && !cur
+            .headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case("content-length") || n.eq_ignore_ascii_case("transfer-encoding"))
+    {
+        let c = without_body(&cur);
+        if test(&Payload::Http(c.clone()))? {
+            cur = c;
+        }
     }
     // Query string.
     if let Some((path, query)) = cur.target.clone().split_once('?') {
@@ -526,10 +596,13 @@ fn shrink_ws(w: &WsScript, test: &mut dyn FnMut(&Payload) -> Result<bool>) -> Re
             Payload::Ws(c)
         };
         let payload = base.frames[i].payload.clone();
-        let newp = if let Ok(json) = serde_json::from_slice::<Value>(&payload) {
+        // No payload at all first: a frame that kills whatever it carries is filed as empty.
+        let newp = if !payload.is_empty() && test(&set(Vec::new()))? {
+            Vec::new()
+        } else if let Ok(json) = serde_json::from_slice::<Value>(&payload) {
             let v = hdd(&json, &mut |v: &Value| test(&set(serde_json::to_vec(v).unwrap())))?;
             let p = serde_json::to_vec(&v).unwrap();
-            if p.len() < payload.len() && test(&set(p.clone()))? { p } else { payload }
+            if v != json && test(&set(p.clone()))? { p } else { payload }
         } else {
             bytes_min(&payload, &mut |b: &[u8]| test(&set(b.to_vec())))?
         };

@@ -133,6 +133,8 @@ pub struct Supervisor {
     restarts: u64,
     /// Incarnations started (1 after the first start).
     pub incarnations: u64,
+    /// When the current incarnation passed its readiness gate.
+    ready_since: Instant,
     /// Start of the current outage (cause, seconds since origin).
     down: Option<(String, f64)>,
 }
@@ -153,6 +155,7 @@ impl Supervisor {
             outages: Vec::new(),
             restarts: 0,
             incarnations: 0,
+            ready_since: Instant::now(),
             down: None,
         };
         s.spawn_ready(&|| false).await?;
@@ -173,6 +176,7 @@ impl Supervisor {
             outages: Vec::new(),
             restarts: 0,
             incarnations: 0,
+            ready_since: Instant::now(),
             down: None,
         }
     }
@@ -203,6 +207,11 @@ impl Supervisor {
     /// How new incarnations start (None for an attached target).
     pub fn launch(&self) -> Option<&Launch> {
         self.launch.as_ref()
+    }
+
+    /// When the current incarnation became ready (for an attached target: when watching began).
+    pub fn ready_since(&self) -> Instant {
+        self.ready_since
     }
 
     /// Can it be (re)started?
@@ -259,6 +268,7 @@ impl Supervisor {
         });
         self.current = Some(process);
         self.addrs = addrs;
+        self.ready_since = Instant::now();
         if let Some((cause, start_s)) = self.down.take() {
             self.outages.push(Outage { cause, start_s, end_s: self.now_s() });
         }
