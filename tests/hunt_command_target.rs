@@ -10,7 +10,7 @@
 //! - `global-lock-hang`: an assign with a non-string `user_id` leaves the registry lock taken.
 //!
 //! One bounded run: it ends on its own with exit 3; the phase survives more than 100 deaths in
-//! its minute and goes on to its end; hangs are detected, killed, bucketed; every death is
+//! its 40 s and goes on to its end; hangs are detected, killed, bucketed; every death is
 //! triaged into one bucket per fault (and one for the hang). Then every bucket's `repro.sh`
 //! kills (or hangs) a fresh target, `replay corpus` says still crashing against the run's own
 //! target (the profile the buckets record) and fixed against the same server without faults.
@@ -64,18 +64,18 @@ hang_probe_timeout = "2s"
 [[phases]]
 kind = "load"
 name = "mixed"
-duration = "60s"
+duration = "40s"
 concurrency = 8
 restart = true
 max_restarts = 1000
-mix = {{ valid = 0.55, json = 0.2, http = 0.2, ws = 0.05 }}
+mix = {{ valid = 0.55, json = 0.2, http = 0.2, ws = 0.05, routes = {{ "api-keys-create" = 3.0 }} }}
 websocket = {{ ingest_connections = 2 }}
 
 [phases.triage]
 corpus = {corpus:?}
 timeout = "2s"
 max_time = "20s"
-budget = "100s"
+budget = "45s"
 repro_tries = 1
 "#,
         corpus = dir.join("corpus").to_str().unwrap()
@@ -149,11 +149,10 @@ fn hunting_a_crashy_command_target_unattended() {
     // The phase survived every death and went on to its end.
     let phase = &report["phases"][0];
     let deaths: Vec<&Value> = phase["outages"].as_array().unwrap().iter().filter(|o| o["cause"] == "death").collect();
-    let in_first_minute = deaths.iter().filter(|o| o["start_s"].as_f64().unwrap() < 60.0).count();
-    println!("{} deaths ({in_first_minute} in the first minute), {} restarts", deaths.len(), phase["restarts"]);
-    assert!(in_first_minute >= 100, "{in_first_minute} deaths in the first minute\n{}", text(&out));
+    println!("{} deaths in a 40 s phase, {} restarts", deaths.len(), phase["restarts"]);
+    assert!(deaths.len() >= 100, "{} deaths within the phase's 40 s\n{}", deaths.len(), text(&out));
     assert!(deaths.iter().all(|o| o["restarted"] == true), "every death was survived");
-    assert!(phase["elapsed_s"].as_f64().unwrap() >= 59.0, "the phase ran to its end: {}", phase["elapsed_s"]);
+    assert!(phase["elapsed_s"].as_f64().unwrap() >= 39.0, "the phase ran to its end: {}", phase["elapsed_s"]);
     // Each death left its output and its exact inputs.
     for o in &deaths {
         let inputs = o["inputs"].as_str().expect("inputs saved");
@@ -245,4 +244,137 @@ fn hunting_a_crashy_command_target_unattended() {
     println!("{}", String::from_utf8_lossy(&r.stdout));
     assert_eq!(r.status.code(), Some(0), "fixed\n{}", text(&r));
     assert_eq!(String::from_utf8_lossy(&r.stdout).matches("fixed").count(), 5, "4 rows and the summary\n{}", text(&r));
+
+    // A death triaged again later from the run directory alone: its saved inputs, its target
+    // (the run's profile.toml), a corpus of its own.
+    let first = deaths[0]["inputs"].as_str().unwrap();
+    let n: String = first.chars().filter(|c| c.is_ascii_digit()).collect();
+    let mut c = Command::new(BIN);
+    c.args(["minimize", "--run"])
+        .arg(dir.path().join("run"))
+        .args(["--outage", &n, "--tries", "1", "--max-time", "20s", "--corpus"])
+        .arg(dir.path().join("again"));
+    let r = bounded(c, Duration::from_secs(180));
+    println!("{}", text(&r));
+    assert_eq!(r.status.code(), Some(3), "filed\n{}", text(&r));
+    let again: Vec<String> = std::fs::read_dir(dir.path().join("again"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert!(buckets.iter().any(|b| b["bucket_id"] == again[0]), "the same bucket as the run's: {again:?}");
+}
+
+fn checks_profile(dir: &Path, name: &str, command: &[String], http: u16, ws: u16, retries: u32) -> PathBuf {
+    let text = format!(
+        r#"version = 1
+name = "{name}"
+max_duration = "2m"
+
+[target]
+kind = "command"
+command = {command:?}
+http = "http://127.0.0.1:{http}"
+ws = "ws://127.0.0.1:{ws}"
+ready_timeout = "20s"
+
+[watchdog]
+startup_retries = {retries}
+startup_backoff = "50ms"
+
+[[phases]]
+kind = "checks"
+checks = ["health"]
+"#
+    );
+    let p = dir.join(format!("{name}.toml"));
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[test]
+fn deaths_during_startup_are_retried_and_a_target_that_never_starts_is_told() {
+    let dir = tempfile::tempdir().unwrap();
+    let (http, ws) = free_ports();
+    // Dies by SIGSEGV in its first two starts (a counter file), then comes up.
+    let counter = dir.path().join("starts");
+    let script = format!(
+        "n=$(cat {c} 2>/dev/null || echo 0); echo $((n+1)) > {c}; \
+         if [ $n -lt 2 ]; then echo \"boot crash $n\" >&2; kill -SEGV $$; fi; exec {}",
+        command(http, ws, "{database_url}", &[]).join(" "),
+        c = counter.display()
+    );
+    let p = checks_profile(dir.path(), "flaky-start", &["sh".into(), "-c".into(), script], http, ws, 4);
+    let mut c = Command::new(BIN);
+    c.arg("--out").arg(dir.path().join("run1")).arg("run").arg(&p);
+    let out = bounded(c, Duration::from_secs(120));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ready after 3 attempts"), "{}", text(&out));
+    assert_eq!(std::fs::read_to_string(&counter).unwrap().trim(), "3");
+
+    // Never comes up: "cannot start" after 1 + 2 attempts, with its output; its signal is the
+    // run's crash and no phase ran (exit 4: failed and crashed).
+    let script = "echo 'boot crash: no database' >&2; kill -SEGV $$".to_string();
+    let p = checks_profile(dir.path(), "never-starts", &["sh".into(), "-c".into(), script], http, ws, 2);
+    let mut c = Command::new(BIN);
+    c.arg("--out").arg(dir.path().join("run2")).arg("run").arg(&p);
+    let out = bounded(c, Duration::from_secs(120));
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(4), "{all}");
+    assert!(all.contains("cannot start: 3 attempt(s) in a row failed"), "{all}");
+    assert!(all.contains("boot crash: no database"), "{all}");
+    let report: Value = serde_json::from_slice(&std::fs::read(dir.path().join("run2/report.json")).unwrap()).unwrap();
+    assert_eq!(report["crashes"][0]["signal_name"], "SIGSEGV", "{report}");
+}
+
+#[test]
+fn the_fuzz_phase_borrows_a_command_target_on_its_fixed_ports() {
+    let dir = tempfile::tempdir().unwrap();
+    let (http, ws) = free_ports();
+    let cmd = command(http, ws, "{database_url}", &["api-key-reply-abi"]);
+    let text_ = format!(
+        r#"version = 1
+name = "fuzz-command"
+seed = 3
+max_duration = "3m"
+
+[target]
+kind = "command"
+command = {cmd:?}
+http = "http://127.0.0.1:{http}"
+ws = "ws://127.0.0.1:{ws}"
+
+[[phases]]
+kind = "checks"
+checks = ["health"]
+
+[[phases]]
+kind = "fuzz"
+duration = "90s"
+stop_after_buckets = 1
+mix = {{ valid = 1.0, json = 0.0, http = 0.0, routes = {{ "*" = 0.0, "api-keys-create" = 1.0, "api-keys-list" = 1.0 }} }}
+
+[phases.triage]
+corpus = {corpus:?}
+repro_tries = 1
+
+[[phases]]
+kind = "checks"
+checks = ["health"]
+"#,
+        corpus = dir.path().join("corpus").to_str().unwrap()
+    );
+    let p = dir.path().join("fuzz.toml");
+    std::fs::write(&p, text_).unwrap();
+    let mut c = Command::new(BIN);
+    c.arg("--out").arg(dir.path().join("run")).arg("run").arg(&p);
+    let out = bounded(c, Duration::from_secs(180));
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{all}");
+    let report: Value = serde_json::from_slice(&std::fs::read(dir.path().join("run/report.json")).unwrap()).unwrap();
+    assert_eq!(report["buckets"][0]["route"], "api-keys-create", "{all}");
+    // The run's target came back on its ports for the phase after the fuzz phase.
+    assert_eq!(report["phases"][2]["results"][0]["status"], "pass", "{all}");
 }

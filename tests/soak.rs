@@ -268,3 +268,29 @@ fn soak_and_restart_keys_are_checked() {
     assert_eq!(code, Some(5), "{err}");
     assert!(err.contains("warmup_fraction"), "{err}");
 }
+
+#[test]
+fn a_leaking_target_that_also_crashes_is_flagged_across_its_incarnations() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    // Dies every ~3 s of traffic (two or three /proc samples an incarnation, too few for a fit
+    // of its own) and is restarted; every incarnation leaks 50 KiB a request.
+    let p = write_profile(
+        dir.path(),
+        "leakcrash",
+        "\"leak=51200\", \"cumulative-crash=300\"",
+        "duration = \"24s\"\nrate = 100.0\nconcurrency = 4\nrestart = true\nmax_restarts = 20\n\
+         [phases.soak]\nwindow = \"6s\"\nmax_p99_drift = 100.0\n",
+    );
+    let (out, r) = run(dir.path(), &p);
+    let phase = &r["phases"][0];
+    let restarts = phase["restarts"].as_u64().unwrap();
+    let leak = finding(phase, "memory-leak");
+    let bpr = leak["figures"]["bytes_per_request"].as_f64().unwrap();
+    println!("{restarts} restarts; {bpr} bytes/request ({}); notes {}", leak["summary"], phase["soak"]["notes"]);
+    assert!(restarts >= 2, "{}", text(&out));
+    assert_eq!(leak["flagged"], true, "{leak}");
+    assert!((bpr - PLANTED).abs() <= 0.3 * PLANTED, "bytes per request {bpr}, planted {PLANTED}: {leak}");
+    assert!(phase["soak"]["notes"].to_string().contains("incarnations"), "{}", phase["soak"]);
+    assert_eq!(out.status.code(), Some(4), "a flagged leak and deaths\n{}", text(&out));
+}

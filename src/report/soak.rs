@@ -418,15 +418,33 @@ pub fn analyse_phase(r: &PhaseReport, samples: &[ProcSample], spec: &SoakSpec) -
     let phase_t = |s: &ProcSample| (s.unix_ms as f64 - r.started_at_ms as f64) / 1000.0;
     let mine: Vec<&ProcSample> =
         samples.iter().filter(|s| s.unix_ms > 0 && (0.0..=r.elapsed_s + 0.5).contains(&phase_t(s))).collect();
-    // A restarted target starts from scratch: analyse the incarnation with the most samples.
-    let mut per_pid: BTreeMap<u32, usize> = BTreeMap::new();
-    for s in &mine {
-        *per_pid.entry(s.pid).or_default() += 1;
+    // Each incarnation of a restarted target starts from scratch: its samples are a segment of
+    // their own, each with its own warm-up left out, and the segments are stitched end to end
+    // (every one continues where the previous one ended), so one fit over them is the growth of
+    // the incarnations combined. A server that leaks and also crashes is flagged all the same.
+    let mut segments: Vec<(u32, Vec<&ProcSample>)> = Vec::new();
+    for s in mine {
+        match segments.last_mut() {
+            Some((pid, seg)) if *pid == s.pid => seg.push(s),
+            _ => segments.push((s.pid, vec![s])),
+        }
     }
-    let pid = per_pid.iter().max_by_key(|(_, n)| **n).map(|(p, _)| *p);
-    let mine: Vec<&ProcSample> = mine.into_iter().filter(|s| Some(s.pid) == pid).collect();
-    let rss: Vec<(f64, f64)> = mine.iter().map(|s| (phase_t(s), s.rss_bytes as f64)).collect();
-    let fds: Vec<(f64, f64)> = mine.iter().map(|s| (phase_t(s), s.fds as f64)).collect();
+    let restarted = segments.len() > 1;
+    let warmup_of = |n: usize| if restarted { ((n as f64) * spec.warmup_fraction.clamp(0.0, 0.9)) as usize } else { 0 };
+    let stitch = |value: &dyn Fn(&ProcSample) -> f64| -> Vec<(f64, f64)> {
+        let mut out: Vec<(f64, f64)> = Vec::new();
+        for (_, seg) in &segments {
+            let kept = &seg[warmup_of(seg.len())..];
+            let Some(first) = kept.first() else { continue };
+            let shift = out.last().map(|l| l.1 - value(first)).unwrap_or(0.0);
+            out.extend(kept.iter().map(|s| (phase_t(s), value(s) + shift)));
+        }
+        out
+    };
+    let rss: Vec<(f64, f64)> = stitch(&|s| s.rss_bytes as f64);
+    let fds: Vec<(f64, f64)> = stitch(&|s| s.fds as f64);
+    let sampled: usize = segments.iter().map(|(_, s)| s.len()).sum();
+    let pid = segments.iter().max_by_key(|(_, s)| s.len()).map(|(p, _)| *p);
     let mut requests = vec![(0.0, 0.0)];
     let mut n = 0.0;
     for sec in &r.timeline {
@@ -443,26 +461,28 @@ pub fn analyse_phase(r: &PhaseReport, samples: &[ProcSample], spec: &SoakSpec) -
         window_s: spec.window.as_secs(),
         stalls: &stalls,
     };
-    let (findings, windows, rss_fit, mut notes) = analyse(&t, spec);
-    if per_pid.len() > 1 {
+    // The segments' warm-ups are already out.
+    let spec_used = if restarted { SoakSpec { warmup_fraction: 0.0, ..spec.clone() } } else { spec.clone() };
+    let (findings, windows, rss_fit, mut notes) = analyse(&t, &spec_used);
+    if restarted {
         notes.push(format!(
-            "the target was restarted: trends from pid {} ({} of {} samples)",
-            pid.unwrap_or(0),
-            mine.len(),
-            per_pid.values().sum::<usize>()
+            "the target ran as {} incarnations: memory and descriptor trends fitted over all of them, stitched end to end ({} of {} samples after each one's warm-up)",
+            segments.len(),
+            rss.len(),
+            sampled
         ));
     }
     if samples.is_empty() {
         notes.push("no /proc samples of the target (not a spawned process?): no leak verdicts".into());
     }
-    let skip = ((rss.len() as f64) * spec.warmup_fraction.clamp(0.0, 0.9)) as usize;
+    let skip = ((rss.len() as f64) * spec_used.warmup_fraction.clamp(0.0, 0.9)) as usize;
     SoakReport {
         flagged: findings.iter().any(|f| f.flagged),
         findings,
         windows,
         spec: spec.clone(),
         pid,
-        samples: mine.len(),
+        samples: sampled,
         warmup_until_s: rss.get(skip).map(|p| round(p.0, 2)).unwrap_or(0.0),
         rss_fit,
         notes,

@@ -255,7 +255,10 @@ async fn run_profile(
         }
     };
     let a = target.addrs();
-    let pid = target.sup.process().map(|p| format!(", pid {}", p.pid())).unwrap_or_default();
+    let mut pid = target.sup.process().map(|p| format!(", pid {}", p.pid())).unwrap_or_default();
+    if target.sup.last_attempts() > 1 {
+        pid.push_str(&format!(", ready after {} attempts", target.sup.last_attempts()));
+    }
     say(format!(
         "target: {} (HTTP {}, WebSocket {}{pid})",
         target.description,

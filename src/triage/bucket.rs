@@ -114,13 +114,18 @@ pub fn payload_shape(p: &Payload) -> String {
     match p {
         Payload::Http(r) => {
             if let Some(raw) = &r.raw {
-                let (head, body) = match raw.windows(4).position(|w| w == b"\r\n\r\n") {
-                    Some(i) => (&raw[..i], &raw[i + 4..]),
+                // The head ends at the first empty line, CRLF or bare LF alike.
+                let end = raw.windows(4).position(|w| w == b"\r\n\r\n").map(|i| (i, i + 4));
+                let lf = raw.windows(2).position(|w| w == b"\n\n").map(|i| (i, i + 2));
+                let (head, body) = match end.into_iter().chain(lf).min() {
+                    Some((h, b)) => (&raw[..h], &raw[b..]),
                     None => (&raw[..], &[][..]),
                 };
                 let head = String::from_utf8_lossy(head);
                 let method = head.split(' ').next().unwrap_or("").to_string();
-                let names = header_names(head.lines().skip(1).filter_map(|l| l.split(':').next()));
+                let names = header_names(
+                    head.lines().skip(1).filter_map(|l| l.split(':').next()).map(str::trim).filter(|n| !n.is_empty()),
+                );
                 format!("raw {method} h[{names}] {}", body_shape(body))
             } else {
                 let names = header_names(r.headers.iter().map(|(n, _)| n.as_str()));

@@ -562,6 +562,20 @@ fn shrink_raw(r: &HttpRequest, test: &mut dyn FnMut(&Payload) -> Result<bool>) -
         body = sep;
         body.extend_from_slice(&b);
     }
+    // Standard line endings when the crash does not need bare LFs (a clearer reproducer, and
+    // the same bucket whichever endings the fuzzer happened to pick).
+    let crlf = |l: &Vec<u8>| -> Vec<u8> {
+        let t = l.strip_suffix(b"\n").map(|x| x.strip_suffix(b"\r").unwrap_or(x)).unwrap_or(l);
+        if l.ends_with(b"\n") { [t, b"\r\n"].concat() } else { l.clone() }
+    };
+    let std_lines: Vec<Vec<u8>> = lines.iter().map(crlf).collect();
+    let std_body = match body.strip_prefix(b"\r\n").or_else(|| body.strip_prefix(b"\n")) {
+        Some(rest) => [&b"\r\n"[..], rest].concat(),
+        None => body.clone(),
+    };
+    if (std_lines != lines || std_body != body) && test(&mk(&std_lines, &std_body))? {
+        (lines, body) = (std_lines, std_body);
+    }
     match mk(&lines, &body) {
         Payload::Http(h) => Ok(h),
         Payload::Ws(_) => unreachable!(),

@@ -209,6 +209,18 @@ impl Supervisor {
         self.launch.as_ref()
     }
 
+    /// Attempts the latest start took (1: it came up at once).
+    pub fn last_attempts(&self) -> u32 {
+        self.events
+            .iter()
+            .rev()
+            .find_map(|e| match e {
+                WatchEvent::Ready { attempts, .. } => Some(*attempts),
+                _ => None,
+            })
+            .unwrap_or(0)
+    }
+
     /// When the current incarnation became ready (for an attached target: when watching began).
     pub fn ready_since(&self) -> Instant {
         self.ready_since
