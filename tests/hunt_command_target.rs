@@ -151,7 +151,9 @@ fn hunting_a_crashy_command_target_unattended() {
     let deaths: Vec<&Value> = phase["outages"].as_array().unwrap().iter().filter(|o| o["cause"] == "death").collect();
     println!("{} deaths in a 40 s phase, {} restarts", deaths.len(), phase["restarts"]);
     assert!(deaths.len() >= 100, "{} deaths within the phase's 40 s\n{}", deaths.len(), text(&out));
-    assert!(deaths.iter().all(|o| o["restarted"] == true), "every death was survived");
+    // Every death was survived (one at the very end of the traffic needs no restart).
+    let survived = |o: &&&Value| o["restarted"] == true || o["start_s"].as_f64().unwrap() >= 39.0;
+    assert!(deaths.iter().all(|o| survived(&o)), "every death was survived");
     assert!(phase["elapsed_s"].as_f64().unwrap() >= 39.0, "the phase ran to its end: {}", phase["elapsed_s"]);
     // Each death left its output and its exact inputs.
     for o in &deaths {
