@@ -25,6 +25,60 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+/// A death (or hang) of the running load phase, as its watchdog saw it. The phase keeps its
+/// deaths here while it runs, so every checkpoint has them all (with their suspects), and a run
+/// killed mid-phase keeps what it found.
+#[derive(Debug, Clone)]
+pub struct PhaseDeath {
+    pub at: SystemTime,
+    pub death: crate::watch::Death,
+    pub exit: Option<crate::watch::ExitInfo>,
+    /// When a new incarnation was ready again (None: not restarted, or not yet).
+    pub ready: Option<SystemTime>,
+    /// Why it was not restarted.
+    pub error: Option<String>,
+    /// The dead incarnation's output (`target-<n>.log`), and the death's number.
+    pub log: String,
+    pub n: usize,
+    pub suspects: Vec<crate::drive::FlightEntry>,
+    /// How many of the first suspects are hot.
+    pub hot: usize,
+    /// The saved exact inputs (`deaths/death-<n>.json`).
+    pub inputs: Option<String>,
+}
+
+impl PhaseDeath {
+    /// The outage this death is in a phase that started at `started_at_ms` (Unix ms); one not
+    /// restarted lasts until `end_s`.
+    pub fn outage(&self, started_at_ms: u64, end_s: f64) -> crate::report::load::Outage {
+        let phase_s = |t: SystemTime| {
+            let ms = t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis() as f64).unwrap_or(0.0);
+            ((ms - started_at_ms as f64) / 1000.0).max(0.0)
+        };
+        let start_s = phase_s(self.at);
+        let end_s = self.ready.map(phase_s).unwrap_or(end_s).max(start_s);
+        let mut detail = vec![format!("its output: {}", self.log)];
+        detail.extend(self.error.clone());
+        crate::report::load::Outage {
+            cause: crate::report::load::OutageCause::Death,
+            start_s: (start_s * 100.0).round() / 100.0,
+            end_s: (end_s * 100.0).round() / 100.0,
+            peak_in_flight: 0,
+            failed: 0,
+            exit: self.exit.clone(),
+            restarted: self.ready.is_some(),
+            detail: detail.join("; "),
+            suspects: self.suspects.clone(),
+            death: Some(self.death),
+            inputs: self.inputs.clone(),
+            bucket: None,
+        }
+    }
+}
+
+/// The running load phase's deaths (see [`PhaseDeath`]).
+pub type PhaseDeaths = Arc<Mutex<Vec<PhaseDeath>>>;
+
 /// See the module docs.
 pub struct Checkpointer {
     dir: PathBuf,
@@ -35,6 +89,8 @@ pub struct Checkpointer {
     telemetry: Arc<Mutex<Vec<ProcSample>>>,
     /// The running load phase's report so far (put into its `PhaseCtx`).
     pub window: PhaseWindow,
+    /// The running load phase's deaths so far.
+    pub deaths: PhaseDeaths,
     /// Checkpoints written.
     pub written: u64,
 }
@@ -44,7 +100,16 @@ impl Checkpointer {
     pub fn new(dir: PathBuf, every: Duration, origin: Instant, telemetry: Arc<Mutex<Vec<ProcSample>>>) -> Checkpointer {
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        Checkpointer { dir, every, tick, origin, telemetry, window: PhaseWindow::new(), written: 0 }
+        Checkpointer {
+            dir,
+            every,
+            tick,
+            origin,
+            telemetry,
+            window: PhaseWindow::new(),
+            deaths: PhaseDeaths::default(),
+            written: 0,
+        }
     }
 
     /// Write a checkpoint now (`running`: the 1-based phase still going, if any).
@@ -59,11 +124,13 @@ impl Checkpointer {
         target: Option<&LogHandle>,
     ) -> Result<()> {
         let phase = self.window.snapshot().await;
+        let deaths =
+            if phase.is_some() { self.deaths.lock().unwrap_or_else(|e| e.into_inner()).clone() } else { Vec::new() };
         let mut written = Ok(());
         on_own_thread(
             "mesher-checkpoint",
             |_: &()| {
-                let r = assemble(report.clone(), phase, &self.telemetry, self.origin, self.every, running);
+                let r = assemble(report.clone(), phase, &deaths, &self.telemetry, self.origin, self.every, running);
                 written = crate::report::write_all(&self.dir, &r);
                 if let (Ok(()), Some(p)) = (&written, target) {
                     crate::run::write_log(&self.dir.join("target.log"), &p.lines());
@@ -109,12 +176,27 @@ impl Checkpointer {
 fn assemble(
     mut r: RunReport,
     phase: Option<crate::report::PhaseReport>,
+    deaths: &[PhaseDeath],
     telemetry: &Mutex<Vec<ProcSample>>,
     origin: Instant,
     every: Duration,
     running: Option<usize>,
 ) -> RunReport {
-    if let Some(p) = phase {
+    if let Some(mut p) = phase {
+        // The running phase's deaths and hangs so far, as its report will have them.
+        for d in deaths {
+            p.add_death(d.outage(p.started_at_ms, p.elapsed_s));
+            match &d.exit {
+                _ if d.death == crate::watch::Death::Hang => r.hangs.push(format!(
+                    "load phase {:?}: hang at {} (killed)",
+                    p.name,
+                    humantime::format_rfc3339_seconds(d.at)
+                )),
+                Some(e) if !r.crashes.contains(e) => r.crashes.push(e.clone()),
+                _ => {}
+            }
+        }
+        p.restarts = deaths.iter().filter(|d| d.ready.is_some()).count() as u64;
         r.phases.push(RunPhase::Load(Box::new(p)));
     }
     r.telemetry = telemetry.lock().unwrap_or_else(|e| e.into_inner()).clone();
@@ -126,7 +208,7 @@ fn assemble(
         every_ms: every.as_millis() as u64,
     });
     r.verdict.failed |= r.phases.iter().any(RunPhase::failed);
-    r.verdict.crashed = !r.crashes.is_empty();
+    r.verdict.crashed = r.found_crashes();
     r.verdict.exit_code = crate::exit::verdict(r.verdict.failed, r.verdict.crashed);
     r
 }

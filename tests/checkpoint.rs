@@ -1,8 +1,9 @@
-//! Checkpoints: `mesher-stress run` killed with SIGKILL in the middle of a load phase leaves a
-//! run directory with what was measured up to the last checkpoint (report.json marked partial,
-//! the load phase's timeline and histograms so far, the target's telemetry, the flushed
-//! HdrHistogram interval log, valid JUnit), `mesher-stress report DIR` renders it, and the throwaway
-//! PostgreSQL and the target do not outlive the tool (PR_SET_PDEATHSIG).
+//! Checkpoints: `mesher-stress run` killed with SIGKILL in the middle of a load phase, after
+//! several deaths of its target, leaves a run directory with what was measured up to the last
+//! checkpoint (report.json marked partial, the load phase's timeline and histograms so far, every
+//! death so far with its suspects and saved inputs, the crashes, the target's telemetry, the
+//! flushed HdrHistogram interval log, valid JUnit), `mesher-stress report DIR` renders it, and the
+//! throwaway PostgreSQL and the target do not outlive the tool (PR_SET_PDEATHSIG).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -38,6 +39,7 @@ checkpoint_every = "2s"
 
 [target]
 kind = "builtin"
+faults = ["cumulative-crash=250"]
 
 [[phases]]
 kind = "load"
@@ -45,6 +47,8 @@ name = "steady"
 duration = "30s"
 rate = 150.0
 concurrency = 8
+restart = true
+max_restarts = 100
 mix = { valid = 1.0, json = 0.0, http = 0.0 }
 
 [[phases]]
@@ -128,6 +132,19 @@ fn a_run_killed_mid_load_leaves_a_checkpoint_that_renders() {
     assert!(per_second > 300, "{per_second} requests in the timeline");
     assert_eq!(load["requests_sent"], load["requests_measured"]);
     assert!(load["routes"].as_array().unwrap().len() > 10, "per-route histograms so far");
+    // The target died every ~250 requests (~2 s): every death up to the checkpoint, with its
+    // suspects and its saved inputs, and the run's crashes.
+    let deaths: Vec<&serde_json::Value> =
+        load["outages"].as_array().unwrap().iter().filter(|o| o["cause"] == "death").collect();
+    println!("{} deaths in the checkpoint, {} restarts", deaths.len(), load["restarts"]);
+    assert!(deaths.len() >= 2, "{}", load["outages"]);
+    for d in &deaths {
+        assert_eq!(d["exit"]["signal_name"], "SIGSEGV", "{d}");
+        assert!(!d["suspects"].as_array().unwrap().is_empty(), "{d}");
+        assert!(run.join(d["inputs"].as_str().unwrap()).exists(), "{d}");
+    }
+    assert!(load["restarts"].as_u64().unwrap() >= 2);
+    assert_eq!(r["crashes"][0]["signal_name"], "SIGSEGV", "{}", r["crashes"]);
     let telemetry = r["telemetry"].as_array().unwrap();
     assert!(telemetry.len() >= 4, "{} telemetry samples", telemetry.len());
     assert!(telemetry.iter().all(|s| s["rss_bytes"].as_u64().unwrap() > 0));
@@ -152,6 +169,7 @@ fn a_run_killed_mid_load_leaves_a_checkpoint_that_renders() {
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     let html = std::fs::read_to_string(run.join("report.html")).unwrap();
     assert!(html.contains("Checkpoint of") && html.contains("UNFINISHED") && html.contains("steady"), "{html}");
+    assert!(html.contains("<h3>Outages</h3>") && html.contains("SIGSEGV"), "the deaths rendered");
     assert!(html.contains("<svg"));
     assert!(run.join("junit.xml").exists());
 }

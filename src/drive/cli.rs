@@ -1,6 +1,8 @@
 //! `mesher-stress load`: a load phase from the command line, without profile, database or
-//! target supervision — GETs to one path (and optionally WebSocket lanes), the table on stdout,
-//! `report.json` + `load.hlog` in `--out`. Used by `benches/anchors.sh` against wrk and oha.
+//! target supervision — GETs to one path (and optionally WebSocket lanes), or with `--phase` a
+//! phase file and its generators' mix; the table on stdout, `report.json` + `load.hlog` in
+//! `--out`. Ctrl-C ends it with the report of what was measured (exit 130). Used by
+//! `benches/anchors.sh` against wrk and oha.
 
 use crate::api::{self, RouteId, WsPath};
 use crate::cli::Global;
@@ -70,7 +72,8 @@ pub struct LoadArgs {
     #[arg(long)]
     pub min_rate: Option<f64>,
     /// A TOML file with one load phase (the profile's `[[phases]]` keys without `kind`); the
-    /// traffic flags above are then ignored.
+    /// traffic flags above are then ignored. With a `mix` table it sends the generators'
+    /// traffic (valid and mutated, every route; sizes from its `generate` table) instead of GETs.
     #[arg(long, value_name = "FILE")]
     pub phase: Option<PathBuf>,
 }
@@ -174,7 +177,22 @@ pub async fn main(a: Box<LoadArgs>, g: &Global) -> Result<u8> {
         .route_get
         .clone()
         .unwrap_or_else(|| api::Route::get(RouteId::DashboardHealth).path(&["33333333-3333-3333-3333-333333333333"]));
-    let source: Arc<dyn Source> = Arc::new(GetSource::new(run, &path));
+    // A phase file with a `mix` table sends the generators' traffic (valid and mutated, every
+    // route, on the fixtures' planned ids); otherwise GETs of one path.
+    let generated: Option<Arc<dyn Source>> = if phase.mix.is_null() {
+        None
+    } else {
+        let mix: crate::generate::Mix = serde_json::from_value(phase.mix.clone()).context("phase: mix")?;
+        let opts: crate::generate::GenOptions = if phase.generate.is_null() {
+            Default::default()
+        } else {
+            serde_json::from_value(phase.generate.clone()).context("phase: generate")?
+        };
+        opts.validate()?;
+        let fixtures = crate::db::Fixtures::plan(&Default::default());
+        Some(Arc::new(crate::generate::Generator::try_new(run, fixtures, mix, opts)?))
+    };
+    let source: Arc<dyn Source> = generated.clone().unwrap_or_else(|| Arc::new(GetSource::new(run, &path)));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stop_tx = Arc::new(stop_tx);
     let s2 = stop_tx.clone();
@@ -188,7 +206,7 @@ pub async fn main(a: Box<LoadArgs>, g: &Global) -> Result<u8> {
         stop: stop_rx,
         progress: if g.quiet || g.json { ProgressMode::Off } else { ProgressMode::Auto },
         allow_remote: g.allow_remote,
-        ws_source: Some(Arc::new(EventSource { run })),
+        ws_source: Some(generated.unwrap_or_else(|| Arc::new(EventSource { run }))),
         observer: None,
         target_state: None,
         window: None,
@@ -196,6 +214,7 @@ pub async fn main(a: Box<LoadArgs>, g: &Global) -> Result<u8> {
     let _ = WsPath::INGEST;
     let target = TargetAddr { http: a.http.clone(), ws: a.ws.clone() };
     let report = run_phase(&phase, source, &target, &ctx).await?;
+    let interrupted = crate::signals::was_interrupted();
     if let Some(dir) = &g.out {
         crate::report::write_json_atomic(&dir.join("report.json"), &report)?;
     }
@@ -206,5 +225,5 @@ pub async fn main(a: Box<LoadArgs>, g: &Global) -> Result<u8> {
     } else {
         println!("verdict: {}", report.verdict_word());
     }
-    Ok(report.exit_code(false))
+    Ok(if interrupted { crate::exit::INTERRUPTED } else { report.exit_code(false) })
 }

@@ -66,6 +66,26 @@ fn connect(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, Reply> {
     Ok(s)
 }
 
+/// Write all of `bytes` before `deadline` (the socket's write timeout bounds each write call;
+/// this bounds them all: a peer that takes a byte now and then cannot hold a sender forever).
+fn write_until(s: &mut TcpStream, bytes: &[u8], deadline: Instant) -> std::io::Result<()> {
+    let mut at = 0;
+    while at < bytes.len() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "the peer stopped reading"));
+        }
+        s.set_write_timeout(Some(left))?;
+        match s.write(&bytes[at..]) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => at += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// Read until EOF or `deadline`; returns the bytes and whether EOF was reached.
 fn read_until_eof(s: &mut TcpStream, deadline: Instant, limit: usize) -> (Vec<u8>, Result<(), Reply>) {
     let mut buf = Vec::new();
@@ -136,7 +156,7 @@ pub fn send_http(r: &HttpRequest, addr: SocketAddr, timeout: Duration) -> Reply 
         Err(r) => return r,
     };
     let wire = r.to_wire(&addr.to_string());
-    if let Err(e) = s.write_all(&wire) {
+    if let Err(e) = write_until(&mut s, &wire, deadline) {
         // The server may answer (and close) before it read everything: still read the answer.
         let (buf, _) = read_until_eof(&mut s, deadline, 1 << 20);
         if let Some(st) = parse_status(&buf) {
@@ -156,18 +176,19 @@ pub fn send_http(r: &HttpRequest, addr: SocketAddr, timeout: Duration) -> Reply 
 /// Open a connection, write the payload's first bytes (HTTP request / WS handshake + frames)
 /// and return the socket without reading: used to hold culprits open while probing for a hang.
 pub fn open_and_hold(payload: &Payload, addrs: &Addrs, timeout: Duration) -> Option<TcpStream> {
+    let deadline = Instant::now() + timeout;
     match payload {
         Payload::Http(r) => {
             let mut s = connect(addrs.http, timeout).ok()?;
-            let _ = s.write_all(&r.to_wire(&addrs.http.to_string()));
+            let _ = write_until(&mut s, &r.to_wire(&addrs.http.to_string()), deadline);
             Some(s)
         }
         Payload::Ws(w) => {
             let a = addrs.ws?;
             let mut s = connect(a, timeout).ok()?;
-            let _ = s.write_all(&ws_handshake(w, &a.to_string()));
+            let _ = write_until(&mut s, &ws_handshake(w, &a.to_string()), deadline);
             for f in &w.frames {
-                let _ = s.write_all(&encode_frame(f, 0x3712_a5c4));
+                let _ = write_until(&mut s, &encode_frame(f, 0x3712_a5c4), deadline);
             }
             Some(s)
         }
@@ -216,7 +237,7 @@ pub fn send_ws(w: &WsScript, addr: SocketAddr, timeout: Duration) -> Reply {
         Ok(s) => s,
         Err(r) => return r,
     };
-    if let Err(e) = s.write_all(&ws_handshake(w, &addr.to_string())) {
+    if let Err(e) = write_until(&mut s, &ws_handshake(w, &addr.to_string()), deadline) {
         return classify_err(&e);
     }
     // Read the handshake response head.
@@ -248,7 +269,7 @@ pub fn send_ws(w: &WsScript, addr: SocketAddr, timeout: Duration) -> Reply {
         if f.delay_ms > 0 {
             std::thread::sleep(Duration::from_millis(f.delay_ms as u64));
         }
-        if s.write_all(&encode_frame(f, 0x1234_5678 ^ i as u32)).is_err() {
+        if write_until(&mut s, &encode_frame(f, 0x1234_5678 ^ i as u32), deadline).is_err() {
             break;
         }
     }

@@ -272,7 +272,7 @@ impl HttpLane {
                 Err(o) => return fail(o),
             },
         };
-        if sender.ready().await.is_err() {
+        if !matches!(tokio::time::timeout(self.timeouts.request, sender.ready()).await, Ok(Ok(()))) {
             if !reused {
                 return fail(Outcome::Closed);
             }
@@ -280,8 +280,10 @@ impl HttpLane {
                 Ok(s) => s,
                 Err(o) => return fail(o),
             };
-            if let Err(e) = sender.ready().await {
-                return fail(classify(&e));
+            match tokio::time::timeout(self.timeouts.request, sender.ready()).await {
+                Err(_) => return fail(Outcome::Timeout),
+                Ok(Err(e)) => return fail(classify(&e)),
+                Ok(Ok(())) => {}
             }
         }
         let t = self.timeouts;

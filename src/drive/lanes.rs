@@ -35,6 +35,12 @@ pub(crate) const WS_CHURN_STREAM: u64 = 2 << 20;
 /// Open loop: the schedule is one stream, its k-th request is index k whichever lane sends it.
 pub const SCHEDULE_STREAM: u64 = 3 << 20;
 
+/// How long lanes still busy at the phase's end are waited for before they are aborted; after a
+/// stop (Ctrl-C, SIGTERM, a death that ends the phase), `STOP_GRACE`: requests in flight end as
+/// interrupted at once where they wait, only a lane stuck elsewhere needs it.
+pub const LANE_GRACE: Duration = Duration::from_secs(2);
+pub const STOP_GRACE: Duration = Duration::from_secs(1);
+
 struct Shared {
     source: Arc<dyn Source>,
     ws_source: Arc<dyn Source>,
@@ -386,14 +392,23 @@ async fn ws_ingest_lane(
                     // from the server) made us late, not for timer slop.
                     let from = if last_write_done >= next_at { next_at } else { sent };
                     let inf = InFlight { intended: next_at, from, sent, ticket, layer: g.layer, marker };
-                    let w = wr.write_frame(frame).await;
+                    // Bounded, and abandoned on a stop: a server that does not read must not
+                    // hold the lane in a write.
+                    let w = tokio::select! {
+                        w = ws::write_frame_bounded(&mut wr, frame, sh.timeouts) => w,
+                        _ = stop.wait() => Err(Outcome::Interrupted),
+                    };
                     last_write_done = Instant::now();
                     match w {
                         Ok(()) => pending.push_back(inf),
-                        Err(_) => {
+                        Err(o) => {
                             let done = Instant::now();
-                            finish(&mut rec, &fl, inf.ticket, key(inf.layer, Outcome::Reset), inf.intended, inf.from, inf.sent, done);
-                            drain(&mut rec, &fl, &mut pending, Outcome::Reset);
+                            finish(&mut rec, &fl, inf.ticket, key(inf.layer, o), inf.intended, inf.from, inf.sent, done);
+                            let rest = if o == Outcome::Interrupted { o } else { Outcome::Reset };
+                            drain(&mut rec, &fl, &mut pending, rest);
+                            if o == Outcome::Interrupted {
+                                break 'outer;
+                            }
                             continue 'outer;
                         }
                     }
@@ -419,7 +434,7 @@ async fn ws_ingest_lane(
                             }
                             OpCode::Ping => {
                                 let payload = frame.payload.to_vec();
-                                let _ = wr.write_frame(Frame::pong(payload.into())).await;
+                                let _ = ws::write_frame_bounded(&mut wr, Frame::pong(payload.into()), sh.timeouts).await;
                             }
                             OpCode::Close => {
                                 drain(&mut rec, &fl, &mut pending, Outcome::WsClose);
@@ -494,7 +509,7 @@ async fn ws_churn_lane(
             let s = ws::ws_connect(&opts, sh.timeouts, &host, &w.ingest_path, &headers).await?;
             let (mut rd, mut wr) = s.split(tokio::io::split);
             let frame = if binary { Frame::binary(bytes.into()) } else { Frame::text(bytes.into()) };
-            wr.write_frame(frame).await.map_err(|_| Outcome::Reset)?;
+            ws::write_frame_bounded(&mut wr, frame, sh.timeouts).await?;
             let mut noop = |_: Frame<'_>| async { Ok::<(), std::io::Error>(()) };
             let o = loop {
                 match tokio::time::timeout(sh.timeouts.request, rd.read_frame(&mut noop)).await {
@@ -507,7 +522,7 @@ async fn ws_churn_lane(
                     },
                 }
             };
-            let _ = wr.write_frame(Frame::close(1000, b"")).await;
+            let _ = tokio::time::timeout(ws::CLOSE_WAIT, wr.write_frame(Frame::close(1000, b""))).await;
             Ok::<Outcome, Outcome>(o)
         };
         let o = tokio::select! {
@@ -578,7 +593,7 @@ async fn ws_stream_lane(
                     }
                     Ok(f) if f.opcode == OpCode::Ping => {
                         let p = f.payload.to_vec();
-                        let _ = wr.write_frame(Frame::pong(p.into())).await;
+                        let _ = ws::write_frame_bounded(&mut wr, Frame::pong(p.into()), sh.timeouts).await;
                     }
                     Ok(f) if f.opcode == OpCode::Close => continue 'outer,
                     Ok(_) => {}
@@ -704,6 +719,7 @@ pub(crate) async fn run(
         CloseOnDrop(w.clone())
     });
     let progress = crate::drive::progress::start(ctx.progress, live.clone(), planned.clone(), start);
+    let sent_total = agg.sent_total();
     let agg_task = tokio::spawn(agg.run());
     let flight = ctx.flight.clone();
     // Stop fan-out: one flag, one Notify per lane.
@@ -758,11 +774,39 @@ pub(crate) async fn run(
     for (i, l) in lanes.into_iter().enumerate() {
         buckets[i % threads].push(l);
     }
+    // Lanes are not awaited past a short grace: at the phase's end (or its stop) a lane still
+    // busy — a write into a server that does not read, an answer that never comes — is aborted,
+    // and what it had in flight counts as interrupted. Nothing a target does holds the phase.
+    let (abort_tx, abort_rx) = watch::channel(false);
+    let killer = {
+        let mut stop = ctx.stop.clone();
+        let end = sh.deadline;
+        tokio::spawn(async move {
+            let at_end = async {
+                match end {
+                    Some(d) => tokio::time::sleep_until((d + LANE_GRACE).into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let on_stop = async {
+                if stop.wait_for(|v| *v).await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+                tokio::time::sleep(STOP_GRACE).await;
+            };
+            tokio::select! {
+                _ = at_end => {}
+                _ = on_stop => {}
+            }
+            let _ = abort_tx.send(true);
+        })
+    };
     // Each driver thread runs its lanes on a current-thread runtime (no work stealing, no
     // cross-thread wakeups on the hot path), like wrk's one event loop per thread.
     let mut results = Vec::new();
     for (t, bucket) in buckets.into_iter().enumerate() {
         let (tx, rx) = tokio::sync::oneshot::channel();
+        let mut abort = abort_rx.clone();
         std::thread::Builder::new().name(format!("drive-{t}")).spawn(move || {
             let out = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                 Ok(rt) => rt.block_on(async move {
@@ -770,33 +814,41 @@ pub(crate) async fn run(
                     for l in bucket {
                         set.spawn(l);
                     }
-                    let (mut sent, mut last, mut panics) = (0u64, None::<Instant>, 0u64);
-                    while let Some(r) = set.join_next().await {
-                        match r {
-                            Ok((n, l)) => {
-                                sent += n;
-                                last = last.max(l);
+                    let (mut last, mut panics, mut aborted) = (None::<Instant>, 0u64, 0u64);
+                    let mut aborting = false;
+                    loop {
+                        tokio::select! {
+                            r = set.join_next() => match r {
+                                None => break,
+                                Some(Ok((_, l))) => last = last.max(l),
+                                Some(Err(e)) if e.is_cancelled() => aborted += 1,
+                                Some(Err(_)) => panics += 1,
+                            },
+                            r = abort.wait_for(|v| *v), if !aborting => {
+                                aborting = true;
+                                if r.is_ok() {
+                                    set.abort_all();
+                                }
                             }
-                            Err(_) => panics += 1,
                         }
                     }
-                    (sent, last, panics)
+                    (last, panics, aborted)
                 }),
-                Err(_) => (0, None, bucket.len() as u64),
+                Err(_) => (None, bucket.len() as u64, 0),
             };
             let _ = tx.send(out);
         })?;
         results.push(rx);
     }
-    let mut sent = 0u64;
     let mut last_sent: Option<Instant> = None;
     let mut lane_panics = 0u64;
+    let mut lanes_aborted = 0u64;
     for rx in results {
         match rx.await {
-            Ok((n, last, p)) => {
-                sent += n;
+            Ok((last, p, a)) => {
                 last_sent = last_sent.max(last);
                 lane_panics += p;
+                lanes_aborted += a;
             }
             Err(_) => lane_panics += 1,
         }
@@ -804,10 +856,25 @@ pub(crate) async fn run(
     stop_watch.abort();
     let sending_ended = Instant::now();
     let _ = done_tx.send(true);
-    while subscribers.join_next().await.is_some() {}
+    // Subscribers end a moment after the producers; they too are aborted past the grace.
+    let mut abort = abort_rx.clone();
+    loop {
+        tokio::select! {
+            r = subscribers.join_next() => if r.is_none() { break },
+            r = abort.wait_for(|v| *v) => {
+                if r.is_ok() {
+                    subscribers.abort_all();
+                }
+                while subscribers.join_next().await.is_some() {}
+                break;
+            }
+        }
+    }
+    killer.abort();
     let skipped_down = sh.skipped_down.load(Ordering::Relaxed);
     drop(sh);
     let totals = agg_task.await?;
+    let sent = sent_total.load(Ordering::Relaxed);
     let elapsed = Instant::now().saturating_duration_since(start);
     progress.finish();
     let report = crate::report::PhaseReport::build(crate::report::BuildInput {
@@ -824,6 +891,7 @@ pub(crate) async fn run(
         suspects: flight.suspects(20).into_iter().filter(|e| e.answered_after_us.is_none()).collect(),
         interval_log: hlog,
         skipped_down,
+        lanes_aborted,
     });
     Ok(report)
 }

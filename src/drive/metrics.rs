@@ -58,8 +58,11 @@ pub enum Outcome {
     ConnectOther,
     /// Connection reset while the request was in flight.
     Reset,
-    /// Request or body timeout.
+    /// Request or body timeout: no (complete) answer in time.
     Timeout,
+    /// The target stopped taking the request's bytes: a write made no progress in time (a
+    /// server that accepted the connection but does not read).
+    WriteTimeout,
     /// The connection closed without (a complete) answer.
     Closed,
     /// An answer that is not HTTP / not a WebSocket handshake.
@@ -94,6 +97,7 @@ impl Outcome {
             Outcome::ConnectOther => "connect-other",
             Outcome::Reset => "reset",
             Outcome::Timeout => "timeout",
+            Outcome::WriteTimeout => "write-timeout",
             Outcome::Closed => "closed",
             Outcome::BadResponse => "bad-response",
             Outcome::AckOk => "ack-ok",
@@ -135,6 +139,7 @@ impl Outcome {
                 | Outcome::ConnectOther
                 | Outcome::Reset
                 | Outcome::Timeout
+                | Outcome::WriteTimeout
                 | Outcome::Closed
                 | Outcome::BadResponse
                 | Outcome::WsClose
@@ -184,6 +189,12 @@ impl Outcome {
                 _ => Outcome::ConnectOther,
             },
         }
+    }
+
+    /// Classify an error while writing a request ([`crate::drive::net::write_bounded`] turns a
+    /// stall into `TimedOut`).
+    pub fn from_write_error(e: &std::io::Error) -> Outcome {
+        if e.kind() == std::io::ErrorKind::TimedOut { Outcome::WriteTimeout } else { Outcome::from_io_error(e) }
     }
 
     /// Classify an I/O error while a request was in flight.
@@ -238,6 +249,8 @@ const BATCH_AGE: Duration = Duration::from_millis(50);
 /// A lane's sample buffer (one per sending task; not shared).
 pub struct Recorder {
     tx: mpsc::UnboundedSender<Vec<Sample>>,
+    /// Where `sent` goes when the recorder is dropped (also when its lane is aborted).
+    sent_total: Arc<AtomicU64>,
     buf: Vec<Sample>,
     since: Instant,
     /// Requests this lane sent (for the consistency check).
@@ -337,18 +350,49 @@ impl Drop for Recorder {
     fn drop(&mut self) {
         self.settle(Instant::now(), true);
         self.flush();
+        self.sent_total.fetch_add(self.sent, Ordering::Relaxed);
     }
 }
 
-/// Live figures for the progress display, updated by the aggregator (relaxed atomics).
-#[derive(Debug, Default)]
+/// Live figures for the progress display, updated by the aggregator as samples arrive (not
+/// per closed second: batches arrive late, and a display of the last closed second showed 0/s
+/// while thousands of answers came in).
+#[derive(Debug)]
 pub struct Live {
+    pub start: Instant,
+    /// Requests measured (answered or failed).
     pub done: AtomicU64,
+    /// Of which answered (any HTTP status, an ack or close frame).
+    pub answered: AtomicU64,
     pub errors: AtomicU64,
-    /// p99 (corrected) of the last complete second, µs.
-    pub p99_us: AtomicU64,
-    /// Requests completed in the last complete second.
-    pub last_rate: AtomicU64,
+    /// Errors by outcome, and the corrected latencies of answers, since the display last looked.
+    pub interval: std::sync::Mutex<(BTreeMap<Outcome, u64>, KeyHist)>,
+    /// When the latest answer came (milliseconds since `start`; 0: none yet).
+    pub last_answer_ms: AtomicU64,
+}
+
+impl Default for Live {
+    fn default() -> Self {
+        Live {
+            start: Instant::now(),
+            done: AtomicU64::new(0),
+            answered: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            interval: std::sync::Mutex::new((BTreeMap::new(), key_hist())),
+            last_answer_ms: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Live {
+    /// The errors by kind and the p99 of answers since the last call (and start afresh).
+    pub fn take_interval(&self) -> (BTreeMap<Outcome, u64>, Option<u64>) {
+        let mut g = self.interval.lock().unwrap_or_else(|e| e.into_inner());
+        let errors = std::mem::take(&mut g.0);
+        let p99 = (!g.1.is_empty()).then(|| g.1.value_at_quantile(0.99));
+        g.1.reset();
+        (errors, p99)
+    }
 }
 
 /// Most entries the timeline of a phase holds (see the module docs).
@@ -605,6 +649,7 @@ struct OpenSeries {
 #[derive(Clone)]
 pub struct Sink {
     tx: mpsc::UnboundedSender<Vec<Sample>>,
+    sent_total: Arc<AtomicU64>,
 }
 
 impl Sink {
@@ -612,6 +657,7 @@ impl Sink {
     pub fn recorder(&self) -> Recorder {
         Recorder {
             tx: self.tx.clone(),
+            sent_total: self.sent_total.clone(),
             buf: Vec::with_capacity(BATCH),
             since: Instant::now(),
             sent: 0,
@@ -625,6 +671,7 @@ impl Sink {
 pub struct Aggregator {
     tx: Option<mpsc::UnboundedSender<Vec<Sample>>>,
     rx: mpsc::UnboundedReceiver<Vec<Sample>>,
+    sent_total: Arc<AtomicU64>,
     pub live: Arc<Live>,
     totals: Totals,
     interval: Histogram<u64>,
@@ -689,6 +736,7 @@ impl Aggregator {
         Ok(Aggregator {
             tx: Some(tx),
             rx,
+            sent_total: Arc::new(AtomicU64::new(0)),
             live: Arc::new(Live::default()),
             totals: Totals {
                 pairs: BTreeMap::new(),
@@ -761,10 +809,18 @@ impl Aggregator {
     /// A handle that makes recorders for lanes. The aggregator runs until every sink and every
     /// recorder is dropped.
     pub fn sink(&self) -> Sink {
-        Sink { tx: self.tx.clone().expect("sink() before run()") }
+        Sink { tx: self.tx.clone().expect("sink() before run()"), sent_total: self.sent_total.clone() }
+    }
+
+    /// Requests the phase's lanes sent, summed as their recorders go (an aborted lane's too).
+    pub fn sent_total(&self) -> Arc<AtomicU64> {
+        self.sent_total.clone()
     }
 
     fn absorb(&mut self, batch: Vec<Sample>) {
+        // The display's interval figures: one lock per batch.
+        let live = self.live.clone();
+        let mut shown = live.interval.lock().unwrap_or_else(|e| e.into_inner());
         for s in batch {
             let cap = self.series_cap;
             let (ri, open, index) = (&mut self.totals.route_intervals, &mut self.open, &mut self.series_index);
@@ -813,8 +869,19 @@ impl Aggregator {
                     }
                 }
                 self.live.done.fetch_add(1, Ordering::Relaxed);
-                if s.key.outcome.is_error() {
+                if s.key.outcome.is_answer() {
+                    self.live.answered.fetch_add(1, Ordering::Relaxed);
+                    let ms = s.done.saturating_duration_since(self.live.start).as_millis() as u64;
+                    self.live.last_answer_ms.fetch_max(ms.max(1), Ordering::Relaxed);
+                }
+                let error = s.key.outcome.is_error();
+                if error {
                     self.live.errors.fetch_add(1, Ordering::Relaxed);
+                }
+                if error {
+                    *shown.0.entry(s.key.outcome).or_default() += 1;
+                } else if s.key.outcome.is_answer() && !s.down {
+                    rec(&mut shown.1, s.corrected_us);
                 }
             } else if s.key.outcome == Outcome::Missed {
                 self.live.errors.fetch_add(1, Ordering::Relaxed);
@@ -875,9 +942,7 @@ impl Aggregator {
         self.seconds += 1;
         let h = &self.interval;
         let sec = Self::entry(self.seconds, 1, h, &self.interval_outcomes);
-        let requests = sec.requests;
-        self.live.p99_us.store(sec.p99_us, Ordering::Relaxed);
-        self.live.last_rate.store(requests, Ordering::Relaxed);
+
         if let Some(log) = &mut self.interval_log {
             let mut buf = Vec::new();
             let start = Duration::from_secs(self.seconds - 1);

@@ -84,6 +84,38 @@ pub struct Timeouts {
     pub body: Duration,
 }
 
+impl Timeouts {
+    /// The bound on writing one request: no byte taken for `request`, or all of it not taken
+    /// within `request + body`.
+    pub fn write(&self) -> (Duration, Duration) {
+        (self.request, self.request + self.body)
+    }
+}
+
+/// Write all of `bytes`: every write must move bytes within `idle` (a peer that stopped reading
+/// fills the socket's buffers, and the write then waits for nothing), and all of them must be
+/// taken within `total` (a peer that reads a byte now and then). A stall is an error of kind
+/// `TimedOut` ([`Outcome::from_write_error`]: `write-timeout`).
+pub async fn write_bounded<W: tokio::io::AsyncWrite + Unpin>(
+    w: &mut W,
+    bytes: &[u8],
+    (idle, total): (Duration, Duration),
+) -> std::io::Result<()> {
+    let deadline = tokio::time::Instant::now() + total;
+    let mut at = 0;
+    while at < bytes.len() {
+        let until = deadline.min(tokio::time::Instant::now() + idle);
+        match tokio::time::timeout_at(until, w.write(&bytes[at..])).await {
+            Err(_) => return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "the peer stopped reading")),
+            Ok(Ok(0)) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(Ok(n)) => at += n,
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Ok(Err(e)) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// A minimally parsed HTTP response head.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawHead {
@@ -163,10 +195,8 @@ pub async fn raw_exchange(o: &ConnectOpts, t: Timeouts, bytes: &[u8]) -> RawAnsw
 /// Like [`raw_exchange`] on an open stream.
 pub async fn raw_on_stream(s: &mut TcpStream, t: Timeouts, bytes: &[u8]) -> RawAnswer {
     let fail = |outcome| RawAnswer { outcome, status: None, body_len: 0 };
-    match tokio::time::timeout(t.request, s.write_all(bytes)).await {
-        Err(_) => return fail(Outcome::Timeout),
-        Ok(Err(e)) => return fail(Outcome::from_io_error(&e)),
-        Ok(Ok(())) => {}
+    if let Err(e) = write_bounded(s, bytes, t.write()).await {
+        return fail(Outcome::from_write_error(&e));
     }
     let mut buf = Vec::with_capacity(1024);
     let head = match tokio::time::timeout(t.request, async {

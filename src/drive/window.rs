@@ -65,8 +65,14 @@ impl PhaseWindow {
             let (phase, planned, started_at, start, interval_log) =
                 (p.phase.clone(), p.planned.clone(), p.started_at, p.start, p.interval_log.clone());
             let look: SnapshotFn = Box::new(move |totals: &Totals| {
-                let measured: u64 =
-                    totals.pairs.iter().filter(|(k, _)| k.outcome.is_request()).map(|(_, p)| p.corrected.len()).sum();
+                // Every request with an outcome: measured ones plus those that failed while the
+                // target was down (counted, not measured), as the report counts them.
+                let measured: u64 = totals
+                    .pairs
+                    .iter()
+                    .filter(|(k, _)| k.outcome.is_request())
+                    .map(|(k, p)| p.corrected.len() + totals.down.get(k).copied().unwrap_or(0))
+                    .sum();
                 let elapsed = Instant::now().saturating_duration_since(start);
                 let _ = reply.send(PhaseReport::build(BuildInput {
                     phase: &phase,
@@ -82,6 +88,7 @@ impl PhaseWindow {
                     suspects: Vec::new(),
                     interval_log,
                     skipped_down: 0,
+                    lanes_aborted: 0,
                 }));
             });
             p.ask.send(look).ok()?;

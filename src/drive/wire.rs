@@ -19,7 +19,7 @@
 use crate::drive::metrics::Outcome;
 use crate::drive::net::{self, ConnectOpts, Timeouts};
 use bytes::Bytes;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
 /// Largest response head accepted.
@@ -196,16 +196,14 @@ impl WireConn {
     ) -> WireAnswer {
         self.buf.clear();
         let write = async {
-            self.stream.write_all(req).await?;
+            net::write_bounded(&mut self.stream, req, t.write()).await?;
             if !body.is_empty() {
-                self.stream.write_all(body).await?;
+                net::write_bounded(&mut self.stream, body, t.write()).await?;
             }
             Ok::<(), std::io::Error>(())
         };
-        match tokio::time::timeout(t.request, write).await {
-            Err(_) => return WireAnswer::fail(Outcome::Timeout, false),
-            Ok(Err(e)) => return WireAnswer::fail(Outcome::from_io_error(&e), reset_like(&e)),
-            Ok(Ok(())) => {}
+        if let Err(e) = write.await {
+            return WireAnswer::fail(Outcome::from_write_error(&e), reset_like(&e));
         }
         // The head (interim 1xx answers skipped).
         let head = tokio::time::timeout(t.request, async {

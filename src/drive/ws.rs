@@ -78,8 +78,8 @@ pub async fn run_raw_script(o: &ConnectOpts, t: Timeouts, host: &str, script: &W
         Err(e) => return (e, 0),
     };
     let hs = handshake_bytes(script, host);
-    if let Err(e) = s.write_all(&hs).await {
-        return (Outcome::from_io_error(&e), 0);
+    if let Err(e) = net::write_bounded(&mut s, &hs, t.write()).await {
+        return (Outcome::from_write_error(&e), 0);
     }
     // Handshake answer.
     let mut buf = Vec::with_capacity(512);
@@ -115,8 +115,8 @@ pub async fn run_raw_script(o: &ConnectOpts, t: Timeouts, host: &str, script: &W
             tokio::time::sleep(Duration::from_millis(f.delay_ms as u64)).await;
         }
         mask.rotate_left(1);
-        if let Err(e) = s.write_all(&encode_frame(f, mask)).await {
-            return (Outcome::from_io_error(&e), written);
+        if let Err(e) = net::write_bounded(&mut s, &encode_frame(f, mask), t.write()).await {
+            return (Outcome::from_write_error(&e), written);
         }
         written += 1;
     }
@@ -144,9 +144,27 @@ pub async fn run_raw_script(o: &ConnectOpts, t: Timeouts, host: &str, script: &W
     })
     .await
     .unwrap_or(Outcome::Timeout);
-    // Polite close (ignored if the socket is gone).
-    let _ = s.write_all(&encode_frame(&close_frame(), mask)).await;
+    // Polite close (ignored if the socket is gone or not read).
+    let _ = tokio::time::timeout(CLOSE_WAIT, s.write_all(&encode_frame(&close_frame(), mask))).await;
     (answer, written)
+}
+
+/// How long a polite close frame may take to go out.
+pub const CLOSE_WAIT: Duration = Duration::from_millis(500);
+
+/// Write one frame on a client WebSocket, bounded like a request's bytes (a server that does
+/// not read would otherwise hold the lane in the write forever).
+pub async fn write_frame_bounded<S: tokio::io::AsyncWrite + Unpin>(
+    wr: &mut fastwebsockets::WebSocketWrite<S>,
+    frame: fastwebsockets::Frame<'_>,
+    t: Timeouts,
+) -> Result<(), Outcome> {
+    match tokio::time::timeout(t.write().1, wr.write_frame(frame)).await {
+        Err(_) => Err(Outcome::WriteTimeout),
+        Ok(Err(fastwebsockets::WebSocketError::IoError(e))) => Err(Outcome::from_write_error(&e)),
+        Ok(Err(_)) => Err(Outcome::Reset),
+        Ok(Ok(())) => Ok(()),
+    }
 }
 
 fn close_frame() -> WsFrame {

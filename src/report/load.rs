@@ -306,6 +306,9 @@ pub struct BuildInput<'a> {
     pub interval_log: Option<PathBuf>,
     /// Arrivals skipped because they fell due while the target was down.
     pub skipped_down: u64,
+    /// Lanes aborted at the end (their requests in flight are `sent` but not measured: they
+    /// count as interrupted).
+    pub lanes_aborted: u64,
 }
 
 /// Merges key histograms into one scratch histogram, reused for every merge of a report: a
@@ -346,10 +349,17 @@ impl PhaseReport {
             *outcomes.entry(k.outcome.name().to_string()).or_insert(0) += n;
             *layers.entry(layer_name(k.layer)).or_default().entry(k.outcome.name().to_string()).or_insert(0) += n;
         }
+        // Requests in flight in lanes aborted at the phase's end or stop: interrupted.
+        let measured_so_far: u64 = outcomes.values().sum();
+        let cut = if b.lanes_aborted > 0 { b.sent.saturating_sub(measured_so_far) } else { 0 };
+        if cut > 0 {
+            *outcomes.entry(Outcome::Interrupted.name().to_string()).or_insert(0) += cut;
+        }
         let measured: u64 = outcomes.values().sum();
         let errors: u64 = req_keys.iter().filter(|(k, _)| k.outcome.is_error()).map(|(k, p)| count(k, p)).sum();
         let interrupted_n: u64 =
-            req_keys.iter().filter(|(k, _)| k.outcome == Outcome::Interrupted).map(|(k, p)| count(k, p)).sum();
+            req_keys.iter().filter(|(k, _)| k.outcome == Outcome::Interrupted).map(|(k, p)| count(k, p)).sum::<u64>()
+                + cut;
         let denom = measured.saturating_sub(interrupted_n);
         let elapsed_s = b.elapsed.as_secs_f64().max(1e-9);
         let span = b.send_span.unwrap_or(b.sending).as_secs_f64();
@@ -711,6 +721,23 @@ pub fn evaluate(p: &LoadPhase, r: &PhaseReport, totals: &Totals) -> Vec<Threshol
             limit: format!("{min:.1}/s"),
             actual: format!("{:.1}/s", r.achieved_rate),
             passed: r.achieved_rate >= min,
+        });
+    }
+    // Always: a phase in which the target answered nothing at all did not pass, whatever the
+    // limits (a server that accepts and never answers has no p99 and no 5xx).
+    let tried = r.requests_measured.saturating_sub(r.outcomes.get(Outcome::Interrupted.name()).copied().unwrap_or(0));
+    if tried > 0 {
+        let answered: u64 = totals
+            .pairs
+            .iter()
+            .filter(|(k, _)| k.outcome.is_answer())
+            .map(|(k, p)| p.corrected.len() + totals.down.get(k).copied().unwrap_or(0))
+            .sum();
+        out.push(ThresholdResult {
+            name: "target answered".into(),
+            limit: "at least one answer".into(),
+            actual: format!("{answered} of {tried} requests answered"),
+            passed: answered > 0,
         });
     }
     if let Some(max) = th.fanout_p99_max {

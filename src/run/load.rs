@@ -18,8 +18,9 @@
 //! are added last.
 
 use super::{Env, Target, stopped};
+use crate::checkpoint::PhaseDeath;
 use crate::drive::{FlightRecorder, PhaseCtx, ProgressMode, TargetAddr, TargetState};
-use crate::report::load::{Outage, OutageCause};
+use crate::report::load::Outage;
 use crate::triage::DeathRecord;
 use crate::watch::Death;
 use crate::watch::supervisor::{Activity, WatchEvent};
@@ -84,22 +85,6 @@ pub(super) fn exact_inputs(
     (out, hot_out)
 }
 
-/// A death seen during the phase.
-struct Seen {
-    at: SystemTime,
-    death: Death,
-    exit: Option<crate::watch::ExitInfo>,
-    ready: Option<SystemTime>,
-    error: Option<String>,
-    log: String,
-    suspects: Vec<crate::drive::FlightEntry>,
-    /// How many of the first suspects are hot.
-    hot: usize,
-    n: usize,
-    /// The saved record's path, relative to the run directory.
-    record: Option<String>,
-}
-
 /// A death of the phase, for its triage: what it was, and the flight entries it happened among
 /// (their inputs are regenerated, whole, when it is triaged).
 pub(super) struct ToTriage {
@@ -117,6 +102,7 @@ pub(super) async fn run_load(
     target: &mut Target,
     ledger: &Arc<crate::invariants::Ledger>,
     window: crate::drive::PhaseWindow,
+    shared: crate::checkpoint::PhaseDeaths,
 ) -> Result<crate::report::PhaseReport> {
     let (g, say, database, run_dir) = (env.g, env.say, env.database, env.run_dir);
     let stop = &env.stop;
@@ -168,7 +154,8 @@ pub(super) async fn run_load(
         }
     };
     let watchdog = async {
-        let mut deaths: Vec<Seen> = Vec::new();
+        // The deaths live in `shared` while the phase runs (every checkpoint has them).
+        let deaths_so_far = || shared.lock().unwrap_or_else(|e| e.into_inner()).len();
         let (mut run_stop, mut done) = (stop.clone(), done_rx.clone());
         let activity = Flights(flight.clone());
         let mut last_said = Instant::now() - Duration::from_secs(60);
@@ -207,7 +194,7 @@ pub(super) async fn run_load(
             let (suspects, hot) = flight.suspects_around(SUSPECTS, since, failed_at, HOT_WINDOW);
             let log = target.save_log(run_dir);
             let n = target.logs;
-            let record = if deaths.len() < MAX_DEATH_RECORDS && record_bytes < MAX_RECORD_BYTES {
+            let record = if deaths_so_far() < MAX_DEATH_RECORDS && record_bytes < MAX_RECORD_BYTES {
                 let (inputs, hot) = exact_inputs(&suspects, hot, generator.as_ref(), load, MAX_SUSPECT_BYTES);
                 let rec = DeathRecord {
                     phase: load.name.clone(),
@@ -226,32 +213,41 @@ pub(super) async fn run_load(
             } else {
                 None
             };
-            let mut d = Seen { at, death, exit, ready: None, error: None, log, suspects, hot, n, record };
-            let again = load.restart && deaths.len() < load.max_restarts as usize;
+            let d = PhaseDeath { at, death, exit, ready: None, error: None, log, n, suspects, hot, inputs: record };
+            let said = describe(&d);
+            let count = {
+                let mut all = shared.lock().unwrap_or_else(|e| e.into_inner());
+                all.push(d);
+                all.len()
+            };
+            let note = |ready: Option<SystemTime>, error: Option<String>| {
+                if let Some(d) = shared.lock().unwrap_or_else(|e| e.into_inner()).last_mut() {
+                    d.ready = ready;
+                    d.error = error;
+                }
+            };
+            let again = load.restart && count <= load.max_restarts as usize;
             if again && started && !*done.borrow() && !*stop.borrow() {
-                if deaths.len() < 5 || last_said.elapsed() >= Duration::from_secs(5) {
-                    say(format!(
-                        "the target {}: restarting it ({} of at most {})",
-                        describe(&d),
-                        deaths.len() + 1,
-                        load.max_restarts
-                    ));
+                if count <= 5 || last_said.elapsed() >= Duration::from_secs(5) {
+                    say(format!("the target {said}: restarting it ({count} of at most {})", load.max_restarts));
                     last_said = Instant::now();
                 }
                 let s2 = stop.clone();
                 let stopping = move || *s2.borrow();
                 match target.sup.restart(&stopping).await {
                     Ok(_) if target.sup.addrs() != a => {
-                        d.error = Some(format!(
-                            "the restarted target listens on {} instead of {}: give it fixed ports (target.http / target.ws, or MESHER_HTTP_PORT / MESHER_WS_PORT)",
-                            target.sup.addrs().http,
-                            a.http
-                        ));
+                        note(
+                            None,
+                            Some(format!(
+                                "the restarted target listens on {} instead of {}: give it fixed ports (target.http / target.ws, or MESHER_HTTP_PORT / MESHER_WS_PORT)",
+                                target.sup.addrs().http,
+                                a.http
+                            )),
+                        );
                     }
                     Ok(_) => {
-                        d.ready = Some(SystemTime::now());
+                        note(Some(SystemTime::now()), None);
                         state_tx.send_modify(|s| s.down = false);
-                        deaths.push(d);
                         continue;
                     }
                     Err(e) => {
@@ -260,56 +256,33 @@ pub(super) async fn run_load(
                             say(text.clone());
                             target.lost = Some(text.clone());
                         }
-                        d.error = Some(text);
+                        note(None, Some(text));
                     }
                 }
             } else if load.restart && !again {
-                d.error = Some(format!("max_restarts ({}) reached", load.max_restarts));
+                note(None, Some(format!("max_restarts ({}) reached", load.max_restarts)));
             }
             let _ = phase_stop.send(true);
-            deaths.push(d);
             break;
         }
-        deaths
     };
-    let (r, deaths, ()) = tokio::join!(phase, watchdog, bridge);
+    let (r, (), ()) = tokio::join!(phase, watchdog, bridge);
+    let deaths: Vec<PhaseDeath> = std::mem::take(&mut *shared.lock().unwrap_or_else(|e| e.into_inner()));
     target.sup.restore_ready_timeout(readiness_before);
     let mut r = r?;
     // Restarts that brought the target back (a failed attempt is not one).
     r.restarts = deaths.iter().filter(|d| d.ready.is_some()).count() as u64;
-    let phase_s = |t: SystemTime| {
-        let ms = t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis() as f64).unwrap_or(0.0);
-        ((ms - r.started_at_ms as f64) / 1000.0).max(0.0)
-    };
     let mut to_triage: Vec<ToTriage> = Vec::new();
     let mut outages: Vec<Outage> = Vec::new();
     for d in deaths {
-        let start_s = phase_s(d.at);
-        let end_s = d.ready.map(phase_s).unwrap_or(r.elapsed_s).max(start_s);
-        let mut detail = vec![format!("its output: {}", d.log)];
-        detail.extend(d.error.clone());
-        let inputs = d.record.clone();
+        outages.push(d.outage(r.started_at_ms, r.elapsed_s));
         to_triage.push(ToTriage {
             n: d.n,
             death: d.death,
-            exit: d.exit.clone(),
-            at: humantime::format_rfc3339_millis(d.at).to_string(),
-            entries: d.suspects.clone(),
-            hot: d.hot,
-        });
-        outages.push(Outage {
-            cause: OutageCause::Death,
-            start_s: (start_s * 100.0).round() / 100.0,
-            end_s: (end_s * 100.0).round() / 100.0,
-            peak_in_flight: 0,
-            failed: 0,
             exit: d.exit,
-            restarted: d.ready.is_some(),
-            detail: detail.join("; "),
-            suspects: d.suspects,
-            death: Some(d.death),
-            inputs,
-            bucket: None,
+            at: humantime::format_rfc3339_millis(d.at).to_string(),
+            entries: d.suspects,
+            hot: d.hot,
         });
     }
     // Triage after the traffic, on the lent target; its results go onto the outages.
@@ -334,7 +307,7 @@ pub(super) async fn run_load(
     Ok(r)
 }
 
-fn describe(d: &Seen) -> String {
+fn describe(d: &PhaseDeath) -> String {
     match (&d.death, &d.exit) {
         (Death::Hang, Some(e)) => format!("hung (killed: it {})", e.describe()),
         (Death::Hang, None) => "hung".into(),

@@ -41,6 +41,10 @@ pub struct RunArgs {
     pub baseline: Option<PathBuf>,
 }
 
+/// How long past `max_duration` a run may take to stop gracefully (stop the phase, tear down
+/// the target and the database, write the report) before the process ends anyway.
+pub const HARD_GRACE: Duration = Duration::from_secs(30);
+
 /// What every phase of a run reads.
 pub(crate) struct Env<'a> {
     pub profile: &'a Profile,
@@ -90,6 +94,19 @@ pub async fn main(args: RunArgs, g: &Global) -> Result<u8> {
     let started = Instant::now();
     let started_at = SystemTime::now();
     let deadline = tokio::time::Instant::now() + profile.max_duration;
+    // max_duration bounds the whole process: the run stops by itself at it (the graceful way,
+    // below); should anything not let go, the process ends HARD_GRACE later all the same.
+    let bounded = crate::signals::hard_bound(
+        started + profile.max_duration,
+        HARD_GRACE,
+        exit::TOOL_ERROR,
+        format!(
+            "the run did not stop within {} of max_duration ({}): exiting; the last checkpoint is in {}",
+            humantime::format_duration(HARD_GRACE),
+            humantime::format_duration(profile.max_duration),
+            run_dir.join("report.json").display()
+        ),
+    );
     let mut report = RunReport::new(&profile, seed, started_at);
 
     // Ctrl-C and the profile's time bound raise one stop signal: set-up steps are abandoned,
@@ -123,7 +140,9 @@ pub async fn main(args: RunArgs, g: &Global) -> Result<u8> {
         {
             report.crashes.push(e);
         }
-        target.sup.stop().await;
+        // Interrupted: the user wants out; a hung target gets SIGKILL after a second.
+        let grace = if crate::signals::was_interrupted() { Duration::from_secs(1) } else { Duration::from_secs(5) };
+        target.sup.stop_within(grace).await;
         if !log.is_empty() {
             write_log(&run_dir.join("target.log"), &log);
         }
@@ -149,7 +168,9 @@ pub async fn main(args: RunArgs, g: &Global) -> Result<u8> {
         Ok(()) => exit::verdict(report.verdict.failed, report.verdict.crashed),
     };
     report.verdict.exit_code = code;
-    crate::report::write_all(&run_dir, &report)?;
+    let written = crate::report::write_all(&run_dir, &report);
+    bounded.store(true, std::sync::atomic::Ordering::SeqCst);
+    written?;
     if let Err(e) = outcome {
         return Err(e.context(format!("run aborted; partial report in {}", run_dir.join("report.json").display())));
     }
@@ -395,8 +416,8 @@ async fn run_phases(
             }
             Phase::Load(load) => {
                 say(format!("phase {}: load {:?}", i + 1, load.name));
-                let window = ck.window.clone();
-                let phase = load::run_load(env, load, target, &ledger, window);
+                let (window, deaths) = (ck.window.clone(), ck.deaths.clone());
+                let phase = load::run_load(env, load, target, &ledger, window, deaths);
                 // (The load phase owns the target meanwhile; checkpoints show the output of the
                 // process that started the phase, the phase's restarts leave their own logs.)
                 let r = ck.during(report, i + 1, log.as_ref(), phase).await?;

@@ -435,10 +435,18 @@ impl Supervisor {
 
     /// Stop the target (SIGTERM, then SIGKILL after 5 s); how the last incarnation ended.
     pub async fn stop(&mut self) -> Option<ExitInfo> {
+        self.stop_within(Duration::from_secs(5)).await
+    }
+
+    /// Stop the target: SIGTERM, SIGKILL after `grace` (a run being interrupted does not wait
+    /// the usual 5 s for a target that is hung or frozen).
+    pub async fn stop_within(&mut self, grace: Duration) -> Option<ExitInfo> {
         self.sampler = None;
-        match self.current.take() {
-            Some(p) => p.stop().await,
-            None => None,
+        let p = self.current.take()?;
+        p.signal(libc::SIGTERM);
+        match p.wait_exit(grace).await {
+            Some(e) => Some(e),
+            None => p.kill().await,
         }
     }
 }
