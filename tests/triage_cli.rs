@@ -173,7 +173,11 @@ fn fuzz_phase_survives_a_target_dying_100_times_one_bucket() {
     let mut sender = ReplaySender { timeout: Duration::from_secs(3) };
     let r = fuzz_phase(Arc::new(Mixed), &mut sender, &f, Store::open(dir.path()).unwrap(), topts, &fopts, &|| false)
         .unwrap();
-    eprintln!("fuzz: sent {} deaths {} buckets {:?} in {:.1}s", r.inputs_sent, r.deaths, r.buckets, r.seconds);
+    let down: f64 = r.outages.iter().map(|o| o.seconds).sum();
+    eprintln!(
+        "fuzz: sent {} deaths {} buckets {:?} in {:.1}s ({down:.1}s down)",
+        r.inputs_sent, r.deaths, r.buckets, r.seconds
+    );
     assert_eq!(r.inputs_sent, 300);
     assert_eq!(r.deaths, 100);
     assert_eq!(r.outages.len(), 100);

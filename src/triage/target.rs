@@ -96,6 +96,8 @@ pub struct CommandFactory {
     /// Fixed WS address (with a fixed HTTP address).
     pub ws: Option<SocketAddr>,
     pub ready_timeout: Duration,
+    /// Shared with every launch it makes (see [`Launch::ws_silent`]).
+    ws_silent: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl CommandFactory {
@@ -108,6 +110,7 @@ impl CommandFactory {
             http: None,
             ws: None,
             ready_timeout: Duration::from_secs(30),
+            ws_silent: Default::default(),
         }
     }
 
@@ -130,6 +133,7 @@ impl CommandFactory {
         };
         let mut l = Launch::new(cmd, ports, super::oracle::default_probe());
         l.readiness.timeout = self.ready_timeout;
+        l.ws_silent = self.ws_silent.clone();
         l
     }
 }

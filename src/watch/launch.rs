@@ -17,6 +17,8 @@ use super::process::{ExitInfo, TargetCommand, TargetProcess, listening_addr};
 use crate::drive::exec::{self, Addrs, Reply};
 use crate::model::Payload;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// Where a target listens.
@@ -80,6 +82,10 @@ pub struct Launch {
     /// ports from the environment (the built-in target and Mesher do): announced ports are
     /// written there so that later incarnations listen where the first one did.
     pub port_env: Option<(String, String)>,
+    /// Set once a start of this target found no WebSocket "listening" line: later starts (the
+    /// restarts of a crashy target, hundreds a minute) do not wait for one again. Shared by the
+    /// clones of a launch.
+    pub ws_silent: Arc<AtomicBool>,
 }
 
 /// A started, ready target.
@@ -173,6 +179,7 @@ impl Launch {
             startup: StartupPolicy::default(),
             wrapper: Vec::new(),
             port_env: None,
+            ws_silent: Arc::default(),
         }
     }
 
@@ -299,8 +306,11 @@ impl Launch {
                     }
                     std::thread::sleep(Duration::from_millis(20));
                 };
-                // Mesher prints its WebSocket line first, from another thread: allow a moment.
-                let until = Instant::now() + Duration::from_millis(300);
+                // Mesher prints its WebSocket line first, from another thread: allow a moment,
+                // unless an earlier start showed this target prints none.
+                let patience =
+                    if self.ws_silent.load(Ordering::Relaxed) { Duration::ZERO } else { Duration::from_millis(300) };
+                let until = Instant::now() + patience;
                 let ws = loop {
                     let ws = p.lines().iter().find_map(|l| listening_addr(&l.text, "WebSocket"));
                     if ws.is_some() || Instant::now() >= until {
@@ -308,6 +318,9 @@ impl Launch {
                     }
                     std::thread::sleep(Duration::from_millis(20));
                 };
+                if ws.is_none() {
+                    self.ws_silent.store(true, Ordering::Relaxed);
+                }
                 (http, ws)
             }
         };
