@@ -10,6 +10,8 @@
 //! (byte-exact path), then parameterised routes in registration order, comparing the non-empty
 //! `/`-separated segments; the method must match; no match is a 404 `Not Found`.
 
+pub mod fields;
+
 use serde::{Deserialize, Serialize};
 
 /// HTTP method of a route. Mesher only registers GET and POST.
