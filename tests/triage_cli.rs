@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use mesher_stress::model::{Generated, HttpRequest, Layer, Payload, RequestSeed, Source};
 use mesher_stress::triage::bucket::{self, Store};
-use mesher_stress::triage::session::{FuzzOptions, ReplaySender, TriageOptions, fuzz_phase};
+use mesher_stress::triage::session::{FuzzOptions, Inputs, ReplaySender, TriageOptions, fuzz_phase};
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
@@ -171,8 +171,16 @@ fn fuzz_phase_survives_a_target_dying_100_times_one_bucket() {
         ..FuzzOptions::default()
     };
     let mut sender = ReplaySender { timeout: Duration::from_secs(3) };
-    let r = fuzz_phase(Arc::new(Mixed), &mut sender, &f, Store::open(dir.path()).unwrap(), topts, &fopts, &|| false)
-        .unwrap();
+    let r = fuzz_phase(
+        Inputs::Plain(Arc::new(Mixed)),
+        &mut sender,
+        &f,
+        Store::open(dir.path()).unwrap(),
+        topts,
+        &fopts,
+        &|| false,
+    )
+    .unwrap();
     let down: f64 = r.outages.iter().map(|o| o.seconds).sum();
     eprintln!(
         "fuzz: sent {} deaths {} buckets {:?} in {:.1}s ({down:.1}s down)",

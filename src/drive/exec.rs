@@ -25,8 +25,9 @@ pub struct Addrs {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Reply {
-    /// An HTTP response (status parsed from the status line when present).
-    Http { status: Option<u16>, bytes: usize },
+    /// An HTTP response (status parsed from the status line when present); `shape` hashes the
+    /// answer's form ([`answer_shape`]) so a fuzzer can tell a new kind of answer.
+    Http { status: Option<u16>, bytes: usize, shape: u64 },
     /// WebSocket: handshake status and number of bytes of frames received after it.
     Ws { status: Option<u16>, frame_bytes: usize },
     /// The server closed the connection without a byte (e.g. Mesher's parse errors).
@@ -125,6 +126,43 @@ fn response_complete(buf: &[u8]) -> bool {
     len.is_some_and(|n| buf.len() >= end + 4 + n)
 }
 
+/// A hash of an answer's form: its status, and its body's JSON skeleton (member names and
+/// value types; string values only under an `error` member, digits dropped) or, for a body that
+/// is not JSON, its first 64 bytes without digits. Ids, counts and timestamps do not make two
+/// answers differ; a new error message or a new member does.
+pub fn answer_shape(buf: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    parse_status(buf).hash(&mut h);
+    let body = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| &buf[i + 4..]).unwrap_or(&[]);
+    fn skeleton(v: &serde_json::Value, under_error: bool, h: &mut impl Hasher) {
+        use serde_json::Value as V;
+        match v {
+            V::Object(m) => {
+                b'{'.hash(h);
+                for (k, x) in m {
+                    k.hash(h);
+                    skeleton(x, k == "error", h);
+                }
+            }
+            // An array's form is its first element's.
+            V::Array(a) => {
+                b'['.hash(h);
+                if let Some(x) = a.first() {
+                    skeleton(x, false, h);
+                }
+            }
+            V::String(s) if under_error => s.chars().filter(|c| !c.is_ascii_digit()).take(80).for_each(|c| c.hash(h)),
+            other => std::mem::discriminant(other).hash(h),
+        }
+    }
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(v) => skeleton(&v, false, &mut h),
+        Err(_) => body.iter().take(64).filter(|b| !b.is_ascii_digit()).for_each(|b| b.hash(&mut h)),
+    }
+    h.finish()
+}
+
 /// Parse the status code of `HTTP/1.x NNN ...`.
 pub fn parse_status(bytes: &[u8]) -> Option<u16> {
     let line = bytes.split(|&b| b == b'\n').next()?;
@@ -160,15 +198,15 @@ pub fn send_http(r: &HttpRequest, addr: SocketAddr, timeout: Duration) -> Reply 
         // The server may answer (and close) before it read everything: still read the answer.
         let (buf, _) = read_until_eof(&mut s, deadline, 1 << 20);
         if let Some(st) = parse_status(&buf) {
-            return Reply::Http { status: Some(st), bytes: buf.len() };
+            return Reply::Http { status: Some(st), bytes: buf.len(), shape: answer_shape(&buf) };
         }
         return classify_err(&e);
     }
     let (buf, end) = read_until_eof(&mut s, deadline, 64 << 20);
     match (parse_status(&buf), end) {
-        (Some(st), _) => Reply::Http { status: Some(st), bytes: buf.len() },
+        (Some(st), _) => Reply::Http { status: Some(st), bytes: buf.len(), shape: answer_shape(&buf) },
         (None, Ok(())) if buf.is_empty() => Reply::Closed,
-        (None, Ok(())) => Reply::Http { status: None, bytes: buf.len() },
+        (None, Ok(())) => Reply::Http { status: None, bytes: buf.len(), shape: answer_shape(&buf) },
         (None, Err(e)) => e,
     }
 }

@@ -25,7 +25,9 @@
 //! on several threads (`Generator` is `Sync`) or ahead of sending.
 
 pub mod arb;
+pub mod campaign;
 pub mod cli;
+pub mod field;
 pub mod ids;
 pub mod json;
 pub mod mutate;

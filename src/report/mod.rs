@@ -382,6 +382,9 @@ pub fn render_html(r: &RunReport) -> String {
                     &["bucket (corpus/crashes/…)", "death", "route", "kind", "count", "bytes", "last seen"],
                     &rows,
                 ));
+                if let Some(c) = &f.coverage {
+                    b.push_str(&coverage_html(c));
+                }
             }
             RunPhase::Invariants { results } => {
                 b.push_str(&format!("<h2>Phase {}: nothing lost</h2>", i + 1));
@@ -993,5 +996,47 @@ fn load_html(n: usize, l: &PhaseReport, telemetry: &[crate::watch::sampler::Proc
         &rows,
     ));
     b.push_str(&soak::phase_html(l, telemetry));
+    b
+}
+
+/// A field campaign's coverage: per route, then the pairs that killed the target or got a 5xx.
+fn coverage_html(c: &crate::generate::campaign::CoverageReport) -> String {
+    use html::escape;
+    let mut b = format!("<h3>Field coverage</h3><p>{}</p>", escape(&c.summary()));
+    let rows: Vec<Vec<String>> = c
+        .routes
+        .iter()
+        .map(|r| {
+            let pct = if r.pairs == 0 { 0.0 } else { 100.0 * r.tried as f64 / r.pairs as f64 };
+            vec![
+                escape(&r.route),
+                r.pairs.to_string(),
+                r.tried.to_string(),
+                format!("{pct:.0} %"),
+                r.deaths.to_string(),
+                r.s5xx.to_string(),
+                r.new_answers.to_string(),
+            ]
+        })
+        .collect();
+    b.push_str(&html::table(&["route", "pairs", "tried", "covered", "deaths", "5xx", "new answers"], &rows));
+    if !c.findings.is_empty() {
+        b.push_str("<h3>Pairs that killed the target or got a 5xx</h3>");
+        let rows: Vec<Vec<String>> = c
+            .findings
+            .iter()
+            .map(|f| {
+                vec![
+                    escape(&f.route),
+                    escape(&f.field),
+                    escape(&f.op),
+                    f.deaths.to_string(),
+                    f.s5xx.to_string(),
+                    format!("{:.0} s", f.first_s),
+                ]
+            })
+            .collect();
+        b.push_str(&html::table(&["route", "field", "operator", "deaths", "5xx", "first"], &rows));
+    }
     b
 }

@@ -383,6 +383,7 @@ async fn run_phases(
                     &database.fixtures,
                     report.seed,
                     profile.canonical_source(),
+                    Some(env.run_dir.join(format!("fuzz-corpus-{}", i + 1))),
                     flag,
                 );
                 let r = ck.during(report, i + 1, None, fuzz).await;
@@ -397,6 +398,9 @@ async fn run_phases(
                 ));
                 if !g.quiet && !g.json {
                     print!("{}", crate::triage::session::format_table(&r.buckets));
+                    if let Some(c) = &r.coverage {
+                        print!("{}", c.format());
+                    }
                 }
                 // One entry per distinct way of dying (the buckets hold the counts).
                 let mut kinds: Vec<String> = Vec::new();

@@ -31,11 +31,22 @@ pub struct AttributionOptions {
     /// Start with the sweep (concurrent traffic: the culprit may be any of many suspects);
     /// off when the first suspect is very likely the culprit (the serial fuzz loop).
     pub sweep: bool,
+    /// Inputs of the routes sent most since the target's last start: each, repeated, is tried
+    /// as a cumulative crash of its route before the benign request is.
+    pub repeat: Vec<Generated>,
 }
 
 impl AttributionOptions {
     pub fn new(benign: Payload) -> AttributionOptions {
-        AttributionOptions { max_alone: 16, max_set: 64, concurrency: 4, benign, cumulative_max: 5000, sweep: false }
+        AttributionOptions {
+            max_alone: 16,
+            max_set: 64,
+            concurrency: 4,
+            benign,
+            cumulative_max: 5000,
+            sweep: false,
+            repeat: Vec::new(),
+        }
     }
 }
 
@@ -113,7 +124,15 @@ pub fn attribute(
             return Ok(Attribution::Set { inputs: min, concurrency });
         }
     }
-    // 3. Cumulative: does the benign request, repeated, kill it the same way?
+    // 3. Cumulative: does an input of the most requested route, repeated, kill it the same
+    // way? Then the benign request.
+    if !matches!(observed, Death::Hang) {
+        for g in &opts.repeat {
+            if let Some(count) = cumulative_count(oracle, &g.payload, opts.cumulative_max, observed)? {
+                return Ok(Attribution::Cumulative { count, input: g.clone() });
+            }
+        }
+    }
     if !matches!(observed, Death::Hang)
         && let Some(count) = cumulative_count(oracle, &opts.benign, opts.cumulative_max, observed)?
     {

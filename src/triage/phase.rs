@@ -10,6 +10,7 @@
 
 use super::bucket::Store;
 use super::session::{self, FuzzOptions, FuzzReport, ReplaySender, TriageOptions};
+use crate::generate::campaign::{Campaign, Steer};
 use crate::model::Source;
 use anyhow::{Result, bail};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -89,6 +90,14 @@ pub struct FuzzPhaseSpec {
     /// Traffic mix (the generators' `Mix`): layer weights and per-route weights.
     #[serde(default = "d_mix")]
     pub mix: crate::generate::Mix,
+    /// The field campaign (`generate::campaign`): walk every (route, field, operator) pair of
+    /// the mix's routes once, then random pairs, mutation of a feedback corpus and the mix;
+    /// crashes already filed are avoided. False: the mix alone.
+    #[serde(default)]
+    pub fields: bool,
+    /// A feedback corpus saved by an earlier run (`RUN_DIR/fuzz-corpus-N`, N the phase) to start from.
+    #[serde(default)]
+    pub seed_corpus: Option<PathBuf>,
     #[serde(default)]
     pub triage: TriageSpec,
 }
@@ -154,6 +163,14 @@ impl FuzzPhaseSpec {
         if self.duration.is_zero() || self.recorder == 0 || self.triage.repro_tries == 0 {
             bail!("phases.fuzz: duration, recorder and triage.repro_tries must be > 0");
         }
+        if self.seed_corpus.is_some() && !self.fields {
+            bail!("phases.fuzz: seed_corpus needs fields = true (the corpus feeds the field campaign)");
+        }
+        if let Some(d) = &self.seed_corpus
+            && !d.is_dir()
+        {
+            bail!("phases.fuzz: seed_corpus {} is not a directory (a run's fuzz-corpus)", d.display());
+        }
         Ok(())
     }
 }
@@ -181,23 +198,39 @@ impl TriageSpec {
     }
 }
 
+enum PhaseSource {
+    Mix(Arc<dyn Source>),
+    Campaign(Box<Campaign>),
+}
+
 /// Run a fuzz phase against fresh incarnations of `launch` (the run's target, lent: nothing
-/// else runs on its ports meanwhile). Blocking work is moved to the blocking pool.
+/// else runs on its ports meanwhile). Blocking work is moved to the blocking pool. A field
+/// campaign's feedback corpus is saved to `corpus_out`.
 pub async fn run(
     spec: &FuzzPhaseSpec,
     launch: crate::watch::launch::Launch,
     fixtures: &crate::db::fixtures::Fixtures,
     run_seed: u64,
     profile: Option<PathBuf>,
+    corpus_out: Option<PathBuf>,
     stop: Arc<std::sync::atomic::AtomicBool>,
 ) -> Result<FuzzReport> {
     spec.mix.validate()?;
-    let source: Arc<dyn Source> = Arc::new(crate::generate::Generator::new(
+    let generator = crate::generate::Generator::new(
         run_seed,
         fixtures.clone(),
         spec.mix.clone(),
         crate::generate::GenOptions::default(),
-    ));
+    );
+    let source = if spec.fields {
+        let mut c = Campaign::new(generator, &spec.mix);
+        if let Some(d) = &spec.seed_corpus {
+            c = c.with_corpus(d)?;
+        }
+        PhaseSource::Campaign(Box::new(c))
+    } else {
+        PhaseSource::Mix(Arc::new(generator))
+    };
     let spec = spec.clone();
     tokio::task::spawn_blocking(move || {
         let store = Store::open(&spec.triage.corpus)?;
@@ -215,7 +248,16 @@ pub async fn run(
         let stop_fn = || stop.load(std::sync::atomic::Ordering::SeqCst) || crate::signals::was_interrupted();
         let mut topts = spec.triage.options(run_seed, &launch.readiness.probe);
         topts.profile = profile;
-        session::fuzz_phase(source, &mut sender, &launch, store, topts, &fopts, &stop_fn)
+        let inputs = match &source {
+            PhaseSource::Campaign(c) => session::Inputs::Steered(c.as_ref() as &dyn Steer),
+            PhaseSource::Mix(g) => session::Inputs::Plain(g.clone()),
+        };
+        let r = session::fuzz_phase(inputs, &mut sender, &launch, store, topts, &fopts, &stop_fn)?;
+        if let (PhaseSource::Campaign(c), Some(dir)) = (&source, corpus_out) {
+            let n = c.save_corpus(&dir)?;
+            eprintln!("fuzz: {n} input(s) of the feedback corpus in {}", dir.display());
+        }
+        Ok(r)
     })
     .await?
 }

@@ -13,10 +13,11 @@ use super::exec::{Addrs, Reply};
 use super::oracle::{Oracle, OracleOptions};
 use super::shrink;
 use super::target::{TargetFactory, TargetHandle};
+use crate::generate::campaign::{Answer, Steer};
 use crate::model::{Generated, Payload, Source};
 use anyhow::Result;
 use serde::Serialize;
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -534,6 +535,11 @@ pub struct Outage {
     pub death: Death,
     pub started_s: f64,
     pub seconds: f64,
+    /// Requests per route since the target's last start (the most requested first, at most
+    /// 8): a crash that needs hundreds of requests of one route shows here even when other
+    /// crashes are frequent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub since_start: Vec<(String, u64)>,
 }
 
 /// Result of a fuzz+triage phase.
@@ -546,6 +552,9 @@ pub struct FuzzReport {
     /// The bucket table at the end (all buckets in the store).
     pub buckets: Vec<BucketRow>,
     pub seconds: f64,
+    /// Field coverage of a field campaign (`fields = true`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coverage: Option<crate::generate::campaign::CoverageReport>,
 }
 
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
@@ -807,7 +816,7 @@ pub fn format_table(rows: &[BucketRow]) -> String {
 /// flight recorder's suspects to triage, restart, continue until the time is up.
 /// Blocking: call it from a plain thread or `spawn_blocking`.
 pub fn fuzz_phase(
-    source: Arc<dyn Source>,
+    inputs: Inputs<'_>,
     sender: &mut dyn Sender,
     factory: &dyn TargetFactory,
     store: Store,
@@ -827,18 +836,32 @@ pub fn fuzz_phase(
         triage: Vec::new(),
         buckets: Vec::new(),
         seconds: 0.0,
+        coverage: None,
     };
+    // Requests per route since the target's last start, and the last input of each route:
+    // a death after hundreds of one route's requests is tried as that route's cumulative crash.
+    let steer = match &inputs {
+        Inputs::Plain(_) => None,
+        Inputs::Steered(s) => Some(*s),
+    };
+    let mut since_start: BTreeMap<&'static str, u64> = BTreeMap::new();
+    let mut last_of_route: BTreeMap<&'static str, Generated> = BTreeMap::new();
     let mut index = 0u64;
     while Instant::now() < deadline && !stop() && fopts.max_inputs.is_none_or(|m| index < m) {
-        let g = source.generate(fopts.stream, index);
+        let g = match &inputs {
+            Inputs::Plain(s) => s.generate(fopts.stream, index),
+            Inputs::Steered(s) => s.generate(fopts.stream, index),
+        };
         index += 1;
-        let addrs = target.addrs();
-        let reply = sender.send(&g, &addrs);
-        report.inputs_sent += 1;
-        recorder.push_back((g, reply.answered()));
-        while recorder.len() > fopts.recorder {
-            recorder.pop_front();
+        if steer.is_some_and(|s| !s.wanted(&g, index - 1)) {
+            continue;
         }
+        let addrs = target.addrs();
+        let sent_at = Instant::now();
+        let reply = sender.send(&g, &addrs);
+        let micros = sent_at.elapsed().as_micros() as u64;
+        report.inputs_sent += 1;
+        *since_start.entry(g.route_name()).or_default() += 1;
         let mut death = if fopts.settle.is_zero() { target.death() } else { target.wait_death(fopts.settle) };
         if death.is_none() && matches!(reply, Reply::Timeout | Reply::Refused | Reply::Reset | Reply::Closed) {
             // Maybe dying right now; maybe hung.
@@ -850,26 +873,60 @@ pub fn fuzz_phase(
                 }
             }
         }
+        if let Some(s) = steer {
+            s.observe(&g, &answer(&reply, micros, death.is_some()));
+        }
+        if steer.is_some() {
+            last_of_route.insert(g.route_name(), g.clone());
+        }
+        let culprit = steer.is_some().then(|| g.clone());
+        recorder.push_back((g, reply.answered()));
+        while recorder.len() > fopts.recorder {
+            recorder.pop_front();
+        }
         let Some(d) = death else { continue };
         let down_at = Instant::now();
         report.deaths += 1;
         target.kill();
+        let mut counts: Vec<(&'static str, u64)> = since_start.iter().map(|(r, n)| (*r, *n)).collect();
+        counts.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        counts.truncate(8);
         if fopts.triage {
             // Unanswered first, then most recent first.
             let mut suspects: Vec<Generated> =
                 recorder.iter().rev().filter(|(_, a)| !*a).map(|(g, _)| g.clone()).collect();
             suspects.extend(recorder.iter().rev().filter(|(_, a)| *a).map(|(g, _)| g.clone()));
+            // The routes sent most since the start, repeated, are the cumulative candidates.
+            triager.opts.attribution.repeat = counts
+                .iter()
+                .filter(|(_, n)| *n >= CUMULATIVE_MIN)
+                .take(2)
+                .filter_map(|(r, _)| last_of_route.get(r).cloned())
+                .collect();
             match triager.on_crash(d, &suspects) {
-                Ok(r) => report.triage.push(r),
+                Ok(r) => {
+                    if let (Some(s), Some(c)) = (steer, &culprit) {
+                        s.crashed(c, r.bucket_id.as_deref(), !r.new_bucket && r.bucket_id.is_some());
+                    }
+                    report.triage.push(r)
+                }
                 Err(e) => eprintln!("triage failed: {e:#}"),
             }
         }
         recorder.clear();
+        let since: Vec<(String, u64)> = counts.iter().map(|(r, n)| (r.to_string(), *n)).collect();
+        since_start.clear();
+        last_of_route.clear();
         if let Some(n) = fopts.stop_after_buckets {
             let hit: std::collections::BTreeSet<&String> =
                 report.triage.iter().filter_map(|t| t.bucket_id.as_ref()).collect();
             if hit.len() >= n {
-                report.outages.push(Outage { death: d, started_s: (down_at - t0).as_secs_f64(), seconds: 0.0 });
+                report.outages.push(Outage {
+                    death: d,
+                    started_s: (down_at - t0).as_secs_f64(),
+                    seconds: 0.0,
+                    since_start: since,
+                });
                 break;
             }
         }
@@ -878,12 +935,39 @@ pub fn fuzz_phase(
             death: d,
             started_s: (down_at - t0).as_secs_f64(),
             seconds: down_at.elapsed().as_secs_f64(),
+            since_start: since,
         });
     }
     target.kill();
     report.buckets = bucket_table(&triager.store)?;
     report.seconds = t0.elapsed().as_secs_f64();
+    report.coverage = steer.map(|s| s.coverage());
     Ok(report)
+}
+
+/// Where a fuzz phase's inputs come from.
+pub enum Inputs<'a> {
+    /// A plain source (the mix).
+    Plain(Arc<dyn Source>),
+    /// A source that learns from the answers (the field campaign).
+    Steered(&'a dyn Steer),
+}
+
+/// A route sent at least this often since the target's start is a cumulative candidate.
+const CUMULATIVE_MIN: u64 = 50;
+
+/// What the steering source learns of one send.
+fn answer(reply: &Reply, micros: u64, died: bool) -> Answer {
+    let (kind, status, shape) = match reply {
+        Reply::Http { status, shape, .. } => ("http", *status, *shape),
+        Reply::Ws { status, frame_bytes } => ("ws", *status, (*frame_bytes > 0) as u64),
+        Reply::Closed => ("closed", None, 0),
+        Reply::Reset => ("reset", None, 0),
+        Reply::Refused => ("refused", None, 0),
+        Reply::Timeout => ("timeout", None, 0),
+        Reply::Error { .. } => ("error", None, 0),
+    };
+    Answer { kind, status, shape, micros, died }
 }
 
 #[cfg(test)]
