@@ -156,6 +156,164 @@ async fn cumulative_crash_after_n_requests() {
     assert_eq!(st.signal(), Some(libc::SIGSEGV));
 }
 
+/// Wait (at most 5 s) for the target's stderr to contain `text`: the reader thread may still be
+/// draining the pipe when the exit is seen.
+fn stderr_says(t: &ChildTarget, text: &str) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !t.stderr.lock().unwrap().contains(text) {
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    true
+}
+
+/// A POST on a new connection that must get no response, then the process must die by SIGSEGV
+/// with `fault`'s line on stderr.
+async fn post_kills(t: &mut ChildTarget, path: &str, body: &str, fault: &str) {
+    let r = format!("POST {path} HTTP/1.1\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+    assert!(raw(t.http, r.as_bytes()).await.is_err(), "no response to {body}");
+    let st = t.wait_exit(Duration::from_secs(10)).expect("process died");
+    assert_eq!(st.signal(), Some(libc::SIGSEGV), "{st:?}");
+    assert!(stderr_says(t, &format!("[mesher-stress target] {fault}:")), "{}", t.stderr.lock().unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_negative_retention_dies_by_sigsegv() {
+    let (url, db, _f) = seeded_db().await;
+    let mut t = ChildTarget::start(&url, &["--fault", "settings-negative-retention"]);
+    let settings = format!("/api/v1/projects/{PROJECT}/settings");
+    // Near misses: zero, positive, -0, a string and null are handled normally (a string is not a
+    // number, even "-1").
+    for body in [
+        r#"{"retention_days":0}"#,
+        r#"{"retention_days":30}"#,
+        r#"{"retention_days":-0}"#,
+        r#"{"retention_days":"-1"}"#,
+        r#"{"retention_days":null}"#,
+        r#"[{"retention_days":-1}]"#,
+    ] {
+        let r = post(t.http, &settings, body).await;
+        assert_eq!(r.status, 200, "{body}: {}", r.text());
+        assert_eq!(r.json()["status"], "ok", "{body}");
+    }
+    let days: i32 = sqlx::query_scalar("SELECT retention_days FROM projects WHERE id = $1::uuid")
+        .bind(PROJECT)
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(days, -1, "the string \"-1\" was stored normally");
+    assert!(t.alive());
+    post_kills(&mut t, &settings, r#"{"sample_rate":0.5,"retention_days":-1}"#, "settings-negative-retention").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_negative_retention_by_a_negative_fraction() {
+    let (url, _db, _f) = seeded_db().await;
+    let mut t = ChildTarget::start(&url, &["--fault", "settings-negative-retention"]);
+    post_kills(
+        &mut t,
+        "/api/v1/projects/default/settings",
+        r#"{"retention_days":-0.5}"#,
+        "settings-negative-retention",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alert_cooldown_overflow_dies_by_sigsegv() {
+    let (url, db, _f) = seeded_db().await;
+    let mut t = ChildTarget::start(&url, &["--fault", "alert-cooldown-overflow"]);
+    let rules = format!("/api/v1/projects/{PROJECT}/alert-rules");
+    // i32::MAX itself fits: created.
+    let r = post(t.http, &rules, r#"{"name":"max","cooldown_minutes":2147483647}"#).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let stored: i32 =
+        sqlx::query_scalar("SELECT cooldown_minutes FROM alert_rules WHERE name = 'max'").fetch_one(&db).await.unwrap();
+    assert_eq!(stored, i32::MAX);
+    // Not JSON integers above i32::MAX: PostgreSQL's ordinary 400.
+    for body in [r#"{"cooldown_minutes":"2147483648"}"#, r#"{"cooldown_minutes":2147483648.0}"#] {
+        assert_eq!(post(t.http, &rules, body).await.status, 400, "{body}");
+    }
+    assert!(t.alive());
+    post_kills(&mut t, &rules, r#"{"name":"over","cooldown_minutes":2147483648}"#, "alert-cooldown-overflow").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn top_issues_negative_limit_dies_by_sigsegv() {
+    let (url, _db, _f) = seeded_db().await;
+    let mut t = ChildTarget::start(&url, &["--fault", "top-issues-negative-limit"]);
+    let top = format!("/api/v1/projects/{PROJECT}/dashboard/top-issues");
+    for q in ["", "?limit=0", "?limit=-0", "?limit=3", "?limit=-1&limit=2"] {
+        let r = get(t.http, &format!("{top}{q}")).await;
+        assert_eq!(r.status, 200, "{q}: {}", r.text());
+    }
+    assert_eq!(get(t.http, &format!("{top}?limit=0")).await.json(), serde_json::json!([]));
+    // Non-numeric: PostgreSQL's ordinary error answer.
+    assert_eq!(get(t.http, &format!("{top}?limit=abc")).await.status, 500);
+    assert!(t.alive());
+    let r = format!("GET {top}?limit=-1 HTTP/1.1\r\n\r\n");
+    assert!(raw(t.http, r.as_bytes()).await.is_err(), "no response");
+    let st = t.wait_exit(Duration::from_secs(10)).expect("process died");
+    assert_eq!(st.signal(), Some(libc::SIGSEGV), "{st:?}");
+    assert!(stderr_says(&t, "[mesher-stress target] top-issues-negative-limit:"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ws_level_case_dies_by_sigsegv_on_websocket_ingest_only() {
+    let (url, _db, f) = seeded_db().await;
+    let mut t = ChildTarget::start(&url, &["--fault", "ws-level-case"]);
+    let k = key(&f);
+    // HTTP ingestion of the same event: the ordinary validation answer.
+    let r = ingest(t.http, &k, r#"{"message":"m","level":"Error"}"#).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    let mut ws = ws_connect(t.ws, "/ingest", &[("x-sentry-auth", &k)]).await;
+    ws_send(&mut ws, r#"{"message":"m","level":"error"}"#).await;
+    assert_eq!(ws_next(&mut ws).await.unwrap()["status"], "accepted");
+    ws_send(&mut ws, r#"{"message":"m","level":"loud"}"#).await;
+    assert!(ws_next(&mut ws).await.unwrap()["error"].as_str().unwrap().contains("level"));
+    ws_send(&mut ws, r#"{"message":"m","level":"ERROR"}"#).await;
+    let next = tokio::time::timeout(Duration::from_secs(10), ws.read_frame()).await.expect("connection ends");
+    assert!(next.is_err(), "no reply frame");
+    let st = t.wait_exit(Duration::from_secs(10)).expect("process died");
+    assert_eq!(st.signal(), Some(libc::SIGSEGV), "{st:?}");
+    assert!(stderr_says(&t, "[mesher-stress target] ws-level-case:"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn route_cumulative_kills_on_the_nth_request_to_its_route() {
+    let (url, _db, _f) = seeded_db().await;
+    let mut t = ChildTarget::start(&url, &["--fault", "route-cumulative=alerts-list/4"]);
+    let alerts = format!("/api/v1/projects/{PROJECT}/alerts");
+    // Requests to the route, whatever they contain, interleaved with other routes, an unrouted
+    // path and a POST to the same path (no such route): only the first count.
+    for i in 1..4 {
+        let q = ["", "?status=active", "?status=nonsense"][i - 1];
+        assert_eq!(get(t.http, &format!("{alerts}{q}")).await.status, 200, "alerts-list request {i}");
+        assert_eq!(get(t.http, HEALTH).await.status, 200);
+        assert_eq!(get(t.http, &format!("/api/v1/projects/{PROJECT}/settings")).await.status, 200);
+        assert_eq!(get(t.http, "/nope").await.status, 404);
+        assert_eq!(post(t.http, &alerts, "{}").await.status, 404);
+    }
+    assert!(t.alive(), "alive after N-1 requests to the route");
+    assert!(raw(t.http, b"GET /api/v1/projects/default/alerts HTTP/1.1\r\n\r\n").await.is_err(), "no response");
+    let st = t.wait_exit(Duration::from_secs(10)).expect("process died");
+    assert_eq!(st.signal(), Some(libc::SIGSEGV), "{st:?}");
+    assert!(stderr_says(&t, "[mesher-stress target] route-cumulative: request 4 to alerts-list"));
+}
+
+#[test]
+fn route_cumulative_without_its_parameter_is_a_usage_error() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mesher-stress"))
+        .args(["target", "--fault", "route-cumulative"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "usage error");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("route-cumulative=ROUTE/N"), "{err}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_flushes_every_accepted_event() {
     let (url, db, f) = seeded_db().await;

@@ -3,7 +3,7 @@
 //!
 //! Per HTTP request, in order: planted `oversized-content-length` check (before the body is
 //! read), planted delay, pause and leak, routing via [`crate::api::match_route`] (404 `Not Found`
-//! otherwise), planted `cumulative-crash` count, body read (Content-Length; chunked bodies are
+//! otherwise), planted `route-cumulative` and `cumulative-crash` counts, body read (Content-Length; chunked bodies are
 //! seen as empty like Mesher), the read cache for GET routes (benchmark mode only) or the write
 //! generation bump around other routes, handler, response with `Connection: close` unless
 //! `--keep-alive`.
@@ -164,6 +164,7 @@ async fn handle(
     let Some(m) = crate::api::match_route(parts.method.as_str(), parts.uri.path()) else {
         return Ok(respond(&app, Resp::not_found()));
     };
+    app.faults.on_routed(m.route.id);
     if m.route.touches_db {
         app.faults.on_db_request();
         app.faults.pass_registry().await;

@@ -288,6 +288,9 @@ pub async fn handle(
             Resp::json(200, Value::Array(rows.into_iter().map(|r| json!({"level":r.0,"count":r.1})).collect()))
         }
         RouteId::DashboardTopIssues => {
+            if let Some(l) = q.get("limit") {
+                app.faults.top_issues_limit(l);
+            }
             let p = project!();
             let limit = q.get("limit").copied().unwrap_or("10");
             let rows: Vec<(String, String, String, String, i32, String)> = tryq!(
@@ -557,6 +560,7 @@ pub async fn handle(
             )
         }
         RouteId::AlertRulesCreate => {
+            app.faults.alert_rule_create(body);
             let p = project!();
             let r: Result<String, _> = sqlx::query_scalar(
                 "INSERT INTO alert_rules (project_id, name, condition_json, action_json, cooldown_minutes)
@@ -675,6 +679,7 @@ pub async fn handle(
             }
         }
         RouteId::SettingsUpdate => {
+            app.faults.settings_update(body);
             let p = project!();
             let r = sqlx::query(
                 "UPDATE projects SET retention_days = COALESCE((b ->> 'retention_days')::int, retention_days),

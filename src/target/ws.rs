@@ -188,7 +188,7 @@ pub async fn serve_conn(
             OpCode::Close => break,
             OpCode::Text | OpCode::Binary => {
                 if let Kind::Ingest { .. } = &kind {
-                    app.faults.ingest_frame(frame.opcode == OpCode::Binary);
+                    app.faults.ingest_frame(frame.opcode == OpCode::Binary, &frame.payload);
                 }
                 app.faults.pass_registry().await;
                 let reply = match &kind {
