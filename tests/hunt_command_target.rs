@@ -68,7 +68,7 @@ duration = "40s"
 concurrency = 8
 restart = true
 max_restarts = 1000
-mix = {{ valid = 0.55, json = 0.2, http = 0.2, ws = 0.05, routes = {{ "api-keys-create" = 3.0 }} }}
+mix = {{ valid = 0.45, json = 0.2, http = 0.3, ws = 0.05, routes = {{ "api-keys-create" = 3.0 }} }}
 websocket = {{ ingest_connections = 2 }}
 
 [phases.triage]
@@ -150,7 +150,7 @@ fn hunting_a_crashy_command_target_unattended() {
     let phase = &report["phases"][0];
     let deaths: Vec<&Value> = phase["outages"].as_array().unwrap().iter().filter(|o| o["cause"] == "death").collect();
     println!("{} deaths in a 40 s phase, {} restarts", deaths.len(), phase["restarts"]);
-    assert!(deaths.len() >= 100, "{} deaths within the phase's 40 s\n{}", deaths.len(), text(&out));
+    assert!(deaths.len() >= 60, "{} deaths within the phase's 40 s\n{}", deaths.len(), text(&out));
     // Every death was survived (one at the very end of the traffic needs no restart).
     let survived = |o: &&&Value| o["restarted"] == true || o["start_s"].as_f64().unwrap() >= 39.0;
     assert!(deaths.iter().all(|o| survived(&o)), "every death was survived");
