@@ -27,6 +27,10 @@ const CORPUS_MAX: usize = 1024;
 const AVOIDED_ONE_IN: u64 = 64;
 /// Route throttling stops halving here (1 in 2^N).
 const THROTTLE_MAX: u32 = 6;
+/// Deaths into buckets filed before, by pairs of one field, after which the whole field is
+/// avoided: its value is not what kills (a crash on the route itself), so walking its other
+/// operators would only kill the target again.
+const FIELD_KNOWN_DEATHS: u32 = 2;
 
 /// What the target did with one input, as the fuzz loop tells the campaign.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,6 +110,9 @@ struct State {
     seen: BTreeSet<(&'static str, &'static str, Option<u16>, u64)>,
     corpus: Vec<Generated>,
     avoid: BTreeSet<(String, String)>,
+    /// Fields (`pair_key`) whose values kill into a filed bucket whatever they are: deaths
+    /// counted per field, the field avoided from [`FIELD_KNOWN_DEATHS`] on.
+    known_by_field: BTreeMap<String, u32>,
     throttle: BTreeMap<&'static str, u32>,
     /// Mean answer time per route (µs) and its sample count.
     latency: BTreeMap<&'static str, (f64, u64)>,
@@ -287,7 +294,11 @@ impl Steer for Campaign {
     fn wanted(&self, g: &Generated, index: u64) -> bool {
         let mut st = self.lock();
         let coin = rng::splitmix(index ^ self.run ^ SALT_FIELD);
-        let keep = if pair_of(&g.trail).is_some_and(|(at, op)| st.avoid.contains(&(at.to_string(), op.to_string()))) {
+        let avoided = pair_of(&g.trail).is_some_and(|(at, op)| {
+            st.avoid.contains(&(at.to_string(), op.to_string()))
+                || st.known_by_field.get(at).is_some_and(|n| *n >= FIELD_KNOWN_DEATHS)
+        });
+        let keep = if avoided {
             coin.is_multiple_of(AVOIDED_ONE_IN)
         } else {
             match st.throttle.get(g.route_name()) {
@@ -310,10 +321,10 @@ impl Steer for Campaign {
             let s = st.pairs.entry(p).or_default();
             s.tried += 1;
             s.new += new as u64;
+            // Deaths are counted where triage names the culprit ([`Steer::crashed`]).
             let s5xx = a.status.is_some_and(|c| c >= 500);
-            s.deaths += a.died as u64;
             s.s5xx += s5xx as u64;
-            if (a.died || s5xx) && s.first_finding_s.is_none() {
+            if s5xx && s.first_finding_s.is_none() {
                 s.first_finding_s = Some(secs);
             }
         }
@@ -330,10 +341,20 @@ impl Steer for Campaign {
     }
 
     fn crashed(&self, culprit: &Generated, _bucket: Option<&str>, known: bool) {
+        let secs = self.started.elapsed().as_secs_f64();
+        let pair = self.pair_index(culprit);
         let mut st = self.lock();
+        if let Some(p) = pair {
+            let s = st.pairs.entry(p).or_default();
+            s.deaths += 1;
+            s.first_finding_s.get_or_insert(secs);
+        }
         if let Some((at, op)) = pair_of(&culprit.trail) {
             // The pair's boundary value is the trigger: skip it from now on.
             st.avoid.insert((at.to_string(), op.to_string()));
+            if known {
+                *st.known_by_field.entry(at.to_string()).or_insert(0) += 1;
+            }
         } else if known {
             // A route that keeps dying into a filed bucket: halve its share each time.
             let k = st.throttle.entry(culprit.route_name()).or_insert(0);

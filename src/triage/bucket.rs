@@ -103,7 +103,13 @@ fn body_shape(b: &[u8]) -> String {
 }
 
 fn header_names<'a>(hs: impl Iterator<Item = &'a str>) -> String {
-    let mut names: Vec<String> = hs.map(|n| n.to_ascii_lowercase()).filter(|n| n != "host").collect();
+    // Mesher reads the API key from `x-sentry-auth` or, without it, `authorization`: one
+    // header under two names, not two shapes.
+    let mut names: Vec<String> = hs
+        .map(|n| n.to_ascii_lowercase())
+        .filter(|n| n != "host")
+        .map(|n| if n == "authorization" { "x-sentry-auth".to_string() } else { n })
+        .collect();
     names.sort();
     names.dedup();
     names.join(",")

@@ -71,6 +71,9 @@ pub struct TriageReport {
     pub seconds: f64,
     pub size_before: usize,
     pub size_after: usize,
+    /// The input that killed it (a single culprit), for a fuzzer to learn from; not reported.
+    #[serde(skip)]
+    pub culprit: Option<Generated>,
 }
 
 /// Death + route + skeleton of the unminimised payload: equal keys are counted against the
@@ -188,6 +191,7 @@ impl<'f> Triager<'f> {
             seconds: started.elapsed().as_secs_f64(),
             size_before: 0,
             size_after: 0,
+            culprit: None,
         }
     }
 
@@ -206,7 +210,9 @@ impl<'f> Triager<'f> {
             let key = coarse_key(&observed, first);
             if let Some(m) = self.store.find_coarse(&key)? {
                 let m = self.store.hit(&m.bucket_id, None)?;
-                return Ok(Step::Done(self.counted(observed, &m, &m.kind, true, started, None)));
+                let mut r = self.counted(observed, &m, &m.kind, true, started, None);
+                r.culprit = Some(first.clone());
+                return Ok(Step::Done(r));
             }
         }
         let mut oracle = Oracle::new(self.factory, self.opts.oracle.clone());
@@ -229,6 +235,7 @@ impl<'f> Triager<'f> {
                     seconds: started.elapsed().as_secs_f64(),
                     size_before: suspects.iter().map(|g| shrink::payload_size(&g.payload)).sum(),
                     size_after: 0,
+                    culprit: None,
                 }));
             }
         };
@@ -238,7 +245,9 @@ impl<'f> Triager<'f> {
             && let Some(m) = self.store.find_coarse(k)?
         {
             let m = self.store.hit(&m.bucket_id, None)?;
-            return Ok(Step::Done(self.counted(observed, &m, kind, true, started, Some(&oracle))));
+            let mut r = self.counted(observed, &m, kind, true, started, Some(&oracle));
+            r.culprit = (kind == "single").then(|| originals[0].clone());
+            return Ok(Step::Done(r));
         }
         let route = bucket::routes_of(&originals.iter().map(|g| g.payload.clone()).collect::<Vec<_>>()).join(",");
         Ok(Step::Attributed(Culprit {
@@ -266,6 +275,7 @@ impl<'f> Triager<'f> {
         let mut oracle = Oracle::new(self.factory, self.opts.oracle.clone());
         oracle.stats.executions = att_execs;
         oracle.stats.restarts = att_restarts;
+        let culprit = (kind == "single").then(|| originals[0].clone());
         let mut payloads: Vec<Payload> = originals.iter().map(|g| g.payload.clone()).collect();
         let size_before: usize = payloads.iter().map(shrink::payload_size).sum();
         // Minimise each payload with the others fixed (cumulative: the benign request is kept).
@@ -330,6 +340,7 @@ impl<'f> Triager<'f> {
                 seconds: started.elapsed().as_secs_f64(),
                 size_before,
                 size_after,
+                culprit,
             });
         }
         // Reproduction rate on fresh targets.
@@ -399,6 +410,7 @@ impl<'f> Triager<'f> {
             seconds: started.elapsed().as_secs_f64(),
             size_before,
             size_after,
+            culprit,
         })
     }
 }
@@ -790,6 +802,7 @@ fn placeholder(death: Death, kind: &str) -> TriageReport {
         seconds: 0.0,
         size_before: 0,
         size_after: 0,
+        culprit: None,
     }
 }
 
@@ -879,7 +892,6 @@ pub fn fuzz_phase(
         if steer.is_some() {
             last_of_route.insert(g.route_name(), g.clone());
         }
-        let culprit = steer.is_some().then(|| g.clone());
         recorder.push_back((g, reply.answered()));
         while recorder.len() > fopts.recorder {
             recorder.pop_front();
@@ -905,7 +917,9 @@ pub fn fuzz_phase(
                 .collect();
             match triager.on_crash(d, &suspects) {
                 Ok(r) => {
-                    if let (Some(s), Some(c)) = (steer, &culprit) {
+                    // Triage names the culprit (a death noticed one input late is not blamed on
+                    // the input after it).
+                    if let (Some(s), Some(c)) = (steer, &r.culprit) {
                         s.crashed(c, r.bucket_id.as_deref(), !r.new_bucket && r.bucket_id.is_some());
                     }
                     report.triage.push(r)
