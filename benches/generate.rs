@@ -44,6 +44,7 @@
 use criterion::{Criterion, Throughput, criterion_group};
 use mesher_stress::db::Fixtures;
 use mesher_stress::db::fixtures::SeedOptions;
+use mesher_stress::generate::campaign::{Answer, Campaign, Steer};
 use mesher_stress::generate::{GenOptions, Generator, Mix};
 use mesher_stress::model::{Layer, Payload, Source};
 use std::hint::black_box;
@@ -123,6 +124,34 @@ fn bench(c: &mut Criterion) {
             })
         });
     }
+    // The field campaign (a fuzz phase with fields = true): an input of the walk (a valid
+    // request with one field's boundary value), and one of the random part with the steering
+    // calls the fuzz loop makes around each send.
+    let mix = Mix { ws: 0.1, ..Mix::default() };
+    let campaign = Campaign::new(generator(mix.clone(), GenOptions::default()), &mix);
+    let pairs = campaign.pairs() as u64;
+    let mut n = 0u64;
+    group.bench_function("fields/walk", |b| {
+        b.iter(|| {
+            n += 1;
+            let x = black_box(campaign.generate(0, n % pairs));
+            if let Payload::Http(r) = x.payload {
+                mesher_stress::generate::recycle(r.body);
+            }
+        })
+    });
+    let mut n = pairs;
+    group.bench_function("fields/random+steer", |b| {
+        b.iter(|| {
+            n += 1;
+            let x = campaign.generate(0, n);
+            if campaign.wanted(&x, n) {
+                let a = Answer { kind: "http", status: Some(400), shape: n % 97, micros: 900, died: false };
+                campaign.observe(&x, &a);
+            }
+            black_box(&x);
+        })
+    });
     group.finish();
 }
 

@@ -204,11 +204,18 @@ pub fn route_fields(r: &'static Route) -> Vec<Field> {
     if r.auth == Auth::ApiKey {
         out.push(Field { route: r.name, place: Place::Header, name: "x-sentry-auth", ty: T::Str, required: true });
     }
+    if r.body != BodyKind::None {
+        out.push(Field { route: r.name, place: Place::Body, name: ROOT, ty: T::Object, required: true });
+    }
     for (name, ty, required) in body_members(r.body) {
         out.push(Field { route: r.name, place: Place::Body, name, ty: *ty, required: *required });
     }
     out
 }
+
+/// The name of a body's (or frame's) whole JSON value: an unknown extra member, an empty
+/// object, another type in its place.
+pub const ROOT: &str = "$";
 
 /// The fields of a WebSocket path's frames.
 pub fn ws_fields(w: WsPath) -> Vec<Field> {
@@ -216,9 +223,14 @@ pub fn ws_fields(w: WsPath) -> Vec<Field> {
         WsPath::Ingest => ("ws-ingest", EVENT),
         WsPath::Stream => ("ws-stream", STREAM_FILTER),
     };
-    members
-        .iter()
-        .map(|(name, ty, required)| Field { route, place: Place::Frame, name, ty: *ty, required: *required })
+    std::iter::once(Field { route, place: Place::Frame, name: ROOT, ty: T::Object, required: true })
+        .chain(members.iter().map(|(name, ty, required)| Field {
+            route,
+            place: Place::Frame,
+            name,
+            ty: *ty,
+            required: *required,
+        }))
         .collect()
 }
 
@@ -238,8 +250,11 @@ mod tests {
     fn every_route_with_a_body_query_or_param_has_fields() {
         for r in ROUTES.iter() {
             let f = route_fields(r);
-            let expected =
-                r.params.len() + r.query.len() + body_members(r.body).len() + (r.auth == Auth::ApiKey) as usize;
+            let expected = r.params.len()
+                + r.query.len()
+                + body_members(r.body).len()
+                + (r.body != BodyKind::None) as usize
+                + (r.auth == Auth::ApiKey) as usize;
             assert_eq!(f.len(), expected, "{}", r.name);
         }
         let all = all();

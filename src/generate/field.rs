@@ -13,7 +13,7 @@
 
 use super::json::J;
 use super::mutate::step;
-use crate::api::fields::{Field, FieldType, Place};
+use crate::api::fields::{Field, FieldType, Place, ROOT};
 use crate::model::{HttpRequest, MutationStep, Payload, WsScript};
 
 /// Stands for invalid UTF-8 inside a JSON string until the body is serialised (a `J` holds
@@ -77,8 +77,14 @@ fn wrong_types(ty: FieldType) -> Vec<&'static str> {
     ["type:string", "type:number", "type:bool", "type:array", "type:object"].into_iter().filter(|t| *t != own).collect()
 }
 
+/// Operators of a whole body or frame ([`ROOT`]).
+const ROOT_OPS: &[&str] = &["unknown-member", "empty-object", "type:array", "type:string", "null"];
+
 /// Every operator that applies to `f`, in a fixed order.
 pub fn ops_for(f: &Field) -> Vec<&'static str> {
+    if f.name == ROOT {
+        return ROOT_OPS.to_vec();
+    }
     let own: Vec<&'static str> = match (f.place, f.ty) {
         // A path segment or header is text: numbers and near misses, no JSON shapes.
         (Place::Path | Place::Header | Place::Query, FieldType::Object | FieldType::Array) => Vec::new(),
@@ -291,6 +297,24 @@ fn slot<'j>(j: &'j mut J, path: &[Seg]) -> &'j mut J {
 
 /// Apply `op` to member `path` of `j`. None when the operator does not apply.
 fn edit_json(j: &mut J, path: &str, ty: FieldType, op: &str) -> Option<String> {
+    if path == ROOT {
+        return match op {
+            "unknown-member" => {
+                if !matches!(j, J::Obj(_)) {
+                    *j = J::obj();
+                }
+                let J::Obj(m) = j else { unreachable!() };
+                m.push(("zz_unknown".into(), J::Int(1)));
+                Some("extra member zz_unknown".into())
+            }
+            _ => {
+                let v = json_value(ty, op)?;
+                let d = format!("the whole value: {}", describe(&v));
+                *j = v;
+                Some(d)
+            }
+        };
+    }
     let segs = parse_path(path);
     let (last, parent) = segs.split_last()?;
     let Seg::Key(key) = last else { return None };
@@ -589,6 +613,15 @@ mod tests {
         assert!(std::str::from_utf8(&b).is_err() && b.windows(2).any(|w| w == [0xC3, 0x28]));
         edit_json(&mut j, "message", FieldType::Str, "missing").unwrap();
         assert!(j.get("message").is_none());
+    }
+
+    #[test]
+    fn the_whole_body_gets_an_unknown_member_or_another_type() {
+        let mut j = J::from_value(&serde_json::json!({"label": "k"}));
+        edit_json(&mut j, ROOT, FieldType::Object, "unknown-member").unwrap();
+        assert_eq!(j.to_value(), serde_json::json!({"label": "k", "zz_unknown": 1}));
+        edit_json(&mut j, ROOT, FieldType::Object, "type:array").unwrap();
+        assert_eq!(j.to_value(), serde_json::json!([]));
     }
 
     #[test]
