@@ -360,6 +360,13 @@ pub fn route_key(p: &Payload) -> String {
             let line = String::from_utf8_lossy(line);
             let mut parts = line.trim_end().split(' ');
             let (Some(m), Some(t)) = (parts.next(), parts.next()) else { return "unrouted".into() };
+            // An absolute-form target (`http://host/path`) is routed by its path, as servers
+            // must accept it (RFC 9112 3.2.2).
+            let t = ["http://", "https://"]
+                .iter()
+                .find_map(|s| t.strip_prefix(s))
+                .map(|rest| rest.find('/').map_or("/", |i| &rest[i..]))
+                .unwrap_or(t);
             let path = t.split('?').next().unwrap_or("");
             crate::api::match_route(m, path).map(|rm| rm.route.name.to_string()).unwrap_or_else(|| "unrouted".into())
         }
@@ -636,6 +643,17 @@ fn shrink_ws(w: &WsScript, test: &mut dyn FnMut(&Payload) -> Result<bool>) -> Re
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn an_absolute_form_target_is_routed_by_its_path() {
+        let p = "/api/v1/projects/33333333-3333-3333-3333-333333333333/api-keys";
+        for t in [p.to_string(), format!("http://localhost{p}"), format!("https://h:1{p}?x=1")] {
+            let r = HttpRequest::new(None, "POST", t.clone(), vec![]);
+            assert_eq!(route_key(&Payload::Http(r)), "api-keys-create", "{t}");
+        }
+        let r = HttpRequest::new(None, "GET", "http://localhost".into(), vec![]);
+        assert_eq!(route_key(&Payload::Http(r)), "unrouted");
+    }
 
     #[test]
     fn ddmin_finds_the_pair() {
