@@ -132,6 +132,9 @@ pub struct Campaign {
     by_route: BTreeMap<&'static str, Vec<u32>>,
     /// `pair_key` → field index.
     by_key: BTreeMap<String, u32>,
+    /// Routes with fields and their cumulative mix weights: random pairs follow the mix's
+    /// route weights (uniform pairs would be three quarters event fields).
+    route_table: Vec<(&'static str, f64)>,
     started: Instant,
     state: Mutex<State>,
 }
@@ -166,6 +169,17 @@ impl Campaign {
             by_route.entry(f.route).or_default().push(i as u32);
             by_key.insert(field::pair_key(f), i as u32);
         }
+        let mut acc = 0.0;
+        let route_table = by_route
+            .keys()
+            .filter_map(|r| {
+                let w = mix.route_weight(r);
+                (w > 0.0).then(|| {
+                    acc += w;
+                    (*r, acc)
+                })
+            })
+            .collect();
         Campaign {
             generator,
             run,
@@ -174,6 +188,7 @@ impl Campaign {
             walk,
             by_route,
             by_key,
+            route_table,
             started: Instant::now(),
             state: Mutex::default(),
         }
@@ -264,8 +279,15 @@ impl Source for Campaign {
         }
         let mut m = rng::derive(self.run, stream, index, SALT_FIELD ^ 1);
         let x = below(&mut m, 100);
-        if x < 35 && !self.walk.is_empty() {
-            let (fi, oi) = self.walk[below(&mut m, self.walk.len())];
+        if x < 35
+            && let Some(&(_, total)) = self.route_table.last()
+        {
+            // A route by the mix's weights, then one of its pairs.
+            let u = (rng::splitmix(index ^ self.run ^ SALT_FIELD ^ 3) >> 11) as f64 / (1u64 << 53) as f64 * total;
+            let route = self.route_table.iter().find(|(_, c)| u < *c).map_or(self.route_table[0].0, |(r, _)| *r);
+            let fis = &self.by_route[route];
+            let fi = fis[below(&mut m, fis.len())];
+            let oi = below(&mut m, self.ops[fi as usize].len()) as u16;
             if let Some(g) = self.field_input(fi, oi, stream, index) {
                 return g;
             }
