@@ -25,8 +25,9 @@ const SALT_FIELD: u64 = 0xf1e1d;
 const CORPUS_MAX: usize = 1024;
 /// A pair that killed the target into a filed bucket is still sent this rarely (1 in N).
 const AVOIDED_ONE_IN: u64 = 64;
-/// Route throttling stops halving here (1 in 2^N).
-const THROTTLE_MAX: u32 = 6;
+/// Route throttling stops halving here (1 in 2^N): a route weighted up in the mix and killing on
+/// every valid input must still leave the target lifetimes of thousands of inputs.
+const THROTTLE_MAX: u32 = 10;
 /// Deaths into buckets filed before, by pairs of one field, after which the whole field is
 /// avoided: its value is not what kills (a crash on the route itself), so walking its other
 /// operators would only kill the target again.
@@ -320,14 +321,14 @@ impl Steer for Campaign {
             st.avoid.contains(&(at.to_string(), op.to_string()))
                 || st.known_by_field.get(at).is_some_and(|n| *n >= FIELD_KNOWN_DEATHS)
         });
-        let keep = if avoided {
-            coin.is_multiple_of(AVOIDED_ONE_IN)
-        } else {
-            match st.throttle.get(g.route_name()) {
-                Some(k) => coin.is_multiple_of(1u64 << k),
-                None => true,
-            }
+        // The rarer of the two rates wins: an avoided pair of a throttled route is as rare as
+        // its route. The walk tries each pair once whatever its route's share.
+        let pair_rate = if avoided { AVOIDED_ONE_IN } else { 1 };
+        let route_rate = match st.throttle.get(g.route_name()) {
+            Some(k) if index >= self.walk.len() as u64 => 1u64 << k,
+            _ => 1,
         };
+        let keep = coin.is_multiple_of(pair_rate.max(route_rate));
         if !keep {
             st.masked += 1;
         }
@@ -350,7 +351,10 @@ impl Steer for Campaign {
                 s.first_finding_s = Some(secs);
             }
         }
-        if new && !a.died && st.corpus.len() < CORPUS_MAX {
+        // Inputs left unanswered stay out (AFL keeps hangs apart too): their mutants mostly
+        // time out again, and each costs the whole timeout, so a corpus that keeps them slows
+        // the campaign to an input a second.
+        if new && !a.died && a.kind != "timeout" && st.corpus.len() < CORPUS_MAX {
             st.corpus.push(g.clone());
         }
         if st.walk_done_s.is_none() && g.seed.index + 1 >= self.walk.len() as u64 {
@@ -377,8 +381,10 @@ impl Steer for Campaign {
             if known {
                 *st.known_by_field.entry(at.to_string()).or_insert(0) += 1;
             }
-        } else if known {
-            // A route that keeps dying into a filed bucket: halve its share each time.
+        }
+        if known {
+            // A route that keeps dying into a filed bucket: halve its share (outside the walk)
+            // each time, whatever field the input changed.
             let k = st.throttle.entry(culprit.route_name()).or_insert(0);
             *k = (*k + 1).min(THROTTLE_MAX);
         }
@@ -551,5 +557,46 @@ mod tests {
         let cov = c.coverage();
         assert_eq!(cov.pairs_tried, 1);
         assert!(cov.masked > 900);
+    }
+
+    #[test]
+    fn unanswered_inputs_stay_out_of_the_corpus() {
+        let c = campaign(Mix::default());
+        let g = c.generate(0, 0);
+        c.observe(&g, &Answer { kind: "timeout", status: None, shape: 0, micros: 1_000_000, died: false });
+        assert_eq!(c.coverage().corpus, 0);
+    }
+
+    #[test]
+    fn a_route_that_keeps_dying_is_throttled_past_the_walk_whatever_its_pairs() {
+        let mix = Mix {
+            routes: [("*".to_string(), 0.0), ("api-keys-create".to_string(), 1.0)].into_iter().collect(),
+            ..Mix::default()
+        };
+        let c = campaign(mix);
+        let walk = c.pairs() as u64;
+        // A valid key creation (no field pair): the route itself kills.
+        let culprit = (0..).map(|i| c.generator.generate(0, i)).find(|g| g.trail.is_empty()).unwrap();
+        assert_eq!(culprit.route_name(), "api-keys-create");
+        for _ in 0..THROTTLE_MAX {
+            c.crashed(&culprit, Some("b"), true);
+        }
+        // The walk still tries every pair once.
+        assert!((0..walk).all(|i| c.wanted(&c.generate(0, i), i)));
+        // Past it, every input of the route is as rare as the route, pairs avoided for a death
+        // of their own included.
+        let pair = c.generate(0, 0);
+        assert_eq!(pair.route_name(), "api-keys-create");
+        c.crashed(&pair, Some("b"), true);
+        c.crashed(&pair, Some("b"), true);
+        let (mut n, mut kept) = (0u64, 0u64);
+        for i in walk..walk + 50_000 {
+            let g = c.generate(0, i);
+            if g.route_name() == "api-keys-create" {
+                n += 1;
+                kept += c.wanted(&g, i) as u64;
+            }
+        }
+        assert!(n > 10_000 && kept <= (3 * n) >> THROTTLE_MAX, "{kept} of {n} sent");
     }
 }
