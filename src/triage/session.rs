@@ -889,7 +889,9 @@ pub fn fuzz_phase(
         if let Some(s) = steer {
             s.observe(&g, &answer(&reply, micros, death.is_some()));
         }
-        if steer.is_some() {
+        // A cumulative candidate is an input its route accepted: a rejected or unanswered one
+        // may never reach the code that counts.
+        if steer.is_some() && matches!(reply, Reply::Http { status: Some(200..=299), .. }) {
             last_of_route.insert(g.route_name(), g.clone());
         }
         recorder.push_back((g, reply.answered()));
