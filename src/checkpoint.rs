@@ -91,6 +91,8 @@ pub struct Checkpointer {
     pub window: PhaseWindow,
     /// The running load phase's deaths so far.
     pub deaths: PhaseDeaths,
+    /// The running fuzz phase's report so far.
+    pub fuzz: crate::triage::session::FuzzProgress,
     /// Checkpoints written.
     pub written: u64,
 }
@@ -108,6 +110,7 @@ impl Checkpointer {
             telemetry,
             window: PhaseWindow::new(),
             deaths: PhaseDeaths::default(),
+            fuzz: Default::default(),
             written: 0,
         }
     }
@@ -126,11 +129,16 @@ impl Checkpointer {
         let phase = self.window.snapshot().await;
         let deaths =
             if phase.is_some() { self.deaths.lock().unwrap_or_else(|e| e.into_inner()).clone() } else { Vec::new() };
+        let fuzz = self.fuzz.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let mut written = Ok(());
         on_own_thread(
             "mesher-checkpoint",
             |_: &()| {
-                let r = assemble(report.clone(), phase, &deaths, &self.telemetry, self.origin, self.every, running);
+                let mut r = report.clone();
+                if let (Some(f), Some(n)) = (fuzz, running) {
+                    r.add_fuzz(n, f);
+                }
+                let r = assemble(r, phase, &deaths, &self.telemetry, self.origin, self.every, running);
                 written = crate::report::write_all(&self.dir, &r);
                 if let (Ok(()), Some(p)) = (&written, target) {
                     crate::run::write_log(&self.dir.join("target.log"), &p.lines());
@@ -199,6 +207,7 @@ fn assemble(
         p.restarts = deaths.iter().filter(|d| d.ready.is_some()).count() as u64;
         r.phases.push(RunPhase::Load(Box::new(p)));
     }
+    r.buckets = crate::report::run_buckets(&r);
     r.telemetry = telemetry.lock().unwrap_or_else(|e| e.into_inner()).clone();
     r.elapsed_ms = origin.elapsed().as_millis() as u64;
     r.partial = true;

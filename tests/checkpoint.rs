@@ -3,7 +3,8 @@
 //! checkpoint (report.json marked partial, the load phase's timeline and histograms so far, every
 //! death so far with its suspects and saved inputs, the crashes, the target's telemetry, the
 //! flushed HdrHistogram interval log, valid JUnit), `mesher-stress report DIR` renders it, and the
-//! throwaway PostgreSQL and the target do not outlive the tool (PR_SET_PDEATHSIG).
+//! throwaway PostgreSQL and the target do not outlive the tool (PR_SET_PDEATHSIG). Killed in the
+//! middle of a fuzz phase, it keeps the phase's deaths, crashes and buckets so far.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -172,4 +173,71 @@ fn a_run_killed_mid_load_leaves_a_checkpoint_that_renders() {
     assert!(html.contains("<h3>Outages</h3>") && html.contains("SIGSEGV"), "the deaths rendered");
     assert!(html.contains("<svg"));
     assert!(run.join("junit.xml").exists());
+}
+
+const FUZZ_PROFILE: &str = r#"version = 1
+name = "checkpoint-fuzz"
+seed = 7
+max_duration = "3m"
+checkpoint_every = "1s"
+
+[target]
+kind = "builtin"
+faults = ["api-key-reply-abi"]
+
+[[phases]]
+kind = "fuzz"
+duration = "2m"
+mix = { valid = 1.0, json = 0.0, http = 0.0, routes = { "*" = 0.0, "api-keys-create" = 1.0 } }
+
+[phases.triage]
+corpus = "CORPUS"
+repro_tries = 1
+"#;
+
+#[test]
+fn a_run_killed_mid_fuzz_keeps_its_deaths_and_buckets() {
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join("p.toml");
+    let corpus = dir.path().join("corpus");
+    std::fs::write(&profile, FUZZ_PROFILE.replace("CORPUS", corpus.to_str().unwrap())).unwrap();
+    let run = dir.path().join("run");
+    let mut child = Guard(
+        bin()
+            .arg("--out")
+            .arg(&run)
+            .arg("run")
+            .arg(&profile)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // Every input kills the target: wait for a checkpoint of the fuzz phase with three deaths.
+    let read =
+        || -> Option<serde_json::Value> { serde_json::from_slice(&std::fs::read(run.join("report.json")).ok()?).ok() };
+    let t = Instant::now();
+    let deaths = |r: &serde_json::Value| r["phases"][0]["deaths"].as_u64().unwrap_or(0);
+    while read().is_none_or(|r| deaths(&r) < 3) {
+        assert!(t.elapsed() < Duration::from_secs(90), "no checkpoint with three deaths: {:?}", read());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
+    let r = read().unwrap();
+    assert_eq!(r["partial"], true);
+    assert_eq!(r["checkpoint"]["running_phase"], 1);
+    let fuzz = &r["phases"][0];
+    assert_eq!(fuzz["kind"], "fuzz");
+    assert!(fuzz["outages"].as_array().unwrap().len() as u64 >= 3, "{fuzz}");
+    assert_eq!(r["crashes"][0]["signal_name"], "SIGSEGV", "{}", r["crashes"]);
+    assert_eq!(r["verdict"]["crashed"], true);
+    let bucket = &r["buckets"][0];
+    assert_eq!(bucket["route"], "api-keys-create", "{}", r["buckets"]);
+    assert!(std::path::Path::new(bucket["reproducer"].as_str().unwrap()).join("repro.sh").exists(), "{bucket}");
+    std::fs::remove_file(run.join("report.html")).unwrap();
+    let out = bin().arg("report").arg(&run).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let html = std::fs::read_to_string(run.join("report.html")).unwrap();
+    assert!(html.contains("UNFINISHED") && html.contains("api-keys-create"), "the bucket rendered");
 }

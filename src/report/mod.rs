@@ -149,6 +149,24 @@ impl RunReport {
         }
     }
 
+    /// Add the fuzz phase `n` (1-based) with its crashes and hangs: one entry per distinct way
+    /// of dying (its buckets hold the counts).
+    pub fn add_fuzz(&mut self, n: usize, r: crate::triage::session::FuzzReport) {
+        let mut kinds: Vec<String> = Vec::new();
+        for o in &r.outages {
+            let key = o.death.key();
+            if kinds.contains(&key) {
+                continue;
+            }
+            if o.death == crate::watch::Death::Hang {
+                self.hangs.push(format!("fuzz phase {n}: the target hung"));
+            } else {
+                self.crashes.push(o.death.exit_info());
+            }
+            kinds.push(key);
+        }
+        self.phases.push(RunPhase::Fuzz(Box::new(r)));
+    }
     /// The target died or hung during the run.
     pub fn found_crashes(&self) -> bool {
         !self.crashes.is_empty() || !self.hangs.is_empty()

@@ -377,16 +377,21 @@ async fn run_phases(
                     stopped(&mut stop2).await;
                     flag2.store(true, std::sync::atomic::Ordering::SeqCst);
                 });
+                *ck.fuzz.lock().unwrap_or_else(|e| e.into_inner()) = None;
                 let fuzz = crate::triage::phase::run(
                     spec,
                     launch,
                     &database.fixtures,
                     report.seed,
                     profile.canonical_source(),
-                    Some(env.run_dir.join(format!("fuzz-corpus-{}", i + 1))),
+                    crate::triage::phase::Outputs {
+                        progress: ck.fuzz.clone(),
+                        corpus: Some(env.run_dir.join(format!("fuzz-corpus-{}", i + 1))),
+                    },
                     flag,
                 );
                 let r = ck.during(report, i + 1, None, fuzz).await;
+                *ck.fuzz.lock().unwrap_or_else(|e| e.into_inner()) = None;
                 bridge.abort();
                 let r = r?;
                 say(format!(
@@ -402,21 +407,7 @@ async fn run_phases(
                         print!("{}", c.format());
                     }
                 }
-                // One entry per distinct way of dying (the buckets hold the counts).
-                let mut kinds: Vec<String> = Vec::new();
-                for o in &r.outages {
-                    if o.death == crate::watch::Death::Hang {
-                        if !kinds.contains(&o.death.key()) {
-                            report.hangs.push(format!("fuzz phase {}: the target hung", i + 1));
-                        }
-                    } else if !kinds.contains(&o.death.key()) {
-                        report.crashes.push(o.death.exit_info());
-                    }
-                    if !kinds.contains(&o.death.key()) {
-                        kinds.push(o.death.key());
-                    }
-                }
-                report.phases.push(RunPhase::Fuzz(Box::new(r)));
+                report.add_fuzz(i + 1, r);
             }
             Phase::Load(load) => {
                 say(format!("phase {}: load {:?}", i + 1, load.name));

@@ -203,18 +203,26 @@ enum PhaseSource {
     Campaign(Box<Campaign>),
 }
 
+/// Where a fuzz phase's results go besides its report.
+pub struct Outputs {
+    /// The report so far, for checkpoints.
+    pub progress: session::FuzzProgress,
+    /// A field campaign's feedback corpus is saved here.
+    pub corpus: Option<PathBuf>,
+}
+
 /// Run a fuzz phase against fresh incarnations of `launch` (the run's target, lent: nothing
-/// else runs on its ports meanwhile). Blocking work is moved to the blocking pool. A field
-/// campaign's feedback corpus is saved to `corpus_out`.
+/// else runs on its ports meanwhile). Blocking work is moved to the blocking pool.
 pub async fn run(
     spec: &FuzzPhaseSpec,
     launch: crate::watch::launch::Launch,
     fixtures: &crate::db::fixtures::Fixtures,
     run_seed: u64,
     profile: Option<PathBuf>,
-    corpus_out: Option<PathBuf>,
+    out: Outputs,
     stop: Arc<std::sync::atomic::AtomicBool>,
 ) -> Result<FuzzReport> {
+    let Outputs { progress, corpus: corpus_out } = out;
     spec.mix.validate()?;
     let generator = crate::generate::Generator::new(
         run_seed,
@@ -243,6 +251,7 @@ pub async fn run(
             triage: spec.triage.enabled,
             settle: spec.settle,
             stop_after_buckets: spec.stop_after_buckets,
+            progress: Some(progress),
         };
         let mut sender = ReplaySender { timeout: spec.triage.timeout };
         let stop_fn = || stop.load(std::sync::atomic::Ordering::SeqCst) || crate::signals::was_interrupted();

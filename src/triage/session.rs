@@ -524,7 +524,16 @@ pub struct FuzzOptions {
     pub settle: Duration,
     /// Stop once this many distinct buckets were hit in this phase ("hunt until found").
     pub stop_after_buckets: Option<usize>,
+    /// Where the phase's report so far is published for checkpoints.
+    pub progress: Option<FuzzProgress>,
 }
+
+/// A fuzz phase's report so far (deaths, outages, triage, buckets, coverage), updated after
+/// every death and every [`PROGRESS_EVERY`]: a run killed mid-phase keeps what it found.
+pub type FuzzProgress = Arc<std::sync::Mutex<Option<FuzzReport>>>;
+
+/// How often a fuzz phase publishes its report so far besides after each death.
+const PROGRESS_EVERY: Duration = Duration::from_secs(10);
 
 impl Default for FuzzOptions {
     fn default() -> Self {
@@ -537,6 +546,7 @@ impl Default for FuzzOptions {
             hang_probe_timeout: Duration::from_secs(2),
             triage: true,
             settle: Duration::ZERO,
+            progress: None,
         }
     }
 }
@@ -860,7 +870,21 @@ pub fn fuzz_phase(
     let mut since_start: BTreeMap<&'static str, u64> = BTreeMap::new();
     let mut last_of_route: BTreeMap<&'static str, Generated> = BTreeMap::new();
     let mut index = 0u64;
+    let publish = |report: &FuzzReport, triager: &Triager| {
+        if let Some(p) = &fopts.progress {
+            let mut r = report.clone();
+            r.buckets = bucket_table(&triager.store).unwrap_or_default();
+            r.seconds = t0.elapsed().as_secs_f64();
+            r.coverage = steer.map(|s| s.coverage());
+            *p.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+        }
+    };
+    let mut published = Instant::now();
     while Instant::now() < deadline && !stop() && fopts.max_inputs.is_none_or(|m| index < m) {
+        if published.elapsed() >= PROGRESS_EVERY {
+            publish(&report, &triager);
+            published = Instant::now();
+        }
         let g = match &inputs {
             Inputs::Plain(s) => s.generate(fopts.stream, index),
             Inputs::Steered(s) => s.generate(fopts.stream, index),
@@ -953,6 +977,8 @@ pub fn fuzz_phase(
             seconds: down_at.elapsed().as_secs_f64(),
             since_start: since,
         });
+        publish(&report, &triager);
+        published = Instant::now();
     }
     target.kill();
     report.buckets = bucket_table(&triager.store)?;
