@@ -10,16 +10,20 @@
 #                                   --fault pause=2s/200ms` (skipped if the built-in target is not ready)
 #   5. the built-in target in benchmark mode (--keep-alive) on GET …/dashboard/health beside the
 #      trivial target, wrk and mesher-stress each, with the server CPU per request from /proc
+#   6. connection per request against a server that answers after DELAY ms and closes every
+#      connection (Mesher's mode and answer time): wrk -H 'Connection: close' and mesher-stress;
+#      the rate is the server's (C / DELAY), the figure that matters is client CPU per request
 # For each: req/s and client CPU seconds per 100k requests (user+sys of the client process).
 # Sections 1, 2 and 5 run every tool REPEAT times, interleaved (wrk, oha, mesher-stress, wrk, ...),
 # and end with each tool's median: a virtual machine's neighbours move single runs by ±30 %.
-# Environment: C (connections, 32), RATE (open loop, 10000), PORT (18080), REPEAT (3).
+# Environment: C (connections, 32), RATE (open loop, 10000), PORT (18080), REPEAT (3), DELAY (5 ms).
 set -uo pipefail
 D=${1:-5}
 C=${C:-32}
 RATE=${RATE:-10000}
 PORT=${PORT:-18080}
 REPEAT=${REPEAT:-3}
+DELAY=${DELAY:-5}
 cd "$(dirname "$0")/.."
 TD=${CARGO_TARGET_DIR:-target}
 echo "== building (release)"
@@ -168,4 +172,20 @@ if wait_port $TB 60 $BPID; then
   medians wrk-trivial wrk-builtin ms-trivial ms-builtin
 else
   echo "  skipped: the built-in target is not ready (no listener on :$TB: $(tail -1 "$OUT/target-bench.log"))"
+fi
+
+echo "== 6. connection per request against a server that answers after ${DELAY} ms and closes (like Mesher), $C connections, ${D}s, $REPEAT runs each"
+TC=$((PORT + 30))
+taskset -c 0 "$TT" 127.0.0.1:$TC --close --delay-ms "$DELAY" 2>/dev/null & PIDS+=($!)
+if wait_port $TC 5; then
+  UC=http://127.0.0.1:$TC
+  for i in $(seq 1 "$REPEAT"); do
+    if [ $HAVE_WRK = 1 ]; then run "wrk-delayed#$i" -- wrk -t1 -c$C -d${D}s -H 'Connection: close' $UC/; wrk_row "wrk-delayed#$i"; fi
+    if [ $HAVE_OHA = 1 ]; then run "oha-delayed#$i" -- oha --no-tui -c $C -z ${D}s --disable-keepalive $UC/; oha_row "oha-delayed#$i"; fi
+    run "ms-delayed#$i" -- "$BIN" --quiet --out "$OUT/ms-delayed#$i" load --http $UC --route-get / -c $C --duration ${D}s
+    ms_row "ms-delayed#$i"
+  done
+  medians wrk-delayed oha-delayed ms-delayed
+else
+  echo "  skipped: the delayed-close trivial target did not start on :$TC"
 fi

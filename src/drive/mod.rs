@@ -98,7 +98,8 @@ pub struct LoadPhase {
     /// Until the end of the response body.
     #[serde(default = "default_timeout", deserialize_with = "de_dur", serialize_with = "ser_dur")]
     pub body_timeout: Duration,
-    /// Rotate client source addresses over 127.1.0.0/16 (loopback targets only).
+    /// Rotate client source addresses over 127.1.0.0/16 (loopback targets only; connections
+    /// closed with SO_LINGER 0 leave no TIME_WAIT and need none).
     #[serde(default = "yes")]
     pub spread_source_addrs: bool,
     /// SO_LINGER 0 on client sockets (no TIME_WAIT). Default: on without keep-alive.
