@@ -367,7 +367,8 @@ pub fn route_key(p: &Payload) -> String {
                 .find_map(|s| t.strip_prefix(s))
                 .map(|rest| rest.find('/').map_or("/", |i| &rest[i..]))
                 .unwrap_or(t);
-            let path = t.split('?').next().unwrap_or("");
+            // A fragment is no part of the path either (servers' URI parsers drop it).
+            let path = t.split(['?', '#']).next().unwrap_or("");
             crate::api::match_route(m, path).map(|rm| rm.route.name.to_string()).unwrap_or_else(|| "unrouted".into())
         }
         Payload::Ws(w) => crate::api::WsPath::classify(&w.path).name().to_string(),
@@ -645,9 +646,9 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn an_absolute_form_target_is_routed_by_its_path() {
+    fn an_absolute_form_target_or_a_fragment_is_routed_by_its_path() {
         let p = "/api/v1/projects/33333333-3333-3333-3333-333333333333/api-keys";
-        for t in [p.to_string(), format!("http://localhost{p}"), format!("https://h:1{p}?x=1")] {
+        for t in [p.to_string(), format!("http://localhost{p}"), format!("https://h:1{p}?x=1"), format!("{p}#frag")] {
             let r = HttpRequest::new(None, "POST", t.clone(), vec![]);
             assert_eq!(route_key(&Payload::Http(r)), "api-keys-create", "{t}");
         }
