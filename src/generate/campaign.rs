@@ -10,7 +10,7 @@
 
 use super::field::{self, pair_of};
 use super::rng::{self, below, pick};
-use super::{Generator, Mix, valid};
+use super::{Generator, Mix, Table, valid};
 use crate::api::fields::{Field, Place};
 use crate::api::{Route, WsPath};
 use crate::model::{Generated, Layer, Payload, RequestSeed, Source};
@@ -133,9 +133,9 @@ pub struct Campaign {
     by_route: BTreeMap<&'static str, Vec<u32>>,
     /// `pair_key` → field index.
     by_key: BTreeMap<String, u32>,
-    /// Routes with fields and their cumulative mix weights: random pairs follow the mix's
-    /// route weights (uniform pairs would be three quarters event fields).
-    route_table: Vec<(&'static str, f64)>,
+    /// Routes with fields by their mix weights: random pairs follow the mix's route weights
+    /// (uniform pairs would be three quarters event fields).
+    route_table: Table<&'static str>,
     started: Instant,
     state: Mutex<State>,
 }
@@ -170,17 +170,7 @@ impl Campaign {
             by_route.entry(f.route).or_default().push(i as u32);
             by_key.insert(field::pair_key(f), i as u32);
         }
-        let mut acc = 0.0;
-        let route_table = by_route
-            .keys()
-            .filter_map(|r| {
-                let w = mix.route_weight(r);
-                (w > 0.0).then(|| {
-                    acc += w;
-                    (*r, acc)
-                })
-            })
-            .collect();
+        let route_table = Table::new(by_route.keys().map(|r| (*r, mix.route_weight(r))));
         Campaign {
             generator,
             run,
@@ -280,12 +270,9 @@ impl Source for Campaign {
         }
         let mut m = rng::derive(self.run, stream, index, SALT_FIELD ^ 1);
         let x = below(&mut m, 100);
-        if x < 35
-            && let Some(&(_, total)) = self.route_table.last()
-        {
+        if x < 35 && !self.route_table.is_empty() {
             // A route by the mix's weights, then one of its pairs.
-            let u = (rng::splitmix(index ^ self.run ^ SALT_FIELD ^ 3) >> 11) as f64 / (1u64 << 53) as f64 * total;
-            let route = self.route_table.iter().find(|(_, c)| u < *c).map_or(self.route_table[0].0, |(r, _)| *r);
+            let route = self.route_table.draw_u64(rng::splitmix(index ^ self.run ^ SALT_FIELD ^ 3));
             let fis = &self.by_route[route];
             let fi = fis[below(&mut m, fis.len())];
             let oi = below(&mut m, self.ops[fi as usize].len()) as u16;
@@ -589,14 +576,25 @@ mod tests {
         assert_eq!(pair.route_name(), "api-keys-create");
         c.crashed(&pair, Some("b"), true);
         c.crashed(&pair, Some("b"), true);
-        let (mut n, mut kept) = (0u64, 0u64);
+        let avoided_field = pair_of(&pair.trail).unwrap().0.to_string();
+        let (mut n, mut kept, mut n_avoided, mut kept_avoided) = (0u64, 0u64, 0u64, 0u64);
         for i in walk..walk + 50_000 {
             let g = c.generate(0, i);
             if g.route_name() == "api-keys-create" {
+                let wanted = c.wanted(&g, i) as u64;
                 n += 1;
-                kept += c.wanted(&g, i) as u64;
+                kept += wanted;
+                if pair_of(&g.trail).is_some_and(|(at, _)| at == avoided_field) {
+                    n_avoided += 1;
+                    kept_avoided += wanted;
+                }
             }
         }
         assert!(n > 10_000 && kept <= (3 * n) >> THROTTLE_MAX, "{kept} of {n} sent");
+        // Sent 1 in 64 they would number n_avoided / 64.
+        assert!(
+            n_avoided > 1000 && kept_avoided <= (3 * n_avoided) >> THROTTLE_MAX,
+            "{kept_avoided} of {n_avoided} avoided pairs sent"
+        );
     }
 }

@@ -202,13 +202,13 @@ impl Mix {
 
 /// Cumulative weights for one choice.
 #[derive(Debug, Clone)]
-struct Table<T> {
+pub(super) struct Table<T> {
     cum: Vec<f64>,
     items: Vec<T>,
 }
 
 impl<T: Copy> Table<T> {
-    fn new(items: impl IntoIterator<Item = (T, f64)>) -> Table<T> {
+    pub(super) fn new(items: impl IntoIterator<Item = (T, f64)>) -> Table<T> {
         let mut t = Table { cum: Vec::new(), items: Vec::new() };
         let mut acc = 0.0;
         for (it, w) in items {
@@ -220,11 +220,11 @@ impl<T: Copy> Table<T> {
         }
         t
     }
-    fn is_empty(&self) -> bool {
+    pub(super) fn is_empty(&self) -> bool {
         self.items.is_empty()
     }
     /// Draw with a 64-bit value (uniform in [0, total) from its top 53 bits).
-    fn draw_u64(&self, x: u64) -> T {
+    pub(super) fn draw_u64(&self, x: u64) -> T {
         let total = *self.cum.last().expect("non-empty weights");
         let u = (x >> 11) as f64 / (1u64 << 53) as f64 * total;
         self.items[self.cum.iter().position(|&c| u < c).unwrap_or(self.cum.len() - 1)]
