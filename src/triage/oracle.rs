@@ -242,7 +242,9 @@ impl<'f> Oracle<'f> {
         }
         let result = match result {
             Some(r) => r,
-            None => t.wait_death(opts.grace).and_then(|d| d.same_kind(expect).then_some(max)),
+            // Dead within the grace after the last send: it took all `sent` of them (fewer than
+            // `max` when counting gave up early).
+            None => t.wait_death(opts.grace).and_then(|d| d.same_kind(expect).then_some(sent)),
         };
         self.stats.sends += sent;
         self.sent_to_current += sent;
