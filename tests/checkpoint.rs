@@ -4,7 +4,8 @@
 //! death so far with its suspects and saved inputs, the crashes, the target's telemetry, the
 //! flushed HdrHistogram interval log, valid JUnit), `mesher-stress report DIR` renders it, and the
 //! throwaway PostgreSQL and the target do not outlive the tool (PR_SET_PDEATHSIG). Killed in the
-//! middle of a fuzz phase, it keeps the phase's deaths, crashes and buckets so far.
+//! middle of a fuzz phase against a command target on fixed ports, it keeps the phase's deaths,
+//! crashes and buckets so far.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -24,6 +25,11 @@ fn alive(pid: u32) -> bool {
 
 /// Kills the run if the test fails before it does.
 struct Guard(Child);
+
+/// `mesher-stress --out RUN run PROFILE`, its stderr piped or dropped.
+fn start_run(run: &std::path::Path, profile: &std::path::Path, stderr: Stdio) -> Guard {
+    Guard(bin().arg("--out").arg(run).arg("run").arg(profile).stdout(Stdio::null()).stderr(stderr).spawn().unwrap())
+}
 
 impl Drop for Guard {
     fn drop(&mut self) {
@@ -62,17 +68,7 @@ fn a_run_killed_mid_load_leaves_a_checkpoint_that_renders() {
     let profile = dir.path().join("p.toml");
     std::fs::write(&profile, PROFILE).unwrap();
     let run = dir.path().join("run");
-    let mut child = Guard(
-        bin()
-            .arg("--out")
-            .arg(&run)
-            .arg("run")
-            .arg(&profile)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
+    let mut child = start_run(&run, &profile, Stdio::piped());
     // Drain stderr on a thread (the run keeps writing progress lines); note the pids and when
     // the load phase starts.
     let lines = Arc::new(Mutex::new(Vec::<String>::new()));
@@ -182,8 +178,10 @@ max_duration = "3m"
 checkpoint_every = "1s"
 
 [target]
-kind = "builtin"
-faults = ["api-key-reply-abi"]
+kind = "command"
+command = COMMAND
+http = "http://127.0.0.1:HTTP"
+ws = "ws://127.0.0.1:WS"
 
 [[phases]]
 kind = "fuzz"
@@ -200,19 +198,26 @@ fn a_run_killed_mid_fuzz_keeps_its_deaths_and_buckets() {
     let dir = tempfile::tempdir().unwrap();
     let profile = dir.path().join("p.toml");
     let corpus = dir.path().join("corpus");
-    std::fs::write(&profile, FUZZ_PROFILE.replace("CORPUS", corpus.to_str().unwrap())).unwrap();
+    // The target as a real Mesher runs: an external command on fixed ports.
+    let (http, ws) = {
+        let a = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let b = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        (a.local_addr().unwrap().port(), b.local_addr().unwrap().port())
+    };
+    let command = [env!("CARGO_BIN_EXE_mesher-stress"), "target", "--http-port", &http.to_string(), "--ws-port"]
+        .into_iter()
+        .map(String::from)
+        .chain([ws.to_string(), "--database-url".into(), "{database_url}".into()])
+        .chain(["--fault".into(), "api-key-reply-abi".into()])
+        .collect::<Vec<String>>();
+    let text = FUZZ_PROFILE
+        .replace("CORPUS", corpus.to_str().unwrap())
+        .replace("COMMAND", &format!("{command:?}"))
+        .replace("HTTP", &http.to_string())
+        .replace("WS", &ws.to_string());
+    std::fs::write(&profile, text).unwrap();
     let run = dir.path().join("run");
-    let mut child = Guard(
-        bin()
-            .arg("--out")
-            .arg(&run)
-            .arg("run")
-            .arg(&profile)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let mut child = start_run(&run, &profile, Stdio::null());
     // Every input kills the target: wait for a checkpoint of the fuzz phase with three deaths.
     let read =
         || -> Option<serde_json::Value> { serde_json::from_slice(&std::fs::read(run.join("report.json")).ok()?).ok() };

@@ -377,7 +377,6 @@ async fn run_phases(
                     stopped(&mut stop2).await;
                     flag2.store(true, std::sync::atomic::Ordering::SeqCst);
                 });
-                *ck.fuzz.lock().unwrap_or_else(|e| e.into_inner()) = None;
                 let fuzz = crate::triage::phase::run(
                     spec,
                     launch,
