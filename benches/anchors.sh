@@ -113,13 +113,18 @@ done
 medians wrk-keepalive oha-keepalive ms-keepalive
 
 echo "== 2. connection per request, closed loop, $C connections, ${D}s, $REPEAT runs each"
-for i in $(seq 1 "$REPEAT"); do
-  if [ $HAVE_WRK = 1 ]; then run "wrk-close#$i" -- wrk -t1 -c$C -d${D}s -H 'Connection: close' $URL/; wrk_row "wrk-close#$i"; fi
-  if [ $HAVE_OHA = 1 ]; then run "oha-close#$i" -- oha --no-tui -c $C -z ${D}s --disable-keepalive $URL/; oha_row "oha-close#$i"; fi
-  run "ms-close#$i" -- "$BIN" --quiet --out "$OUT/ms-close#$i" load --http $URL --route-get / -c $C --duration ${D}s
-  ms_row "ms-close#$i"
-done
-medians wrk-close oha-close ms-close
+# per_request TAG URL: every tool, connection per request against URL, REPEAT runs interleaved.
+per_request() {
+  local tag=$1 u=$2 i
+  for i in $(seq 1 "$REPEAT"); do
+    if [ $HAVE_WRK = 1 ]; then run "wrk-$tag#$i" -- wrk -t1 -c$C -d${D}s -H 'Connection: close' $u/; wrk_row "wrk-$tag#$i"; fi
+    if [ $HAVE_OHA = 1 ]; then run "oha-$tag#$i" -- oha --no-tui -c $C -z ${D}s --disable-keepalive $u/; oha_row "oha-$tag#$i"; fi
+    run "ms-$tag#$i" -- "$BIN" --quiet --out "$OUT/ms-$tag#$i" load --http $u --route-get / -c $C --duration ${D}s
+    ms_row "ms-$tag#$i"
+  done
+  medians wrk-$tag oha-$tag ms-$tag
+}
+per_request close $URL
 
 echo "== 3. open loop at $RATE req/s, $C connections, ${D}s"
 run ms-open -- "$BIN" --quiet --out "$OUT/ms-open" load --http $URL --route-get / -c $C --rate $RATE --duration ${D}s --keep-alive
@@ -178,14 +183,7 @@ echo "== 6. connection per request against a server that answers after ${DELAY} 
 TC=$((PORT + 30))
 taskset -c 0 "$TT" 127.0.0.1:$TC --close --delay-ms "$DELAY" 2>/dev/null & PIDS+=($!)
 if wait_port $TC 5; then
-  UC=http://127.0.0.1:$TC
-  for i in $(seq 1 "$REPEAT"); do
-    if [ $HAVE_WRK = 1 ]; then run "wrk-delayed#$i" -- wrk -t1 -c$C -d${D}s -H 'Connection: close' $UC/; wrk_row "wrk-delayed#$i"; fi
-    if [ $HAVE_OHA = 1 ]; then run "oha-delayed#$i" -- oha --no-tui -c $C -z ${D}s --disable-keepalive $UC/; oha_row "oha-delayed#$i"; fi
-    run "ms-delayed#$i" -- "$BIN" --quiet --out "$OUT/ms-delayed#$i" load --http $UC --route-get / -c $C --duration ${D}s
-    ms_row "ms-delayed#$i"
-  done
-  medians wrk-delayed oha-delayed ms-delayed
+  per_request delayed http://127.0.0.1:$TC
 else
   echo "  skipped: the delayed-close trivial target did not start on :$TC"
 fi
