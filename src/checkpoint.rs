@@ -2,7 +2,7 @@
 //! `checkpoint_every` (profile key, default one minute) and after every phase, so a run killed
 //! after six hours still leaves six hours of data, and `mesher-stress report RUN_DIR` renders it.
 //!
-//! A checkpoint writes, each file atomically (`crate::fsutil`):
+//! A checkpoint writes, each file atomically (`crate::util::fs`):
 //! - `report.json`: the finished phases, the running load phase's report so far (through the
 //!   phase's [`PhaseWindow`]: histograms, timeline, thresholds on what was measured), the
 //!   target's telemetry so far, the crashes seen, `"partial": true` and a `checkpoint` object
@@ -118,7 +118,7 @@ impl Checkpointer {
     /// Write a checkpoint now (`running`: the 1-based phase still going, if any).
     ///
     /// The report is assembled, serialised and rendered on a thread of its own, and the running
-    /// phase's part of it is built on another (see [`on_own_thread`]); the caller waits, as it
+    /// phase's part of it is built on another (see [`crate::util::thread::on_own_thread`]); the caller waits, as it
     /// waited for the same work done in place before.
     pub async fn write(
         &mut self,
@@ -131,7 +131,7 @@ impl Checkpointer {
             if phase.is_some() { self.deaths.lock().unwrap_or_else(|e| e.into_inner()).clone() } else { Vec::new() };
         let fuzz = self.fuzz.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let mut written = Ok(());
-        on_own_thread(
+        crate::util::thread::on_own_thread(
             "mesher-checkpoint",
             |_: &()| {
                 let mut r = report.clone();
@@ -220,26 +220,4 @@ fn assemble(
     r.verdict.crashed = r.found_crashes();
     r.verdict.exit_code = crate::exit::verdict(r.verdict.failed, r.verdict.crashed);
     r
-}
-
-/// Run `f(arg)` on a short-lived thread of its own and wait for it (inline if no thread can be
-/// started). A checkpoint allocates a few MiB that live only while it is built and written;
-/// made on the tokio workers, between the run's long-lived allocations, they left pages behind
-/// that the allocator could not give back, and the tool's RSS rose with every checkpoint
-/// (measured over 10 minutes of the nightly soak: anonymous RSS +3.2 MiB with a checkpoint every
-/// minute, +1.2 MiB without). A thread's own allocator heap goes back whole when it ends.
-pub fn on_own_thread<A: Sync + ?Sized>(name: &str, f: impl FnOnce(&A) + Send, arg: &A) {
-    let mut f = Some(f);
-    std::thread::scope(|s| {
-        let slot = &mut f;
-        // On an error the closure is dropped unrun and `f` is still there for the fallback.
-        let _ = std::thread::Builder::new().name(name.into()).spawn_scoped(s, move || {
-            if let Some(f) = slot.take() {
-                f(arg)
-            }
-        });
-    });
-    if let Some(f) = f.take() {
-        f(arg);
-    }
 }

@@ -35,7 +35,7 @@ pub struct LoadArgs {
     #[arg(long = "stage", value_name = "RATE:DURATION")]
     pub stages: Vec<String>,
     /// How long to send [default: 10s unless --requests is given].
-    #[arg(long, value_parser = crate::profile::parse_duration)]
+    #[arg(long, value_parser = crate::util::duration::parse)]
     pub duration: Option<Duration>,
     /// Stop after this many requests.
     #[arg(long)]
@@ -46,9 +46,9 @@ pub struct LoadArgs {
     /// HTTP client: wire (lean, the default) or hyper (hyper's client connection API).
     #[arg(long, value_enum, default_value_t = crate::drive::Executor::Wire)]
     pub executor: crate::drive::Executor,
-    #[arg(long, value_parser = crate::profile::parse_duration, default_value = "3s")]
+    #[arg(long, value_parser = crate::util::duration::parse, default_value = "3s")]
     pub connect_timeout: Duration,
-    #[arg(long, value_parser = crate::profile::parse_duration, default_value = "10s")]
+    #[arg(long, value_parser = crate::util::duration::parse, default_value = "10s")]
     pub request_timeout: Duration,
     /// WebSocket ingest connections (event frames with acks).
     #[arg(long, default_value_t = 0)]
@@ -63,7 +63,7 @@ pub struct LoadArgs {
     #[arg(long, default_value_t = 0)]
     pub ws_churn: u32,
     /// Threshold: corrected p99 limit for every route.
-    #[arg(long, value_parser = crate::profile::parse_duration)]
+    #[arg(long, value_parser = crate::util::duration::parse)]
     pub p99_max: Option<Duration>,
     /// Threshold: largest error share (0..1).
     #[arg(long)]
@@ -148,7 +148,7 @@ fn phase_from_args(a: &LoadArgs) -> Result<LoadPhase> {
         let (r, d) = s.split_once(':').with_context(|| format!("--stage {s:?}: write RATE:DURATION, e.g. 1000:5s"))?;
         ph.stages.push(Stage {
             rate: r.parse().with_context(|| format!("--stage {s:?}: bad rate"))?,
-            duration: crate::profile::parse_duration(d).map_err(anyhow::Error::msg)?,
+            duration: crate::util::duration::parse(d).map_err(anyhow::Error::msg)?,
         });
     }
     ph.keep_alive = a.keep_alive;

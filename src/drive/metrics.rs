@@ -803,7 +803,7 @@ impl Aggregator {
         if let Some(log) = &mut self.interval_log {
             let _ = log.file.sync_data();
         }
-        crate::checkpoint::on_own_thread("mesher-snapshot", look, &self.totals);
+        crate::util::thread::on_own_thread("mesher-snapshot", look, &self.totals);
     }
 
     /// A handle that makes recorders for lanes. The aggregator runs until every sink and every

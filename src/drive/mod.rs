@@ -31,9 +31,8 @@ pub mod wire;
 pub mod ws;
 
 use crate::model::Source;
-use crate::profile::parse_duration;
 use anyhow::{Context, Result, bail};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -65,7 +64,7 @@ pub struct LoadPhase {
     #[serde(default = "default_name")]
     pub name: String,
     /// Wall-clock bound of the sending (in-flight requests still finish, within their timeouts).
-    #[serde(default, deserialize_with = "de_opt_dur", serialize_with = "ser_opt_dur")]
+    #[serde(default, with = "crate::util::duration::human_opt")]
     pub duration: Option<Duration>,
     /// Maximum number of requests (HTTP requests, WebSocket ingest frames and churn cycles).
     #[serde(default)]
@@ -81,7 +80,7 @@ pub struct LoadPhase {
     #[serde(default)]
     pub stages: Vec<Stage>,
     /// Closed loop: pause of each worker between two requests.
-    #[serde(default, deserialize_with = "de_opt_dur", serialize_with = "ser_opt_dur")]
+    #[serde(default, with = "crate::util::duration::human_opt")]
     pub think_time: Option<Duration>,
     /// false (default, like Mesher): a new connection per request, sent with `connection: close`.
     #[serde(default)]
@@ -90,13 +89,13 @@ pub struct LoadPhase {
     /// connection API); see `drive::wire`.
     #[serde(default)]
     pub executor: Executor,
-    #[serde(default = "default_connect_timeout", deserialize_with = "de_dur", serialize_with = "ser_dur")]
+    #[serde(default = "default_connect_timeout", with = "crate::util::duration::human")]
     pub connect_timeout: Duration,
     /// Until the response head.
-    #[serde(default = "default_timeout", deserialize_with = "de_dur", serialize_with = "ser_dur")]
+    #[serde(default = "default_timeout", with = "crate::util::duration::human")]
     pub request_timeout: Duration,
     /// Until the end of the response body.
-    #[serde(default = "default_timeout", deserialize_with = "de_dur", serialize_with = "ser_dur")]
+    #[serde(default = "default_timeout", with = "crate::util::duration::human")]
     pub body_timeout: Duration,
     /// Rotate client source addresses over 127.1.0.0/16 (loopback targets only; connections
     /// closed with SO_LINGER 0 leave no TIME_WAIT and need none).
@@ -128,7 +127,7 @@ pub struct LoadPhase {
     pub triage: serde_json::Value,
     /// Shortest stretch without any answer, while at least two requests waited, reported as an
     /// outage (a stall: a pause, a hang; or a death).
-    #[serde(default = "default_outage_min", deserialize_with = "de_dur", serialize_with = "ser_dur")]
+    #[serde(default = "default_outage_min", with = "crate::util::duration::human")]
     pub outage_min: Duration,
     /// Soak verdicts (leaks, drift, outages) from the target's /proc samples; absent = off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -141,7 +140,7 @@ pub struct LoadPhase {
     #[serde(default = "default_max_restarts")]
     pub max_restarts: u32,
     /// How long a restarted target may take to answer its readiness probe.
-    #[serde(default = "default_restart_timeout", deserialize_with = "de_dur", serialize_with = "ser_dur")]
+    #[serde(default = "default_restart_timeout", with = "crate::util::duration::human")]
     pub restart_timeout: Duration,
 }
 
@@ -150,7 +149,7 @@ pub struct LoadPhase {
 #[serde(deny_unknown_fields)]
 pub struct Stage {
     pub rate: f64,
-    #[serde(deserialize_with = "de_dur", serialize_with = "ser_dur")]
+    #[serde(with = "crate::util::duration::human")]
     pub duration: Duration,
 }
 
@@ -176,7 +175,7 @@ pub struct WsLoad {
     #[serde(default = "default_project")]
     pub stream_project: String,
     /// An accepted event not seen by a subscriber within this long counts as missed.
-    #[serde(default = "default_fanout_timeout", deserialize_with = "de_dur", serialize_with = "ser_dur")]
+    #[serde(default = "default_fanout_timeout", with = "crate::util::duration::human")]
     pub fanout_timeout: Duration,
     /// Churn lanes: connect, send one frame, read one answer, close — in a loop.
     #[serde(default)]
@@ -209,7 +208,7 @@ impl WsLoad {
 #[serde(deny_unknown_fields)]
 pub struct Thresholds {
     /// Corrected p99 limit per route name (`"*"` = every route without its own entry).
-    #[serde(default, deserialize_with = "de_dur_map", serialize_with = "ser_dur_map")]
+    #[serde(default, with = "crate::util::duration::human_map")]
     pub p99_max: BTreeMap<String, Duration>,
     /// Largest allowed share of errors (5xx and transport failures) among requests, 0..=1.
     #[serde(default)]
@@ -218,7 +217,7 @@ pub struct Thresholds {
     #[serde(default)]
     pub min_rate: Option<f64>,
     /// Fan-out p99 limit (stream subscribers).
-    #[serde(default, deserialize_with = "de_opt_dur", serialize_with = "ser_opt_dur")]
+    #[serde(default, with = "crate::util::duration::human_opt")]
     pub fanout_p99_max: Option<Duration>,
 }
 
@@ -260,30 +259,6 @@ fn default_project() -> String {
 }
 fn yes() -> bool {
     true
-}
-
-fn de_dur<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let s = String::deserialize(d)?;
-    parse_duration(&s).map_err(serde::de::Error::custom)
-}
-fn ser_dur<S: Serializer>(v: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&humantime::format_duration(*v).to_string())
-}
-fn de_opt_dur<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-    de_dur(d).map(Some)
-}
-fn ser_opt_dur<S: Serializer>(v: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-    match v {
-        Some(v) => ser_dur(v, s),
-        None => s.serialize_none(),
-    }
-}
-fn de_dur_map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, Duration>, D::Error> {
-    let m = BTreeMap::<String, String>::deserialize(d)?;
-    m.into_iter().map(|(k, v)| parse_duration(&v).map(|d| (k, d)).map_err(serde::de::Error::custom)).collect()
-}
-fn ser_dur_map<S: Serializer>(v: &BTreeMap<String, Duration>, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_map(v.iter().map(|(k, d)| (k, humantime::format_duration(*d).to_string())))
 }
 
 impl LoadPhase {

@@ -428,7 +428,7 @@ impl Steer for Campaign {
         for (i, g) in st.corpus.iter().enumerate() {
             let d = dir.join(g.route_name());
             std::fs::create_dir_all(&d)?;
-            crate::fsutil::write_atomic(&d.join(format!("{i:05}.json")), &serde_json::to_vec_pretty(g)?)?;
+            crate::util::fs::write_atomic(&d.join(format!("{i:05}.json")), &serde_json::to_vec_pretty(g)?)?;
         }
         Ok(st.corpus.len())
     }

@@ -6,7 +6,7 @@
 //! allowed. The schema is documented key by key in `profiles/README.md`.
 
 use anyhow::{Context, Result, bail};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -30,10 +30,10 @@ pub struct Profile {
     #[serde(default)]
     pub seed: Option<u64>,
     /// Hard bound on the whole run; the run stops by itself after this long.
-    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration", default = "default_max_duration")]
+    #[serde(with = "crate::util::duration::human", default = "default_max_duration")]
     pub max_duration: Duration,
     /// How often the run directory is checkpointed while the run goes on (`crate::checkpoint`).
-    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration", default = "default_checkpoint_every")]
+    #[serde(with = "crate::util::duration::human", default = "default_checkpoint_every")]
     pub checkpoint_every: Duration,
     pub target: TargetSpec,
     /// How the target's life is watched: readiness, startup retries, hangs.
@@ -82,7 +82,7 @@ pub enum TargetSpec {
         #[serde(default)]
         ws_port: u16,
         /// How long one start may take to become ready.
-        #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration", default = "default_ready_builtin")]
+        #[serde(with = "crate::util::duration::human", default = "default_ready_builtin")]
         ready_timeout: Duration,
     },
     /// A command to spawn (e.g. a real Mesher binary), with its environment.
@@ -101,7 +101,7 @@ pub enum TargetSpec {
         #[serde(default)]
         ws: Option<String>,
         /// How long one start may take to become ready (port open, readiness probe answered).
-        #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration", default = "default_ready")]
+        #[serde(with = "crate::util::duration::human", default = "default_ready")]
         ready_timeout: Duration,
         /// The startup lines the `startup` check expects, in order (default: Mesher's, §1.5).
         #[serde(default)]
@@ -136,14 +136,14 @@ pub struct WatchdogSpec {
     #[serde(default = "default_startup_retries")]
     pub startup_retries: u32,
     /// Wait before the first retry; doubles with each further one, up to 5 s.
-    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration", default = "default_startup_backoff")]
+    #[serde(with = "crate::util::duration::human", default = "default_startup_backoff")]
     pub startup_backoff: Duration,
     /// Requests in flight and no answer for this long → the probe; if it times out too, the
     /// target is hung: killed, recorded as a `hang` death and restarted.
-    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration", default = "default_hang_timeout")]
+    #[serde(with = "crate::util::duration::human", default = "default_hang_timeout")]
     pub hang_timeout: Duration,
     /// How long the confirming probe may take.
-    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration", default = "default_hang_probe_timeout")]
+    #[serde(with = "crate::util::duration::human", default = "default_hang_probe_timeout")]
     pub hang_probe_timeout: Duration,
     /// Signal sent to a hung target before SIGKILL (e.g. `"SIGABRT"` for a core dump); absent:
     /// SIGKILL at once.
@@ -288,7 +288,7 @@ pub enum Phase {
         #[serde(default)]
         checks: Vec<crate::checks::CheckName>,
         /// How long to wait for the startup lines of a spawned target.
-        #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration", default = "default_startup")]
+        #[serde(with = "crate::util::duration::human", default = "default_startup")]
         startup_timeout: Duration,
     },
     /// Fuzz traffic with the watchdog and crash triage on (`crate::triage::phase`).
@@ -299,7 +299,7 @@ pub enum Phase {
     /// "Nothing lost": check what the run saw accepted against the database (`crate::invariants`).
     Invariants {
         /// How long to wait for accepted events to be flushed.
-        #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration", default = "default_flush_wait")]
+        #[serde(with = "crate::util::duration::human", default = "default_flush_wait")]
         flush_wait: Duration,
     },
 }
@@ -366,21 +366,6 @@ impl Default for OutputSpec {
     fn default() -> Self {
         OutputSpec { dir: default_runs() }
     }
-}
-
-/// Parse `"250ms"`, `"10s"`, `"5m"`, `"2h"`, `"1h 30m"` (humantime syntax).
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s)
-        .map_err(|e| format!("invalid duration {s:?} ({e}); write e.g. \"500ms\", \"30s\", \"5m\", \"2h\""))
-}
-
-fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let s = String::deserialize(d)?;
-    parse_duration(&s).map_err(serde::de::Error::custom)
-}
-
-fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&humantime::format_duration(*d).to_string())
 }
 
 impl Profile {

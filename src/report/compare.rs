@@ -35,7 +35,7 @@ use super::{RunPhase, RunReport};
 use crate::drive::metrics::{RouteIntervals, RouteSeries};
 use crate::model::Layer;
 use anyhow::{Context, Result, bail};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -50,13 +50,13 @@ pub struct BaselineSettings {
     /// Smallest relative worsening that counts (0.2 = 20 %), for throughput and latency.
     pub min_change: f64,
     /// Smallest absolute p50 increase that counts.
-    #[serde(deserialize_with = "de_dur", serialize_with = "ser_dur")]
+    #[serde(with = "crate::util::duration::human")]
     pub min_p50_delta: Duration,
     /// Smallest absolute p99 increase that counts.
-    #[serde(deserialize_with = "de_dur", serialize_with = "ser_dur")]
+    #[serde(with = "crate::util::duration::human")]
     pub min_p99_delta: Duration,
     /// Intervals starting before this much of a phase has passed are left out.
-    #[serde(deserialize_with = "de_dur", serialize_with = "ser_dur")]
+    #[serde(with = "crate::util::duration::human")]
     pub warmup: Duration,
     /// Intervals with fewer requests of a route are left out of its latency samples.
     pub min_requests: u64,
@@ -76,15 +76,6 @@ impl Default for BaselineSettings {
             min_intervals: 6,
         }
     }
-}
-
-fn de_dur<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let s = String::deserialize(d)?;
-    crate::profile::parse_duration(&s).map_err(serde::de::Error::custom)
-}
-
-fn ser_dur<S: Serializer>(v: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&humantime::format_duration(*v).to_string())
 }
 
 impl BaselineSettings {
@@ -781,7 +772,7 @@ mod tests {
         std::fs::write(&f, "garbage").unwrap();
         let e = read_report(dir.path()).unwrap_err();
         assert!(format!("{e:#}").contains("not a mesher-stress report.json"), "{e:#}");
-        crate::fsutil::write_json_atomic(&f, &run(vec![phase("load", &[("issues-list", steady(1, 10, 1, 1))])]))
+        crate::util::fs::write_json_atomic(&f, &run(vec![phase("load", &[("issues-list", steady(1, 10, 1, 1))])]))
             .unwrap();
         let (path, r) = read_report(&f).unwrap();
         assert_eq!(path, f);

@@ -753,4 +753,4 @@ pub fn evaluate(p: &LoadPhase, r: &PhaseReport, totals: &Totals) -> Vec<Threshol
     out
 }
 
-pub use crate::fsutil::write_json_atomic;
+pub use crate::util::fs::write_json_atomic;

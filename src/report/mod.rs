@@ -283,13 +283,13 @@ pub struct Verdict {
 
 /// Write `report.json`, `report.html` and `junit.xml` into `dir`, each atomically.
 pub fn write_all(dir: &Path, report: &RunReport) -> Result<()> {
-    crate::fsutil::write_json_atomic(&dir.join("report.json"), report)?;
+    crate::util::fs::write_json_atomic(&dir.join("report.json"), report)?;
     render_files(dir, report)
 }
 
 fn render_files(dir: &Path, report: &RunReport) -> Result<()> {
-    crate::fsutil::write_atomic(&dir.join("report.html"), render_html(report).as_bytes())?;
-    crate::fsutil::write_atomic(&dir.join("junit.xml"), render_junit(report).as_bytes())?;
+    crate::util::fs::write_atomic(&dir.join("report.html"), render_html(report).as_bytes())?;
+    crate::util::fs::write_atomic(&dir.join("junit.xml"), render_junit(report).as_bytes())?;
     Ok(())
 }
 
@@ -711,13 +711,13 @@ pub struct SettingsArgs {
     #[arg(long, value_name = "FRACTION")]
     pub min_change: Option<f64>,
     /// Smallest absolute p50 increase that counts [default: 1ms].
-    #[arg(long, value_name = "DURATION", value_parser = crate::profile::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = crate::util::duration::parse)]
     pub min_p50_delta: Option<std::time::Duration>,
     /// Smallest absolute p99 increase that counts [default: 5ms].
-    #[arg(long, value_name = "DURATION", value_parser = crate::profile::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = crate::util::duration::parse)]
     pub min_p99_delta: Option<std::time::Duration>,
     /// Intervals starting within this much of a phase are left out [default: 2s].
-    #[arg(long, value_name = "DURATION", value_parser = crate::profile::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = crate::util::duration::parse)]
     pub warmup: Option<std::time::Duration>,
     /// Intervals with fewer requests of a route are left out of its latency [default: 10].
     #[arg(long, value_name = "N")]

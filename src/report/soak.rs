@@ -12,7 +12,7 @@ use super::load::{OutageCause, PhaseReport};
 use super::stats::{Trend, fit};
 use crate::drive::activity::WindowStat;
 use crate::watch::sampler::ProcSample;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -27,7 +27,7 @@ pub struct SoakSpec {
     /// Off keeps the table in the profile without judging anything.
     pub enabled: bool,
     /// Length of the windows (per-window trends, latency drift); whole seconds.
-    #[serde(deserialize_with = "de_dur", serialize_with = "ser_dur")]
+    #[serde(with = "crate::util::duration::human")]
     pub window: Duration,
     /// Share of the phase ignored at the start (allocator, pools and caches warming up), 0..0.9.
     pub warmup_fraction: f64,
@@ -107,15 +107,6 @@ impl SoakSpec {
         }
         Ok(())
     }
-}
-
-fn de_dur<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let s = String::deserialize(d)?;
-    crate::profile::parse_duration(&s).map_err(serde::de::Error::custom)
-}
-
-fn ser_dur<S: Serializer>(v: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&humantime::format_duration(*v).to_string())
 }
 
 /// Telemetry of a phase, as plain series. Times in seconds since the phase started.

@@ -323,7 +323,7 @@ async fn save_record(run_dir: &Path, n: usize, rec: &DeathRecord) -> Option<Stri
     let (path, rec) = (run_dir.join(&rel), rec.clone());
     let written = tokio::task::spawn_blocking(move || -> Result<()> {
         std::fs::create_dir_all(path.parent().expect("a file in deaths/"))?;
-        crate::fsutil::write_json_atomic(&path, &rec)
+        crate::util::fs::write_json_atomic(&path, &rec)
     })
     .await;
     match written {

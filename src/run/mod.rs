@@ -477,7 +477,7 @@ fn run_dir(profile: &Profile, g: &Global) -> Result<PathBuf> {
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create run directory {}", dir.display()))?;
     let copy = dir.join("profile.toml");
     if let Ok(text) = std::fs::read(&profile.source) {
-        crate::fsutil::write_atomic(&copy, &text)?;
+        crate::util::fs::write_atomic(&copy, &text)?;
     }
     Ok(dir)
 }

@@ -172,5 +172,5 @@ async fn wait_port(addr: std::net::SocketAddr, timeout: Duration) -> Result<()> 
 /// A target's output as a log file (milliseconds since its start, stream, text).
 pub fn write_log(path: &Path, lines: &[LogLine]) {
     let text: String = lines.iter().map(|l| format!("{:>8} {:?} {}\n", l.at.as_millis(), l.stream, l.text)).collect();
-    let _ = crate::fsutil::write_atomic(path, text.as_bytes());
+    let _ = crate::util::fs::write_atomic(path, text.as_bytes());
 }

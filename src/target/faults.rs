@@ -147,7 +147,7 @@ impl Fault {
                         let (e, l) = p
                             .split_once('/')
                             .ok_or_else(|| format!("pause={p}: write pause=EVERY/LENGTH, e.g. pause=5s/500ms"))?;
-                        (crate::profile::parse_duration(e)?, crate::profile::parse_duration(l)?)
+                        (crate::util::duration::parse(e)?, crate::util::duration::parse(l)?)
                     }
                 };
                 if every.is_zero() || length.is_zero() {
@@ -168,7 +168,7 @@ impl Fault {
             "delay" => {
                 let length = match param {
                     None => Duration::from_millis(5),
-                    Some(p) => crate::profile::parse_duration(p)?,
+                    Some(p) => crate::util::duration::parse(p)?,
                 };
                 if length.is_zero() || length > Duration::from_secs(60) {
                     return Err(format!("delay={}: must be between 1ms and 60s, e.g. delay=5ms", param.unwrap_or("")));

@@ -96,7 +96,7 @@ pub struct TargetArgs {
     /// How long a cached GET answer may be reused when no write happened since (writes made
     /// behind the target's back show up after at most this long). Default: 250ms with
     /// --keep-alive, 0 (off: every request reads PostgreSQL, like Mesher) without.
-    #[arg(long, value_parser = crate::profile::parse_duration, value_name = "DURATION")]
+    #[arg(long, value_parser = crate::util::duration::parse, value_name = "DURATION")]
     pub read_cache_ttl: Option<Duration>,
     /// Switch on a planted fault; repeatable.
     #[arg(long = "fault", value_name = "NAME[=PARAM]", value_parser = faults::Fault::parse)]
@@ -105,7 +105,7 @@ pub struct TargetArgs {
     #[arg(long, default_value_t = 1000, value_name = "N")]
     pub rate_limit_max: u32,
     /// Rate-limit window (Mesher: 60s).
-    #[arg(long, default_value = "60s", value_parser = crate::profile::parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = "60s", value_parser = crate::util::duration::parse, value_name = "DURATION")]
     pub rate_limit_window: Duration,
     /// PostgreSQL connections in the pool.
     #[arg(long, default_value_t = 16, value_name = "N")]

@@ -52,10 +52,10 @@ pub struct TargetOpts {
     #[arg(long, value_name = "URL")]
     pub ws: Option<String>,
     /// How long to wait for a death after the last answer.
-    #[arg(long, default_value = "300ms", value_parser = crate::profile::parse_duration)]
+    #[arg(long, default_value = "300ms", value_parser = crate::util::duration::parse)]
     pub grace: Duration,
     /// Per-request timeout.
-    #[arg(long, default_value = "5s", value_parser = crate::profile::parse_duration)]
+    #[arg(long, default_value = "5s", value_parser = crate::util::duration::parse)]
     pub timeout: Duration,
 }
 
@@ -102,7 +102,7 @@ pub struct MinimizeArgs {
     #[arg(long, default_value_t = 2000)]
     pub max_executions: u64,
     /// Budget: at most this long for the minimisation.
-    #[arg(long, default_value = "5m", value_parser = crate::profile::parse_duration)]
+    #[arg(long, default_value = "5m", value_parser = crate::util::duration::parse)]
     pub max_time: Duration,
     /// Reproduction-rate tries recorded in meta.json.
     #[arg(long, default_value_t = 3)]

@@ -13,19 +13,10 @@ use super::session::{self, FuzzOptions, FuzzReport, ReplaySender, TriageOptions}
 use crate::generate::campaign::{Campaign, Steer};
 use crate::model::Source;
 use anyhow::{Result, bail};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-
-fn de_dur<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let s = String::deserialize(d)?;
-    crate::profile::parse_duration(&s).map_err(serde::de::Error::custom)
-}
-
-fn ser_dur<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&humantime::format_duration(*d).to_string())
-}
 
 macro_rules! dur_default {
     ($name:ident, $v:expr) => {
@@ -69,7 +60,7 @@ fn d_conc() -> usize {
 #[serde(deny_unknown_fields)]
 pub struct FuzzPhaseSpec {
     /// How long to fuzz (the phase also ends at the profile's max_duration).
-    #[serde(deserialize_with = "de_dur", serialize_with = "ser_dur", default = "d_duration")]
+    #[serde(with = "crate::util::duration::human", default = "d_duration")]
     pub duration: Duration,
     /// At most this many inputs.
     #[serde(default)]
@@ -78,14 +69,14 @@ pub struct FuzzPhaseSpec {
     #[serde(default)]
     pub stop_after_buckets: Option<usize>,
     /// After each answer, wait this long for a death (crashes that follow the response).
-    #[serde(deserialize_with = "de_dur", serialize_with = "ser_dur", default = "d_settle")]
+    #[serde(with = "crate::util::duration::human", default = "d_settle")]
     pub settle: Duration,
     /// Flight recorder size: the suspects handed to triage.
     #[serde(default = "d_recorder")]
     pub recorder: usize,
     /// Watchdog: a timed-out input triggers a probe; the target is hung when the probe takes
     /// longer than this.
-    #[serde(deserialize_with = "de_dur", serialize_with = "ser_dur", default = "d_hang")]
+    #[serde(with = "crate::util::duration::human", default = "d_hang")]
     pub hang_probe_timeout: Duration,
     /// Traffic mix (the generators' `Mix`): layer weights and per-route weights.
     #[serde(default = "d_mix")]
@@ -126,13 +117,13 @@ pub struct TriageSpec {
     /// Backtrace frames from a gdb re-run in the signature.
     #[serde(default)]
     pub gdb: bool,
-    #[serde(deserialize_with = "de_dur", serialize_with = "ser_dur", default = "d_grace")]
+    #[serde(with = "crate::util::duration::human", default = "d_grace")]
     pub grace: Duration,
-    #[serde(deserialize_with = "de_dur", serialize_with = "ser_dur", default = "d_timeout")]
+    #[serde(with = "crate::util::duration::human", default = "d_timeout")]
     pub timeout: Duration,
     #[serde(default = "d_execs")]
     pub max_executions: u64,
-    #[serde(deserialize_with = "de_dur", serialize_with = "ser_dur", default = "d_max_time")]
+    #[serde(with = "crate::util::duration::human", default = "d_max_time")]
     pub max_time: Duration,
     #[serde(default = "d_tries")]
     pub repro_tries: usize,
@@ -142,7 +133,7 @@ pub struct TriageSpec {
     pub concurrency: usize,
     /// A load phase's triage (after its traffic): at most this long for all its deaths; deaths
     /// not reached keep their suspects in the run directory (`minimize --run`).
-    #[serde(deserialize_with = "de_dur", serialize_with = "ser_dur", default = "d_budget")]
+    #[serde(with = "crate::util::duration::human", default = "d_budget")]
     pub budget: Duration,
 }
 
