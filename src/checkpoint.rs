@@ -141,7 +141,7 @@ impl Checkpointer {
                 let r = assemble(r, phase, &deaths, &self.telemetry, self.origin, self.every, running);
                 written = crate::report::write_all(&self.dir, &r);
                 if let (Ok(()), Some(p)) = (&written, target) {
-                    crate::run::write_log(&self.dir.join("target.log"), &p.lines());
+                    crate::watch::process::write_log(&self.dir.join("target.log"), &p.lines());
                 }
             },
             &(),

@@ -50,18 +50,7 @@ fn main() -> ExitCode {
         }
     };
     let g = cli.global.clone();
-    let result = rt.block_on(async move {
-        match cli.command {
-            Command::Run(a) => mesher_stress::run::main(a, &g).await,
-            Command::Target(a) => mesher_stress::target::main(a, &g).await,
-            Command::Report(a) => mesher_stress::report::main(a, &g).await,
-            Command::Db(a) => mesher_stress::db::cli::main(a, &g).await,
-            Command::Replay(a) => mesher_stress::triage::cli::replay_main(a, &g).await,
-            Command::Minimize(a) => mesher_stress::triage::cli::minimize_main(a, &g).await,
-            Command::Gen(a) => mesher_stress::generate::cli::main(a, &g).await,
-            Command::Load(a) => mesher_stress::drive::cli::main(a, &g).await,
-        }
-    });
+    let result = rt.block_on(async move { mesher_stress::cli::dispatch(cli.command, &g).await });
     // Do not wait for stray blocking tasks (e.g. a stdin reader) at shutdown.
     rt.shutdown_timeout(std::time::Duration::from_secs(2));
     match result {

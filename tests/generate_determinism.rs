@@ -22,7 +22,7 @@ fn all_layers() -> Mix {
 }
 
 fn bytes(g: &Generated) -> Vec<u8> {
-    mesher_stress::generate::cli::wire(g)
+    mesher_stress::cli::generate::wire(g)
 }
 
 const STATEFUL: &[RouteId] = &[RouteId::MembersAdd, RouteId::MemberRemove, RouteId::AlertRuleDelete];

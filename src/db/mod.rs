@@ -6,7 +6,6 @@
 //! - [`fixtures`]: deterministic fixtures (org, users, project, API keys, issues, events,
 //!   memberships, alert rules, alerts) whose ids the generators reuse.
 
-pub mod cli;
 pub mod cluster;
 pub mod fixtures;
 pub mod schema;
@@ -51,7 +50,7 @@ pub struct Database {
 
 /// The database a profile asks for: a throwaway cluster unless it names a URL; schema and
 /// fixtures as it says.
-pub async fn setup(spec: &crate::profile::DatabaseSpec, fixtures: &fixtures::SeedOptions) -> Result<Database> {
+pub async fn setup(spec: &DatabaseSpec, fixtures: &fixtures::SeedOptions) -> Result<Database> {
     let (url, cluster) = match &spec.url {
         Some(u) => (u.clone(), None),
         None => {
@@ -93,5 +92,34 @@ mod tests {
             "postgres://mesh:***@localhost:5432/mesher"
         );
         assert_eq!(super::redact("postgres://localhost/x"), "postgres://localhost/x");
+    }
+}
+
+/// The database. Without `url`, a throwaway PostgreSQL cluster is started for the run.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSpec {
+    /// An existing database (e.g. Mesher's `postgres://mesh:mesh@localhost:5432/mesher`).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Create the schema (idempotent).
+    #[serde(default = "yes")]
+    pub schema: bool,
+    /// Seed the fixtures (idempotent).
+    #[serde(default = "yes")]
+    pub seed: bool,
+    /// Delete all rows of Mesher's tables first. Refused for a non-throwaway database unless
+    /// this is set explicitly.
+    #[serde(default)]
+    pub reset: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for DatabaseSpec {
+    fn default() -> Self {
+        DatabaseSpec { url: None, schema: true, seed: true, reset: false }
     }
 }

@@ -26,7 +26,6 @@
 
 pub mod arb;
 pub mod campaign;
-pub mod cli;
 pub mod field;
 pub mod ids;
 pub mod json;

@@ -7,6 +7,8 @@
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
+
+pub use crate::db::DatabaseSpec;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -249,35 +251,6 @@ pub fn signal_number(s: &str) -> Result<i32> {
     })
 }
 
-/// The database. Without `url`, a throwaway PostgreSQL cluster is started for the run.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DatabaseSpec {
-    /// An existing database (e.g. Mesher's `postgres://mesh:mesh@localhost:5432/mesher`).
-    #[serde(default)]
-    pub url: Option<String>,
-    /// Create the schema (idempotent).
-    #[serde(default = "yes")]
-    pub schema: bool,
-    /// Seed the fixtures (idempotent).
-    #[serde(default = "yes")]
-    pub seed: bool,
-    /// Delete all rows of Mesher's tables first. Refused for a non-throwaway database unless
-    /// this is set explicitly.
-    #[serde(default)]
-    pub reset: bool,
-}
-
-fn yes() -> bool {
-    true
-}
-
-impl Default for DatabaseSpec {
-    fn default() -> Self {
-        DatabaseSpec { url: None, schema: true, seed: true, reset: false }
-    }
-}
-
 /// One phase of a run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
@@ -503,7 +476,7 @@ impl Profile {
         self.watchdog.validate()?;
         for p in &self.phases {
             match p {
-                Phase::Fuzz(f) => f.validate(&self.target)?,
+                Phase::Fuzz(f) => f.validate(matches!(self.target, TargetSpec::Url { .. }))?,
                 Phase::Load(l) => {
                     l.validate()?;
                     load_mix(l)?;

@@ -17,14 +17,14 @@ mod load;
 pub mod target;
 mod triage;
 
-pub use target::{Database, Target, setup_database, write_log};
+pub use target::{Database, Target, setup_database};
 
 use crate::checks::{self, Status};
-use crate::cli::Global;
 use crate::db;
 use crate::exit;
 use crate::profile::{Phase, Profile};
 use crate::report::{RunPhase, RunReport};
+use crate::util::flags::Global;
 use anyhow::{Context, Result};
 use clap::Args;
 use std::path::{Path, PathBuf};
@@ -144,7 +144,7 @@ pub async fn main(args: RunArgs, g: &Global) -> Result<u8> {
         let grace = if crate::signals::was_interrupted() { Duration::from_secs(1) } else { Duration::from_secs(5) };
         target.sup.stop_within(grace).await;
         if !log.is_empty() {
-            write_log(&run_dir.join("target.log"), &log);
+            crate::watch::process::write_log(&run_dir.join("target.log"), &log);
         }
         database.pool.close().await;
         drop(database.cluster);

@@ -12,7 +12,6 @@ use crate::db;
 use crate::drive::exec::Addrs;
 use crate::profile::{Profile, TargetSpec};
 use crate::report::RunReport;
-use crate::watch::LogLine;
 use crate::watch::launch::CannotStart;
 use crate::watch::supervisor::{SuperviseOptions, Supervisor};
 use anyhow::{Result, bail};
@@ -40,7 +39,7 @@ impl Target {
     pub fn save_log(&mut self, run_dir: &Path) -> String {
         self.logs += 1;
         let name = format!("target-{}.log", self.logs);
-        write_log(&run_dir.join(&name), &self.sup.lines());
+        crate::watch::process::write_log(&run_dir.join(&name), &self.sup.lines());
         name
     }
 }
@@ -51,7 +50,7 @@ pub async fn setup_database(profile: &Profile) -> Result<Database> {
 }
 
 /// Start the target behind its readiness gate (or attach to a running one).
-pub async fn start_target(profile: &Profile, database: &Database, g: &crate::cli::Global) -> Result<Target> {
+pub async fn start_target(profile: &Profile, database: &Database, g: &crate::util::flags::Global) -> Result<Target> {
     let opts = SuperviseOptions { hang: profile.watchdog.hang_policy(), ..SuperviseOptions::default() };
     match profile.launch(&database.url, &database.fixtures)? {
         Some(launch) => {
@@ -167,10 +166,4 @@ async fn wait_port(addr: std::net::SocketAddr, timeout: Duration) -> Result<()> 
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-/// A target's output as a log file (milliseconds since its start, stream, text).
-pub fn write_log(path: &Path, lines: &[LogLine]) {
-    let text: String = lines.iter().map(|l| format!("{:>8} {:?} {}\n", l.at.as_millis(), l.stream, l.text)).collect();
-    let _ = crate::util::fs::write_atomic(path, text.as_bytes());
 }

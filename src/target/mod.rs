@@ -59,7 +59,7 @@ pub mod io;
 pub mod routes;
 pub mod ws;
 
-use crate::cli::Global;
+use crate::util::flags::Global;
 use anyhow::{Context, Result};
 use clap::Args;
 use sqlx::PgPool;

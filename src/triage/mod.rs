@@ -21,7 +21,6 @@
 
 pub mod attribution;
 pub mod bucket;
-pub mod cli;
 /// The blocking single-request executor (it lives in `drive`; triage replays through it).
 pub use crate::drive::exec;
 pub mod oracle;

@@ -145,8 +145,9 @@ impl Default for TriageSpec {
 
 impl FuzzPhaseSpec {
     /// Checks the profile validation runs.
-    pub fn validate(&self, target: &crate::profile::TargetSpec) -> Result<()> {
-        if matches!(target, crate::profile::TargetSpec::Url { .. }) {
+    /// `attached`: the target is a URL the tool did not start (it cannot be restarted).
+    pub fn validate(&self, attached: bool) -> Result<()> {
+        if attached {
             bail!(
                 "phases: kind = \"fuzz\" needs a target the tool starts (kind = \"builtin\" or \"command\"): it restarts the target after every death"
             );

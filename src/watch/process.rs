@@ -152,6 +152,12 @@ pub fn signal_name(sig: i32) -> String {
     crate::watch::death::signal_name(sig).map(str::to_string).unwrap_or_else(|| format!("SIG{sig}"))
 }
 
+/// A target's output as a log file (milliseconds since its start, stream, text).
+pub fn write_log(path: &std::path::Path, lines: &[LogLine]) {
+    let text: String = lines.iter().map(|l| format!("{:>8} {:?} {}\n", l.at.as_millis(), l.stream, l.text)).collect();
+    let _ = crate::util::fs::write_atomic(path, text.as_bytes());
+}
+
 struct LogBuffer {
     /// The first lines, kept whole (startup checks read them).
     head: Vec<LogLine>,

@@ -5,11 +5,11 @@
 //! `--fixtures` gives other seed options, the default mix unless `--mix` gives one, and a fresh
 //! id pool (so the stateful routes regenerate as at the start of a run).
 
-use super::{GenOptions, Generator, Mix, validate};
-use crate::cli::Global;
+use super::Global;
 use crate::db::Fixtures;
 use crate::db::fixtures::SeedOptions;
 use crate::exit;
+use crate::generate::{GenOptions, Generator, Mix, validate};
 use crate::model::{Generated, Layer, Payload, WsScript};
 use anyhow::{Context, Result, bail};
 use clap::Args;

@@ -11,14 +11,14 @@
 //! `replay` exit codes: 0 every bucket fixed (no death in any try); 1 some bucket still crashes
 //! or is flaky (or could not be tested because a running target died); 5 tool error.
 
-use super::Death;
-use super::bucket::{self, ReproInputs};
-use super::exec::{self, Addrs, Reply};
-use super::oracle::{Oracle, OracleOptions};
-use super::session::{TriageOptions, Triager};
-use super::target::{CommandFactory, TargetFactory, TargetHandle, UrlTarget};
-use crate::cli::Global;
+use super::Global;
 use crate::model::{Generated, HttpRequest, Layer, Payload, RequestSeed};
+use crate::triage::Death;
+use crate::triage::bucket::{self, ReproInputs};
+use crate::triage::exec::{self, Addrs, Reply};
+use crate::triage::oracle::{Oracle, OracleOptions};
+use crate::triage::session::{TriageOptions, Triager};
+use crate::triage::target::{CommandFactory, TargetFactory, TargetHandle, UrlTarget};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde::Serialize;
@@ -133,8 +133,11 @@ fn builtin(faults: &[String]) -> Result<Resolved> {
     let exe = std::env::current_exe().context("cannot find the mesher-stress executable")?;
     let mut cmd = crate::watch::TargetCommand::builtin(exe, cluster.url(), faults, false, (0, 0));
     cmd.args.push("--prepare-db".into());
-    let launch =
-        crate::watch::launch::Launch::new(cmd, crate::watch::launch::Ports::Announced, super::oracle::default_probe());
+    let launch = crate::watch::launch::Launch::new(
+        cmd,
+        crate::watch::launch::Ports::Announced,
+        crate::triage::oracle::default_probe(),
+    );
     Ok(Resolved { factory: Some(Box::new(launch)), running: None, probe: None, _db: None, _cluster: Some(cluster) })
 }
 
@@ -302,7 +305,7 @@ pub fn replay_running(addrs: Addrs, dirs: &[PathBuf], oopts: &OracleOptions) -> 
                 row.tries = 1;
                 row.hits = matches!(probe, Reply::Timeout) as usize;
             } else {
-                super::oracle::send_all(&send, &u.addrs(), inputs.concurrency, oopts.timeout);
+                crate::triage::oracle::send_all(&send, &u.addrs(), inputs.concurrency, oopts.timeout);
                 std::thread::sleep(oopts.grace);
                 let probe = exec::send(&oopts.probe, &addrs, oopts.probe_timeout);
                 row.tries = 1;
@@ -317,7 +320,7 @@ pub fn replay_running(addrs: Addrs, dirs: &[PathBuf], oopts: &OracleOptions) -> 
 }
 
 fn oracle_opts(t: &TargetOpts, r: &Resolved) -> OracleOptions {
-    let mut o = OracleOptions::new(r.probe.clone().unwrap_or_else(super::oracle::default_probe));
+    let mut o = OracleOptions::new(r.probe.clone().unwrap_or_else(crate::triage::oracle::default_probe));
     o.grace = t.grace;
     o.timeout = t.timeout;
     o
@@ -439,7 +442,7 @@ pub async fn minimize_main(args: MinimizeArgs, g: &Global) -> Result<u8> {
     let g = g.clone();
     let gj = g.json;
     let quiet = g.quiet;
-    let report = tokio::task::spawn_blocking(move || -> Result<super::session::TriageReport> {
+    let report = tokio::task::spawn_blocking(move || -> Result<crate::triage::session::TriageReport> {
         let input = read_request_file(args.file.as_deref().expect("clap: FILE or --run"))?;
         let r = resolve(&args.target, &g, None)?;
         let Some(f) = &r.factory else {
@@ -470,7 +473,7 @@ fn triage_opts(args: &MinimizeArgs, r: &Resolved, seed: Option<u64>, profile: Op
     opts
 }
 
-fn describe_report(r: &super::session::TriageReport) -> String {
+fn describe_report(r: &crate::triage::session::TriageReport) -> String {
     format!(
         "{} {}: {} bytes -> {} bytes, {} executions, {} restarts, {:.1}s -> {}",
         r.death,
@@ -485,7 +488,7 @@ fn describe_report(r: &super::session::TriageReport) -> String {
 }
 
 /// The deaths a run saved (its report.json lists them with their input files), in order.
-pub fn run_deaths(run: &Path, only: Option<usize>) -> Result<Vec<super::DeathRecord>> {
+pub fn run_deaths(run: &Path, only: Option<usize>) -> Result<Vec<crate::triage::DeathRecord>> {
     let report: crate::report::RunReport = crate::report::compare::read_report(run)?.1;
     let mut out = Vec::new();
     for p in &report.phases {
@@ -494,7 +497,7 @@ pub fn run_deaths(run: &Path, only: Option<usize>) -> Result<Vec<super::DeathRec
             let Some(rel) = &o.inputs else { continue };
             let path = run.join(rel);
             let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
-            let rec: super::DeathRecord =
+            let rec: crate::triage::DeathRecord =
                 serde_json::from_slice(&bytes).with_context(|| format!("{} is not a death record", path.display()))?;
             if only.is_none_or(|n| n == rec.n) {
                 out.push(rec);
@@ -514,7 +517,7 @@ pub fn run_deaths(run: &Path, only: Option<usize>) -> Result<Vec<super::DeathRec
 async fn minimize_run(args: MinimizeArgs, run: PathBuf, g: &Global) -> Result<u8> {
     let g = g.clone();
     let (gj, quiet) = (g.json, g.quiet);
-    let t = tokio::task::spawn_blocking(move || -> Result<super::session::PhaseTriage> {
+    let t = tokio::task::spawn_blocking(move || -> Result<crate::triage::session::PhaseTriage> {
         let records = run_deaths(&run, args.outage)?;
         let own = run.join("profile.toml");
         let fallback = own.exists().then_some(own.clone());
@@ -529,8 +532,8 @@ async fn minimize_run(args: MinimizeArgs, run: PathBuf, g: &Global) -> Result<u8
         }
         let store = bucket::Store::open(&args.corpus)?;
         let budget = args.max_time * records.len().max(1) as u32;
-        let suspects = super::session::saved_suspects(&records);
-        super::session::triage_records(
+        let suspects = crate::triage::session::saved_suspects(&records);
+        crate::triage::session::triage_records(
             f.as_ref(),
             store,
             opts,
@@ -547,7 +550,7 @@ async fn minimize_run(args: MinimizeArgs, run: PathBuf, g: &Global) -> Result<u8
         for r in &t.results {
             println!("{}", describe_report(r));
         }
-        print!("{}", super::session::format_table(&t.buckets));
+        print!("{}", crate::triage::session::format_table(&t.buckets));
     }
     Ok(if t.results.iter().any(|r| r.bucket_id.is_some()) { crate::exit::CRASHED } else { crate::exit::FAILED })
 }

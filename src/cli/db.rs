@@ -1,7 +1,7 @@
 //! `mesher-stress db …`: throwaway PostgreSQL, schema and fixtures from the command line.
 
-use super::{Cluster, connect, fixtures, redact, schema};
-use crate::cli::Global;
+use super::Global;
+use crate::db::{Cluster, connect, fixtures, redact, schema};
 use anyhow::{Result, bail};
 use clap::{Args, Subcommand};
 
@@ -22,12 +22,12 @@ pub enum DbCommand {
     },
     /// Create Mesher's schema and today's event partitions (idempotent, never drops anything).
     Schema {
-        #[arg(long, env = "DATABASE_URL", default_value = super::MESHER_URL)]
+        #[arg(long, env = "DATABASE_URL", default_value = crate::db::MESHER_URL)]
         database_url: String,
     },
     /// Seed the deterministic fixtures (idempotent) and print their ids.
     Seed {
-        #[arg(long, env = "DATABASE_URL", default_value = super::MESHER_URL)]
+        #[arg(long, env = "DATABASE_URL", default_value = crate::db::MESHER_URL)]
         database_url: String,
         /// Delete all rows of Mesher's tables first.
         #[arg(long)]

@@ -1,8 +1,16 @@
-//! The command line (clap derive). Each subcommand's arguments live with the stage that runs it;
-//! this file only assembles them and holds the global flags.
+//! The command line (clap derive): the top layer. Each subcommand's arguments and entry point
+//! live in a file of this module (`cli/drive.rs` for `load`, …) or, for `run` and `target`, with
+//! the module that runs them; this file assembles them and dispatches.
 
-use clap::{Args, Parser, Subcommand};
-use std::path::PathBuf;
+use clap::{Parser, Subcommand};
+
+pub use crate::util::flags::Global;
+
+pub mod db;
+pub mod drive;
+pub mod generate;
+pub mod report;
+pub mod triage;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -22,26 +30,6 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Flags accepted by every subcommand.
-#[derive(Debug, Clone, Args, Default)]
-pub struct Global {
-    /// Run seed: every generated input derives from it (default: the profile's, else random and printed).
-    #[arg(long, global = true, value_name = "N")]
-    pub seed: Option<u64>,
-    /// Run directory to write reports into (default: <profile output.dir>/<profile name>-<timestamp>).
-    #[arg(long, global = true, value_name = "DIR")]
-    pub out: Option<PathBuf>,
-    /// Print nothing but errors and the final verdict line.
-    #[arg(long, short, global = true)]
-    pub quiet: bool,
-    /// Machine-readable JSON on stdout instead of human text.
-    #[arg(long, global = true)]
-    pub json: bool,
-    /// Allow targets that are not loopback addresses (load goes only to 127.0.0.0/8 and ::1 otherwise).
-    #[arg(long, global = true)]
-    pub allow_remote: bool,
-}
-
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a profile: set up the database and target, run its phases, write reports, exit with the verdict.
@@ -50,15 +38,29 @@ pub enum Command {
     Target(crate::target::TargetArgs),
     /// Re-render report.html and junit.xml of a run directory from its report.json; `report compare
     /// A B` compares run B with baseline run A (regressions per route).
-    Report(crate::report::ReportArgs),
+    Report(report::ReportArgs),
     /// Throwaway PostgreSQL, Mesher's schema and fixtures.
-    Db(crate::db::cli::DbArgs),
+    Db(db::DbArgs),
     /// Replay crash reproducers (corpus/crashes/...) against a target: still crashing / fixed / flaky.
-    Replay(crate::triage::cli::ReplayArgs),
+    Replay(triage::ReplayArgs),
     /// Attribute, minimise and bucket a crashing request given by hand (raw HTTP or JSON).
-    Minimize(crate::triage::cli::MinimizeArgs),
+    Minimize(triage::MinimizeArgs),
     /// Regenerate inputs exactly from (seed, stream, index): JSON or wire bytes.
-    Gen(crate::generate::cli::GenArgs),
+    Gen(generate::GenArgs),
     /// Fire load at a URL (GETs to one path, optional WebSocket lanes): table, report.json, verdict.
-    Load(Box<crate::drive::cli::LoadArgs>),
+    Load(Box<drive::LoadArgs>),
+}
+
+/// Run one subcommand to its exit code.
+pub async fn dispatch(command: Command, g: &Global) -> anyhow::Result<u8> {
+    match command {
+        Command::Run(a) => crate::run::main(a, g).await,
+        Command::Target(a) => crate::target::main(a, g).await,
+        Command::Report(a) => report::main(a, g).await,
+        Command::Db(a) => db::main(a, g).await,
+        Command::Replay(a) => triage::replay_main(a, g).await,
+        Command::Minimize(a) => triage::minimize_main(a, g).await,
+        Command::Gen(a) => generate::main(a, g).await,
+        Command::Load(a) => drive::main(a, g).await,
+    }
 }

@@ -4,8 +4,8 @@
 //! `--out`. Ctrl-C ends it with the report of what was measured (exit 130). Used by
 //! `benches/anchors.sh` against wrk and oha.
 
+use super::Global;
 use crate::api::{self, RouteId, WsPath};
-use crate::cli::Global;
 use crate::drive::{LoadPhase, PhaseCtx, ProgressMode, Stage, TargetAddr, run_phase};
 use crate::model::{Generated, HttpRequest, Layer, Payload, RequestSeed, Source};
 use anyhow::{Context, Result};
