@@ -5,41 +5,7 @@
 //! Like a run, the bench uses the binary's allocator settings (freed pages go back at once,
 //! `src/main.rs`) and gives large bodies back as the driver's lanes do (`generate::recycle`).
 //!
-//! Measured 2026-12-03 (session 8) on the 2-core machine, pinned to core 1, nothing beside it;
-//! mean time per input on one core. "before": session 7's figures (same bench; the HTTP layer
-//! then formatted up to 10 000 header names with `format!` and regrew request heads):
-//!
-//! | case                          | per input | inputs/s | before  |
-//! |-------------------------------|-----------|----------|---------|
-//! | valid/dashboard-health        | 0.31 us   | 3.2 M    | 0.37 us |
-//! | valid/all-routes              | 1.6 us    | 620 k    | 2.0 us  |
-//! | valid/event-small             | 2.3 us    | 430 k    | 2.5 us  |
-//! | valid/event-large (16-64 KiB) | 83 us     | 12 k     | 87 us   |
-//! | json/event-small (4 KiB max)  | 9.4 us    | 106 k    | 11.5 us |
-//! | json/all-routes (4 KiB max)   | 23 us     | 43 k     | 27 us   |
-//! | json/all-routes-full (1 MiB)  | 41 us     | 24 k     | 47 us   |
-//! | http/all-routes               | 35 us     | 28 k     | 66 us   |
-//! | ws/all                        | 21 us     | 48 k     | 28 us   |
-//! | default mix (.7/.2/.1)        | 14 us     | 69 k     | 18 us   |
-//!
-//! Side by side with session 7's binary in the same minutes: http/all-routes 38-51 -> 35 us.
-//! Against the built-in reference target (connection per request, PostgreSQL behind it, default
-//! mix, 32 lanes, target on core 0, tool on core 1): 173-318 req/s, bound by the target; the
-//! tool used 17 % of its core (2.55 CPU-s for 4 765 inputs), of which generation at 14-18 us an
-//! input is ~3 %.
-//!
-//! Repeats on this virtual machine vary by up to 30 %; with mimalloc's default purge delay
-//! (`MIMALLOC_PURGE_DELAY=1000`) the mutated layers run about twice as fast (fewer page faults),
-//! which is what earlier sessions' figures measured.
-//!
-//! Against the driver (session 7), measured on the same inputs: the tool against `examples/trivial_target`
-//! (keep-alive, 32 lanes, target on core 0, tool on core 1, CPU of the tool from /proc):
-//! valid layer 54.6k req/s at 12.6 us of tool CPU per request, of which generation is ~2 us
-//! (5-6x cheaper than the rest of sending); JSON layer at default sizes 7.2k req/s at 120 us
-//! per request (was 1.9-2.1k req/s at 460-500 us before session 7), generation
-//! ~47 us of it: mutated bodies of up to a MiB cost what writing them costs, about what the
-//! kernel's copy into the socket costs. Against Mesher (connection per request, 57 us per
-//! request of driver CPU for a small GET) the valid layer is 28-38x cheaper.
+//! Figures and what they mean for a run: `docs/performance.md`, "Generation throughput".
 
 use criterion::{Criterion, Throughput, criterion_group};
 use mesher_stress::db::Fixtures;

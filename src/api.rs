@@ -1,5 +1,5 @@
 //! The Mesher route catalogue: the single source of truth for every HTTP route and WebSocket
-//! path of Mesher's external interface (`shared/mesher-api.md` §2.4, §3).
+//! path of Mesher's external interface (`docs/mesher-interface.md` §2.4, §3).
 //!
 //! Generators, driver, the built-in target and the reports all read routes from here; no other
 //! module spells a route path. A route is described by its method, its path template (with
@@ -179,7 +179,7 @@ pub enum RouteId {
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Route {
     pub id: RouteId,
-    /// The route's number in `mesher-api.md` §2.4 (1..=36).
+    /// The route's number in `docs/mesher-interface.md` §2.4 (1..=36).
     pub number: u8,
     /// Stable short name used in reports, corpus directories and profiles (`dashboard-health`).
     pub name: &'static str,

@@ -118,8 +118,7 @@ impl Checkpointer {
     /// Write a checkpoint now (`running`: the 1-based phase still going, if any).
     ///
     /// The report is assembled, serialised and rendered on a thread of its own, and the running
-    /// phase's part of it is built on another (see [`crate::util::thread::on_own_thread`]); the caller waits, as it
-    /// waited for the same work done in place before.
+    /// phase's part of it is built on another (see [`crate::util::thread::on_own_thread`]); the caller waits.
     pub async fn write(
         &mut self,
         report: &RunReport,

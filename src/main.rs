@@ -4,7 +4,7 @@ use mesher_stress::exit;
 use std::process::ExitCode;
 
 /// mimalloc: generation, the driver and the built-in target allocate many small, short-lived
-/// objects; glibc malloc was the largest single cost in their profiles.
+/// objects, for which glibc malloc is the largest single cost in their profiles.
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -13,10 +13,10 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 fn main() -> ExitCode {
     // Give freed pages back to the OS at once instead of after mimalloc's default delay (1 s in
-    // mimalloc 3): RSS then follows what the process holds. In a nightly soak the tool's RSS grew
-    // twice as fast without it (transient multi-MiB buffers — mutated bodies, checkpoints — left
-    // their pages resident). The built-in target is this binary too, so its RSS (what soak
-    // verdicts read) is affected the same way; not measured separately yet.
+    // mimalloc 3): RSS then follows what the process holds, not the pages of transient multi-MiB
+    // buffers (mutated bodies, checkpoints) — soak verdicts and the tool's own memory check read
+    // RSS. The built-in target is this binary too, so its RSS is affected the same way.
+    // Figures: docs/performance.md, "Memory in long runs".
     // `MIMALLOC_PURGE_DELAY` in the environment (mimalloc's own variable, in ms) still wins.
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
         // SAFETY: sets a process-wide option, no pointers.

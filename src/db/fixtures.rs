@@ -1,5 +1,5 @@
 //! Deterministic fixtures: the rows Mesher's routes need to return successful, non-empty
-//! answers (`mesher-api.md` §5.3), with fixed ids that generators and checks reuse.
+//! answers (`docs/mesher-interface.md` §5.3), with fixed ids that generators and checks reuse.
 //!
 //! Seeding is idempotent (`ON CONFLICT DO NOTHING`): it works on an empty throwaway database and
 //! on a real Mesher database, and never deletes anything (use [`super::schema::reset`] for that).

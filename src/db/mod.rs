@@ -2,7 +2,7 @@
 //!
 //! - [`cluster`]: a throwaway PostgreSQL cluster started from the machine's own server binaries
 //!   (loopback only, temporary directory, dropped privileges when run as root, stopped on drop).
-//! - [`schema`]: Mesher's schema (`mesher-api.md` §5.2), idempotent, with daily event partitions.
+//! - [`schema`]: Mesher's schema (`docs/mesher-interface.md` §5.2), idempotent, with daily event partitions.
 //! - [`fixtures`]: deterministic fixtures (org, users, project, API keys, issues, events,
 //!   memberships, alert rules, alerts) whose ids the generators reuse.
 

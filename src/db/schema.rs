@@ -1,4 +1,4 @@
-//! Mesher's schema (`mesher-api.md` §5.2), created idempotently, plus the daily `events_YYYYMMDD`
+//! Mesher's schema (`docs/mesher-interface.md` §5.2), created idempotently, plus the daily `events_YYYYMMDD`
 //! partitions Mesher itself would create at startup.
 
 use anyhow::{Context, Result};

@@ -462,7 +462,7 @@ pub const PRESIZED_US: u64 = 1 << 24;
 
 /// A histogram of one key or route series, allocated at its full working range at once
 /// (≈ 60 KiB): an auto-resizing histogram grows each time a key first sees a slower answer
-/// (16 KiB → ~130 KiB over hours), which made the tool's memory creep through a soak. Past
+/// (16 KiB → ~130 KiB over hours), so the tool's memory would creep through a soak. Past
 /// [`PRESIZED_US`] it still grows, by 4 KiB per doubling of the largest value.
 pub fn key_hist() -> KeyHist {
     let mut h = Histogram::new_with_bounds(1, PRESIZED_US, 3).expect("valid bounds");

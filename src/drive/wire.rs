@@ -4,7 +4,8 @@
 //!
 //! Why beside hyper: hyper's client runs each connection as a second task fed through channels,
 //! and rebuilds every request as an `http::Request` (header map, URI); on loopback that user-space
-//! work was 4 µs of the 11 µs a keep-alive request cost us, four times wrk's. Here a request costs
+//! work is about a third of a keep-alive request's cost (docs/performance.md, "Why the wire
+//! executor"). Here a request costs
 //! one `writev`-sized write and (usually) one read. hyper stays available (`executor = "hyper"`,
 //! `--executor hyper`) as an independent second implementation to cross-check against.
 //!

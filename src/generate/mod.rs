@@ -20,9 +20,10 @@
 //! same values for the same seed. Determinism: no hash-map iteration, no clock, no thread RNG;
 //! the only state is the [`IdPool`] for `members-add`, `member-remove` and `alert-rule-delete`.
 //!
-//! Cost (see `benches/generate.rs`): ~0.35 us for a body-less request, ~10 us for a small event,
-//! mutated inputs proportional to what the operators build. Where throughput matters, generate
-//! on several threads (`Generator` is `Sync`) or ahead of sending.
+//! Cost (`benches/generate.rs`, figures in docs/performance.md): ~0.35 us for a body-less
+//! request, ~10 us for a small event, mutated inputs proportional to what the operators build.
+//! Where throughput matters, generate on several threads (`Generator` is `Sync`) or ahead of
+//! sending.
 
 pub mod arb;
 pub mod campaign;

@@ -1,5 +1,5 @@
 //! Valid inputs: for every route a request a correct Mesher answers with the route's success
-//! status (`mesher-api.md` §2.4–§2.5, §4), and valid WebSocket scripts (§3).
+//! status (`docs/mesher-interface.md` §2.4–§2.5, §4), and valid WebSocket scripts (§3).
 //!
 //! Everything here is a plain function of a [`GenRng`] and the [`Ctx`] (fixtures, options, id
 //! pool); the proptest strategies in [`super::strategy`] and the [`super::Generator`] fast path

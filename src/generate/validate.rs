@@ -1,4 +1,4 @@
-//! A validator of *valid* inputs against the spec (`mesher-api.md` §2.2–§2.5, §3, §4): the
+//! A validator of *valid* inputs against the spec (`docs/mesher-interface.md` §2.2–§2.5, §3, §4): the
 //! request routes to its recorded route via `api::match_route`, path ids are well-formed and
 //! exist in the fixtures, query parameters are known with valid values, `content-length` is
 //! truthful, the ingestion routes carry a live key in a header Mesher reads, and the body matches

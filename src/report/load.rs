@@ -313,7 +313,7 @@ pub struct BuildInput<'a> {
 
 /// Merges key histograms into one scratch histogram, reused for every merge of a report: a
 /// checkpoint builds a report every minute, and a fresh histogram per route (two, with the
-/// uncorrected one) was ~100 transient allocations growing to ~60 KiB each time.
+/// uncorrected one) would be ~100 transient allocations growing to ~60 KiB each time.
 struct Merger(KeyHist);
 
 impl Merger {

@@ -1,4 +1,4 @@
-//! Planted faults of the built-in target. Each reproduces one crash class of `mesher-api.md` §6
+//! Planted faults of the built-in target. Each reproduces one crash class of `docs/mesher-interface.md` §6
 //! with a real process death or hang, never a simulated status code. Triggers and symptoms are
 //! listed in [`HELP`] (shown by `mesher-stress target --help`).
 //!

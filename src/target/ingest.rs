@@ -1,4 +1,4 @@
-//! Event ingestion as Mesher *intends* it (`mesher-api.md` §2.3, §2.5 #1/#2, §4): validation,
+//! Event ingestion as Mesher *intends* it (`docs/mesher-interface.md` §2.3, §2.5 #1/#2, §4): validation,
 //! grouping (fingerprint), issue upsert, the batching storage writer, the per-project rate limiter
 //! and the sampling decision. HTTP (`routes.rs`) and WebSocket (`ws.rs`) ingestion both call
 //! [`process`].

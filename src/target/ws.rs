@@ -1,4 +1,4 @@
-//! The WebSocket side (`mesher-api.md` §3): handshake on the WS port (any path), `/ingest`-style
+//! The WebSocket side (`docs/mesher-interface.md` §3): handshake on the WS port (any path), `/ingest`-style
 //! connections (every text/binary message = one event of the API key's project), stream
 //! connections (`/stream/projects/:id`, room `project:<raw id>`), and the [`Hub`] that
 //! broadcasts issue/event/count/alert messages to rooms.

@@ -2,10 +2,10 @@
 
 /// Run `f(arg)` on a short-lived thread of its own and wait for it (inline if no thread can be
 /// started). A checkpoint allocates a few MiB that live only while it is built and written;
-/// made on the tokio workers, between the run's long-lived allocations, they left pages behind
-/// that the allocator could not give back, and the tool's RSS rose with every checkpoint
-/// (measured over 10 minutes of the nightly soak: anonymous RSS +3.2 MiB with a checkpoint every
-/// minute, +1.2 MiB without). A thread's own allocator heap goes back whole when it ends.
+/// made on the tokio workers, between the run's long-lived allocations, they leave pages behind
+/// that the allocator cannot give back, and the tool's RSS rises with every checkpoint
+/// (docs/performance.md, "Memory in long runs"). A thread's own allocator heap goes back whole
+/// when it ends.
 pub fn on_own_thread<A: Sync + ?Sized>(name: &str, f: impl FnOnce(&A) + Send, arg: &A) {
     let mut f = Some(f);
     std::thread::scope(|s| {

@@ -1,4 +1,4 @@
-//! HTTP mutation operators (`mesher-api.md` §2.1, §2.3, §7 "transport"): field operators on an
+//! HTTP mutation operators (`docs/mesher-interface.md` §2.1, §2.3, §7 "transport"): field operators on an
 //! `HttpRequest` (auth forms, Content-Length lies, chunked bodies, `Expect`, missing / duplicate /
 //! huge / many headers, path parameters, path shapes, query boundaries, methods) and wire
 //! operators on its bytes (request line, line endings, header syntax, pipelining).

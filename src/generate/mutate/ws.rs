@@ -1,4 +1,4 @@
-//! WebSocket mutation operators (`mesher-api.md` §3, §7 "WS"): on `WsScript` and `WsFrame`
+//! WebSocket mutation operators (`docs/mesher-interface.md` §3, §7 "WS"): on `WsScript` and `WsFrame`
 //! fields — text vs binary, fragmentation, invalid UTF-8, length lies, control-frame abuse
 //! (ping floods, oversized pings, odd close codes and reasons), frames around the close, unmasked
 //! frames, RSV bits, unknown opcodes, slow frames, JSON mutations of a frame's payload, and the
