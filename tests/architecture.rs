@@ -135,3 +135,15 @@ fn the_scan_sees_grouped_and_plain_imports() {
     let lines: Vec<_> = code_lines("// crate::a\nlet x = crate::b; // crate::c\n").collect();
     assert_eq!(lines, [(2, "let x = crate::b;")]);
 }
+
+#[test]
+fn every_section_reference_names_a_section_of_the_interface_doc() {
+    let out = std::process::Command::new("python3")
+        .arg(".ci/check-docs-refs")
+        .current_dir(root())
+        .output()
+        .expect("python3 runs .ci/check-docs-refs (.ci/run installs it on a fresh machine)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("references resolve"), "{text}");
+}
