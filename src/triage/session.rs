@@ -13,7 +13,7 @@
 use super::Death;
 use super::attribution::{self, AttributionOptions, Culprits};
 use super::bucket::{self, Meta, Store};
-use super::kind::Verdict;
+use super::kind::{CrashKind, Verdict};
 use super::oracle::{Oracle, OracleOptions};
 use super::shrink;
 use super::target::TargetFactory;
@@ -243,8 +243,7 @@ impl<'f> Triager<'f> {
             }));
         };
         // The culprit's coarse key: a culprit like one a bucket already holds is that bucket.
-        let culprit_key =
-            (culprits.kind != super::kind::CrashKind::Cumulative).then(|| coarse_key(&observed, &culprits.inputs[0]));
+        let culprit_key = (culprits.kind != CrashKind::Cumulative).then(|| coarse_key(&observed, &culprits.inputs[0]));
         if let Some(k) = &culprit_key
             && let Some(m) = self.store.find_coarse(k)?
         {
