@@ -10,6 +10,7 @@
 //! Hangs use the same steps with the oracle's hold-and-probe test.
 
 use super::Death;
+use super::kind::CrashKind;
 use super::oracle::Oracle;
 use super::shrink::ddmin;
 use crate::model::{Generated, Payload};
@@ -62,6 +63,42 @@ pub enum Attribution {
     Cumulative { count: u64, input: Generated },
     /// Nothing reproduced it.
     NotReproduced,
+}
+
+/// The input(s) that kill the target and how to send them: attribution's answer in the form
+/// minimisation and filing take it.
+#[derive(Debug, Clone)]
+pub struct Culprits {
+    pub kind: CrashKind,
+    pub inputs: Vec<Generated>,
+    /// 1 = serially in order.
+    pub concurrency: usize,
+    /// How many times the inputs are sent (a cumulative crash's count), else 1.
+    pub repeat: u64,
+}
+
+impl Culprits {
+    /// The one input that kills the target alone (a fuzzer learns from it).
+    pub fn single(&self) -> Option<&Generated> {
+        self.inputs.first().filter(|_| self.kind == CrashKind::Single)
+    }
+
+    pub fn payloads(&self) -> Vec<Payload> {
+        self.inputs.iter().map(|g| g.payload.clone()).collect()
+    }
+}
+
+impl Attribution {
+    /// The culprits, when something reproduced the death.
+    pub fn culprits(self) -> Option<Culprits> {
+        let (kind, inputs, concurrency, repeat) = match self {
+            Attribution::Single { input } => (CrashKind::Single, vec![input], 1, 1),
+            Attribution::Set { inputs, concurrency } => (CrashKind::Set, inputs, concurrency, 1),
+            Attribution::Cumulative { count, input } => (CrashKind::Cumulative, vec![input], 1, count),
+            Attribution::NotReproduced => return None,
+        };
+        Some(Culprits { kind, inputs, concurrency, repeat })
+    }
 }
 
 /// Attribute `observed` among `suspects` (already ordered).

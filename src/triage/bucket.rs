@@ -13,6 +13,7 @@
 //! either the old or the new state, never a half-written bucket.
 
 use super::Death;
+use super::kind::CrashKind;
 use super::shrink::route_key;
 use crate::model::{HttpRequest, MutationStep, Payload, RequestSeed};
 use anyhow::{Context, Result};
@@ -26,8 +27,7 @@ use std::path::{Path, PathBuf};
 pub struct Signature {
     /// `SIGSEGV`, `exit-3`, `hang`.
     pub death: String,
-    /// `single`, `set`, `cumulative`.
-    pub kind: String,
+    pub kind: CrashKind,
     /// Route name(s) of the reproducer, in order.
     pub routes: Vec<String>,
     /// Skeleton of each minimised payload (one per payload; for cumulative crashes: empty).
@@ -55,9 +55,9 @@ impl Signature {
             self.death.to_ascii_lowercase(),
             self.routes.first().map(String::as_str).unwrap_or("none")
         );
-        if self.kind != "single" {
+        if self.kind != CrashKind::Single {
             s.push('-');
-            s.push_str(&self.kind);
+            s.push_str(self.kind.as_str());
         }
         s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' }).collect()
     }
@@ -187,8 +187,7 @@ pub struct Meta {
     pub shell_exit: Option<i32>,
     /// First route (also in the signature).
     pub route: String,
-    /// `single`, `set`, `cumulative`.
-    pub kind: String,
+    pub kind: CrashKind,
     pub concurrency: usize,
     /// Cumulative crashes: number of requests after which the target dies, counted after its
     /// readiness probe (a target nobody probed needs one more).
@@ -316,6 +315,14 @@ impl Store {
     /// The bucket a coarse key was attributed to before, if any.
     pub fn find_coarse(&self, key: &str) -> Result<Option<Meta>> {
         Ok(self.list()?.into_iter().find(|m| m.coarse_keys.iter().any(|k| k == key)))
+    }
+
+    /// The bucket with this signature apart from its gdb frames, if any.
+    pub fn find_signature(&self, sig: &Signature) -> Result<Option<Meta>> {
+        Ok(self.list()?.into_iter().find(|m| {
+            let s = &m.signature;
+            s.death == sig.death && s.kind == sig.kind && s.routes == sig.routes && s.shapes == sig.shapes
+        }))
     }
 
     /// Count one more hit of an existing bucket (atomic meta rewrite).
@@ -506,6 +513,50 @@ pub fn repro_script(meta: &Meta, inputs: &ReproInputs) -> String {
     s
 }
 
+/// One bucket as the reports' tables show it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BucketRow {
+    pub bucket_id: String,
+    pub death: String,
+    pub route: String,
+    pub kind: String,
+    pub count: u64,
+    pub first_seen: String,
+    pub last_seen: String,
+    pub size_after: usize,
+}
+
+/// Every bucket of the store as a table row.
+pub fn bucket_table(store: &Store) -> Result<Vec<BucketRow>> {
+    Ok(store
+        .list()?
+        .into_iter()
+        .map(|m| BucketRow {
+            bucket_id: m.bucket_id,
+            death: m.death.key(),
+            route: m.route,
+            kind: m.kind.to_string(),
+            count: m.count,
+            first_seen: m.first_seen,
+            last_seen: m.last_seen,
+            size_after: m.size_after,
+        })
+        .collect())
+}
+
+/// Human text of the bucket table.
+pub fn format_table(rows: &[BucketRow]) -> String {
+    let mut s =
+        format!("{:<48} {:<9} {:<24} {:<10} {:>6}  {}\n", "bucket", "death", "route", "kind", "count", "last seen");
+    for r in rows {
+        s.push_str(&format!(
+            "{:<48} {:<9} {:<24} {:<10} {:>6}  {}\n",
+            r.bucket_id, r.death, r.route, r.kind, r.count, r.last_seen
+        ));
+    }
+    s
+}
+
 /// Route names of payloads.
 pub fn routes_of(ps: &[Payload]) -> Vec<String> {
     ps.iter().map(route_key).collect()
@@ -522,6 +573,20 @@ mod tests {
         let b = json!({"a": {"c": null}, "b": ["yy", 2, 3]});
         assert_eq!(json_skeleton(&a), json_skeleton(&b));
         assert_eq!(json_skeleton(&a), r#"{"a":{"c":null},"b":[num|str]}"#);
+    }
+
+    #[test]
+    fn bucket_id_is_stable() {
+        let sig = Signature {
+            death: "SIGSEGV".into(),
+            kind: CrashKind::Set,
+            routes: vec!["events-ingest".into(), "issue-assign".into()],
+            shapes: vec![r#"{"a":num}"#.into(), "GET h[] empty".into()],
+            frames: vec!["crashy::handle".into(), "crashy::serve".into()],
+        };
+        assert_eq!(sig.bucket_id(), "5322c5e707-sigsegv-events-ingest-set");
+        let json = serde_json::to_value(&sig).unwrap();
+        assert_eq!(json["kind"], "set");
     }
 
     #[test]

@@ -13,18 +13,27 @@
 //! - [`attribution`]: suspects (flight recorder) → culprit input, culprit set, cumulative count or
 //!   hang.
 //! - [`shrink`]: ddmin, hierarchical JSON delta debugging, HTTP/WS shrinking.
-//! - [`bucket`]: signatures, JSON skeletons, gdb frames, the on-disk corpus (`corpus/crashes/`),
-//!   reproducer files written atomically.
-//! - [`session`]: the whole of it for one observed crash ([`session::Triager::on_crash`]), and
-//!   the fuzz+triage phase ([`session::fuzz_phase`]).
-//! - [`cli`]: `mesher-stress replay` and `mesher-stress minimize`.
+//! - [`kind`]: [`kind::CrashKind`] (single, set, cumulative) and [`kind::Verdict`] (how triage of
+//!   one death ended), spelled as the bucket files and reports spell them.
+//! - [`bucket`]: signatures, JSON skeletons, the on-disk corpus (`corpus/crashes/`), reproducer
+//!   files written atomically, the bucket table.
+//! - [`session`]: one observed crash in stages ([`session::Triager::on_crash`]): fast paths and
+//!   attribution ([`session::Attributed`]), then [`file`]: minimisation ([`file::Minimised`]),
+//!   the bucket key ([`file::signature`]), counting or filing with rates and gdb frames.
+//! - [`records`]: triage of a load phase's saved deaths within a budget
+//!   ([`records::triage_records`]).
+//! - [`fuzz`]: the fuzz+triage loop ([`fuzz::fuzz_phase`]); [`phase`]: the profile's `fuzz` phase.
 
 pub mod attribution;
 pub mod bucket;
+pub mod file;
+pub mod fuzz;
+pub mod kind;
 /// The blocking single-request executor (it lives in `drive`; triage replays through it).
 pub use crate::drive::exec;
 pub mod oracle;
 pub mod phase;
+pub mod records;
 pub mod session;
 pub mod shrink;
 pub mod target;

@@ -9,7 +9,8 @@
 //! second copy beside the run's. The readiness probe of the launch is also the hang probe.
 
 use super::bucket::Store;
-use super::session::{self, FuzzOptions, FuzzReport, ReplaySender, TriageOptions};
+use super::fuzz::{self, FuzzOptions, FuzzReport, ReplaySender};
+use super::session::TriageOptions;
 use crate::generate::campaign::{Campaign, Steer};
 use crate::model::Source;
 use anyhow::{Result, bail};
@@ -198,7 +199,7 @@ enum PhaseSource {
 /// Where a fuzz phase's results go besides its report.
 pub struct Outputs {
     /// The report so far, for checkpoints.
-    pub progress: session::FuzzProgress,
+    pub progress: fuzz::FuzzProgress,
     /// A field campaign's feedback corpus is saved here.
     pub corpus: Option<PathBuf>,
 }
@@ -250,10 +251,10 @@ pub async fn run(
         let mut topts = spec.triage.options(run_seed, &launch.readiness.probe);
         topts.profile = profile;
         let inputs = match &source {
-            PhaseSource::Campaign(c) => session::Inputs::Steered(c.as_ref() as &dyn Steer),
-            PhaseSource::Mix(g) => session::Inputs::Plain(g.clone()),
+            PhaseSource::Campaign(c) => fuzz::Inputs::Steered(c.as_ref() as &dyn Steer),
+            PhaseSource::Mix(g) => fuzz::Inputs::Plain(g.clone()),
         };
-        let r = session::fuzz_phase(inputs, &mut sender, &launch, store, topts, &fopts, &stop_fn)?;
+        let r = fuzz::fuzz_phase(inputs, &mut sender, &launch, store, topts, &fopts, &stop_fn)?;
         if let (PhaseSource::Campaign(c), Some(dir)) = (&source, corpus_out) {
             let n = c.save_corpus(&dir)?;
             eprintln!("fuzz: {n} input(s) of the feedback corpus in {}", dir.display());
