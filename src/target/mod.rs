@@ -8,7 +8,8 @@
 //! Modules — where to change what:
 //! - [`http`]: listeners, per-request transport rules, fault hooks, WebSocket handshake.
 //! - [`io`]: the connection IO wrapper (raw request heads for case-sensitive headers, 30 s per-read timeout).
-//! - [`routes`]: the 36 handlers (SQL + JSON shape each).
+//! - [`routes`]: the 36 handlers (SQL + JSON shape each), one file per resource; `routes/mod.rs`
+//!   maps each route to its handler and holds the rules the routes share.
 //! - [`ingest`]: validation, grouping (fingerprint), issue upsert, batching writer, rate limiter.
 //! - [`ws`]: WebSocket connections and the broadcast [`ws::Hub`].
 //! - [`alerts`]: alert rules (new-issue and threshold) as intended.
@@ -294,27 +295,12 @@ fn spawn_background(app: &Arc<App>) -> Vec<tokio::task::JoinHandle<()>> {
     say("[Mesher] Spike checker started (5 min interval)");
     tasks.push(tokio::spawn(periodic(Duration::from_secs(30), {
         let app = app.clone();
-        move |_| {
-            let app = app.clone();
-            async move {
-                match alerts::evaluate_thresholds(&app).await {
-                    Ok(n) => say(&format!("[Mesher] Alert evaluator: checked rules, {n} fired")),
-                    Err(e) => say(&format!("[Mesher] Alert evaluator error: {e}")),
-                }
-            }
-        }
+        move |_| evaluate_alerts(app.clone())
     })));
     say("[Mesher] Alert evaluator started (30s interval)");
     tasks.push(tokio::spawn(periodic(Duration::from_secs(3600), {
         let pool = app.pool.clone();
-        move |_| {
-            let pool = pool.clone();
-            async move {
-                if let Err(e) = ensure_partitions(&pool).await {
-                    eprintln!("[mesher-stress target] partition maintenance failed: {e:#}");
-                }
-            }
-        }
+        move |_| maintain_partitions(pool.clone())
     })));
     say("[Mesher] Retention cleaner started (24h interval)");
     tasks.push(tokio::spawn(periodic(Duration::from_secs(5), {
@@ -329,6 +315,21 @@ fn spawn_background(app: &Arc<App>) -> Vec<tokio::task::JoinHandle<()>> {
         tasks.push(tokio::spawn(planted_pause(app.clone(), every, length)));
     }
     tasks
+}
+
+/// One round of the threshold alert evaluator, told on stdout like Mesher's.
+async fn evaluate_alerts(app: Arc<App>) {
+    match alerts::evaluate_thresholds(&app).await {
+        Ok(n) => say(&format!("[Mesher] Alert evaluator: checked rules, {n} fired")),
+        Err(e) => say(&format!("[Mesher] Alert evaluator error: {e}")),
+    }
+}
+
+/// Keep the next 7 days' partitions ahead of the clock (Mesher creates them at startup only).
+async fn maintain_partitions(pool: PgPool) {
+    if let Err(e) = ensure_partitions(&pool).await {
+        eprintln!("[mesher-stress target] partition maintenance failed: {e:#}");
+    }
 }
 
 /// The `pause` fault: every `every`, hold the pause lock for writing for `length`, so that
