@@ -8,7 +8,8 @@
 //! Modules — where to change what:
 //! - [`http`]: listeners, per-request transport rules, fault hooks, WebSocket handshake.
 //! - [`io`]: the connection IO wrapper (raw request heads for case-sensitive headers, 30 s per-read timeout).
-//! - [`routes`]: the 36 handlers (SQL + JSON shape each).
+//! - [`routes`]: the 36 handlers (SQL + JSON shape each), one file per resource; `routes/mod.rs`
+//!   maps each route to its handler and holds the rules the routes share.
 //! - [`ingest`]: validation, grouping (fingerprint), issue upsert, batching writer, rate limiter.
 //! - [`ws`]: WebSocket connections and the broadcast [`ws::Hub`].
 //! - [`alerts`]: alert rules (new-issue and threshold) as intended.
@@ -202,6 +203,27 @@ fn say(line: &str) {
 /// Connect, prepare, bind and serve; prints Mesher's startup lines (§1.5) with the real bound
 /// addresses on lines 21 and 23.
 pub async fn start(cfg: TargetConfig) -> Result<Running> {
+    let pool = open_database(&cfg).await?;
+    announce_services(&cfg);
+    let (app, writer_task) = build_app(&cfg, pool);
+    let mut tasks = spawn_background(&app);
+    say("[Mesher] Foundation ready");
+
+    let (stop, stop_rx) = watch::channel(false);
+    let tracker = Arc::new(http::Tracker::default());
+    let ws_l = listen("WebSocket", cfg.bind, cfg.ws_port).await?;
+    let ws_addr = ws_l.local_addr()?;
+    eprintln!("[mesh-rt] WebSocket server listening on {ws_addr}");
+    tasks.push(tokio::spawn(http::serve_ws(app.clone(), ws_l, stop_rx.clone(), tracker.clone())));
+    let http_l = listen("HTTP", cfg.bind, cfg.http_port).await?;
+    let http_addr = http_l.local_addr()?;
+    tasks.push(tokio::spawn(http::serve_http(app.clone(), http_l, stop_rx, tracker.clone())));
+    eprintln!("[mesh-rt] HTTP server listening on {http_addr}");
+    Ok(Running { http_addr, ws_addr, app, stop, tracker, tasks, writer_task })
+}
+
+/// The database steps of Mesher's startup: connect, (prepare), today's partitions.
+async fn open_database(cfg: &TargetConfig) -> Result<PgPool> {
     say("[Mesher] Connecting to PostgreSQL...");
     let pool = match crate::db::connect(&cfg.database_url, cfg.pool_size).await {
         Ok(p) => p,
@@ -222,6 +244,11 @@ pub async fn start(cfg: TargetConfig) -> Result<Running> {
             eprintln!("[mesher-stress target] partition error: {e:#}");
         }
     }
+    Ok(pool)
+}
+
+/// The startup lines of Mesher's services that have no counterpart here of their own.
+fn announce_services(cfg: &TargetConfig) {
     for l in ["OrgService started", "ProjectService started", "UserService started", "StreamManager started"] {
         say(&format!("[Mesher] {l}"));
     }
@@ -232,13 +259,17 @@ pub async fn start(cfg: TargetConfig) -> Result<Running> {
         cfg.rate_limit_max
     ));
     say("[Mesher] EventProcessor started");
+}
+
+/// The shared state, with the batching writer started (its task ends when the last [`App`] goes).
+fn build_app(cfg: &TargetConfig, pool: PgPool) -> (Arc<App>, tokio::task::JoinHandle<()>) {
     let generation = Arc::new(cache::Generation::default());
     let (writer, writer_task) = ingest::Writer::start(pool.clone(), generation.clone());
     say("[Mesher] StorageWriter started (default project)");
     say("[Mesher] Running in standalone mode (skipping global registration)");
     let fs = faults::FaultSet::new(&cfg.faults);
     let app = Arc::new(App {
-        pool: pool.clone(),
+        pool,
         pause: fs.pause.map(|_| tokio::sync::RwLock::new(())),
         faults: fs,
         keep_alive: cfg.keep_alive,
@@ -250,6 +281,12 @@ pub async fn start(cfg: TargetConfig) -> Result<Running> {
         cache: cache::ReadCache::new(cfg.read_cache_ttl),
     });
     say("[Mesher] PipelineRegistry started and registered");
+    (app, writer_task)
+}
+
+/// Mesher's periodic actors (health line, alert evaluator, partition maintenance, load
+/// monitor) with their startup lines, and the planted pause when it is on.
+fn spawn_background(app: &Arc<App>) -> Vec<tokio::task::JoinHandle<()>> {
     let mut tasks = Vec::new();
     tasks.push(tokio::spawn(periodic(Duration::from_secs(10), |_| async {
         say("[Mesher] Health check: all services responsive");
@@ -258,27 +295,12 @@ pub async fn start(cfg: TargetConfig) -> Result<Running> {
     say("[Mesher] Spike checker started (5 min interval)");
     tasks.push(tokio::spawn(periodic(Duration::from_secs(30), {
         let app = app.clone();
-        move |_| {
-            let app = app.clone();
-            async move {
-                match alerts::evaluate_thresholds(&app).await {
-                    Ok(n) => say(&format!("[Mesher] Alert evaluator: checked rules, {n} fired")),
-                    Err(e) => say(&format!("[Mesher] Alert evaluator error: {e}")),
-                }
-            }
-        }
+        move |_| evaluate_alerts(app.clone())
     })));
     say("[Mesher] Alert evaluator started (30s interval)");
     tasks.push(tokio::spawn(periodic(Duration::from_secs(3600), {
-        let pool = pool.clone();
-        move |_| {
-            let pool = pool.clone();
-            async move {
-                if let Err(e) = ensure_partitions(&pool).await {
-                    eprintln!("[mesher-stress target] partition maintenance failed: {e:#}");
-                }
-            }
-        }
+        let pool = app.pool.clone();
+        move |_| maintain_partitions(pool.clone())
     })));
     say("[Mesher] Retention cleaner started (24h interval)");
     tasks.push(tokio::spawn(periodic(Duration::from_secs(5), {
@@ -290,38 +312,47 @@ pub async fn start(cfg: TargetConfig) -> Result<Running> {
     })));
     say("[Mesher] Load monitor started (5s interval, threshold: 100 events)");
     if let Some((every, length)) = app.faults.pause {
-        let app = app.clone();
-        tasks.push(tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(every).await;
-                if let Some(lock) = &app.pause {
-                    let _w = lock.write().await;
-                    tokio::time::sleep(length).await;
-                }
-            }
-        }));
+        tasks.push(tokio::spawn(planted_pause(app.clone(), every, length)));
     }
-    say("[Mesher] Foundation ready");
+    tasks
+}
 
-    let (stop, stop_rx) = watch::channel(false);
-    let tracker = Arc::new(http::Tracker::default());
-    say(&format!("[Mesher] WebSocket server starting on :{}", cfg.ws_port));
-    let ws_l = TcpListener::bind((cfg.bind, cfg.ws_port)).await.map_err(|e| {
-        eprintln!("[mesh-rt] Failed to start WebSocket server on {}:{}: {e}", cfg.bind, cfg.ws_port);
+/// One round of the threshold alert evaluator, told on stdout like Mesher's.
+async fn evaluate_alerts(app: Arc<App>) {
+    match alerts::evaluate_thresholds(&app).await {
+        Ok(n) => say(&format!("[Mesher] Alert evaluator: checked rules, {n} fired")),
+        Err(e) => say(&format!("[Mesher] Alert evaluator error: {e}")),
+    }
+}
+
+/// Keep the next 7 days' partitions ahead of the clock (Mesher creates them at startup only).
+async fn maintain_partitions(pool: PgPool) {
+    if let Err(e) = ensure_partitions(&pool).await {
+        eprintln!("[mesher-stress target] partition maintenance failed: {e:#}");
+    }
+}
+
+/// The `pause` fault: every `every`, hold the pause lock for writing for `length`, so that
+/// requests (which take it for reading) wait.
+async fn planted_pause(app: Arc<App>, every: Duration, length: Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        if let Some(lock) = &app.pause {
+            let _w = lock.write().await;
+            tokio::time::sleep(length).await;
+        }
+    }
+}
+
+/// Say a server is starting (Mesher's line) and bind its listener; a failure to bind is told
+/// on stderr as Mesher's runtime tells it.
+async fn listen(server: &str, ip: IpAddr, port: u16) -> Result<TcpListener> {
+    say(&format!("[Mesher] {server} server starting on :{port}"));
+    let listener = TcpListener::bind((ip, port)).await.map_err(|e| {
+        eprintln!("[mesh-rt] Failed to start {server} server on {ip}:{port}: {e}");
         e
     })?;
-    let ws_addr = ws_l.local_addr()?;
-    eprintln!("[mesh-rt] WebSocket server listening on {ws_addr}");
-    tasks.push(tokio::spawn(http::serve_ws(app.clone(), ws_l, stop_rx.clone(), tracker.clone())));
-    say(&format!("[Mesher] HTTP server starting on :{}", cfg.http_port));
-    let http_l = TcpListener::bind((cfg.bind, cfg.http_port)).await.map_err(|e| {
-        eprintln!("[mesh-rt] Failed to start HTTP server on {}:{}: {e}", cfg.bind, cfg.http_port);
-        e
-    })?;
-    let http_addr = http_l.local_addr()?;
-    tasks.push(tokio::spawn(http::serve_http(app.clone(), http_l, stop_rx, tracker.clone())));
-    eprintln!("[mesh-rt] HTTP server listening on {http_addr}");
-    Ok(Running { http_addr, ws_addr, app, stop, tracker, tasks, writer_task })
+    Ok(listener)
 }
 
 /// Run `f` every `every` (first run after one period).
