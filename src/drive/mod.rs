@@ -17,7 +17,6 @@
 
 pub mod activity;
 pub mod cli;
-pub mod exec;
 pub mod flight;
 pub mod http;
 mod lanes;

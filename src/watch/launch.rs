@@ -14,8 +14,8 @@
 //! Blocking (std sockets, sleeps): async callers run it on the blocking pool.
 
 use super::process::{ExitInfo, TargetCommand, TargetProcess, listening_addr};
-use crate::drive::exec::{self, Addrs, Reply};
 use crate::model::Payload;
+use crate::wire::blocking::{self as exec, Addrs, Reply};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -11,7 +11,7 @@
 use super::launch::{Incarnation, Launch};
 use super::process::{ExitInfo, LogLine, TargetProcess};
 use super::sampler::{ProcSample, Sampler};
-use crate::drive::exec::{self, Addrs, Reply};
+use crate::wire::blocking::{self as exec, Addrs, Reply};
 use crate::model::Payload;
 use anyhow::{Result, bail};
 use serde::Serialize;

@@ -14,5 +14,6 @@
 //! Below `db` and `drive`: it may use only `util`, `api` and `model`, so its errors are its own
 //! and each executor maps them to its outcomes.
 
+pub mod blocking;
 pub mod http;
 pub mod ws;
