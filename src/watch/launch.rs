@@ -43,6 +43,15 @@ pub struct Readiness {
     pub status: Vec<u16>,
 }
 
+/// A cheap probe through the machinery every request uses: `GET` of the fixtures project's
+/// dashboard health (any answer shows the server is alive and serving; `GET /` would not do,
+/// since a server whose request pipeline is stuck still answers 404 for unknown paths). The
+/// default readiness probe and hang probe.
+pub fn default_probe() -> Payload {
+    let path = crate::api::Route::get(crate::api::RouteId::DashboardHealth).path(&[crate::db::fixtures::PROJECT_ID]);
+    Payload::Http(crate::model::HttpRequest::new(Some(crate::api::RouteId::DashboardHealth), "GET", path, Vec::new()))
+}
+
 impl Readiness {
     /// Is this reply "ready"?
     pub fn accepts(&self, r: &Reply) -> bool {

@@ -241,7 +241,7 @@ impl Supervisor {
             .probe
             .clone()
             .or_else(|| self.launch.as_ref().map(|l| l.readiness.probe.clone()))
-            .unwrap_or_else(crate::triage::oracle::default_probe)
+            .unwrap_or_else(super::launch::default_probe)
     }
 
     async fn spawn_ready(&mut self, stop: &(dyn Fn() -> bool + Sync)) -> Result<()> {
