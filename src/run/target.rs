@@ -9,12 +9,12 @@
 use super::Env;
 use crate::checks;
 use crate::db;
-use crate::wire::blocking::Addrs;
 use crate::profile::{Profile, TargetSpec};
 use crate::report::RunReport;
 use crate::watch::LogLine;
 use crate::watch::launch::CannotStart;
 use crate::watch::supervisor::{SuperviseOptions, Supervisor};
+use crate::wire::blocking::{self, Addrs};
 use anyhow::{Result, bail};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -107,7 +107,7 @@ pub(crate) async fn settle(env: &Env<'_>, report: &mut RunReport, target: &mut T
             // Alive: does it answer?
             let probe = env.profile.watchdog.probe(&env.database.fixtures);
             let (addrs, t) = (target.addrs(), env.profile.watchdog.hang_probe_timeout);
-            let answered = tokio::task::spawn_blocking(move || crate::wire::blocking::send(&probe, &addrs, t).answered())
+            let answered = tokio::task::spawn_blocking(move || blocking::send(&probe, &addrs, t).answered())
                 .await
                 .unwrap_or(false);
             if !answered && target.sup.process().is_some_and(|p| p.exited().is_none()) {

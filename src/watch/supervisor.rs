@@ -11,8 +11,8 @@
 use super::launch::{Incarnation, Launch};
 use super::process::{ExitInfo, LogLine, TargetProcess};
 use super::sampler::{ProcSample, Sampler};
-use crate::wire::blocking::{self as exec, Addrs, Reply};
 use crate::model::Payload;
+use crate::wire::blocking::{self as exec, Addrs, Reply};
 use anyhow::{Result, bail};
 use serde::Serialize;
 use std::net::SocketAddr;
