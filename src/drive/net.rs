@@ -8,7 +8,7 @@
 //! the limit.
 
 use crate::drive::metrics::Outcome;
-use crate::wire::http::{Framing, find, parse_head};
+use crate::wire::http::{Framing, Head, find, parse_head};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -120,6 +120,32 @@ pub async fn write_bounded<W: tokio::io::AsyncWrite + Unpin>(
     Ok(())
 }
 
+/// Read until `buf` holds a whole response head, within `within`; the bytes after the head stay
+/// in `buf`. `cut_short` is what a connection closed after part of a head means to the caller.
+pub async fn read_head(
+    s: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    within: Duration,
+    cut_short: Outcome,
+) -> Result<Head, Outcome> {
+    let read = async {
+        let mut chunk = [0u8; 4096];
+        loop {
+            match parse_head(buf, false) {
+                Err(_) => return Err(Outcome::BadResponse),
+                Ok(Some(h)) => return Ok(h),
+                Ok(None) => {}
+            }
+            match s.read(&mut chunk).await {
+                Ok(0) => return Err(if buf.is_empty() { Outcome::Closed } else { cut_short }),
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                Err(e) => return Err(Outcome::from_io_error(&e)),
+            }
+        }
+    };
+    tokio::time::timeout(within, read).await.unwrap_or(Err(Outcome::Timeout))
+}
+
 /// The answer of a raw exchange.
 #[derive(Debug, Clone)]
 pub struct RawAnswer {
@@ -149,26 +175,9 @@ pub async fn raw_on_stream(s: &mut TcpStream, t: Timeouts, bytes: &[u8]) -> RawA
         return fail(Outcome::from_write_error(&e));
     }
     let mut buf = Vec::with_capacity(1024);
-    let head = match tokio::time::timeout(t.request, async {
-        loop {
-            match parse_head(&buf, false) {
-                Err(_) => return Err(Outcome::BadResponse),
-                Ok(Some(h)) => return Ok(h),
-                Ok(None) => {}
-            }
-            let mut chunk = [0u8; 4096];
-            match s.read(&mut chunk).await {
-                Ok(0) => return Err(if buf.is_empty() { Outcome::Closed } else { Outcome::BadResponse }),
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                Err(e) => return Err(Outcome::from_io_error(&e)),
-            }
-        }
-    })
-    .await
-    {
-        Err(_) => return fail(Outcome::Timeout),
-        Ok(Err(o)) => return fail(o),
-        Ok(Ok(h)) => h,
+    let head = match read_head(s, &mut buf, t.request, Outcome::BadResponse).await {
+        Ok(h) => h,
+        Err(o) => return fail(o),
     };
     let status = head.status;
     let mut body = buf.len() - head.len;

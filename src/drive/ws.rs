@@ -12,7 +12,6 @@
 use crate::drive::metrics::Outcome;
 use crate::drive::net::{self, ConnectOpts, Timeouts};
 use crate::model::WsScript;
-use crate::wire::http::parse_head;
 use crate::wire::ws::{Given, ServerFrame, close_frame, handshake, parse_server_frame};
 use bytes::Bytes;
 use fastwebsockets::WebSocket;
@@ -37,26 +36,9 @@ pub async fn run_raw_script(o: &ConnectOpts, t: Timeouts, host: &str, script: &W
     }
     // Handshake answer.
     let mut buf = Vec::with_capacity(512);
-    let head = tokio::time::timeout(t.request, async {
-        loop {
-            match parse_head(&buf, false) {
-                Err(_) => return Err(Outcome::BadResponse),
-                Ok(Some(h)) => return Ok(h),
-                Ok(None) => {}
-            }
-            let mut c = [0u8; 2048];
-            match s.read(&mut c).await {
-                Ok(0) => return Err(Outcome::Closed),
-                Ok(n) => buf.extend_from_slice(&c[..n]),
-                Err(e) => return Err(Outcome::from_io_error(&e)),
-            }
-        }
-    })
-    .await;
-    let head = match head {
-        Err(_) => return (Outcome::Timeout, 0),
-        Ok(Err(o)) => return (o, 0),
-        Ok(Ok(h)) => h,
+    let head = match net::read_head(&mut s, &mut buf, t.request, Outcome::Closed).await {
+        Ok(h) => h,
+        Err(o) => return (o, 0),
     };
     if head.status != 101 {
         return (Outcome::from_status(head.status), 0);
