@@ -13,7 +13,6 @@
 use crate::api::{Route, RouteId, WsPath};
 use crate::db::Fixtures;
 use crate::watch::{ExitInfo, TargetProcess};
-use base64::Engine;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use serde::{Deserialize, Serialize};
@@ -308,19 +307,11 @@ async fn check_members(ctx: &CheckContext<'_>) -> CheckResult {
     result(name, Status::Pass, format!("201 with id {id}; row in org_memberships; listed"), evidence)
 }
 
-/// `Sec-WebSocket-Accept` for a key (RFC 6455 §4.2.2).
-pub fn websocket_accept(key: &str) -> String {
-    let mut h = sha1_smol::Sha1::new();
-    h.update(key.as_bytes());
-    h.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
-    base64::engine::general_purpose::STANDARD.encode(h.digest().bytes())
-}
-
 async fn check_websocket(ctx: &CheckContext<'_>) -> CheckResult {
     let name = CheckName::Websocket;
     let mut evidence = Vec::new();
-    let key = "dGhlIHNhbXBsZSBub25jZQ==";
-    let want = websocket_accept(key);
+    let key = crate::wire::ws::SAMPLE_KEY;
+    let want = crate::wire::ws::accept_key(key);
     let Some(ws) = ctx.ws else {
         return result(
             name,

@@ -19,3 +19,4 @@ pub mod target;
 pub mod triage;
 pub mod util;
 pub mod watch;
+pub mod wire;

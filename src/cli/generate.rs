@@ -111,25 +111,8 @@ pub fn wire(g: &Generated) -> Vec<u8> {
     }
 }
 
-/// A WebSocket script as bytes: the client handshake (fixed key) then every frame, encoded per
-/// RFC 6455 with the frame's fields as given (FIN, RSV, opcode, mask bit, declared length) and
-/// the masking key `37 fa 21 3d`. Delays are not represented.
+/// A WebSocket script as bytes (`crate::wire::ws::script_bytes`): the client handshake (fixed
+/// key) then every frame with the masking key `37 fa 21 3d`. Delays are not represented.
 pub fn ws_wire(s: &WsScript) -> Vec<u8> {
-    let mut out = Vec::new();
-    out.extend_from_slice(format!("GET {} HTTP/1.1\r\nhost: 127.0.0.1:8081\r\n", s.path).as_bytes());
-    out.extend_from_slice(
-        b"upgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n",
-    );
-    for (n, v) in &s.headers {
-        out.extend_from_slice(n.as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(v);
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b"\r\n");
-    const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
-    for f in &s.frames {
-        out.extend_from_slice(&f.encode(MASK));
-    }
-    out
+    crate::wire::ws::script_bytes(s, "127.0.0.1:8081", [0x37, 0xfa, 0x21, 0x3d])
 }

@@ -16,7 +16,6 @@
 //! delayed; the uncorrected latency (from the actual send) is kept beside it.
 
 pub mod activity;
-pub mod exec;
 pub mod flight;
 pub mod http;
 mod lanes;

@@ -1,6 +1,6 @@
 //! Sockets: connecting (with source addresses spread over 127.0.0.0/8 for connections closed
 //! with FIN, IP_BIND_ADDRESS_NO_PORT, optional SO_LINGER 0, TCP_NODELAY, connect timeout) and the raw
-//! executor (exact bytes on a TcpStream, minimal HTTP/1 response parsing).
+//! executor (exact bytes on a TcpStream, the answer read with the shared codec `crate::wire::http`).
 //!
 //! Why spread source addresses: on loopback every connection's 4-tuple must be unique, and
 //! TIME_WAIT sockets keep tuples busy for 60 s; one source address gives ~28k ephemeral ports,
@@ -8,6 +8,7 @@
 //! the limit.
 
 use crate::drive::metrics::Outcome;
+use crate::wire::http::{Framing, Head, find, parse_head};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -119,58 +120,30 @@ pub async fn write_bounded<W: tokio::io::AsyncWrite + Unpin>(
     Ok(())
 }
 
-/// A minimally parsed HTTP response head.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RawHead {
-    pub status: u16,
-    pub content_length: Option<usize>,
-    pub connection_close: bool,
-    pub chunked: bool,
-    /// Header bytes consumed, including the blank line.
-    pub head_len: usize,
-}
-
-/// Not an HTTP response.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct NotHttp;
-
-/// Parse a response head from `buf`; `Ok(None)` = need more bytes; `Err` = not HTTP.
-pub fn parse_head(buf: &[u8]) -> Result<Option<RawHead>, NotHttp> {
-    let Some(end) = find(buf, b"\r\n\r\n") else {
-        if buf.len() >= 5 && !buf.starts_with(b"HTTP/") {
-            return Err(NotHttp);
+/// Read until `buf` holds a whole response head, within `within`; the bytes after the head stay
+/// in `buf`. `cut_short` is what a connection closed after part of a head means to the caller.
+pub async fn read_head(
+    s: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    within: Duration,
+    cut_short: Outcome,
+) -> Result<Head, Outcome> {
+    let read = async {
+        let mut chunk = [0u8; 4096];
+        loop {
+            match parse_head(buf, false) {
+                Err(_) => return Err(Outcome::BadResponse),
+                Ok(Some(h)) => return Ok(h),
+                Ok(None) => {}
+            }
+            match s.read(&mut chunk).await {
+                Ok(0) => return Err(if buf.is_empty() { Outcome::Closed } else { cut_short }),
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                Err(e) => return Err(Outcome::from_io_error(&e)),
+            }
         }
-        if buf.len() > 64 * 1024 {
-            return Err(NotHttp);
-        }
-        return Ok(None);
     };
-    let head = &buf[..end];
-    let mut lines = head.split(|&b| b == b'\n').map(|l| l.strip_suffix(b"\r").unwrap_or(l));
-    let status_line = lines.next().ok_or(NotHttp)?;
-    if !status_line.starts_with(b"HTTP/") {
-        return Err(NotHttp);
-    }
-    let code = status_line.split(|&b| b == b' ').nth(1).ok_or(NotHttp)?;
-    let status: u16 = std::str::from_utf8(code).map_err(|_| NotHttp)?.parse().map_err(|_| NotHttp)?;
-    let mut h = RawHead { status, content_length: None, connection_close: false, chunked: false, head_len: end + 4 };
-    for l in lines {
-        let Some(colon) = l.iter().position(|&b| b == b':') else { continue };
-        let name = &l[..colon];
-        let value = std::str::from_utf8(&l[colon + 1..]).unwrap_or("").trim();
-        if name.eq_ignore_ascii_case(b"content-length") {
-            h.content_length = value.parse().ok();
-        } else if name.eq_ignore_ascii_case(b"connection") {
-            h.connection_close = value.eq_ignore_ascii_case("close");
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            h.chunked = value.to_ascii_lowercase().contains("chunked");
-        }
-    }
-    Ok(Some(h))
-}
-
-pub(crate) fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
+    tokio::time::timeout(within, read).await.unwrap_or(Err(Outcome::Timeout))
 }
 
 /// The answer of a raw exchange.
@@ -184,8 +157,8 @@ pub struct RawAnswer {
 /// Largest body read in raw mode; beyond it the rest is discarded.
 const RAW_BODY_MAX: usize = 16 * 1024 * 1024;
 
-/// Send `bytes` on a fresh connection and read one response (status line, headers, then a
-/// Content-Length body, a chunked body until its terminator, or until close). The connection
+/// Send `bytes` on a fresh connection and read one response (its head, then the body its head
+/// announces: none, a Content-Length body, a chunked body until its terminator, or until close). The connection
 /// is closed afterwards. Errors are outcomes, never panics.
 pub async fn raw_exchange(o: &ConnectOpts, t: Timeouts, bytes: &[u8]) -> RawAnswer {
     let mut s = match connect(o).await {
@@ -202,56 +175,35 @@ pub async fn raw_on_stream(s: &mut TcpStream, t: Timeouts, bytes: &[u8]) -> RawA
         return fail(Outcome::from_write_error(&e));
     }
     let mut buf = Vec::with_capacity(1024);
-    let head = match tokio::time::timeout(t.request, async {
-        loop {
-            match parse_head(&buf) {
-                Err(NotHttp) => return Err(Outcome::BadResponse),
-                Ok(Some(h)) => return Ok(h),
-                Ok(None) => {}
-            }
-            let mut chunk = [0u8; 4096];
-            match s.read(&mut chunk).await {
-                Ok(0) => return Err(if buf.is_empty() { Outcome::Closed } else { Outcome::BadResponse }),
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                Err(e) => return Err(Outcome::from_io_error(&e)),
-            }
-        }
-    })
-    .await
-    {
-        Err(_) => return fail(Outcome::Timeout),
-        Ok(Err(o)) => return fail(o),
-        Ok(Ok(h)) => h,
+    let head = match read_head(s, &mut buf, t.request, Outcome::BadResponse).await {
+        Ok(h) => h,
+        Err(o) => return fail(o),
     };
     let status = head.status;
-    let mut body = buf.len() - head.head_len;
+    let mut body = buf.len() - head.len;
     let body_read = async {
         let mut chunk = vec![0u8; 16 * 1024];
-        let mut tail: Vec<u8> = buf[head.head_len..].to_vec();
+        let mut tail: Vec<u8> = buf[head.len..].to_vec();
         loop {
-            if let Some(cl) = head.content_length
-                && !head.chunked
-            {
-                if body >= cl {
-                    return Ok(());
-                }
-            } else if head.chunked && find(&tail, b"0\r\n\r\n").is_some() {
-                return Ok(());
-            }
-            if (head.content_length.is_none() && !head.chunked && status / 100 == 1) || status == 204 || status == 304 {
+            let done = match head.framing {
+                Framing::None => true,
+                Framing::Length(n) => body >= n,
+                Framing::Chunked => find(&tail, b"0\r\n\r\n").is_some(),
+                Framing::Close => false,
+            };
+            if done {
                 return Ok(());
             }
             match s.read(&mut chunk).await {
                 Ok(0) => {
-                    return if head.content_length.is_some_and(|cl| body < cl) || head.chunked {
-                        Err(Outcome::Closed)
-                    } else {
-                        Ok(())
+                    return match head.framing {
+                        Framing::Length(_) | Framing::Chunked => Err(Outcome::Closed),
+                        Framing::None | Framing::Close => Ok(()),
                     };
                 }
                 Ok(n) => {
                     body += n;
-                    if head.chunked {
+                    if head.framing == Framing::Chunked {
                         tail.extend_from_slice(&chunk[..n]);
                         if tail.len() > 16 {
                             tail.drain(..tail.len() - 16);
@@ -275,20 +227,6 @@ pub async fn raw_on_stream(s: &mut TcpStream, t: Timeouts, bytes: &[u8]) -> RawA
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn heads() {
-        assert_eq!(parse_head(b"HTTP/1.1 200 OK\r\nContent-Le"), Ok(None));
-        let h = parse_head(b"HTTP/1.1 404 Not Found\r\ncontent-length: 9\r\nConnection: close\r\n\r\nNot Found")
-            .unwrap()
-            .unwrap();
-        assert_eq!(h.status, 404);
-        assert_eq!(h.content_length, Some(9));
-        assert!(h.connection_close);
-        assert_eq!(h.head_len, 64);
-        assert!(parse_head(b"SSH-2.0-OpenSSH\r\n\r\n").is_err());
-        assert!(parse_head(b"garbage").is_err());
-    }
 
     #[test]
     fn sources_are_loopback() {

@@ -9,24 +9,19 @@
 //! one `writev`-sized write and (usually) one read. hyper stays available (`executor = "hyper"`,
 //! `--executor hyper`) as an independent second implementation to cross-check against.
 //!
-//! Framing handled: `Content-Length` (several equal values allowed, differing ones are a bad
-//! response), `Transfer-Encoding: chunked` (with trailers), bodies delimited by the connection's
-//! close, no body for HEAD, 1xx-final, 204 and 304, interim 1xx answers (`100 Continue`) skipped.
-//! A connection is kept only when the answer was complete, well framed, not `Connection: close`
-//! (or HTTP/1.0 without `keep-alive`) and nothing followed it. A kept connection the server closed
-//! meanwhile (EOF or reset before the first byte of the answer) is retried once on a new one, as
-//! hyper does for a closed idle connection.
+//! Heads, framing and chunks are read by the shared codec (`crate::wire::http`); interim 1xx
+//! answers (`100 Continue`) are skipped here. A connection is kept only when the answer was
+//! complete, well framed, its head allows it and nothing followed it. A kept connection the
+//! server closed meanwhile (EOF or reset before the first byte of the answer) is retried once on
+//! a new one, as hyper does for a closed idle connection.
 
 use crate::drive::metrics::Outcome;
 use crate::drive::net::{self, ConnectOpts, Timeouts};
+use crate::wire::http::{Chunks, Framing, Head, decode_chunks, parse_head};
 use bytes::Bytes;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
-/// Largest response head accepted.
-const MAX_HEAD: usize = 64 * 1024;
-/// Most headers accepted in a response.
-const MAX_HEADERS: usize = 128;
 /// Largest body counted; past it the connection is dropped (the answer is complete enough).
 const MAX_BODY: usize = 16 * 1024 * 1024;
 
@@ -46,122 +41,6 @@ pub struct WireAnswer {
 impl WireAnswer {
     fn fail(outcome: Outcome, nothing: bool) -> WireAnswer {
         WireAnswer { outcome, status: None, body_len: 0, body: None, reusable: false, nothing }
-    }
-}
-
-/// A response head's framing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Head {
-    status: u16,
-    len: usize,
-    framing: Framing,
-    keep: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Framing {
-    None,
-    Length(usize),
-    Chunked,
-    Close,
-}
-
-/// Parse a response head at the start of `buf`: Ok(None) = need more bytes.
-fn parse_head(buf: &[u8], head_request: bool) -> Result<Option<Head>, Outcome> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut r = httparse::Response::new(&mut headers);
-    let len = match r.parse(buf) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) if buf.len() <= MAX_HEAD => return Ok(None),
-        _ => return Err(Outcome::BadResponse),
-    };
-    let status = r.code.unwrap_or(0);
-    let mut keep = r.version == Some(1);
-    let mut length: Option<usize> = None;
-    let mut chunked = false;
-    for h in r.headers.iter() {
-        if h.name.eq_ignore_ascii_case("content-length") {
-            let v = std::str::from_utf8(h.value).ok().and_then(|v| v.trim().parse::<usize>().ok());
-            match (v, length) {
-                (None, _) => return Err(Outcome::BadResponse),
-                (Some(v), Some(l)) if v != l => return Err(Outcome::BadResponse),
-                (Some(v), _) => length = Some(v),
-            }
-        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-            chunked =
-                h.value.rsplit(|&b| b == b',').next().is_some_and(|c| c.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-        } else if h.name.eq_ignore_ascii_case("connection") {
-            for t in h.value.split(|&b| b == b',') {
-                let t = t.trim_ascii();
-                if t.eq_ignore_ascii_case(b"close") {
-                    keep = false;
-                } else if t.eq_ignore_ascii_case(b"keep-alive") && r.version == Some(0) {
-                    keep = true;
-                }
-            }
-        }
-    }
-    let framing = if head_request || status / 100 == 1 || status == 204 || status == 304 {
-        Framing::None
-    } else if chunked {
-        Framing::Chunked
-    } else if let Some(l) = length {
-        Framing::Length(l)
-    } else {
-        keep = false;
-        Framing::Close
-    };
-    if status == 101 {
-        keep = false;
-    }
-    Ok(Some(Head { status, len, framing, keep }))
-}
-
-/// Where a chunked body stands after decoding what `buf[from..]` holds.
-enum Chunks {
-    /// The body ends at this offset (trailers included).
-    Done(usize),
-    /// More bytes needed; decoding resumes at this offset.
-    More(usize),
-}
-
-/// Decode chunks in `buf[from..]`, adding data lengths to `body_len` and the data to `keep`.
-fn decode_chunks(
-    buf: &[u8],
-    mut from: usize,
-    body_len: &mut usize,
-    keep: &mut Option<Vec<u8>>,
-) -> Result<Chunks, Outcome> {
-    loop {
-        let (used, size) = match httparse::parse_chunk_size(&buf[from..]) {
-            Ok(httparse::Status::Complete(x)) => x,
-            Ok(httparse::Status::Partial) => return Ok(Chunks::More(from)),
-            Err(_) => return Err(Outcome::BadResponse),
-        };
-        if size == 0 {
-            // Trailers: header lines up to an empty line.
-            let rest = &buf[from + used..];
-            if rest.starts_with(b"\r\n") {
-                return Ok(Chunks::Done(from + used + 2));
-            }
-            return match net::find(rest, b"\r\n\r\n") {
-                Some(i) => Ok(Chunks::Done(from + used + i + 4)),
-                None => Ok(Chunks::More(from)),
-            };
-        }
-        let size = usize::try_from(size).map_err(|_| Outcome::BadResponse)?;
-        let end = from.saturating_add(used).saturating_add(size);
-        if buf.len() < end.saturating_add(2) {
-            return Ok(Chunks::More(from));
-        }
-        if &buf[end..end + 2] != b"\r\n" {
-            return Err(Outcome::BadResponse);
-        }
-        *body_len += size;
-        if let Some(k) = keep.as_mut() {
-            k.extend_from_slice(&buf[from + used..end]);
-        }
-        from = end + 2;
     }
 }
 
@@ -209,7 +88,7 @@ impl WireConn {
         // The head (interim 1xx answers skipped).
         let head = tokio::time::timeout(t.request, async {
             loop {
-                match parse_head(&self.buf, head_request).map_err(|o| (o, false))? {
+                match parse_head(&self.buf, head_request).map_err(|_| (Outcome::BadResponse, false))? {
                     Some(h) if h.status / 100 == 1 && h.status != 101 => {
                         self.buf.drain(..h.len);
                         continue;
@@ -303,7 +182,7 @@ impl WireConn {
             Framing::Chunked => {
                 let mut from = start;
                 loop {
-                    match decode_chunks(&self.buf, from, body_len, kept)? {
+                    match decode_chunks(&self.buf, from, body_len, kept).map_err(|_| Outcome::BadResponse)? {
                         Chunks::Done(end) => return Ok(end == self.buf.len()),
                         Chunks::More(at) => from = at,
                     }
@@ -358,61 +237,4 @@ impl WireConn {
 fn reset_like(e: &std::io::Error) -> bool {
     use std::io::ErrorKind::*;
     matches!(e.kind(), ConnectionReset | BrokenPipe | ConnectionAborted | UnexpectedEof)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn heads_and_framing() {
-        let h = parse_head(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello", false).unwrap().unwrap();
-        assert_eq!((h.status, h.len, h.framing, h.keep), (200, 38, Framing::Length(5), true));
-        let h = parse_head(b"HTTP/1.1 202 Accepted\r\nConnection: close\r\nContent-Length: 2\r\n\r\n", false)
-            .unwrap()
-            .unwrap();
-        assert_eq!((h.framing, h.keep), (Framing::Length(2), false));
-        let h = parse_head(b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n", false).unwrap().unwrap();
-        assert_eq!(h.framing, Framing::Chunked);
-        let h = parse_head(b"HTTP/1.0 200 OK\r\ncontent-length: 0\r\n\r\n", false).unwrap().unwrap();
-        assert!(!h.keep, "HTTP/1.0 closes unless keep-alive");
-        let h = parse_head(b"HTTP/1.0 200 OK\r\nconnection: keep-alive\r\ncontent-length: 0\r\n\r\n", false)
-            .unwrap()
-            .unwrap();
-        assert!(h.keep);
-        let h = parse_head(b"HTTP/1.1 200 OK\r\n\r\n", false).unwrap().unwrap();
-        assert_eq!((h.framing, h.keep), (Framing::Close, false));
-        let h = parse_head(b"HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\n", true).unwrap().unwrap();
-        assert_eq!(h.framing, Framing::None, "HEAD: no body whatever the length");
-        let h = parse_head(b"HTTP/1.1 204 No Content\r\n\r\n", false).unwrap().unwrap();
-        assert_eq!((h.framing, h.keep), (Framing::None, true));
-        assert_eq!(parse_head(b"HTTP/1.1 200 OK\r\ncontent-le", false), Ok(None));
-        assert_eq!(
-            parse_head(b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\n", false),
-            Err(Outcome::BadResponse)
-        );
-        assert_eq!(parse_head(b"HTTP/1.1 200 OK\r\ncontent-length: -1\r\n\r\n", false), Err(Outcome::BadResponse));
-        assert_eq!(parse_head(b"SSH-2.0-OpenSSH\r\n\r\n", false), Err(Outcome::BadResponse));
-    }
-
-    #[test]
-    fn chunks_decode_across_reads_with_trailers() {
-        let all = b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nx-trailer: 1\r\n\r\n";
-        for cut in 0..all.len() {
-            let (mut n, mut keep) = (0, Some(Vec::new()));
-            let first = decode_chunks(&all[..cut], 0, &mut n, &mut keep).unwrap();
-            let from = match first {
-                Chunks::Done(_) => panic!("done after {cut} bytes"),
-                Chunks::More(at) => at,
-            };
-            match decode_chunks(all, from, &mut n, &mut keep).unwrap() {
-                Chunks::Done(end) => assert_eq!(end, all.len()),
-                Chunks::More(_) => panic!("not done"),
-            }
-            assert_eq!((n, keep.as_deref()), (11, Some(&b"hello world"[..])), "cut at {cut}");
-        }
-        let (mut n, mut keep) = (0, None);
-        assert!(matches!(decode_chunks(b"3\r\nabcX\r\n", 0, &mut n, &mut keep), Err(Outcome::BadResponse)));
-        assert!(matches!(decode_chunks(b"zz\r\n", 0, &mut n, &mut keep), Err(Outcome::BadResponse)));
-    }
 }

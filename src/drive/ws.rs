@@ -1,8 +1,8 @@
 //! WebSocket executors.
 //!
-//! * [`encode_frame`] / [`run_raw_script`]: a [`WsScript`] written byte by byte (raw handshake,
-//!   frames exactly as described — unmasked, fragmented, RSV bits, lying lengths, delays), then
-//!   whatever the server answers first (a data frame, a close frame, EOF, nothing) is the outcome.
+//! * [`run_raw_script`]: a [`WsScript`] written byte by byte (the shared codec `crate::wire::ws`:
+//!   handshake, frames exactly as described — unmasked, fragmented, RSV bits, lying lengths,
+//!   delays), then whatever the server answers first (a data frame, a close frame, EOF, nothing) is the outcome.
 //!   Used for every WebSocket script in the request mix (mutated traffic).
 //! * [`ws_connect`]: fastwebsockets client handshake, for the long-lived lanes in `lanes.rs`
 //!   (ingest connections with acks, stream subscribers, churn).
@@ -11,7 +11,8 @@
 
 use crate::drive::metrics::Outcome;
 use crate::drive::net::{self, ConnectOpts, Timeouts};
-use crate::model::{WsFrame, WsScript};
+use crate::model::WsScript;
+use crate::wire::ws::{Given, ServerFrame, close_frame, handshake, parse_server_frame};
 use bytes::Bytes;
 use fastwebsockets::WebSocket;
 use http_body_util::Empty;
@@ -22,54 +23,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// Encode a frame as a client would send it, honouring every field (including lies).
-pub fn encode_frame(f: &WsFrame, mask_key: [u8; 4]) -> Vec<u8> {
-    f.encode(mask_key)
-}
-
-/// The handshake request bytes for `script` (host header added; extra headers in order).
-pub fn handshake_bytes(script: &WsScript, host: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(256);
-    out.extend_from_slice(b"GET ");
-    out.extend_from_slice(script.path.as_bytes());
-    out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
-    out.extend_from_slice(host.as_bytes());
-    out.extend_from_slice(
-        b"\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n",
-    );
-    for (n, v) in &script.headers {
-        out.extend_from_slice(n.as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(v);
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b"\r\n");
-    out
-}
-
-/// Parse one server frame from `buf`: `Some((opcode, payload range end, payload start))`.
-fn parse_server_frame(buf: &[u8]) -> Option<(u8, usize, usize)> {
-    if buf.len() < 2 {
-        return None;
-    }
-    let opcode = buf[0] & 0x0f;
-    let masked = buf[1] & 0x80 != 0;
-    let (len, mut at): (usize, usize) = match buf[1] & 0x7f {
-        126 if buf.len() >= 4 => (u16::from_be_bytes([buf[2], buf[3]]) as usize, 4),
-        127 if buf.len() >= 10 => (u64::from_be_bytes(buf[2..10].try_into().ok()?) as usize, 10),
-        126 | 127 => return None,
-        n => (n as usize, 2),
-    };
-    if masked {
-        at += 4;
-    }
-    let end = at.checked_add(len)?;
-    if buf.len() < end {
-        return None;
-    }
-    Some((opcode, end, at))
-}
-
 /// Run a WebSocket script on raw bytes: handshake, frames as described, then wait (request
 /// timeout) for the server's first answer. Returns the outcome and how many frames were written.
 pub async fn run_raw_script(o: &ConnectOpts, t: Timeouts, host: &str, script: &WsScript) -> (Outcome, usize) {
@@ -77,37 +30,20 @@ pub async fn run_raw_script(o: &ConnectOpts, t: Timeouts, host: &str, script: &W
         Ok(s) => s,
         Err(e) => return (e, 0),
     };
-    let hs = handshake_bytes(script, host);
+    let hs = handshake(script, host, Given::Added);
     if let Err(e) = net::write_bounded(&mut s, &hs, t.write()).await {
         return (Outcome::from_write_error(&e), 0);
     }
     // Handshake answer.
     let mut buf = Vec::with_capacity(512);
-    let head = tokio::time::timeout(t.request, async {
-        loop {
-            match net::parse_head(&buf) {
-                Err(net::NotHttp) => return Err(Outcome::BadResponse),
-                Ok(Some(h)) => return Ok(h),
-                Ok(None) => {}
-            }
-            let mut c = [0u8; 2048];
-            match s.read(&mut c).await {
-                Ok(0) => return Err(Outcome::Closed),
-                Ok(n) => buf.extend_from_slice(&c[..n]),
-                Err(e) => return Err(Outcome::from_io_error(&e)),
-            }
-        }
-    })
-    .await;
-    let head = match head {
-        Err(_) => return (Outcome::Timeout, 0),
-        Ok(Err(o)) => return (o, 0),
-        Ok(Ok(h)) => h,
+    let head = match net::read_head(&mut s, &mut buf, t.request, Outcome::Closed).await {
+        Ok(h) => h,
+        Err(o) => return (o, 0),
     };
     if head.status != 101 {
         return (Outcome::from_status(head.status), 0);
     }
-    buf.drain(..head.head_len);
+    buf.drain(..head.len);
     let mut written = 0;
     let mut mask = [0x5a, 0x17, 0xc3, 0x2e];
     for f in &script.frames {
@@ -115,7 +51,7 @@ pub async fn run_raw_script(o: &ConnectOpts, t: Timeouts, host: &str, script: &W
             tokio::time::sleep(Duration::from_millis(f.delay_ms as u64)).await;
         }
         mask.rotate_left(1);
-        if let Err(e) = net::write_bounded(&mut s, &encode_frame(f, mask), t.write()).await {
+        if let Err(e) = net::write_bounded(&mut s, &f.encode(mask), t.write()).await {
             return (Outcome::from_write_error(&e), written);
         }
         written += 1;
@@ -123,15 +59,13 @@ pub async fn run_raw_script(o: &ConnectOpts, t: Timeouts, host: &str, script: &W
     // First meaningful answer: data frame (ack), close frame, EOF or silence.
     let answer = tokio::time::timeout(t.request, async {
         loop {
-            while let Some((op, end, start)) = parse_server_frame(&buf) {
-                let payload = buf[start..end].to_vec();
-                buf.drain(..end);
-                match op {
+            while let Some(ServerFrame { opcode, start, end }) = parse_server_frame(&buf) {
+                match opcode {
                     8 => return Outcome::WsClose,
-                    9 | 10 => continue,
-                    _ => {
-                        return if payload.starts_with(b"{\"error\"") { Outcome::AckError } else { Outcome::AckOk };
+                    9 | 10 => {
+                        buf.drain(..end);
                     }
+                    _ => return ack_outcome(&buf[start..end]),
                 }
             }
             let mut c = [0u8; 4096];
@@ -145,7 +79,7 @@ pub async fn run_raw_script(o: &ConnectOpts, t: Timeouts, host: &str, script: &W
     .await
     .unwrap_or(Outcome::Timeout);
     // Polite close (ignored if the socket is gone or not read).
-    let _ = tokio::time::timeout(CLOSE_WAIT, s.write_all(&encode_frame(&close_frame(), mask))).await;
+    let _ = tokio::time::timeout(CLOSE_WAIT, s.write_all(&close_frame().encode(mask))).await;
     (answer, written)
 }
 
@@ -164,18 +98,6 @@ pub async fn write_frame_bounded<S: tokio::io::AsyncWrite + Unpin>(
         Ok(Err(fastwebsockets::WebSocketError::IoError(e))) => Err(Outcome::from_write_error(&e)),
         Ok(Err(_)) => Err(Outcome::Reset),
         Ok(Ok(())) => Ok(()),
-    }
-}
-
-fn close_frame() -> WsFrame {
-    WsFrame {
-        fin: true,
-        opcode: 8,
-        rsv: 0,
-        masked: true,
-        payload: 1000u16.to_be_bytes().to_vec(),
-        declared_len: None,
-        delay_ms: 0,
     }
 }
 
@@ -345,19 +267,6 @@ impl Fanout {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn frame_encoding() {
-        let f = WsFrame::text("hi");
-        let b = encode_frame(&f, [1, 2, 3, 4]);
-        assert_eq!(b, vec![0x81, 0x82, 1, 2, 3, 4, b'h' ^ 1, b'i' ^ 2]);
-        let lie = WsFrame { declared_len: Some(70_000), masked: false, ..WsFrame::text("x") };
-        let b = encode_frame(&lie, [0; 4]);
-        assert_eq!(&b[..2], &[0x81, 127]);
-        assert_eq!(u64::from_be_bytes(b[2..10].try_into().unwrap()), 70_000);
-        assert_eq!(parse_server_frame(&[0x81, 2, b'o', b'k']), Some((1, 4, 2)));
-        assert_eq!(parse_server_frame(&[0x81, 3, b'o']), None);
-    }
 
     #[test]
     fn fanout_correlation() {

@@ -9,11 +9,11 @@
 use super::Env;
 use crate::checks;
 use crate::db;
-use crate::drive::exec::Addrs;
 use crate::profile::{Profile, TargetSpec};
 use crate::report::RunReport;
 use crate::watch::launch::CannotStart;
 use crate::watch::supervisor::{SuperviseOptions, Supervisor};
+use crate::wire::blocking::{self, Addrs};
 use anyhow::{Result, bail};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -106,7 +106,7 @@ pub(crate) async fn settle(env: &Env<'_>, report: &mut RunReport, target: &mut T
             // Alive: does it answer?
             let probe = env.profile.watchdog.probe(&env.database.fixtures);
             let (addrs, t) = (target.addrs(), env.profile.watchdog.hang_probe_timeout);
-            let answered = tokio::task::spawn_blocking(move || crate::drive::exec::send(&probe, &addrs, t).answered())
+            let answered = tokio::task::spawn_blocking(move || blocking::send(&probe, &addrs, t).answered())
                 .await
                 .unwrap_or(false);
             if !answered && target.sup.process().is_some_and(|p| p.exited().is_none()) {

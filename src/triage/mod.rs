@@ -1,8 +1,9 @@
 //! `triage`: turn "the target died" into one small, verified reproducer per distinct crash.
 //!
 //! Pipeline (each step is its own file; change behaviour there):
-//! - [`exec`] (`crate::drive::exec`): the blocking replay executor (raw HTTP bytes over a fresh socket; WebSocket
-//!   handshake + hand-encoded frames). Blocking std sockets: triage is serial by nature.
+//! - [`exec`] (`crate::wire::blocking`): the blocking replay executor (raw HTTP bytes over a
+//!   fresh socket; WebSocket handshake + hand-encoded frames). Blocking std sockets: triage is
+//!   serial by nature.
 //! - [`target`]: [`target::TargetFactory`] / [`target::TargetHandle`] — how a fresh target is
 //!   started, how its death is noticed (waiter thread on the child, instant) and classified.
 //!   [`target::CommandFactory`] spawns any command (Mesher, the built-in target, a test server)
@@ -29,8 +30,8 @@ pub mod bucket;
 pub mod file;
 pub mod fuzz;
 pub mod kind;
-/// The blocking single-request executor (it lives in `drive`; triage replays through it).
-pub use crate::drive::exec;
+/// The blocking single-request executor (it lives in `wire`; triage replays through it).
+pub use crate::wire::blocking as exec;
 pub mod oracle;
 pub mod phase;
 pub mod records;

@@ -44,13 +44,9 @@ impl OracleOptions {
     }
 }
 
-/// A cheap probe through the machinery every request uses: `GET` of the fixtures project's
-/// dashboard health (any answer shows the server is alive and serving; `GET /` would not do,
-/// since a server whose request pipeline is stuck still answers 404 for unknown paths).
-pub fn default_probe() -> Payload {
-    let path = crate::api::Route::get(crate::api::RouteId::DashboardHealth).path(&[crate::db::fixtures::PROJECT_ID]);
-    Payload::Http(crate::model::HttpRequest::new(Some(crate::api::RouteId::DashboardHealth), "GET", path, Vec::new()))
-}
+/// The default hang probe: the watchdog owns it (its readiness and hang probe), triage probes
+/// with it too.
+pub use crate::watch::launch::default_probe;
 
 /// Counters.
 #[derive(Debug, Clone, Default, Serialize)]

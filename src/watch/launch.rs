@@ -14,8 +14,8 @@
 //! Blocking (std sockets, sleeps): async callers run it on the blocking pool.
 
 use super::process::{ExitInfo, TargetCommand, TargetProcess, listening_addr};
-use crate::drive::exec::{self, Addrs, Reply};
 use crate::model::Payload;
+use crate::wire::blocking::{self as exec, Addrs, Reply};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -41,6 +41,15 @@ pub struct Readiness {
     pub probe_timeout: Duration,
     /// Statuses that count as ready; empty: any HTTP answer.
     pub status: Vec<u16>,
+}
+
+/// A cheap probe through the machinery every request uses: `GET` of the fixtures project's
+/// dashboard health (any answer shows the server is alive and serving; `GET /` would not do,
+/// since a server whose request pipeline is stuck still answers 404 for unknown paths). The
+/// default readiness probe and hang probe.
+pub fn default_probe() -> Payload {
+    let path = crate::api::Route::get(crate::api::RouteId::DashboardHealth).path(&[crate::db::fixtures::PROJECT_ID]);
+    Payload::Http(crate::model::HttpRequest::new(Some(crate::api::RouteId::DashboardHealth), "GET", path, Vec::new()))
 }
 
 impl Readiness {

@@ -11,8 +11,8 @@
 use super::launch::{Incarnation, Launch};
 use super::process::{ExitInfo, LogLine, TargetProcess};
 use super::sampler::{ProcSample, Sampler};
-use crate::drive::exec::{self, Addrs, Reply};
 use crate::model::Payload;
+use crate::wire::blocking::{self as exec, Addrs, Reply};
 use anyhow::{Result, bail};
 use serde::Serialize;
 use std::net::SocketAddr;
@@ -241,7 +241,7 @@ impl Supervisor {
             .probe
             .clone()
             .or_else(|| self.launch.as_ref().map(|l| l.readiness.probe.clone()))
-            .unwrap_or_else(crate::triage::oracle::default_probe)
+            .unwrap_or_else(super::launch::default_probe)
     }
 
     async fn spawn_ready(&mut self, stop: &(dyn Fn() -> bool + Sync)) -> Result<()> {

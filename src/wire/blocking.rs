@@ -1,13 +1,16 @@
-//! Replay executor: sends one [`Payload`] over a fresh TCP connection exactly as recorded and
-//! reports what came back. HTTP requests go out as `HttpRequest::to_wire(host)` bytes (lying
-//! lengths, odd headers and raw bytes included); WebSocket scripts get a hand-written handshake
-//! and hand-encoded frames (masking, fragmentation, RSV bits, lying lengths, delays).
+//! The blocking one-request client: sends one [`Payload`] over a fresh TCP connection exactly
+//! as recorded and reports what came back. HTTP requests go out as `HttpRequest::to_wire(host)`
+//! bytes (lying lengths, odd headers and raw bytes included); WebSocket scripts get the
+//! handshake of [`super::ws::handshake`] (the script's own headers replace ours) and frames
+//! encoded field by field (masking, fragmentation, RSV bits, lying lengths, delays).
 //!
 //! Blocking std sockets with timeouts, for the callers that send one request at a time: triage
 //! (serial by nature, in its own thread), the readiness gate and the hang probe of `watch`.
-//! The load lanes have their own async executors (`wire`, `http`, `ws`).
+//! The load lanes have their own async executors (`drive::wire`, `drive::http`, `drive::ws`).
 
-use crate::model::{HttpRequest, Payload, WsFrame, WsScript};
+use super::http::{self, Framing};
+use super::ws::{self, Given};
+use crate::model::{HttpRequest, Payload, WsScript};
 use serde::Serialize;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -111,19 +114,18 @@ fn read_until_eof(s: &mut TcpStream, deadline: Instant, limit: usize) -> (Vec<u8
     }
 }
 
-/// True when `buf` holds a whole response with a `Content-Length` (so a keep-alive server
-/// need not close the connection for us to stop reading).
+/// True when `buf` holds a whole answer whose head announces its end (a `Content-Length`, or no
+/// body at all), so a keep-alive server need not close the connection for us to stop reading.
+/// Interim 1xx answers are not whole: the final answer follows them.
 fn response_complete(buf: &[u8]) -> bool {
-    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else { return false };
-    let head = String::from_utf8_lossy(&buf[..end]);
-    if !head.starts_with("HTTP/") {
-        return false;
+    match http::parse_head(buf, false) {
+        Ok(Some(h)) => match h.framing {
+            Framing::Length(n) => buf.len() >= h.len + n,
+            Framing::None => h.status / 100 != 1,
+            Framing::Chunked | Framing::Close => false,
+        },
+        _ => false,
     }
-    let len = head.lines().skip(1).find_map(|l| {
-        let (n, v) = l.split_once(':')?;
-        n.trim().eq_ignore_ascii_case("content-length").then(|| v.trim().parse::<usize>().ok()).flatten()
-    });
-    len.is_some_and(|n| buf.len() >= end + 4 + n)
 }
 
 /// A hash of an answer's form: its status, and its body's JSON skeleton (member names and
@@ -133,8 +135,8 @@ fn response_complete(buf: &[u8]) -> bool {
 pub fn answer_shape(buf: &[u8]) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    parse_status(buf).hash(&mut h);
-    let body = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| &buf[i + 4..]).unwrap_or(&[]);
+    http::status_line(buf).hash(&mut h);
+    let body = http::body_of(buf);
     fn skeleton(v: &serde_json::Value, under_error: bool, h: &mut impl Hasher) {
         use serde_json::Value as V;
         match v {
@@ -163,17 +165,6 @@ pub fn answer_shape(buf: &[u8]) -> u64 {
     h.finish()
 }
 
-/// Parse the status code of `HTTP/1.x NNN ...`.
-pub fn parse_status(bytes: &[u8]) -> Option<u16> {
-    let line = bytes.split(|&b| b == b'\n').next()?;
-    let mut parts = line.split(|&b| b == b' ');
-    let v = parts.next()?;
-    if !v.starts_with(b"HTTP/") {
-        return None;
-    }
-    std::str::from_utf8(parts.next()?).ok()?.trim().parse().ok()
-}
-
 /// Send one payload and wait for its answer (at most `timeout` in total).
 pub fn send(payload: &Payload, addrs: &Addrs, timeout: Duration) -> Reply {
     match payload {
@@ -197,13 +188,13 @@ pub fn send_http(r: &HttpRequest, addr: SocketAddr, timeout: Duration) -> Reply 
     if let Err(e) = write_until(&mut s, &wire, deadline) {
         // The server may answer (and close) before it read everything: still read the answer.
         let (buf, _) = read_until_eof(&mut s, deadline, 1 << 20);
-        if let Some(st) = parse_status(&buf) {
+        if let Some(st) = http::status_line(&buf) {
             return Reply::Http { status: Some(st), bytes: buf.len(), shape: answer_shape(&buf) };
         }
         return classify_err(&e);
     }
     let (buf, end) = read_until_eof(&mut s, deadline, 64 << 20);
-    match (parse_status(&buf), end) {
+    match (http::status_line(&buf), end) {
         (Some(st), _) => Reply::Http { status: Some(st), bytes: buf.len(), shape: answer_shape(&buf) },
         (None, Ok(())) if buf.is_empty() => Reply::Closed,
         (None, Ok(())) => Reply::Http { status: None, bytes: buf.len(), shape: answer_shape(&buf) },
@@ -224,47 +215,13 @@ pub fn open_and_hold(payload: &Payload, addrs: &Addrs, timeout: Duration) -> Opt
         Payload::Ws(w) => {
             let a = addrs.ws?;
             let mut s = connect(a, timeout).ok()?;
-            let _ = write_until(&mut s, &ws_handshake(w, &a.to_string()), deadline);
+            let _ = write_until(&mut s, &ws::handshake(w, &a.to_string(), Given::Replace), deadline);
             for f in &w.frames {
-                let _ = write_until(&mut s, &encode_frame(f, 0x3712_a5c4), deadline);
+                let _ = write_until(&mut s, &f.encode(0x3712_a5c4_u32.to_be_bytes()), deadline);
             }
             Some(s)
         }
     }
-}
-
-/// The client handshake request of a script.
-pub fn ws_handshake(w: &WsScript, host: &str) -> Vec<u8> {
-    let mut out = format!("GET {} HTTP/1.1\r\n", w.path).into_bytes();
-    if !w.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
-        out.extend_from_slice(format!("host: {host}\r\n").as_bytes());
-    }
-    let has = |name: &str| w.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
-    if !has("upgrade") {
-        out.extend_from_slice(b"upgrade: websocket\r\n");
-    }
-    if !has("connection") {
-        out.extend_from_slice(b"connection: Upgrade\r\n");
-    }
-    if !has("sec-websocket-key") {
-        out.extend_from_slice(b"sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n");
-    }
-    if !has("sec-websocket-version") {
-        out.extend_from_slice(b"sec-websocket-version: 13\r\n");
-    }
-    for (n, v) in &w.headers {
-        out.extend_from_slice(n.as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(v);
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b"\r\n");
-    out
-}
-
-/// Encode one frame as RFC 6455 bytes, honouring every field (including lies).
-pub fn encode_frame(f: &WsFrame, mask_key: u32) -> Vec<u8> {
-    f.encode(mask_key.to_be_bytes())
 }
 
 /// WebSocket: handshake, then every frame (with its delay), then read replies until the server
@@ -275,7 +232,7 @@ pub fn send_ws(w: &WsScript, addr: SocketAddr, timeout: Duration) -> Reply {
         Ok(s) => s,
         Err(r) => return r,
     };
-    if let Err(e) = write_until(&mut s, &ws_handshake(w, &addr.to_string()), deadline) {
+    if let Err(e) = write_until(&mut s, &ws::handshake(w, &addr.to_string(), Given::Replace), deadline) {
         return classify_err(&e);
     }
     // Read the handshake response head.
@@ -283,7 +240,7 @@ pub fn send_ws(w: &WsScript, addr: SocketAddr, timeout: Duration) -> Reply {
     let mut byte = [0u8; 1024];
     let rest: Vec<u8>;
     loop {
-        if let Some(pos) = head.windows(4).position(|x| x == b"\r\n\r\n") {
+        if let Some(pos) = http::find(&head, b"\r\n\r\n") {
             rest = head.split_off(pos + 4);
             break;
         }
@@ -294,12 +251,12 @@ pub fn send_ws(w: &WsScript, addr: SocketAddr, timeout: Duration) -> Reply {
         let _ = s.set_read_timeout(Some(deadline - now));
         match s.read(&mut byte) {
             Ok(0) if head.is_empty() => return Reply::Closed,
-            Ok(0) => return Reply::Ws { status: parse_status(&head), frame_bytes: 0 },
+            Ok(0) => return Reply::Ws { status: http::status_line(&head), frame_bytes: 0 },
             Ok(n) => head.extend_from_slice(&byte[..n]),
             Err(e) => return classify_err(&e),
         }
     }
-    let status = parse_status(&head);
+    let status = http::status_line(&head);
     if status != Some(101) {
         return Reply::Ws { status, frame_bytes: 0 };
     }
@@ -307,7 +264,7 @@ pub fn send_ws(w: &WsScript, addr: SocketAddr, timeout: Duration) -> Reply {
         if f.delay_ms > 0 {
             std::thread::sleep(Duration::from_millis(f.delay_ms as u64));
         }
-        if write_until(&mut s, &encode_frame(f, 0x1234_5678 ^ i as u32), deadline).is_err() {
+        if write_until(&mut s, &f.encode((0x1234_5678 ^ i as u32).to_be_bytes()), deadline).is_err() {
             break;
         }
     }
@@ -338,18 +295,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn frames_encode_lies_and_masks() {
-        let mut f = WsFrame::text("hi");
-        let b = encode_frame(&f, 0x01020304);
-        assert_eq!(b[0], 0x81);
-        assert_eq!(b[1], 0x80 | 2);
-        assert_eq!(&b[2..6], &[1, 2, 3, 4]);
-        assert_eq!(b[6], b'h' ^ 1);
-        f.declared_len = Some(1 << 40);
-        f.masked = false;
-        let b = encode_frame(&f, 0);
-        assert_eq!(b[1], 127);
-        assert_eq!(u64::from_be_bytes(b[2..10].try_into().unwrap()), 1 << 40);
-        assert_eq!(parse_status(b"HTTP/1.1 202 Accepted\r\n"), Some(202));
+    fn answers_complete_when_their_head_says_so() {
+        assert!(response_complete(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"));
+        assert!(!response_complete(b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nok"));
+        assert!(response_complete(b"HTTP/1.1 204 No Content\r\n\r\n"));
+        assert!(!response_complete(b"HTTP/1.1 100 Continue\r\n\r\n"));
+        assert!(!response_complete(b"HTTP/1.1 200 OK\r\n\r\nuntil close"));
+        assert!(!response_complete(b"SSH-2.0-OpenSSH\r\n\r\n"));
     }
 }
