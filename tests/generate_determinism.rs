@@ -22,7 +22,7 @@ fn all_layers() -> Mix {
 }
 
 fn bytes(g: &Generated) -> Vec<u8> {
-    mesher_stress::cli::generate::wire(g)
+    mesher_stress::wire::input_bytes(g)
 }
 
 const STATEFUL: &[RouteId] = &[RouteId::MembersAdd, RouteId::MemberRemove, RouteId::AlertRuleDelete];

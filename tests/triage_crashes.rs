@@ -133,7 +133,7 @@ fn oversized_content_length_raw_request_is_minimised_by_lines_and_bytes() {
     let g = Generated {
         seed: RequestSeed { run: 1, stream: 0, index: 0 },
         layer: Layer::Http,
-        payload: Payload::Http(mesher_stress::cli::triage::parse_raw_http(&raw)),
+        payload: Payload::Http(mesher_stress::wire::http::parse_request(&raw)),
         trail: vec![],
     };
     let r = t.minimize_input(g).unwrap();

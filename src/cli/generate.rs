@@ -10,7 +10,7 @@ use crate::db::Fixtures;
 use crate::db::fixtures::SeedOptions;
 use crate::exit;
 use crate::generate::{GenOptions, Generator, Mix, validate};
-use crate::model::{Generated, Layer, Payload, WsScript};
+use crate::model::{Layer, Payload};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use std::io::Write;
@@ -93,7 +93,7 @@ pub async fn main(a: GenArgs, g: &Global) -> Result<u8> {
             }
         }
         if a.wire {
-            out.write_all(&wire(&item))?;
+            out.write_all(&crate::wire::input_bytes(&item))?;
         } else {
             serde_json::to_writer(&mut out, &item)?;
             out.write_all(b"\n")?;
@@ -101,18 +101,4 @@ pub async fn main(a: GenArgs, g: &Global) -> Result<u8> {
     }
     out.flush()?;
     Ok(if failures > 0 { exit::TOOL_ERROR } else { exit::SUCCESS })
-}
-
-/// The bytes of an input as sent to `127.0.0.1:8080` / `:8081`.
-pub fn wire(g: &Generated) -> Vec<u8> {
-    match &g.payload {
-        Payload::Http(h) => h.to_wire("127.0.0.1:8080"),
-        Payload::Ws(w) => ws_wire(w),
-    }
-}
-
-/// A WebSocket script as bytes (`crate::wire::ws::script_bytes`): the client handshake (fixed
-/// key) then every frame with the masking key `37 fa 21 3d`. Delays are not represented.
-pub fn ws_wire(s: &WsScript) -> Vec<u8> {
-    crate::wire::ws::script_bytes(s, "127.0.0.1:8081", [0x37, 0xfa, 0x21, 0x3d])
 }

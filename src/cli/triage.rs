@@ -12,7 +12,7 @@
 //! or is flaky (or could not be tested because a running target died); 5 tool error.
 
 use super::Global;
-use crate::model::{Generated, HttpRequest, Layer, Payload, RequestSeed};
+use crate::model::{Generated, Layer, Payload, RequestSeed};
 use crate::triage::Death;
 use crate::triage::bucket::{self, ReproInputs};
 use crate::triage::exec::{self, Addrs, Reply};
@@ -375,52 +375,6 @@ pub async fn replay_main(args: ReplayArgs, g: &Global) -> Result<u8> {
     Ok(if bad { crate::exit::FAILED } else { crate::exit::SUCCESS })
 }
 
-/// Parse a raw HTTP request file: structured when it parses cleanly (request line, headers,
-/// body of exactly Content-Length bytes), else kept as raw bytes.
-pub fn parse_raw_http(bytes: &[u8]) -> HttpRequest {
-    let raw = || HttpRequest {
-        route: None,
-        method: String::new(),
-        target: String::new(),
-        headers: Vec::new(),
-        body: Vec::new(),
-        raw: Some(bytes.to_vec()),
-    };
-    let Some(end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") else { return raw() };
-    let Ok(head) = std::str::from_utf8(&bytes[..end]) else { return raw() };
-    let body = &bytes[end + 4..];
-    let mut lines = head.split("\r\n");
-    let line = lines.next().unwrap_or("");
-    let parts: Vec<&str> = line.split(' ').collect();
-    if parts.len() != 3 || parts[2] != "HTTP/1.1" {
-        return raw();
-    }
-    let mut headers = Vec::new();
-    for l in lines {
-        let Some((n, v)) = l.split_once(": ") else { return raw() };
-        headers.push((n.to_string(), v.as_bytes().to_vec()));
-    }
-    let cl: Vec<&(String, Vec<u8>)> =
-        headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case("content-length")).collect();
-    let ok = match cl.as_slice() {
-        [] => body.is_empty(),
-        [(_, v)] => v == body.len().to_string().as_bytes(),
-        _ => false,
-    };
-    if !ok {
-        return raw();
-    }
-    let path = parts[1].split('?').next().unwrap_or("");
-    HttpRequest {
-        route: crate::api::match_route(parts[0], path).map(|m| m.route.id),
-        method: parts[0].into(),
-        target: parts[1].into(),
-        headers,
-        body: body.to_vec(),
-        raw: None,
-    }
-}
-
 /// Read a request file given by hand.
 pub fn read_request_file(path: &Path) -> Result<Generated> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
@@ -429,7 +383,7 @@ pub fn read_request_file(path: &Path) -> Result<Generated> {
     }
     let payload = match serde_json::from_slice::<Payload>(&bytes) {
         Ok(p) => p,
-        Err(_) => Payload::Http(parse_raw_http(&bytes)),
+        Err(_) => Payload::Http(crate::wire::http::parse_request(&bytes)),
     };
     Ok(Generated { seed: RequestSeed { run: 0, stream: 0, index: 0 }, layer: Layer::Http, payload, trail: Vec::new() })
 }

@@ -164,6 +164,52 @@ pub fn body_of(answer: &[u8]) -> &[u8] {
     find(answer, b"\r\n\r\n").map(|i| &answer[i + 4..]).unwrap_or(&[])
 }
 
+/// Parse a raw HTTP request file: structured when it parses cleanly (request line, headers,
+/// body of exactly Content-Length bytes), else kept as raw bytes.
+pub fn parse_request(bytes: &[u8]) -> crate::model::HttpRequest {
+    let raw = || crate::model::HttpRequest {
+        route: None,
+        method: String::new(),
+        target: String::new(),
+        headers: Vec::new(),
+        body: Vec::new(),
+        raw: Some(bytes.to_vec()),
+    };
+    let Some(end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") else { return raw() };
+    let Ok(head) = std::str::from_utf8(&bytes[..end]) else { return raw() };
+    let body = &bytes[end + 4..];
+    let mut lines = head.split("\r\n");
+    let line = lines.next().unwrap_or("");
+    let parts: Vec<&str> = line.split(' ').collect();
+    if parts.len() != 3 || parts[2] != "HTTP/1.1" {
+        return raw();
+    }
+    let mut headers = Vec::new();
+    for l in lines {
+        let Some((n, v)) = l.split_once(": ") else { return raw() };
+        headers.push((n.to_string(), v.as_bytes().to_vec()));
+    }
+    let cl: Vec<&(String, Vec<u8>)> =
+        headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case("content-length")).collect();
+    let ok = match cl.as_slice() {
+        [] => body.is_empty(),
+        [(_, v)] => v == body.len().to_string().as_bytes(),
+        _ => false,
+    };
+    if !ok {
+        return raw();
+    }
+    let path = parts[1].split('?').next().unwrap_or("");
+    crate::model::HttpRequest {
+        route: crate::api::match_route(parts[0], path).map(|m| m.route.id),
+        method: parts[0].into(),
+        target: parts[1].into(),
+        headers,
+        body: body.to_vec(),
+        raw: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

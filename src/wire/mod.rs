@@ -17,3 +17,18 @@
 pub mod blocking;
 pub mod http;
 pub mod ws;
+
+/// The bytes of an input as sent to `127.0.0.1:8080` / `:8081` (`gen --wire`, reproducers).
+pub fn input_bytes(g: &crate::model::Generated) -> Vec<u8> {
+    match &g.payload {
+        crate::model::Payload::Http(h) => h.to_wire("127.0.0.1:8080"),
+        crate::model::Payload::Ws(w) => ws_script_bytes(w),
+    }
+}
+
+/// A WebSocket script as bytes: the client handshake (fixed key) then every frame with the
+/// masking key `37 fa 21 3d`, so the same script always gives the same bytes. Delays are not
+/// represented.
+pub fn ws_script_bytes(s: &crate::model::WsScript) -> Vec<u8> {
+    ws::script_bytes(s, "127.0.0.1:8081", [0x37, 0xfa, 0x21, 0x3d])
+}
