@@ -156,23 +156,23 @@ pub fn parse_events(body: &[u8], bulk: bool) -> Result<Vec<Value>, String> {
     }
 }
 
-/// What happened to one event.
+/// What became of one event: grouped into an issue, or discarded by its issue's state.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub enum Fate {
     Accepted { issue_id: String },
     Discarded,
 }
 
 /// Group and persist validated events of `project` (a UUID text), then broadcast.
 /// Returns per event the outcome; an `Err` is a database error (500).
-pub async fn process(app: &App, project: &str, events: Vec<Event>) -> Result<Vec<Outcome>, sqlx::Error> {
+pub async fn process(app: &App, project: &str, events: Vec<Event>) -> Result<Vec<Fate>, sqlx::Error> {
     app.generation.bump();
     let r = process_events(app, project, events).await;
     app.generation.bump();
     r
 }
 
-async fn process_events(app: &App, project: &str, events: Vec<Event>) -> Result<Vec<Outcome>, sqlx::Error> {
+async fn process_events(app: &App, project: &str, events: Vec<Event>) -> Result<Vec<Fate>, sqlx::Error> {
     let mut out = Vec::with_capacity(events.len());
     for ev in events {
         let title = if ev.message.is_empty() { "Untitled".to_string() } else { ev.message.clone() };
@@ -193,7 +193,7 @@ async fn process_events(app: &App, project: &str, events: Vec<Event>) -> Result<
         match row {
             None => {
                 app.hub.broadcast_event(project, "discarded", &ev.body);
-                out.push(Outcome::Discarded);
+                out.push(Fate::Discarded);
             }
             Some((issue_id, inserted)) => {
                 app.writer.store(project, &issue_id, &ev).await;
@@ -211,7 +211,7 @@ async fn process_events(app: &App, project: &str, events: Vec<Event>) -> Result<
                 if inserted {
                     super::alerts::on_new_issue(app, project, &issue_id, &title).await;
                 }
-                out.push(Outcome::Accepted { issue_id });
+                out.push(Fate::Accepted { issue_id });
             }
         }
     }

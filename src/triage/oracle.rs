@@ -61,7 +61,7 @@ pub struct OracleStats {
 
 /// What an execution did.
 #[derive(Debug, Clone)]
-pub struct Outcome {
+pub struct Execution {
     pub death: Option<Death>,
     pub replies: Vec<Reply>,
 }
@@ -118,7 +118,7 @@ impl<'f> Oracle<'f> {
 
     /// Send `inputs` at `concurrency` (1 = serially, in order) to the current target and report
     /// whether and how it died. No confirmation, no restart afterwards.
-    pub fn execute_raw(&mut self, inputs: &[Payload], concurrency: usize, expect_hang: bool) -> Result<Outcome> {
+    pub fn execute_raw(&mut self, inputs: &[Payload], concurrency: usize, expect_hang: bool) -> Result<Execution> {
         let opts = self.opts.clone();
         let addrs = self.live()?.addrs();
         self.sent_to_current += inputs.len() as u64;
@@ -135,7 +135,7 @@ impl<'f> Oracle<'f> {
                 // A hung target is useless for the next execution.
                 self.restart();
             }
-            return Ok(Outcome { death: if hung { Some(Death::Hang) } else { death }, replies: vec![probe] });
+            return Ok(Execution { death: if hung { Some(Death::Hang) } else { death }, replies: vec![probe] });
         }
         let replies = send_all(inputs, &addrs, concurrency, opts.timeout);
         let t = self.target.as_ref().unwrap();
@@ -143,7 +143,7 @@ impl<'f> Oracle<'f> {
         if death.is_some() {
             self.last_log = t.log_tail();
         }
-        Ok(Outcome { death, replies })
+        Ok(Execution { death, replies })
     }
 
     /// One test execution: does `inputs` reproduce a death of the kind of `expect`? A death on
