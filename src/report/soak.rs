@@ -236,135 +236,159 @@ pub fn analyse(t: &Telemetry, th: &SoakSpec) -> (Vec<Finding>, Vec<SoakWindow>, 
     let warmup_until = rss.first().map(|p| p.0).unwrap_or(0.0);
     let rss_fit = fit(rss);
     match rss_fit {
-        Some(per_s) => {
-            let span = rss.last().map(|l| l.0 - warmup_until).unwrap_or(0.0);
-            let bph = per_s.slope * 3600.0;
-            let per_req = per_request(rss, t.requests);
-            let bpr = per_req.map(|f| f.slope).unwrap_or(0.0);
-            let r2_req = per_req.map(|f| f.r2).unwrap_or(0.0);
-            let growth = per_s.slope * span;
-            let flagged = growth >= th.min_growth_bytes
-                && ((bpr > th.max_bytes_per_request && r2_req >= th.min_r2)
-                    || (bph > th.max_bytes_per_hour && per_s.r2 >= th.min_r2));
-            let mut figures = BTreeMap::new();
-            figures.insert("bytes_per_request".into(), round(bpr, 1));
-            figures.insert("bytes_per_hour".into(), bph.round());
-            figures.insert("r2".into(), round(r2_req, 4));
-            figures.insert("r2_time".into(), round(per_s.r2, 4));
-            figures.insert("growth_bytes".into(), growth.round());
-            figures.insert("span_s".into(), round(span, 2));
-            figures.insert("samples".into(), rss.len() as f64);
-            out.push(Finding {
-                kind: "memory-leak".into(),
-                flagged,
-                summary: format!(
-                    "RSS grows {:.0} bytes per request and {} per hour ({} over {:.0} s after warm-up, r² {:.2}, {} samples); limits {:.0} B/request, {}/hour, once it grew {}",
-                    bpr,
-                    mib(bph),
-                    mib(growth),
-                    span,
-                    r2_req,
-                    rss.len(),
-                    th.max_bytes_per_request,
-                    mib(th.max_bytes_per_hour),
-                    mib(th.min_growth_bytes)
-                ),
-                value: round(bpr, 1),
-                threshold: th.max_bytes_per_request,
-                figures,
-                trend: per_req,
-            });
-        }
+        Some(per_s) => out.push(memory_finding(rss, per_s, t.requests, th)),
         None => notes
             .push(format!("memory: {} RSS samples after warm-up, at least 3 are needed (a longer phase)", rss.len())),
     }
-    let fds = after_warmup(t.fds, th.warmup_fraction);
-    if let Some(f) = fit(fds) {
-        let per_hour = f.slope * 3600.0;
-        let span = fds.last().map(|l| l.0).unwrap_or(0.0) - fds.first().map(|l| l.0).unwrap_or(0.0);
-        let growth = f.slope * span;
-        let flagged = per_hour > th.max_fds_per_hour && f.r2 >= th.min_r2 && growth >= th.min_fd_growth;
-        let mut figures = BTreeMap::new();
-        figures.insert("fds_per_hour".into(), round(per_hour, 1));
-        figures.insert("growth".into(), round(growth, 1));
-        figures.insert("r2".into(), round(f.r2, 4));
-        out.push(Finding {
-            kind: "fd-leak".into(),
-            flagged,
-            summary: format!(
-                "open descriptors grow {per_hour:.1} per hour ({growth:+.1} over {span:.0} s, r² {:.2}); limit {:.0}/hour, once they grew {:.0}",
-                f.r2, th.max_fds_per_hour, th.min_fd_growth
-            ),
-            value: round(per_hour, 1),
-            threshold: th.max_fds_per_hour,
-            figures,
-            trend: Some(f),
-        });
+    out.extend(fd_finding(after_warmup(t.fds, th.warmup_fraction), th));
+    match drift_finding(t, th) {
+        Ok(f) => out.push(f),
+        Err(note) => notes.push(note),
     }
+    out.push(outages_finding(t.stalls, th));
+    (out, soak_windows(t, warmup_until), rss_fit, notes)
+}
+
+/// Memory leak: RSS after the warm-up against answered requests and against time (`per_s`).
+fn memory_finding(rss: &[(f64, f64)], per_s: Trend, requests: &[(f64, f64)], th: &SoakSpec) -> Finding {
+    let warmup_until = rss.first().map(|p| p.0).unwrap_or(0.0);
+    let span = rss.last().map(|l| l.0 - warmup_until).unwrap_or(0.0);
+    let bph = per_s.slope * 3600.0;
+    let per_req = per_request(rss, requests);
+    let bpr = per_req.map(|f| f.slope).unwrap_or(0.0);
+    let r2_req = per_req.map(|f| f.r2).unwrap_or(0.0);
+    let growth = per_s.slope * span;
+    let flagged = growth >= th.min_growth_bytes
+        && ((bpr > th.max_bytes_per_request && r2_req >= th.min_r2)
+            || (bph > th.max_bytes_per_hour && per_s.r2 >= th.min_r2));
+    let mut figures = BTreeMap::new();
+    figures.insert("bytes_per_request".into(), round(bpr, 1));
+    figures.insert("bytes_per_hour".into(), bph.round());
+    figures.insert("r2".into(), round(r2_req, 4));
+    figures.insert("r2_time".into(), round(per_s.r2, 4));
+    figures.insert("growth_bytes".into(), growth.round());
+    figures.insert("span_s".into(), round(span, 2));
+    figures.insert("samples".into(), rss.len() as f64);
+    Finding {
+        kind: "memory-leak".into(),
+        flagged,
+        summary: format!(
+            "RSS grows {:.0} bytes per request and {} per hour ({} over {:.0} s after warm-up, r² {:.2}, {} samples); limits {:.0} B/request, {}/hour, once it grew {}",
+            bpr,
+            mib(bph),
+            mib(growth),
+            span,
+            r2_req,
+            rss.len(),
+            th.max_bytes_per_request,
+            mib(th.max_bytes_per_hour),
+            mib(th.min_growth_bytes)
+        ),
+        value: round(bpr, 1),
+        threshold: th.max_bytes_per_request,
+        figures,
+        trend: per_req,
+    }
+}
+
+/// Descriptor leak: open descriptors after the warm-up over time.
+fn fd_finding(fds: &[(f64, f64)], th: &SoakSpec) -> Option<Finding> {
+    let f = fit(fds)?;
+    let per_hour = f.slope * 3600.0;
+    let span = fds.last().map(|l| l.0).unwrap_or(0.0) - fds.first().map(|l| l.0).unwrap_or(0.0);
+    let growth = f.slope * span;
+    let flagged = per_hour > th.max_fds_per_hour && f.r2 >= th.min_r2 && growth >= th.min_fd_growth;
+    let mut figures = BTreeMap::new();
+    figures.insert("fds_per_hour".into(), round(per_hour, 1));
+    figures.insert("growth".into(), round(growth, 1));
+    figures.insert("r2".into(), round(f.r2, 4));
+    Some(Finding {
+        kind: "fd-leak".into(),
+        flagged,
+        summary: format!(
+            "open descriptors grow {per_hour:.1} per hour ({growth:+.1} over {span:.0} s, r² {:.2}); limit {:.0}/hour, once they grew {:.0}",
+            f.r2, th.max_fds_per_hour, th.min_fd_growth
+        ),
+        value: round(per_hour, 1),
+        threshold: th.max_fds_per_hour,
+        figures,
+        trend: Some(f),
+    })
+}
+
+/// Latency drift: the p99 of the last complete window against the first; without two complete
+/// windows, the note saying so.
+fn drift_finding(t: &Telemetry, th: &SoakSpec) -> Result<Finding, String> {
     let complete: Vec<&WindowStat> = t
         .windows
         .iter()
         .filter(|w| w.end_s - w.start_s >= t.window_s.max(1) && w.latency.count >= MIN_DRIFT_SAMPLES)
         .collect();
-    match (complete.first(), complete.last()) {
-        (Some(first), Some(last)) if complete.len() >= 2 && first.latency.p99 > 0 => {
-            let ratio = last.latency.p99 as f64 / first.latency.p99 as f64;
-            let mut figures = BTreeMap::new();
-            figures.insert("first_p99_us".into(), first.latency.p99 as f64);
-            figures.insert("last_p99_us".into(), last.latency.p99 as f64);
-            figures.insert("ratio".into(), round(ratio, 3));
-            out.push(Finding {
-                kind: "latency-drift".into(),
-                flagged: ratio > th.max_p99_drift,
-                summary: format!(
-                    "p99 {:.2} ms in the first window ({}–{} s), {:.2} ms in the last ({}–{} s): {ratio:.2}x; limit {:.2}x{}",
-                    first.latency.p99 as f64 / 1000.0,
-                    first.start_s,
-                    first.end_s,
-                    last.latency.p99 as f64 / 1000.0,
-                    last.start_s,
-                    last.end_s,
-                    th.max_p99_drift,
-                    if th.drift_exclude.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" (left out: {})", th.drift_exclude.join(", "))
-                    }
-                ),
-                value: round(ratio, 3),
-                threshold: th.max_p99_drift,
-                figures,
-                trend: None,
-            });
+    let (first, last) = match (complete.first(), complete.last()) {
+        (Some(first), Some(last)) if complete.len() >= 2 && first.latency.p99 > 0 => (first, last),
+        _ => {
+            return Err(format!(
+                "latency drift: {} complete window(s) of {} s with {MIN_DRIFT_SAMPLES}+ latency samples, 2 are needed (a longer phase or a shorter window)",
+                complete.len(),
+                t.window_s
+            ));
         }
-        _ => notes.push(format!(
-            "latency drift: {} complete window(s) of {} s with {MIN_DRIFT_SAMPLES}+ latency samples, 2 are needed (a longer phase or a shorter window)",
-            complete.len(),
-            t.window_s
-        )),
+    };
+    let ratio = last.latency.p99 as f64 / first.latency.p99 as f64;
+    let mut figures = BTreeMap::new();
+    figures.insert("first_p99_us".into(), first.latency.p99 as f64);
+    figures.insert("last_p99_us".into(), last.latency.p99 as f64);
+    figures.insert("ratio".into(), round(ratio, 3));
+    Ok(Finding {
+        kind: "latency-drift".into(),
+        flagged: ratio > th.max_p99_drift,
+        summary: format!(
+            "p99 {:.2} ms in the first window ({}–{} s), {:.2} ms in the last ({}–{} s): {ratio:.2}x; limit {:.2}x{}",
+            first.latency.p99 as f64 / 1000.0,
+            first.start_s,
+            first.end_s,
+            last.latency.p99 as f64 / 1000.0,
+            last.start_s,
+            last.end_s,
+            th.max_p99_drift,
+            if th.drift_exclude.is_empty() {
+                String::new()
+            } else {
+                format!(" (left out: {})", th.drift_exclude.join(", "))
+            }
+        ),
+        value: round(ratio, 3),
+        threshold: th.max_p99_drift,
+        figures,
+        trend: None,
+    })
+}
+
+/// Outages: stretches with requests waiting and no answer.
+fn outages_finding(stalls: &[(f64, f64)], th: &SoakSpec) -> Finding {
+    let n = stalls.len() as u64;
+    let total: f64 = stalls.iter().map(|s| s.1 - s.0).fold(0.0, |a, b| a + b);
+    let longest = stalls.iter().map(|s| s.1 - s.0).fold(0.0, f64::max);
+    let mut figures = BTreeMap::new();
+    figures.insert("count".into(), n as f64);
+    figures.insert("total_s".into(), round(total, 2));
+    figures.insert("longest_s".into(), round(longest, 2));
+    Finding {
+        kind: "outages".into(),
+        flagged: n > th.max_outages,
+        summary: format!(
+            "stalls without any answer: {n}, {total:.2} s in all, the longest {longest:.2} s; limit {} stall(s)",
+            th.max_outages
+        ),
+        value: n as f64,
+        threshold: th.max_outages as f64,
+        figures,
+        trend: None,
     }
-    {
-        let n = t.stalls.len() as u64;
-        let total: f64 = t.stalls.iter().map(|s| s.1 - s.0).fold(0.0, |a, b| a + b);
-        let longest = t.stalls.iter().map(|s| s.1 - s.0).fold(0.0, f64::max);
-        let mut figures = BTreeMap::new();
-        figures.insert("count".into(), n as f64);
-        figures.insert("total_s".into(), round(total, 2));
-        figures.insert("longest_s".into(), round(longest, 2));
-        out.push(Finding {
-            kind: "outages".into(),
-            flagged: n > th.max_outages,
-            summary: format!(
-                "stalls without any answer: {n}, {total:.2} s in all, the longest {longest:.2} s; limit {} stall(s)",
-                th.max_outages
-            ),
-            value: n as f64,
-            threshold: th.max_outages as f64,
-            figures,
-            trend: None,
-        });
-    }
-    // Per window: the aggregator's windows when there are any, else fixed spans.
+}
+
+/// Trends per window: the aggregator's windows when there are any, else fixed spans.
+fn soak_windows(t: &Telemetry, warmup_until: f64) -> Vec<SoakWindow> {
     let end = t.rss.last().map(|p| p.0).unwrap_or(0.0).max(t.requests.last().map(|p| p.0).unwrap_or(0.0));
     let spans: Vec<(f64, f64, Option<&WindowStat>)> = if t.windows.is_empty() {
         let w = t.window_s.max(1) as f64;
@@ -372,7 +396,7 @@ pub fn analyse(t: &Telemetry, th: &SoakSpec) -> (Vec<Finding>, Vec<SoakWindow>, 
     } else {
         t.windows.iter().map(|w| (w.start_s as f64, w.end_s as f64, Some(w))).collect()
     };
-    let windows = spans
+    spans
         .into_iter()
         .map(|(s, e, w)| {
             let inside =
@@ -399,8 +423,7 @@ pub fn analyse(t: &Telemetry, th: &SoakSpec) -> (Vec<Finding>, Vec<SoakWindow>, 
                 rss_last: r.last().map(|p| p.1 as u64),
             }
         })
-        .collect();
-    (out, windows, rss_fit, notes)
+        .collect()
 }
 
 /// The soak verdicts of a finished load phase, from the target's /proc samples of the whole run.
