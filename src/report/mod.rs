@@ -124,13 +124,14 @@ pub struct RunBucket {
 }
 
 impl RunReport {
-    /// An empty report of a run that starts now.
-    pub fn new(profile: &crate::profile::Profile, seed: u64, started_at: std::time::SystemTime) -> RunReport {
+    /// An empty report of a run of the profile `profile` (read from `profile_file`) that starts
+    /// at `started_at`.
+    pub fn new(profile: &str, profile_file: &Path, seed: u64, started_at: std::time::SystemTime) -> RunReport {
         RunReport {
             tool: "mesher-stress".into(),
             version: env!("CARGO_PKG_VERSION").into(),
-            profile: profile.name.clone(),
-            profile_file: profile.source.clone(),
+            profile: profile.to_string(),
+            profile_file: profile_file.to_path_buf(),
             seed,
             started: humantime::format_rfc3339_seconds(started_at).to_string(),
             elapsed_ms: 0,

@@ -14,16 +14,16 @@
 //!    when crashes were found, the bucket table comes first.
 
 mod load;
+mod phases;
 pub mod target;
 mod triage;
 
 pub use target::{Database, Target, setup_database, write_log};
 
-use crate::checks::{self, Status};
 use crate::cli::Global;
 use crate::db;
 use crate::exit;
-use crate::profile::{Phase, Profile};
+use crate::profile::Profile;
 use crate::report::{RunPhase, RunReport};
 use anyhow::{Context, Result};
 use clap::Args;
@@ -107,7 +107,7 @@ pub async fn main(args: RunArgs, g: &Global) -> Result<u8> {
             run_dir.join("report.json").display()
         ),
     );
-    let mut report = RunReport::new(&profile, seed, started_at);
+    let mut report = RunReport::new(&profile.name, &profile.source, seed, started_at);
 
     // Ctrl-C and the profile's time bound raise one stop signal: set-up steps are abandoned,
     // a running load phase ends early and reports what it measured; the report is written
@@ -301,168 +301,9 @@ async fn run_profile(
         target.sup.telemetry(),
     );
     let e = Env { profile, g, say, run_dir, database, seed: report.seed, stop: stop.clone() };
-    let r = run_phases(&e, report, target, &mut ck).await;
+    let r = phases::run_phases(&e, report, target, &mut ck).await;
     report.telemetry = target.sup.telemetry().lock().unwrap_or_else(|e| e.into_inner()).clone();
     r
-}
-
-async fn run_phases(
-    env: &Env<'_>,
-    report: &mut RunReport,
-    target: &mut Target,
-    ck: &mut crate::checkpoint::Checkpointer,
-) -> Result<()> {
-    let (profile, g, say, database) = (env.profile, env.g, env.say, env.database);
-    let mut stop = env.stop.clone();
-    let ledger = std::sync::Arc::new(crate::invariants::Ledger::new());
-    let since: String = sqlx::query_scalar("SELECT now()::text").fetch_one(&database.pool).await?;
-    for (i, phase) in profile.phases.iter().enumerate() {
-        if *stop.borrow() {
-            break;
-        }
-        if let Some(why) = &target.lost {
-            say(format!("phase {} skipped: {why}", i + 1));
-            report.verdict.failed = true;
-            break;
-        }
-        let log = target.sup.process().map(|p| p.log_handle());
-        match phase {
-            Phase::Checks { checks: which, startup_timeout } => {
-                say(format!("phase {}: checks", i + 1));
-                let startup_lines = target::startup_lines(&profile.target);
-                let a = target.addrs();
-                let ctx = checks::CheckContext {
-                    http: a.http,
-                    ws: a.ws,
-                    fixtures: &database.fixtures,
-                    pool: &database.pool,
-                    process: target.sup.process(),
-                    startup_lines: &startup_lines,
-                    startup_timeout: *startup_timeout,
-                    request_timeout: Duration::from_secs(10),
-                };
-                let results = tokio::select! {
-                    r = ck.during(report, i + 1, log.as_ref(), checks::run_checks(&ctx, which)) => r,
-                    _ = stopped(&mut stop) => break,
-                };
-                for r in &results {
-                    if let Some(c) = &r.crash
-                        && !report.crashes.contains(c)
-                    {
-                        report.crashes.push(c.clone());
-                    }
-                    if !g.quiet && !g.json {
-                        let tag = match r.status {
-                            Status::Pass => "PASS",
-                            Status::Fail => "FAIL",
-                            Status::Skip => "SKIP",
-                        };
-                        println!("{tag} {:<10} {}", r.name.as_str(), r.summary);
-                        for e in &r.evidence {
-                            println!("       {e}");
-                        }
-                    }
-                }
-                report.phases.push(RunPhase::Checks { results });
-            }
-            Phase::Fuzz(spec) => {
-                say(format!("phase {}: fuzz + triage ({})", i + 1, humantime::format_duration(spec.duration)));
-                // The run's target is lent: the phase starts its own incarnations on its ports.
-                let Some(launch) = target.sup.lend().await else {
-                    anyhow::bail!("the fuzz phase needs a target the tool starts (validated)");
-                };
-                let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-                let (flag2, mut stop2) = (flag.clone(), stop.clone());
-                let bridge = tokio::spawn(async move {
-                    stopped(&mut stop2).await;
-                    flag2.store(true, std::sync::atomic::Ordering::SeqCst);
-                });
-                let fuzz = crate::triage::phase::run(
-                    spec,
-                    launch,
-                    &database.fixtures,
-                    report.seed,
-                    profile.canonical_source(),
-                    crate::triage::phase::Outputs {
-                        progress: ck.fuzz.clone(),
-                        corpus: Some(env.run_dir.join(format!("fuzz-corpus-{}", i + 1))),
-                    },
-                    flag,
-                );
-                let r = ck.during(report, i + 1, None, fuzz).await;
-                *ck.fuzz.lock().unwrap_or_else(|e| e.into_inner()) = None;
-                bridge.abort();
-                let r = r?;
-                say(format!(
-                    "fuzz: {} inputs, {} deaths, {} buckets in {:.0}s",
-                    r.inputs_sent,
-                    r.deaths,
-                    r.buckets.len(),
-                    r.seconds
-                ));
-                if !g.quiet && !g.json {
-                    print!("{}", crate::triage::session::format_table(&r.buckets));
-                    if let Some(c) = &r.coverage {
-                        print!("{}", c.format());
-                    }
-                }
-                report.add_fuzz(i + 1, r);
-            }
-            Phase::Load(load) => {
-                say(format!("phase {}: load {:?}", i + 1, load.name));
-                let (window, deaths) = (ck.window.clone(), ck.deaths.clone());
-                let phase = load::run_load(env, load, target, &ledger, window, deaths);
-                // (The load phase owns the target meanwhile; checkpoints show the output of the
-                // process that started the phase, the phase's restarts leave their own logs.)
-                let r = ck.during(report, i + 1, log.as_ref(), phase).await?;
-                if !g.quiet && !g.json {
-                    let _ = r.print_table(&mut std::io::stdout());
-                }
-                // Every death the phase's watchdog saw is a crash (also exits and SIGKILLs: the
-                // tool stops nothing during a load phase), restarted or not; hangs apart.
-                for o in &r.outages {
-                    if o.death == Some(crate::watch::Death::Hang) {
-                        report.hangs.push(format!("load phase {:?}: {}", r.name, o.describe()));
-                    } else if let Some(e) = &o.exit
-                        && !report.crashes.contains(e)
-                    {
-                        report.crashes.push(e.clone());
-                    }
-                }
-                report.phases.push(RunPhase::Load(Box::new(r)));
-            }
-            Phase::Invariants { flush_wait } => {
-                say(format!("phase {}: invariants (nothing lost)", i + 1));
-                let t = crate::invariants::CheckTarget {
-                    pool: &database.pool,
-                    project_id: &database.fixtures.project_id,
-                    org_id: &database.fixtures.org_id,
-                    http: Some(target.addrs().http),
-                    since: &since,
-                    flush_wait: *flush_wait,
-                };
-                let results = ck.during(report, i + 1, log.as_ref(), crate::invariants::check(&ledger, &t)).await?;
-                if !g.quiet && !g.json {
-                    for r in &results {
-                        println!("{} {:<20} {}", if r.passed { "PASS" } else { "FAIL" }, r.name, r.summary);
-                        for m in &r.missing {
-                            println!("       missing: {m}");
-                        }
-                    }
-                }
-                report.phases.push(RunPhase::Invariants { results });
-            }
-        }
-        let next = (i + 1 < profile.phases.len() && !*stop.borrow()).then_some(i + 2);
-        target::settle(env, report, target, next).await;
-        ck.write_or_warn(report, None, target.sup.process().map(|p| p.log_handle()).as_ref()).await;
-        if target.lost.is_some() && next.is_some() {
-            say("the target could not be started again: remaining phases skipped".into());
-            report.verdict.failed = true;
-            break;
-        }
-    }
-    Ok(())
 }
 
 /// `--out`, or `<output.dir>/<name>-<UTC timestamp>`; created, must be writable.
