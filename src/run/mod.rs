@@ -28,6 +28,8 @@ use crate::report::{RunPhase, RunReport};
 use anyhow::{Context, Result};
 use clap::Args;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 #[derive(Debug, Args)]
@@ -66,15 +68,12 @@ pub async fn main(args: RunArgs, g: &Global) -> Result<u8> {
     }
     let seed = profile.seed.unwrap_or_else(rand::random);
     // The baseline is read before anything starts: a bad path is a usage error.
-    let baseline = match &args.baseline {
-        Some(p) => match crate::report::compare::read_report(p) {
-            Ok(b) => Some(b),
-            Err(e) => {
-                eprintln!("error: --baseline: {e:#}");
-                return Ok(exit::USAGE);
-            }
-        },
-        None => None,
+    let baseline = match args.baseline.as_deref().map(crate::report::compare::read_report).transpose() {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("error: --baseline: {e:#}");
+            return Ok(exit::USAGE);
+        }
     };
     let run_dir = run_dir(&profile, g)?;
     // Progress goes to stderr; a closed stderr (a reader that went away) must not stop the run.
@@ -108,48 +107,19 @@ pub async fn main(args: RunArgs, g: &Global) -> Result<u8> {
         ),
     );
     let mut report = RunReport::new(&profile.name, &profile.source, seed, started_at);
-
-    // Ctrl-C and the profile's time bound raise one stop signal: set-up steps are abandoned,
-    // a running load phase ends early and reports what it measured; the report is written
-    // whatever happens.
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let timed_out = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let timed_out2 = timed_out.clone();
-    let stopper = tokio::spawn(async move {
-        tokio::select! {
-            _ = interrupted => {}
-            _ = tokio::time::sleep_until(deadline) => timed_out2.store(true, std::sync::atomic::Ordering::SeqCst),
-        }
-        let _ = stop_tx.send(true);
-    });
+    let stop = StopSignal::raise_on(interrupted, deadline);
     let mut env: Option<(Database, Target)> = None;
-    let outcome = run_profile(&profile, g, &say, &mut report, &mut env, stop_rx, &run_dir).await;
-    stopper.abort();
+    let outcome = run_profile(&profile, g, &say, &mut report, &mut env, stop.rx.clone(), &run_dir).await;
+    stop.task.abort();
     report.interrupted = crate::signals::was_interrupted();
     if report.interrupted {
         say("interrupted: stopping the target and the database, writing the report".into());
-    } else if timed_out.load(std::sync::atomic::Ordering::SeqCst) {
+    } else if stop.timed_out.load(Ordering::SeqCst) {
         say(format!("max_duration {} reached: stopped", humantime::format_duration(profile.max_duration)));
     }
-
-    // Tear down in order: the target, then the database.
-    if let Some((database, mut target)) = env.take() {
-        let log = target.sup.lines();
-        if let Some(e) = target.sup.process().and_then(|p| p.exited()).filter(|e| e.is_crash())
-            && !report.crashes.contains(&e)
-        {
-            report.crashes.push(e);
-        }
-        // Interrupted: the user wants out; a hung target gets SIGKILL after a second.
-        let grace = if crate::signals::was_interrupted() { Duration::from_secs(1) } else { Duration::from_secs(5) };
-        target.sup.stop_within(grace).await;
-        if !log.is_empty() {
-            write_log(&run_dir.join("target.log"), &log);
-        }
-        database.pool.close().await;
-        drop(database.cluster);
+    if let Some((database, target)) = env.take() {
+        tear_down(database, target, &mut report, &run_dir).await;
     }
-
     if let (Some((path, base)), Ok(())) = (&baseline, &outcome) {
         let c = crate::report::compare::compare(base, path, &report, &profile.baseline);
         if !g.quiet && !g.json {
@@ -159,38 +129,94 @@ pub async fn main(args: RunArgs, g: &Global) -> Result<u8> {
         report.baseline = Some(c);
     }
     report.elapsed_ms = started.elapsed().as_millis() as u64;
-    report.buckets = crate::report::run_buckets(&report);
+    let code = conclude(&mut report, &outcome);
+    let written = crate::report::write_all(&run_dir, &report);
+    bounded.store(true, Ordering::SeqCst);
+    written?;
+    if let Err(e) = outcome {
+        return Err(e.context(format!("run aborted; partial report in {}", run_dir.join("report.json").display())));
+    }
+    print_end(&report, code, g, &run_dir)?;
+    Ok(code)
+}
+
+/// The run's one stop signal: Ctrl-C and the profile's time bound raise it; set-up steps are
+/// abandoned, a running load phase ends early and reports what it measured; the report is
+/// written whatever happens.
+struct StopSignal {
+    rx: tokio::sync::watch::Receiver<bool>,
+    /// Raised by the time bound (not by Ctrl-C).
+    timed_out: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl StopSignal {
+    fn raise_on(interrupted: impl Future<Output = ()> + Send + 'static, deadline: tokio::time::Instant) -> StopSignal {
+        let (stop_tx, rx) = tokio::sync::watch::channel(false);
+        let timed_out = Arc::new(AtomicBool::new(false));
+        let timed_out2 = timed_out.clone();
+        let task = tokio::spawn(async move {
+            tokio::select! {
+                _ = interrupted => {}
+                _ = tokio::time::sleep_until(deadline) => timed_out2.store(true, Ordering::SeqCst),
+            }
+            let _ = stop_tx.send(true);
+        });
+        StopSignal { rx, timed_out, task }
+    }
+}
+
+/// Tear down in order: the target (its last death recorded, its log saved), then the database.
+async fn tear_down(database: Database, mut target: Target, report: &mut RunReport, run_dir: &Path) {
+    let log = target.sup.lines();
+    if let Some(e) = target.sup.process().and_then(|p| p.exited()).filter(|e| e.is_crash())
+        && !report.crashes.contains(&e)
+    {
+        report.crashes.push(e);
+    }
+    // Interrupted: the user wants out; a hung target gets SIGKILL after a second.
+    let grace = if crate::signals::was_interrupted() { Duration::from_secs(1) } else { Duration::from_secs(5) };
+    target.sup.stop_within(grace).await;
+    if !log.is_empty() {
+        write_log(&run_dir.join("target.log"), &log);
+    }
+    database.pool.close().await;
+    drop(database.cluster);
+}
+
+/// The run's buckets and verdict; its exit code.
+fn conclude(report: &mut RunReport, outcome: &Result<()>) -> u8 {
+    report.buckets = crate::report::run_buckets(report);
     report.verdict.failed |= report.phases.iter().any(RunPhase::failed);
     report.verdict.crashed = report.found_crashes();
-    let code = match &outcome {
+    let code = match outcome {
         Err(_) => exit::TOOL_ERROR,
         Ok(()) if report.interrupted => exit::INTERRUPTED,
         Ok(()) => exit::verdict(report.verdict.failed, report.verdict.crashed),
     };
     report.verdict.exit_code = code;
-    let written = crate::report::write_all(&run_dir, &report);
-    bounded.store(true, std::sync::atomic::Ordering::SeqCst);
-    written?;
-    if let Err(e) = outcome {
-        return Err(e.context(format!("run aborted; partial report in {}", run_dir.join("report.json").display())));
-    }
+    code
+}
+
+/// On stdout: the report itself (`--json`), or the summary and the verdict line.
+fn print_end(report: &RunReport, code: u8, g: &Global, run_dir: &Path) -> Result<()> {
     if g.json {
-        println!("{}", serde_json::to_string(&report)?);
-    } else {
-        if !g.quiet {
-            print_summary(&report);
-        }
-        let verdict = match code {
-            exit::SUCCESS => "PASS".to_string(),
-            exit::FAILED => "FAIL".to_string(),
-            exit::CRASHED => "CRASHED (the target died or hung; all checks passed)".to_string(),
-            exit::FAILED_AND_CRASHED => "FAIL and CRASHED".to_string(),
-            exit::INTERRUPTED => "INTERRUPTED".to_string(),
-            c => format!("exit {c}"),
-        };
-        println!("{verdict} · {} · report {}", profile.name, run_dir.join("report.json").display());
+        println!("{}", serde_json::to_string(report)?);
+        return Ok(());
     }
-    Ok(code)
+    if !g.quiet {
+        print_summary(report);
+    }
+    let verdict = match code {
+        exit::SUCCESS => "PASS".to_string(),
+        exit::FAILED => "FAIL".to_string(),
+        exit::CRASHED => "CRASHED (the target died or hung; all checks passed)".to_string(),
+        exit::FAILED_AND_CRASHED => "FAIL and CRASHED".to_string(),
+        exit::INTERRUPTED => "INTERRUPTED".to_string(),
+        c => format!("exit {c}"),
+    };
+    println!("{verdict} · {} · report {}", report.profile, run_dir.join("report.json").display());
+    Ok(())
 }
 
 /// At the end of the run: the crash buckets first (in a hunt, what the user came for), then the
