@@ -319,7 +319,8 @@ impl Watchdog<'_, '_> {
     async fn restart(&mut self, count: usize, said: &str, done: &watch::Receiver<bool>) -> bool {
         let (load, stop) = (self.load, &self.env.stop);
         let again = load.restart && count <= load.max_restarts as usize;
-        if !(again && self.started && !*done.borrow() && !*stop.borrow()) {
+        let may = again && self.started && !*done.borrow() && !*stop.borrow();
+        if !may {
             if load.restart && !again {
                 self.note(None, Some(format!("max_restarts ({}) reached", load.max_restarts)));
             }

@@ -5,8 +5,8 @@
 //! 3. The target ([`target`]): started behind its readiness gate (built-in or command), or a
 //!    running URL (loopback rule); watched for the whole run, restarted between phases when it
 //!    died or hung.
-//! 4. The phases, in order; the run directory is checkpointed every `checkpoint_every` and after
-//!    each phase (`crate::checkpoint`). Load phases ([`load`]) survive deaths and hangs and
+//! 4. The phases, in order ([`phases`]); the run directory is checkpointed every
+//!    `checkpoint_every` and after each phase (`crate::checkpoint`). Load phases ([`load`]) survive deaths and hangs and
 //!    triage them ([`triage`]); the fuzz phase borrows the target.
 //! 5. With `--baseline`: compare the load phases with the baseline run (`crate::report::compare`);
 //!    a regression fails the verdict.
