@@ -446,9 +446,17 @@ pub async fn check(ledger: &Ledger, t: &CheckTarget<'_>) -> sqlx::Result<Vec<Inv
     // A copy (bounded: see SAMPLE_MAX): the ledger goes on recording, and a later check (e.g. at
     // the end of a soak) sees everything.
     let seen = ledger.seen.lock().expect("ledger lock").clone();
-    let mut out = Vec::new();
+    let mut out = vec![events_stored(&seen, t).await?];
+    out.extend(members(&seen, t).await?);
+    out.extend(api_keys(&seen, t).await?);
+    out.extend(alert_rules(&seen, t).await?);
+    out.push(issue_counts(t).await?);
+    Ok(out)
+}
 
-    // Events: wait for the flush, then compare per fingerprint (the kept ones).
+/// Every accepted event is stored: wait for the flush, then compare per fingerprint (the kept
+/// ones); events of issues discarded meanwhile are not owed.
+async fn events_stored(seen: &Seen, t: &CheckTarget<'_>) -> sqlx::Result<InvariantResult> {
     let expected = seen.events_total;
     let checked = seen.events.ids();
     let deadline = Instant::now() + t.flush_wait;
@@ -488,7 +496,7 @@ pub async fn check(ledger: &Ledger, t: &CheckTarget<'_>) -> sqlx::Result<Vec<Inv
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    out.push(verdict(
+    Ok(verdict(
         "events-stored",
         format!(
             "{expected} events answered 202 (plus {} bulk events, subject to sampling), {stored} stored since the run started{}",
@@ -504,63 +512,78 @@ pub async fn check(ledger: &Ledger, t: &CheckTarget<'_>) -> sqlx::Result<Vec<Inv
             }
         ),
         short,
-    ));
+    ))
+}
 
+/// Memberships created are there (database and list route); memberships removed are gone.
+async fn members(seen: &Seen, t: &CheckTarget<'_>) -> sqlx::Result<[InvariantResult; 2]> {
     let members = seen.members_created.ids();
     let mut missing = absent(t.pool, "SELECT id::text FROM org_memberships WHERE id::text = ANY($1)", &members).await?;
     missing.extend(listed(t.http, RouteId::MembersList, t.org_id, &members).await);
-    out.push(verdict(
+    let exist = verdict(
         "members-exist",
         format!("{} memberships created and not removed{}", members.len(), seen.members_created.note()),
         missing,
-    ));
+    );
 
     let removed = seen.members_removed.ids();
     let still = absent(t.pool, "SELECT id::text FROM org_memberships WHERE id::text = ANY($1)", &removed).await?;
     let still: Vec<String> = removed.iter().filter(|i| !still.contains(i)).cloned().collect();
-    out.push(verdict(
+    let gone = verdict(
         "members-removed",
         format!("{} memberships removed{}", seen.members_removed.observed(), seen.members_removed.note()),
         still,
-    ));
+    );
+    Ok([exist, gone])
+}
 
+/// API keys created are there (database and list route); keys revoked are marked revoked.
+async fn api_keys(seen: &Seen, t: &CheckTarget<'_>) -> sqlx::Result<[InvariantResult; 2]> {
     let keys = seen.keys_created.ids();
     let mut missing = absent(t.pool, "SELECT key_value FROM api_keys WHERE key_value = ANY($1)", &keys).await?;
     missing.extend(listed(t.http, RouteId::ApiKeysList, t.project_id, &keys).await);
-    out.push(verdict(
+    let exist = verdict(
         "api-keys-exist",
         format!("{} API keys created{}", seen.keys_created.observed(), seen.keys_created.note()),
         missing,
-    ));
+    );
 
     let revoked = seen.keys_revoked.ids();
     let not_revoked =
         absent(t.pool, "SELECT id::text FROM api_keys WHERE id::text = ANY($1) AND revoked_at IS NOT NULL", &revoked)
             .await?;
-    out.push(verdict(
+    let gone = verdict(
         "api-keys-revoked",
         format!("{} API keys revoked{}", seen.keys_revoked.observed(), seen.keys_revoked.note()),
         not_revoked,
-    ));
+    );
+    Ok([exist, gone])
+}
 
+/// Alert rules created are there (database and list route); rules deleted are gone.
+async fn alert_rules(seen: &Seen, t: &CheckTarget<'_>) -> sqlx::Result<[InvariantResult; 2]> {
     let rules = seen.rules_created.ids();
     let mut missing = absent(t.pool, "SELECT id::text FROM alert_rules WHERE id::text = ANY($1)", &rules).await?;
     missing.extend(listed(t.http, RouteId::AlertRulesList, t.project_id, &rules).await);
-    out.push(verdict(
+    let exist = verdict(
         "alert-rules-exist",
         format!("{} alert rules created and not deleted{}", rules.len(), seen.rules_created.note()),
         missing,
-    ));
+    );
 
     let deleted = seen.rules_deleted.ids();
     let present = absent(t.pool, "SELECT id::text FROM alert_rules WHERE id::text = ANY($1)", &deleted).await?;
     let still: Vec<String> = deleted.iter().filter(|i| !present.contains(i)).cloned().collect();
-    out.push(verdict(
+    let gone = verdict(
         "alert-rules-deleted",
         format!("{} alert rules deleted{}", seen.rules_deleted.observed(), seen.rules_deleted.note()),
         still,
-    ));
+    );
+    Ok([exist, gone])
+}
 
+/// Every issue's `event_count` matches the events stored under it.
+async fn issue_counts(t: &CheckTarget<'_>) -> sqlx::Result<InvariantResult> {
     let bad: Vec<(String, i32, i64)> = sqlx::query_as(
         "SELECT i.id::text, i.event_count, (SELECT count(*) FROM events e WHERE e.issue_id = i.id)
          FROM issues i WHERE i.project_id = $1::uuid
@@ -573,13 +596,11 @@ pub async fn check(ledger: &Ledger, t: &CheckTarget<'_>) -> sqlx::Result<Vec<Inv
         .bind(t.project_id)
         .fetch_one(t.pool)
         .await?;
-    out.push(verdict(
+    Ok(verdict(
         "issue-counts",
         format!("{total} issues; event_count compared with stored events"),
         bad.into_iter().map(|(id, c, n)| format!("issue {id}: event_count {c}, {n} events stored")).collect(),
-    ));
-
-    Ok(out)
+    ))
 }
 
 #[cfg(test)]

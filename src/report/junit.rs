@@ -1,7 +1,12 @@
 //! `junit.xml`: one test case per check, threshold, invariant and crash bucket, in the JUnit XML
 //! dialect CI systems read (Jenkins / GitLab / GitHub test reporters; Ant's `junit.xsd` shape:
-//! `testsuites > testsuite > testcase > (failure | skipped)?, system-out?`).
+//! `testsuites > testsuite > testcase > (failure | skipped)?, system-out?`). [`render`] writes any
+//! suites; [`render_run`] builds a run's.
 
+use super::{PhaseReport, RunPhase, RunReport, buckets_of, compare};
+use crate::checks::{CheckResult, Status};
+use crate::invariants::InvariantResult;
+use crate::watch::ExitInfo;
 use std::fmt::Write;
 
 /// The outcome of one test case.
@@ -114,6 +119,230 @@ pub fn render(name: &str, timestamp: &str, suites: &[TestSuite]) -> String {
     }
     x.push_str("</testsuites>\n");
     x
+}
+
+// The run's document: `junit.xml`, suites in a fixed order (checks first, the target's survival
+// last) so CI shows the same layout run after run.
+
+/// The JUnit document of a run.
+pub fn render_run(r: &RunReport) -> String {
+    let mut suites: Vec<TestSuite> = r.phases.iter().filter_map(checks_suite).collect();
+    suites.extend(r.phases.iter().filter_map(|p| match p {
+        RunPhase::Load(l) => Some(thresholds_suite(l)),
+        RunPhase::Invariants { results } => Some(invariants_suite(results)),
+        RunPhase::Fuzz(_) | RunPhase::Checks { .. } => None,
+    }));
+    suites.extend(buckets_suite(r));
+    if let Some(c) = &r.baseline {
+        suites.push(comparison_suite(c));
+    }
+    suites.extend(r.phases.iter().filter_map(soak_suite));
+    suites.extend(checkpoint_suite(r));
+    suites.push(crashes_suite(r));
+    render(&r.profile, &r.started, &suites)
+}
+
+/// One case per check.
+fn checks_suite(p: &RunPhase) -> Option<TestSuite> {
+    let RunPhase::Checks { results } = p else { return None };
+    Some(TestSuite {
+        name: "checks".into(),
+        cases: results
+            .iter()
+            .map(|c: &CheckResult| TestCase {
+                name: c.name.as_str().into(),
+                seconds: c.millis as f64 / 1000.0,
+                outcome: match c.status {
+                    Status::Pass => Outcome::Passed,
+                    Status::Fail => Outcome::Failed { message: c.summary.clone(), details: c.evidence.join("\n") },
+                    Status::Skip => Outcome::Skipped { message: c.summary.clone() },
+                },
+                output: format!("{}\n{}", c.summary, c.evidence.join("\n")),
+            })
+            .collect(),
+    })
+}
+
+/// A load phase: every request accounted for, then one case per threshold.
+fn thresholds_suite(l: &PhaseReport) -> TestSuite {
+    let accounted = TestCase {
+        name: "requests accounted for".into(),
+        seconds: l.elapsed_s,
+        outcome: if l.consistent && l.lane_panics == 0 {
+            Outcome::Passed
+        } else {
+            Outcome::Failed {
+                message: format!(
+                    "{} sent, {} measured, {} tool panics",
+                    l.requests_sent, l.requests_measured, l.lane_panics
+                ),
+                details: String::new(),
+            }
+        },
+        output: format!("{} requests, {:.0} req/s, p99 {} µs", l.requests_sent, l.throughput, l.latency.p99),
+    };
+    let thresholds = l.thresholds.iter().map(|t| {
+        let v = serde_json::to_value(t).unwrap_or_default();
+        let passed = v.get("passed").and_then(|x| x.as_bool()).unwrap_or(false);
+        let name = v.get("name").and_then(|x| x.as_str()).unwrap_or("threshold").to_string();
+        TestCase {
+            name,
+            seconds: 0.0,
+            outcome: if passed {
+                Outcome::Passed
+            } else {
+                Outcome::Failed { message: v.to_string(), details: String::new() }
+            },
+            output: v.to_string(),
+        }
+    });
+    TestSuite { name: format!("thresholds.{}", l.name), cases: std::iter::once(accounted).chain(thresholds).collect() }
+}
+
+fn invariants_suite(results: &[InvariantResult]) -> TestSuite {
+    TestSuite {
+        name: "invariants".into(),
+        cases: results
+            .iter()
+            .map(|i| TestCase {
+                name: i.name.clone(),
+                seconds: 0.0,
+                outcome: if i.passed {
+                    Outcome::Passed
+                } else {
+                    Outcome::Failed { message: i.summary.clone(), details: i.missing.join("\n") }
+                },
+                output: i.summary.clone(),
+            })
+            .collect(),
+    }
+}
+
+/// One failing case per crash bucket and per hang: the target died or hung.
+fn buckets_suite(r: &RunReport) -> Option<TestSuite> {
+    let buckets = buckets_of(r);
+    if buckets.is_empty() && r.hangs.is_empty() {
+        return None;
+    }
+    let bucket_cases = buckets.iter().map(|b| TestCase {
+        name: b.bucket_id.clone(),
+        seconds: 0.0,
+        outcome: Outcome::Failed {
+            message: format!("{} on {} ({} hits in this run)", b.death, b.route, b.count),
+            details: format!("reproducer: {}", b.reproducer.join("repro.sh").display()),
+        },
+        output: String::new(),
+    });
+    let hang_cases = r.hangs.iter().enumerate().map(|(i, h)| TestCase {
+        name: format!("hang-{}", i + 1),
+        seconds: 0.0,
+        outcome: Outcome::Failed { message: h.clone(), details: String::new() },
+        output: String::new(),
+    });
+    Some(TestSuite { name: "crash-buckets".into(), cases: bucket_cases.chain(hang_cases).collect() })
+}
+
+/// One case per soak finding of a load phase.
+fn soak_suite(p: &RunPhase) -> Option<TestSuite> {
+    let RunPhase::Load(l) = p else { return None };
+    let s = l.soak.as_ref()?;
+    Some(TestSuite {
+        name: format!("soak.{}", l.name),
+        cases: s
+            .findings
+            .iter()
+            .map(|f| TestCase {
+                name: f.kind.clone(),
+                seconds: 0.0,
+                outcome: if f.flagged {
+                    Outcome::Failed {
+                        message: f.summary.clone(),
+                        details: serde_json::to_string(&f.figures).unwrap_or_default(),
+                    }
+                } else {
+                    Outcome::Passed
+                },
+                output: f.summary.clone(),
+            })
+            .collect(),
+    })
+}
+
+/// A checkpoint fails "run finished": CI must not read an unfinished run as a pass.
+fn checkpoint_suite(r: &RunReport) -> Option<TestSuite> {
+    let c = r.checkpoint.as_ref().filter(|_| r.partial)?;
+    Some(TestSuite {
+        name: "run".into(),
+        cases: vec![TestCase {
+            name: "run finished".into(),
+            seconds: r.elapsed_ms as f64 / 1000.0,
+            outcome: Outcome::Failed {
+                message: format!("the run did not finish: this report is its checkpoint of {}", c.at),
+                details: c.running_phase.map(|p| format!("phase {p} was running")).unwrap_or_default(),
+            },
+            output: String::new(),
+        }],
+    })
+}
+
+fn crashes_suite(r: &RunReport) -> TestSuite {
+    TestSuite {
+        name: "crashes".into(),
+        cases: vec![TestCase {
+            name: "target stays alive".into(),
+            seconds: 0.0,
+            outcome: match r.crashes.first() {
+                None => Outcome::Passed,
+                Some(c) => Outcome::Failed {
+                    message: format!("the target {}", c.describe()),
+                    details: r.crashes.iter().map(ExitInfo::describe).collect::<Vec<_>>().join("\n"),
+                },
+            },
+            output: String::new(),
+        }],
+    }
+}
+
+/// The JUnit suite of a baseline comparison: one case per route × metric.
+fn comparison_suite(c: &compare::Comparison) -> TestSuite {
+    let mut cases: Vec<TestCase> = c
+        .rows
+        .iter()
+        .map(|r| {
+            let line = format!(
+                "baseline {} current {} change {} p-value {} intervals {}/{}",
+                r.metric.format(r.baseline),
+                r.metric.format(r.current),
+                compare::fmt_change(r.change),
+                compare::fmt_p(r.p_value),
+                r.n_baseline,
+                r.n_current
+            );
+            TestCase {
+                name: r.title(),
+                seconds: 0.0,
+                outcome: match r.verdict {
+                    compare::Call::Regression => {
+                        Outcome::Failed { message: format!("regression: {line}"), details: String::new() }
+                    }
+                    compare::Call::InsufficientData => Outcome::Skipped {
+                        message: format!("insufficient data (fewer than {} intervals)", c.settings.min_intervals),
+                    },
+                    _ => Outcome::Passed,
+                },
+                output: line,
+            }
+        })
+        .collect();
+    if cases.is_empty() {
+        cases.push(TestCase {
+            name: "compared".into(),
+            seconds: 0.0,
+            outcome: Outcome::Skipped { message: c.notes.join("; ") },
+            output: String::new(),
+        });
+    }
+    TestSuite { name: "baseline".into(), cases }
 }
 
 #[cfg(test)]

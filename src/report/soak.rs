@@ -236,135 +236,159 @@ pub fn analyse(t: &Telemetry, th: &SoakSpec) -> (Vec<Finding>, Vec<SoakWindow>, 
     let warmup_until = rss.first().map(|p| p.0).unwrap_or(0.0);
     let rss_fit = fit(rss);
     match rss_fit {
-        Some(per_s) => {
-            let span = rss.last().map(|l| l.0 - warmup_until).unwrap_or(0.0);
-            let bph = per_s.slope * 3600.0;
-            let per_req = per_request(rss, t.requests);
-            let bpr = per_req.map(|f| f.slope).unwrap_or(0.0);
-            let r2_req = per_req.map(|f| f.r2).unwrap_or(0.0);
-            let growth = per_s.slope * span;
-            let flagged = growth >= th.min_growth_bytes
-                && ((bpr > th.max_bytes_per_request && r2_req >= th.min_r2)
-                    || (bph > th.max_bytes_per_hour && per_s.r2 >= th.min_r2));
-            let mut figures = BTreeMap::new();
-            figures.insert("bytes_per_request".into(), round(bpr, 1));
-            figures.insert("bytes_per_hour".into(), bph.round());
-            figures.insert("r2".into(), round(r2_req, 4));
-            figures.insert("r2_time".into(), round(per_s.r2, 4));
-            figures.insert("growth_bytes".into(), growth.round());
-            figures.insert("span_s".into(), round(span, 2));
-            figures.insert("samples".into(), rss.len() as f64);
-            out.push(Finding {
-                kind: "memory-leak".into(),
-                flagged,
-                summary: format!(
-                    "RSS grows {:.0} bytes per request and {} per hour ({} over {:.0} s after warm-up, r² {:.2}, {} samples); limits {:.0} B/request, {}/hour, once it grew {}",
-                    bpr,
-                    mib(bph),
-                    mib(growth),
-                    span,
-                    r2_req,
-                    rss.len(),
-                    th.max_bytes_per_request,
-                    mib(th.max_bytes_per_hour),
-                    mib(th.min_growth_bytes)
-                ),
-                value: round(bpr, 1),
-                threshold: th.max_bytes_per_request,
-                figures,
-                trend: per_req,
-            });
-        }
+        Some(per_s) => out.push(memory_finding(rss, per_s, t.requests, th)),
         None => notes
             .push(format!("memory: {} RSS samples after warm-up, at least 3 are needed (a longer phase)", rss.len())),
     }
-    let fds = after_warmup(t.fds, th.warmup_fraction);
-    if let Some(f) = fit(fds) {
-        let per_hour = f.slope * 3600.0;
-        let span = fds.last().map(|l| l.0).unwrap_or(0.0) - fds.first().map(|l| l.0).unwrap_or(0.0);
-        let growth = f.slope * span;
-        let flagged = per_hour > th.max_fds_per_hour && f.r2 >= th.min_r2 && growth >= th.min_fd_growth;
-        let mut figures = BTreeMap::new();
-        figures.insert("fds_per_hour".into(), round(per_hour, 1));
-        figures.insert("growth".into(), round(growth, 1));
-        figures.insert("r2".into(), round(f.r2, 4));
-        out.push(Finding {
-            kind: "fd-leak".into(),
-            flagged,
-            summary: format!(
-                "open descriptors grow {per_hour:.1} per hour ({growth:+.1} over {span:.0} s, r² {:.2}); limit {:.0}/hour, once they grew {:.0}",
-                f.r2, th.max_fds_per_hour, th.min_fd_growth
-            ),
-            value: round(per_hour, 1),
-            threshold: th.max_fds_per_hour,
-            figures,
-            trend: Some(f),
-        });
+    out.extend(fd_finding(after_warmup(t.fds, th.warmup_fraction), th));
+    match drift_finding(t, th) {
+        Ok(f) => out.push(f),
+        Err(note) => notes.push(note),
     }
+    out.push(outages_finding(t.stalls, th));
+    (out, soak_windows(t, warmup_until), rss_fit, notes)
+}
+
+/// Memory leak: RSS after the warm-up against answered requests and against time (`per_s`).
+fn memory_finding(rss: &[(f64, f64)], per_s: Trend, requests: &[(f64, f64)], th: &SoakSpec) -> Finding {
+    let warmup_until = rss.first().map(|p| p.0).unwrap_or(0.0);
+    let span = rss.last().map(|l| l.0 - warmup_until).unwrap_or(0.0);
+    let bph = per_s.slope * 3600.0;
+    let per_req = per_request(rss, requests);
+    let bpr = per_req.map(|f| f.slope).unwrap_or(0.0);
+    let r2_req = per_req.map(|f| f.r2).unwrap_or(0.0);
+    let growth = per_s.slope * span;
+    let flagged = growth >= th.min_growth_bytes
+        && ((bpr > th.max_bytes_per_request && r2_req >= th.min_r2)
+            || (bph > th.max_bytes_per_hour && per_s.r2 >= th.min_r2));
+    let mut figures = BTreeMap::new();
+    figures.insert("bytes_per_request".into(), round(bpr, 1));
+    figures.insert("bytes_per_hour".into(), bph.round());
+    figures.insert("r2".into(), round(r2_req, 4));
+    figures.insert("r2_time".into(), round(per_s.r2, 4));
+    figures.insert("growth_bytes".into(), growth.round());
+    figures.insert("span_s".into(), round(span, 2));
+    figures.insert("samples".into(), rss.len() as f64);
+    Finding {
+        kind: "memory-leak".into(),
+        flagged,
+        summary: format!(
+            "RSS grows {:.0} bytes per request and {} per hour ({} over {:.0} s after warm-up, r² {:.2}, {} samples); limits {:.0} B/request, {}/hour, once it grew {}",
+            bpr,
+            mib(bph),
+            mib(growth),
+            span,
+            r2_req,
+            rss.len(),
+            th.max_bytes_per_request,
+            mib(th.max_bytes_per_hour),
+            mib(th.min_growth_bytes)
+        ),
+        value: round(bpr, 1),
+        threshold: th.max_bytes_per_request,
+        figures,
+        trend: per_req,
+    }
+}
+
+/// Descriptor leak: open descriptors after the warm-up over time.
+fn fd_finding(fds: &[(f64, f64)], th: &SoakSpec) -> Option<Finding> {
+    let f = fit(fds)?;
+    let per_hour = f.slope * 3600.0;
+    let span = fds.last().map(|l| l.0).unwrap_or(0.0) - fds.first().map(|l| l.0).unwrap_or(0.0);
+    let growth = f.slope * span;
+    let flagged = per_hour > th.max_fds_per_hour && f.r2 >= th.min_r2 && growth >= th.min_fd_growth;
+    let mut figures = BTreeMap::new();
+    figures.insert("fds_per_hour".into(), round(per_hour, 1));
+    figures.insert("growth".into(), round(growth, 1));
+    figures.insert("r2".into(), round(f.r2, 4));
+    Some(Finding {
+        kind: "fd-leak".into(),
+        flagged,
+        summary: format!(
+            "open descriptors grow {per_hour:.1} per hour ({growth:+.1} over {span:.0} s, r² {:.2}); limit {:.0}/hour, once they grew {:.0}",
+            f.r2, th.max_fds_per_hour, th.min_fd_growth
+        ),
+        value: round(per_hour, 1),
+        threshold: th.max_fds_per_hour,
+        figures,
+        trend: Some(f),
+    })
+}
+
+/// Latency drift: the p99 of the last complete window against the first; without two complete
+/// windows, the note saying so.
+fn drift_finding(t: &Telemetry, th: &SoakSpec) -> Result<Finding, String> {
     let complete: Vec<&WindowStat> = t
         .windows
         .iter()
         .filter(|w| w.end_s - w.start_s >= t.window_s.max(1) && w.latency.count >= MIN_DRIFT_SAMPLES)
         .collect();
-    match (complete.first(), complete.last()) {
-        (Some(first), Some(last)) if complete.len() >= 2 && first.latency.p99 > 0 => {
-            let ratio = last.latency.p99 as f64 / first.latency.p99 as f64;
-            let mut figures = BTreeMap::new();
-            figures.insert("first_p99_us".into(), first.latency.p99 as f64);
-            figures.insert("last_p99_us".into(), last.latency.p99 as f64);
-            figures.insert("ratio".into(), round(ratio, 3));
-            out.push(Finding {
-                kind: "latency-drift".into(),
-                flagged: ratio > th.max_p99_drift,
-                summary: format!(
-                    "p99 {:.2} ms in the first window ({}–{} s), {:.2} ms in the last ({}–{} s): {ratio:.2}x; limit {:.2}x{}",
-                    first.latency.p99 as f64 / 1000.0,
-                    first.start_s,
-                    first.end_s,
-                    last.latency.p99 as f64 / 1000.0,
-                    last.start_s,
-                    last.end_s,
-                    th.max_p99_drift,
-                    if th.drift_exclude.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" (left out: {})", th.drift_exclude.join(", "))
-                    }
-                ),
-                value: round(ratio, 3),
-                threshold: th.max_p99_drift,
-                figures,
-                trend: None,
-            });
+    let (first, last) = match (complete.first(), complete.last()) {
+        (Some(first), Some(last)) if complete.len() >= 2 && first.latency.p99 > 0 => (first, last),
+        _ => {
+            return Err(format!(
+                "latency drift: {} complete window(s) of {} s with {MIN_DRIFT_SAMPLES}+ latency samples, 2 are needed (a longer phase or a shorter window)",
+                complete.len(),
+                t.window_s
+            ));
         }
-        _ => notes.push(format!(
-            "latency drift: {} complete window(s) of {} s with {MIN_DRIFT_SAMPLES}+ latency samples, 2 are needed (a longer phase or a shorter window)",
-            complete.len(),
-            t.window_s
-        )),
+    };
+    let ratio = last.latency.p99 as f64 / first.latency.p99 as f64;
+    let mut figures = BTreeMap::new();
+    figures.insert("first_p99_us".into(), first.latency.p99 as f64);
+    figures.insert("last_p99_us".into(), last.latency.p99 as f64);
+    figures.insert("ratio".into(), round(ratio, 3));
+    Ok(Finding {
+        kind: "latency-drift".into(),
+        flagged: ratio > th.max_p99_drift,
+        summary: format!(
+            "p99 {:.2} ms in the first window ({}–{} s), {:.2} ms in the last ({}–{} s): {ratio:.2}x; limit {:.2}x{}",
+            first.latency.p99 as f64 / 1000.0,
+            first.start_s,
+            first.end_s,
+            last.latency.p99 as f64 / 1000.0,
+            last.start_s,
+            last.end_s,
+            th.max_p99_drift,
+            if th.drift_exclude.is_empty() {
+                String::new()
+            } else {
+                format!(" (left out: {})", th.drift_exclude.join(", "))
+            }
+        ),
+        value: round(ratio, 3),
+        threshold: th.max_p99_drift,
+        figures,
+        trend: None,
+    })
+}
+
+/// Outages: stretches with requests waiting and no answer.
+fn outages_finding(stalls: &[(f64, f64)], th: &SoakSpec) -> Finding {
+    let n = stalls.len() as u64;
+    let total: f64 = stalls.iter().map(|s| s.1 - s.0).fold(0.0, |a, b| a + b);
+    let longest = stalls.iter().map(|s| s.1 - s.0).fold(0.0, f64::max);
+    let mut figures = BTreeMap::new();
+    figures.insert("count".into(), n as f64);
+    figures.insert("total_s".into(), round(total, 2));
+    figures.insert("longest_s".into(), round(longest, 2));
+    Finding {
+        kind: "outages".into(),
+        flagged: n > th.max_outages,
+        summary: format!(
+            "stalls without any answer: {n}, {total:.2} s in all, the longest {longest:.2} s; limit {} stall(s)",
+            th.max_outages
+        ),
+        value: n as f64,
+        threshold: th.max_outages as f64,
+        figures,
+        trend: None,
     }
-    {
-        let n = t.stalls.len() as u64;
-        let total: f64 = t.stalls.iter().map(|s| s.1 - s.0).fold(0.0, |a, b| a + b);
-        let longest = t.stalls.iter().map(|s| s.1 - s.0).fold(0.0, f64::max);
-        let mut figures = BTreeMap::new();
-        figures.insert("count".into(), n as f64);
-        figures.insert("total_s".into(), round(total, 2));
-        figures.insert("longest_s".into(), round(longest, 2));
-        out.push(Finding {
-            kind: "outages".into(),
-            flagged: n > th.max_outages,
-            summary: format!(
-                "stalls without any answer: {n}, {total:.2} s in all, the longest {longest:.2} s; limit {} stall(s)",
-                th.max_outages
-            ),
-            value: n as f64,
-            threshold: th.max_outages as f64,
-            figures,
-            trend: None,
-        });
-    }
-    // Per window: the aggregator's windows when there are any, else fixed spans.
+}
+
+/// Trends per window: the aggregator's windows when there are any, else fixed spans.
+fn soak_windows(t: &Telemetry, warmup_until: f64) -> Vec<SoakWindow> {
     let end = t.rss.last().map(|p| p.0).unwrap_or(0.0).max(t.requests.last().map(|p| p.0).unwrap_or(0.0));
     let spans: Vec<(f64, f64, Option<&WindowStat>)> = if t.windows.is_empty() {
         let w = t.window_s.max(1) as f64;
@@ -372,7 +396,7 @@ pub fn analyse(t: &Telemetry, th: &SoakSpec) -> (Vec<Finding>, Vec<SoakWindow>, 
     } else {
         t.windows.iter().map(|w| (w.start_s as f64, w.end_s as f64, Some(w))).collect()
     };
-    let windows = spans
+    spans
         .into_iter()
         .map(|(s, e, w)| {
             let inside =
@@ -399,11 +423,9 @@ pub fn analyse(t: &Telemetry, th: &SoakSpec) -> (Vec<Finding>, Vec<SoakWindow>, 
                 rss_last: r.last().map(|p| p.1 as u64),
             }
         })
-        .collect();
-    (out, windows, rss_fit, notes)
+        .collect()
 }
 
-/// True for the outcome names of answers (see [`crate::drive::Outcome::is_answer`]).
 /// The soak verdicts of a finished load phase, from the target's /proc samples of the whole run.
 pub fn analyse_phase(r: &PhaseReport, samples: &[ProcSample], spec: &SoakSpec) -> SoakReport {
     let phase_t = |s: &ProcSample| (s.unix_ms as f64 - r.started_at_ms as f64) / 1000.0;
@@ -483,135 +505,6 @@ pub fn analyse_phase(r: &PhaseReport, samples: &[ProcSample], spec: &SoakSpec) -
 /// The phase's outages as shaded bands of its timeline charts.
 pub fn shaded(r: &PhaseReport) -> Vec<(f64, f64, String)> {
     r.outages.iter().map(|o| (o.start_s, o.end_s, o.describe())).collect()
-}
-
-/// The HTML of a load phase's outages and soak findings: tables, and RSS over the phase with
-/// the fitted line.
-pub fn phase_html(r: &PhaseReport, telemetry: &[ProcSample]) -> String {
-    use super::html::{self, Chart, Scale, Series, escape};
-    use super::load::fmt_us;
-    let mut b = String::new();
-    if !r.outages.is_empty() || r.excluded > 0 {
-        b.push_str(&format!(
-            "<h3>Outages</h3><p>{} outage(s), shaded in the charts · {} restart(s) · {} requests failed because the target was down (errors, not latency samples)</p>",
-            r.outages.len(),
-            r.restarts,
-            r.excluded
-        ));
-        let rows: Vec<Vec<String>> = r
-            .outages
-            .iter()
-            .map(|o| {
-                vec![
-                    escape(match o.cause {
-                        OutageCause::Stall => "stall",
-                        OutageCause::Death => "death",
-                    }),
-                    format!("{:.2}", o.start_s),
-                    format!("{:.2}", o.end_s),
-                    format!("{:.2}", o.seconds()),
-                    o.peak_in_flight.to_string(),
-                    o.failed.to_string(),
-                    escape(&o.exit.as_ref().map(|e| e.describe()).unwrap_or_default()),
-                    if o.restarted { "yes".into() } else { String::new() },
-                    escape(&o.detail),
-                    escape(
-                        &o.suspects
-                            .iter()
-                            .take(5)
-                            .map(|e| format!("{} seed {}:{}:{}", e.route, e.seed.run, e.seed.stream, e.seed.index))
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                    ),
-                ]
-            })
-            .collect();
-        b.push_str(&html::table(
-            &[
-                "cause",
-                "from s",
-                "to s",
-                "seconds",
-                "peak in flight",
-                "failed",
-                "exit",
-                "restarted",
-                "detail",
-                "suspects",
-            ],
-            &rows,
-        ));
-    }
-    let Some(s) = &r.soak else { return b };
-    b.push_str("<h3>Soak findings</h3>");
-    let rows: Vec<Vec<String>> = s
-        .findings
-        .iter()
-        .map(|f| {
-            vec![
-                if f.flagged {
-                    "<span class=\"fail\">FLAGGED</span>".into()
-                } else {
-                    "<span class=\"pass\">ok</span>".into()
-                },
-                escape(&f.kind),
-                escape(&f.summary),
-                format!("{}", f.value),
-                format!("{}", f.threshold),
-            ]
-        })
-        .collect();
-    b.push_str(&html::table(&["", "finding", "summary", "value", "limit"], &rows));
-    for n in &s.notes {
-        b.push_str(&format!("<p class=\"muted\">{}</p>", escape(n)));
-    }
-    let phase_t = |x: &ProcSample| (x.unix_ms as f64 - r.started_at_ms as f64) / 1000.0;
-    let rss: Vec<(f64, f64)> = telemetry
-        .iter()
-        .filter(|x| x.unix_ms > 0 && (0.0..=r.elapsed_s + 0.5).contains(&phase_t(x)))
-        .map(|x| (phase_t(x), x.rss_bytes as f64 / 1048576.0))
-        .collect();
-    if !rss.is_empty() {
-        let mut series = vec![Series { name: "RSS".into(), points: rss.clone() }];
-        if let (Some(f), Some(last)) = (&s.rss_fit, rss.last()) {
-            let y = |t: f64| (f.intercept + f.slope * t) / 1048576.0;
-            series.push(Series {
-                name: "fitted trend".into(),
-                points: vec![(s.warmup_until_s, y(s.warmup_until_s)), (last.0, y(last.0))],
-            });
-        }
-        let shaded = shaded(r);
-        b.push_str(&html::line_chart(&Chart {
-            title: "target RSS during the phase (MiB) and its trend after warm-up",
-            x_label: "seconds since the phase started",
-            y_label: "MiB",
-            series: &series,
-            shaded: &shaded,
-            x_scale: Scale::Linear,
-        }));
-    }
-    let rows: Vec<Vec<String>> = s
-        .windows
-        .iter()
-        .map(|w| {
-            let opt = |v: Option<f64>| v.map(|x| format!("{x:.1}")).unwrap_or_default();
-            vec![
-                format!("{:.0}–{:.0}", w.start_s, w.end_s),
-                if w.warmup { "warm-up".into() } else { String::new() },
-                w.answered.to_string(),
-                w.p50_us.map(fmt_us).unwrap_or_default(),
-                w.p99_us.map(fmt_us).unwrap_or_default(),
-                opt(w.bytes_per_request),
-                opt(w.bytes_per_s.map(|x| x * 3600.0 / 1048576.0)),
-                opt(w.fds_per_s.map(|x| x * 3600.0)),
-            ]
-        })
-        .collect();
-    b.push_str(&html::table(
-        &["window (s)", "", "answered", "p50", "p99", "RSS bytes/request", "RSS MiB/hour", "fds/hour"],
-        &rows,
-    ));
-    b
 }
 
 #[cfg(test)]

@@ -18,16 +18,20 @@
 //! are added last.
 
 use super::{Env, Target, stopped};
-use crate::checkpoint::PhaseDeath;
-use crate::drive::{FlightRecorder, PhaseCtx, ProgressMode, TargetAddr, TargetState};
+use crate::checkpoint::{PhaseDeath, PhaseDeaths};
+use crate::drive::{FlightRecorder, LoadPhase, PhaseCtx, ProgressMode, TargetAddr, TargetState};
+use crate::generate::{GenOptions, Generator};
+use crate::report::PhaseReport;
 use crate::report::load::Outage;
 use crate::triage::DeathRecord;
-use crate::watch::Death;
 use crate::watch::supervisor::{Activity, WatchEvent};
+use crate::watch::{Death, ExitInfo};
+use crate::wire::blocking::Addrs;
 use anyhow::{Context, Result};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::watch;
 
 /// The flight recorder tells the watchdog when requests wait unanswered.
 struct Flights(FlightRecorder);
@@ -98,35 +102,26 @@ pub(super) struct ToTriage {
 
 pub(super) async fn run_load(
     env: &Env<'_>,
-    load: &crate::drive::LoadPhase,
+    load: &LoadPhase,
     target: &mut Target,
     ledger: &Arc<crate::invariants::Ledger>,
     window: crate::drive::PhaseWindow,
-    shared: crate::checkpoint::PhaseDeaths,
-) -> Result<crate::report::PhaseReport> {
-    let (g, say, database, run_dir) = (env.g, env.say, env.database, env.run_dir);
-    let stop = &env.stop;
+    shared: PhaseDeaths,
+) -> Result<PhaseReport> {
+    let g = env.g;
     let mix = crate::profile::load_mix(load)?;
     let gen_options = crate::profile::load_gen_options(load)?;
     let triage_spec = crate::profile::load_triage(load)?;
-    // Who is a member now (the checks phase and earlier load phases add members).
-    let mut fixtures = database.fixtures.clone();
-    fixtures.refresh_members(&database.pool).await.context("reading the org's members")?;
-    let generator = Arc::new(crate::generate::Generator::new(env.seed, fixtures, mix, gen_options));
-    let (ids, ledger) = (generator.ids().clone(), ledger.clone());
-    let observer: crate::drive::Observer = Arc::new(move |req, status, body| {
-        ids.observe(req, status, body);
-        ledger.observe(&req.method, &req.target, &req.body, status, body);
-    });
+    let (generator, observer) = traffic(env, mix, gen_options, ledger).await?;
     // The phase's own stop (the run's, or a death that is not survived), the end of the phase,
     // and "the target is down" for the lanes.
-    let (phase_stop, phase_stop_rx) = tokio::sync::watch::channel(false);
-    let (done_tx, done_rx) = tokio::sync::watch::channel(false);
-    let (state_tx, state_rx) = tokio::sync::watch::channel(TargetState::default());
+    let (phase_stop, phase_stop_rx) = watch::channel(false);
+    let (done_tx, done_rx) = watch::channel(false);
+    let (state_tx, state_rx) = watch::channel(TargetState::default());
     let flight = FlightRecorder::new(load.flight_recorder, true);
     let started = target.sup.restartable();
     let ctx = PhaseCtx {
-        out_dir: Some(run_dir.to_path_buf()),
+        out_dir: Some(env.run_dir.to_path_buf()),
         flight: flight.clone(),
         stop: phase_stop_rx,
         progress: if g.quiet || g.json { ProgressMode::Off } else { ProgressMode::Auto },
@@ -147,22 +142,90 @@ pub(super) async fn run_load(
         r
     };
     let bridge = async {
-        let (mut run_stop, mut done) = (stop.clone(), done_rx.clone());
+        let (mut run_stop, mut done) = (env.stop.clone(), done_rx.clone());
         tokio::select! {
             _ = stopped(&mut run_stop) => { let _ = phase_stop.send(true); }
             _ = done.wait_for(|d| *d) => {}
         }
     };
-    let watchdog = async {
-        // The deaths live in `shared` while the phase runs (every checkpoint has them).
-        let deaths_so_far = || shared.lock().unwrap_or_else(|e| e.into_inner()).len();
-        let (mut run_stop, mut done) = (stop.clone(), done_rx.clone());
-        let activity = Flights(flight.clone());
-        let mut last_said = Instant::now() - Duration::from_secs(60);
-        let mut record_bytes = 0usize;
+    let watchdog = Watchdog {
+        env,
+        load,
+        target: &mut *target,
+        flight: &flight,
+        generator: &generator,
+        shared: &shared,
+        state: &state_tx,
+        phase_stop: &phase_stop,
+        description,
+        addrs: a,
+        started,
+        last_said: Instant::now() - Duration::from_secs(60),
+        record_bytes: 0,
+    }
+    .watch(done_rx.clone());
+    let (r, (), ()) = tokio::join!(phase, watchdog, bridge);
+    let deaths: Vec<PhaseDeath> = std::mem::take(&mut *shared.lock().unwrap_or_else(|e| e.into_inner()));
+    target.sup.restore_ready_timeout(readiness_before);
+    let mut r = r?;
+    // Restarts that brought the target back (a failed attempt is not one).
+    r.restarts = deaths.iter().filter(|d| d.ready.is_some()).count() as u64;
+    let triage_spec = triage_spec.filter(|_| started);
+    add_deaths(env, load, target, &mut r, deaths, triage_spec.as_ref(), generator).await?;
+    add_soak(load, target, &mut r);
+    Ok(r)
+}
+
+/// The phase's generator over the org's current members, and the observer that feeds answers of
+/// stateful routes to its id pool and to the run's ledger.
+async fn traffic(
+    env: &Env<'_>,
+    mix: crate::generate::Mix,
+    gen_options: GenOptions,
+    ledger: &Arc<crate::invariants::Ledger>,
+) -> Result<(Arc<Generator>, crate::drive::Observer)> {
+    // Who is a member now (the checks phase and earlier load phases add members).
+    let mut fixtures = env.database.fixtures.clone();
+    fixtures.refresh_members(&env.database.pool).await.context("reading the org's members")?;
+    let generator = Arc::new(Generator::new(env.seed, fixtures, mix, gen_options));
+    let (ids, ledger) = (generator.ids().clone(), ledger.clone());
+    let observer: crate::drive::Observer = Arc::new(move |req, status, body| {
+        ids.observe(req, status, body);
+        ledger.observe(&req.method, &req.target, &req.body, status, body);
+    });
+    Ok((generator, observer))
+}
+
+/// The watchdog of a running load phase: it answers each death or hang of the target by holding
+/// the lanes, saving the death with its inputs, and restarting the target when the phase may.
+struct Watchdog<'a, 'e> {
+    env: &'a Env<'e>,
+    load: &'a LoadPhase,
+    target: &'a mut Target,
+    flight: &'a FlightRecorder,
+    generator: &'a Generator,
+    /// The deaths so far: checkpoints read them while the phase runs.
+    shared: &'a PhaseDeaths,
+    state: &'a watch::Sender<TargetState>,
+    phase_stop: &'a watch::Sender<bool>,
+    description: String,
+    /// Where the target listened when the phase started: a restart must listen there again.
+    addrs: Addrs,
+    /// The tool started the target (so it can restart it).
+    started: bool,
+    last_said: Instant,
+    /// Bytes of inputs in the death records written so far.
+    record_bytes: usize,
+}
+
+impl Watchdog<'_, '_> {
+    /// Watch until the phase is done, the run stops, or a death ends the phase.
+    async fn watch(mut self, mut done: watch::Receiver<bool>) {
+        let mut run_stop = self.env.stop.clone();
+        let activity = Flights(self.flight.clone());
         loop {
             let ev = tokio::select! {
-                ev = target.sup.next_event(Some(&activity), true) => ev,
+                ev = self.target.sup.next_event(Some(&activity), true) => ev,
                 _ = done.wait_for(|d| *d) => break,
                 _ = stopped(&mut run_stop) => break,
             };
@@ -170,108 +233,154 @@ pub(super) async fn run_load(
             // The moment things went wrong: the death, or for a hang the send of the oldest
             // request that never got its answer (read before the kill fails them all).
             let failed_at = match &ev {
-                Ok(WatchEvent::Hung { .. }) => flight.oldest_open().unwrap_or_else(Instant::now),
+                Ok(WatchEvent::Hung { .. }) => self.flight.oldest_open().unwrap_or_else(Instant::now),
                 _ => Instant::now(),
             };
-            let since = target.sup.ready_since();
-            let (death, exit) = match ev {
-                Ok(WatchEvent::Died { exit, .. }) => (exit.death(), Some(exit)),
-                Ok(WatchEvent::Hung { stuck_s, .. }) => {
-                    let _ = state_tx.send(TargetState { down: true, died_at: Some(Instant::now()) });
-                    say(format!(
-                        "the target hung: requests waited {stuck_s:.1} s without an answer and the probe timed out: killing it"
-                    ));
-                    (Death::Hang, target.sup.kill_hung().await)
-                }
-                Ok(WatchEvent::Gone { .. }) => {
-                    say("the target stopped accepting connections (not started by mesher-stress: it cannot be restarted)".into());
-                    let _ = phase_stop.send(true);
-                    break;
-                }
-                Ok(WatchEvent::Ready { .. }) | Err(_) => break,
-            };
-            let _ = state_tx.send(TargetState { down: true, died_at: Some(Instant::now()) });
-            let (suspects, hot) = flight.suspects_around(SUSPECTS, since, failed_at, HOT_WINDOW);
-            let log = target.save_log(run_dir);
-            let n = target.logs;
-            let record = if deaths_so_far() < MAX_DEATH_RECORDS && record_bytes < MAX_RECORD_BYTES {
-                let (inputs, hot) = exact_inputs(&suspects, hot, generator.as_ref(), load, MAX_SUSPECT_BYTES);
-                let rec = DeathRecord {
-                    phase: load.name.clone(),
-                    n,
-                    at: humantime::format_rfc3339_millis(at).to_string(),
-                    death,
-                    exit: exit.clone(),
-                    target: description.clone(),
-                    suspects: inputs,
-                    hot,
-                    hot_routes: hot_routes(&suspects, hot),
-                };
-                record_bytes +=
-                    rec.suspects.iter().map(|g| crate::triage::shrink::payload_size(&g.payload)).sum::<usize>();
-                save_record(run_dir, n, &rec).await
-            } else {
-                None
-            };
-            let d = PhaseDeath { at, death, exit, ready: None, error: None, log, n, suspects, hot, inputs: record };
+            let since = self.target.sup.ready_since();
+            let Some((death, exit)) = self.death_of(ev).await else { break };
+            let _ = self.state.send(TargetState { down: true, died_at: Some(Instant::now()) });
+            let d = self.save_death(at, death, exit, since, failed_at).await;
             let said = describe(&d);
             let count = {
-                let mut all = shared.lock().unwrap_or_else(|e| e.into_inner());
+                let mut all = self.shared.lock().unwrap_or_else(|e| e.into_inner());
                 all.push(d);
                 all.len()
             };
-            let note = |ready: Option<SystemTime>, error: Option<String>| {
-                if let Some(d) = shared.lock().unwrap_or_else(|e| e.into_inner()).last_mut() {
-                    d.ready = ready;
-                    d.error = error;
-                }
-            };
-            let again = load.restart && count <= load.max_restarts as usize;
-            if again && started && !*done.borrow() && !*stop.borrow() {
-                if count <= 5 || last_said.elapsed() >= Duration::from_secs(5) {
-                    say(format!("the target {said}: restarting it ({count} of at most {})", load.max_restarts));
-                    last_said = Instant::now();
-                }
-                let s2 = stop.clone();
-                let stopping = move || *s2.borrow();
-                match target.sup.restart(&stopping).await {
-                    Ok(_) if target.sup.addrs() != a => {
-                        note(
-                            None,
-                            Some(format!(
-                                "the restarted target listens on {} instead of {}: give it fixed ports (target.http / target.ws, or MESHER_HTTP_PORT / MESHER_WS_PORT)",
-                                target.sup.addrs().http,
-                                a.http
-                            )),
-                        );
-                    }
-                    Ok(_) => {
-                        note(Some(SystemTime::now()), None);
-                        state_tx.send_modify(|s| s.down = false);
-                        continue;
-                    }
-                    Err(e) => {
-                        let text = format!("{e:#}");
-                        if !*stop.borrow() {
-                            say(text.clone());
-                            target.lost = Some(text.clone());
-                        }
-                        note(None, Some(text));
-                    }
-                }
-            } else if load.restart && !again {
-                note(None, Some(format!("max_restarts ({}) reached", load.max_restarts)));
+            if !self.restart(count, &said, &done).await {
+                let _ = self.phase_stop.send(true);
+                break;
             }
-            let _ = phase_stop.send(true);
-            break;
         }
-    };
-    let (r, (), ()) = tokio::join!(phase, watchdog, bridge);
-    let deaths: Vec<PhaseDeath> = std::mem::take(&mut *shared.lock().unwrap_or_else(|e| e.into_inner()));
-    target.sup.restore_ready_timeout(readiness_before);
-    let mut r = r?;
-    // Restarts that brought the target back (a failed attempt is not one).
-    r.restarts = deaths.iter().filter(|d| d.ready.is_some()).count() as u64;
+    }
+
+    /// What an event of the supervisor means: a death (a hung target is killed first), or
+    /// `None` when watching ends (the target went away, the supervisor stopped).
+    async fn death_of(&mut self, ev: Result<WatchEvent>) -> Option<(Death, Option<ExitInfo>)> {
+        match ev {
+            Ok(WatchEvent::Died { exit, .. }) => Some((exit.death(), Some(exit))),
+            Ok(WatchEvent::Hung { stuck_s, .. }) => {
+                let _ = self.state.send(TargetState { down: true, died_at: Some(Instant::now()) });
+                (self.env.say)(format!(
+                    "the target hung: requests waited {stuck_s:.1} s without an answer and the probe timed out: killing it"
+                ));
+                Some((Death::Hang, self.target.sup.kill_hung().await))
+            }
+            Ok(WatchEvent::Gone { .. }) => {
+                (self.env.say)(
+                    "the target stopped accepting connections (not started by mesher-stress: it cannot be restarted)"
+                        .into(),
+                );
+                let _ = self.phase_stop.send(true);
+                None
+            }
+            Ok(WatchEvent::Ready { .. }) | Err(_) => None,
+        }
+    }
+
+    /// The death with its suspects, the dead incarnation's log and, within the records' bounds,
+    /// its exact inputs saved as `deaths/death-N.json`.
+    async fn save_death(
+        &mut self,
+        at: SystemTime,
+        death: Death,
+        exit: Option<ExitInfo>,
+        since: Instant,
+        failed_at: Instant,
+    ) -> PhaseDeath {
+        let run_dir = self.env.run_dir;
+        let (suspects, hot) = self.flight.suspects_around(SUSPECTS, since, failed_at, HOT_WINDOW);
+        let log = self.target.save_log(run_dir);
+        let n = self.target.logs;
+        let deaths_so_far = self.shared.lock().unwrap_or_else(|e| e.into_inner()).len();
+        let record = if deaths_so_far < MAX_DEATH_RECORDS && self.record_bytes < MAX_RECORD_BYTES {
+            let (inputs, hot) = exact_inputs(&suspects, hot, self.generator, self.load, MAX_SUSPECT_BYTES);
+            let rec = DeathRecord {
+                phase: self.load.name.clone(),
+                n,
+                at: humantime::format_rfc3339_millis(at).to_string(),
+                death,
+                exit: exit.clone(),
+                target: self.description.clone(),
+                suspects: inputs,
+                hot,
+                hot_routes: hot_routes(&suspects, hot),
+            };
+            self.record_bytes +=
+                rec.suspects.iter().map(|g| crate::triage::shrink::payload_size(&g.payload)).sum::<usize>();
+            save_record(run_dir, n, &rec).await
+        } else {
+            None
+        };
+        PhaseDeath { at, death, exit, ready: None, error: None, log, n, suspects, hot, inputs: record }
+    }
+
+    /// Start the target again after the `count`th death when the phase may; true when it is
+    /// back and the phase goes on. Why it is not is noted on the death.
+    async fn restart(&mut self, count: usize, said: &str, done: &watch::Receiver<bool>) -> bool {
+        let (load, stop) = (self.load, &self.env.stop);
+        let again = load.restart && count <= load.max_restarts as usize;
+        let may = again && self.started && !*done.borrow() && !*stop.borrow();
+        if !may {
+            if load.restart && !again {
+                self.note(None, Some(format!("max_restarts ({}) reached", load.max_restarts)));
+            }
+            return false;
+        }
+        if count <= 5 || self.last_said.elapsed() >= Duration::from_secs(5) {
+            (self.env.say)(format!("the target {said}: restarting it ({count} of at most {})", load.max_restarts));
+            self.last_said = Instant::now();
+        }
+        let s2 = stop.clone();
+        let stopping = move || *s2.borrow();
+        match self.target.sup.restart(&stopping).await {
+            Ok(_) if self.target.sup.addrs() != self.addrs => {
+                self.note(
+                    None,
+                    Some(format!(
+                        "the restarted target listens on {} instead of {}: give it fixed ports (target.http / target.ws, or MESHER_HTTP_PORT / MESHER_WS_PORT)",
+                        self.target.sup.addrs().http,
+                        self.addrs.http
+                    )),
+                );
+                false
+            }
+            Ok(_) => {
+                self.note(Some(SystemTime::now()), None);
+                self.state.send_modify(|s| s.down = false);
+                true
+            }
+            Err(e) => {
+                let text = format!("{e:#}");
+                if !*stop.borrow() {
+                    (self.env.say)(text.clone());
+                    self.target.lost = Some(text.clone());
+                }
+                self.note(None, Some(text));
+                false
+            }
+        }
+    }
+
+    /// How the restart after the latest death went: when the target was ready again, or why not.
+    fn note(&self, ready: Option<SystemTime>, error: Option<String>) {
+        if let Some(d) = self.shared.lock().unwrap_or_else(|e| e.into_inner()).last_mut() {
+            d.ready = ready;
+            d.error = error;
+        }
+    }
+}
+
+/// The phase's deaths become its outages; with a triage spec they are triaged first, after the
+/// traffic, on the lent target, and each outage names the bucket its death landed in.
+async fn add_deaths(
+    env: &Env<'_>,
+    load: &LoadPhase,
+    target: &mut Target,
+    r: &mut PhaseReport,
+    deaths: Vec<PhaseDeath>,
+    triage_spec: Option<&crate::triage::phase::TriageSpec>,
+    generator: Arc<Generator>,
+) -> Result<()> {
     let mut to_triage: Vec<ToTriage> = Vec::new();
     let mut outages: Vec<Outage> = Vec::new();
     for d in deaths {
@@ -285,9 +394,8 @@ pub(super) async fn run_load(
             hot: d.hot,
         });
     }
-    // Triage after the traffic, on the lent target; its results go onto the outages.
-    if let Some(spec) = triage_spec.as_ref().filter(|_| !to_triage.is_empty() && started) {
-        let t = super::triage::triage_deaths(env, target, spec, to_triage, generator.clone(), load).await?;
+    if let Some(spec) = triage_spec.filter(|_| !to_triage.is_empty()) {
+        let t = super::triage::triage_deaths(env, target, spec, to_triage, generator, load).await?;
         for (o, res) in outages.iter_mut().zip(&t.results) {
             o.bucket = res.bucket_id.clone();
         }
@@ -296,15 +404,19 @@ pub(super) async fn run_load(
     for o in outages {
         r.add_death(o);
     }
-    if let Some(spec) = load.soak.as_ref().filter(|s| s.enabled) {
-        let samples = target.sup.telemetry().lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let soak = crate::report::soak::analyse_phase(&r, &samples, spec);
-        if soak.flagged {
-            r.passed = false;
-        }
-        r.soak = Some(soak);
+    Ok(())
+}
+
+/// The soak verdicts, last: over the target's samples of the whole run; a flagged finding fails
+/// the phase.
+fn add_soak(load: &LoadPhase, target: &Target, r: &mut PhaseReport) {
+    let Some(spec) = load.soak.as_ref().filter(|s| s.enabled) else { return };
+    let samples = target.sup.telemetry().lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let soak = crate::report::soak::analyse_phase(r, &samples, spec);
+    if soak.flagged {
+        r.passed = false;
     }
-    Ok(r)
+    r.soak = Some(soak);
 }
 
 fn describe(d: &PhaseDeath) -> String {

@@ -5,8 +5,8 @@
 //! 3. The target ([`target`]): started behind its readiness gate (built-in or command), or a
 //!    running URL (loopback rule); watched for the whole run, restarted between phases when it
 //!    died or hung.
-//! 4. The phases, in order; the run directory is checkpointed every `checkpoint_every` and after
-//!    each phase (`crate::checkpoint`). Load phases ([`load`]) survive deaths and hangs and
+//! 4. The phases, in order ([`phases`]); the run directory is checkpointed every
+//!    `checkpoint_every` and after each phase (`crate::checkpoint`). Load phases ([`load`]) survive deaths and hangs and
 //!    triage them ([`triage`]); the fuzz phase borrows the target.
 //! 5. With `--baseline`: compare the load phases with the baseline run (`crate::report::compare`);
 //!    a regression fails the verdict.
@@ -14,20 +14,22 @@
 //!    when crashes were found, the bucket table comes first.
 
 mod load;
+mod phases;
 pub mod target;
 mod triage;
 
 pub use target::{Database, Target, setup_database};
 
-use crate::checks::{self, Status};
 use crate::db;
 use crate::exit;
-use crate::profile::{Phase, Profile};
+use crate::profile::Profile;
 use crate::report::{RunPhase, RunReport};
 use crate::util::flags::Global;
 use anyhow::{Context, Result};
 use clap::Args;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 #[derive(Debug, Args)]
@@ -66,15 +68,12 @@ pub async fn main(args: RunArgs, g: &Global) -> Result<u8> {
     }
     let seed = profile.seed.unwrap_or_else(rand::random);
     // The baseline is read before anything starts: a bad path is a usage error.
-    let baseline = match &args.baseline {
-        Some(p) => match crate::report::compare::read_report(p) {
-            Ok(b) => Some(b),
-            Err(e) => {
-                eprintln!("error: --baseline: {e:#}");
-                return Ok(exit::USAGE);
-            }
-        },
-        None => None,
+    let baseline = match args.baseline.as_deref().map(crate::report::compare::read_report).transpose() {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("error: --baseline: {e:#}");
+            return Ok(exit::USAGE);
+        }
     };
     let run_dir = run_dir(&profile, g)?;
     // Progress goes to stderr; a closed stderr (a reader that went away) must not stop the run.
@@ -107,49 +106,20 @@ pub async fn main(args: RunArgs, g: &Global) -> Result<u8> {
             run_dir.join("report.json").display()
         ),
     );
-    let mut report = RunReport::new(&profile, seed, started_at);
-
-    // Ctrl-C and the profile's time bound raise one stop signal: set-up steps are abandoned,
-    // a running load phase ends early and reports what it measured; the report is written
-    // whatever happens.
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let timed_out = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let timed_out2 = timed_out.clone();
-    let stopper = tokio::spawn(async move {
-        tokio::select! {
-            _ = interrupted => {}
-            _ = tokio::time::sleep_until(deadline) => timed_out2.store(true, std::sync::atomic::Ordering::SeqCst),
-        }
-        let _ = stop_tx.send(true);
-    });
+    let mut report = RunReport::new(&profile.name, &profile.source, seed, started_at);
+    let stop = StopSignal::raise_on(interrupted, deadline);
     let mut env: Option<(Database, Target)> = None;
-    let outcome = run_profile(&profile, g, &say, &mut report, &mut env, stop_rx, &run_dir).await;
-    stopper.abort();
+    let outcome = run_profile(&profile, g, &say, &mut report, &mut env, stop.rx.clone(), &run_dir).await;
+    stop.task.abort();
     report.interrupted = crate::signals::was_interrupted();
     if report.interrupted {
         say("interrupted: stopping the target and the database, writing the report".into());
-    } else if timed_out.load(std::sync::atomic::Ordering::SeqCst) {
+    } else if stop.timed_out.load(Ordering::SeqCst) {
         say(format!("max_duration {} reached: stopped", humantime::format_duration(profile.max_duration)));
     }
-
-    // Tear down in order: the target, then the database.
-    if let Some((database, mut target)) = env.take() {
-        let log = target.sup.lines();
-        if let Some(e) = target.sup.process().and_then(|p| p.exited()).filter(|e| e.is_crash())
-            && !report.crashes.contains(&e)
-        {
-            report.crashes.push(e);
-        }
-        // Interrupted: the user wants out; a hung target gets SIGKILL after a second.
-        let grace = if crate::signals::was_interrupted() { Duration::from_secs(1) } else { Duration::from_secs(5) };
-        target.sup.stop_within(grace).await;
-        if !log.is_empty() {
-            crate::watch::process::write_log(&run_dir.join("target.log"), &log);
-        }
-        database.pool.close().await;
-        drop(database.cluster);
+    if let Some((database, target)) = env.take() {
+        tear_down(database, target, &mut report, &run_dir).await;
     }
-
     if let (Some((path, base)), Ok(())) = (&baseline, &outcome) {
         let c = crate::report::compare::compare(base, path, &report, &profile.baseline);
         if !g.quiet && !g.json {
@@ -159,38 +129,94 @@ pub async fn main(args: RunArgs, g: &Global) -> Result<u8> {
         report.baseline = Some(c);
     }
     report.elapsed_ms = started.elapsed().as_millis() as u64;
-    report.buckets = crate::report::run_buckets(&report);
+    let code = conclude(&mut report, &outcome);
+    let written = crate::report::write_all(&run_dir, &report);
+    bounded.store(true, Ordering::SeqCst);
+    written?;
+    if let Err(e) = outcome {
+        return Err(e.context(format!("run aborted; partial report in {}", run_dir.join("report.json").display())));
+    }
+    print_end(&report, code, g, &run_dir)?;
+    Ok(code)
+}
+
+/// The run's one stop signal: Ctrl-C and the profile's time bound raise it; set-up steps are
+/// abandoned, a running load phase ends early and reports what it measured; the report is
+/// written whatever happens.
+struct StopSignal {
+    rx: tokio::sync::watch::Receiver<bool>,
+    /// Raised by the time bound (not by Ctrl-C).
+    timed_out: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl StopSignal {
+    fn raise_on(interrupted: impl Future<Output = ()> + Send + 'static, deadline: tokio::time::Instant) -> StopSignal {
+        let (stop_tx, rx) = tokio::sync::watch::channel(false);
+        let timed_out = Arc::new(AtomicBool::new(false));
+        let timed_out2 = timed_out.clone();
+        let task = tokio::spawn(async move {
+            tokio::select! {
+                _ = interrupted => {}
+                _ = tokio::time::sleep_until(deadline) => timed_out2.store(true, Ordering::SeqCst),
+            }
+            let _ = stop_tx.send(true);
+        });
+        StopSignal { rx, timed_out, task }
+    }
+}
+
+/// Tear down in order: the target (its last death recorded, its log saved), then the database.
+async fn tear_down(database: Database, mut target: Target, report: &mut RunReport, run_dir: &Path) {
+    let log = target.sup.lines();
+    if let Some(e) = target.sup.process().and_then(|p| p.exited()).filter(|e| e.is_crash())
+        && !report.crashes.contains(&e)
+    {
+        report.crashes.push(e);
+    }
+    // Interrupted: the user wants out; a hung target gets SIGKILL after a second.
+    let grace = if crate::signals::was_interrupted() { Duration::from_secs(1) } else { Duration::from_secs(5) };
+    target.sup.stop_within(grace).await;
+    if !log.is_empty() {
+        crate::watch::process::write_log(&run_dir.join("target.log"), &log);
+    }
+    database.pool.close().await;
+    drop(database.cluster);
+}
+
+/// The run's buckets and verdict; its exit code.
+fn conclude(report: &mut RunReport, outcome: &Result<()>) -> u8 {
+    report.buckets = crate::report::run_buckets(report);
     report.verdict.failed |= report.phases.iter().any(RunPhase::failed);
     report.verdict.crashed = report.found_crashes();
-    let code = match &outcome {
+    let code = match outcome {
         Err(_) => exit::TOOL_ERROR,
         Ok(()) if report.interrupted => exit::INTERRUPTED,
         Ok(()) => exit::verdict(report.verdict.failed, report.verdict.crashed),
     };
     report.verdict.exit_code = code;
-    let written = crate::report::write_all(&run_dir, &report);
-    bounded.store(true, std::sync::atomic::Ordering::SeqCst);
-    written?;
-    if let Err(e) = outcome {
-        return Err(e.context(format!("run aborted; partial report in {}", run_dir.join("report.json").display())));
-    }
+    code
+}
+
+/// On stdout: the report itself (`--json`), or the summary and the verdict line.
+fn print_end(report: &RunReport, code: u8, g: &Global, run_dir: &Path) -> Result<()> {
     if g.json {
-        println!("{}", serde_json::to_string(&report)?);
-    } else {
-        if !g.quiet {
-            print_summary(&report);
-        }
-        let verdict = match code {
-            exit::SUCCESS => "PASS".to_string(),
-            exit::FAILED => "FAIL".to_string(),
-            exit::CRASHED => "CRASHED (the target died or hung; all checks passed)".to_string(),
-            exit::FAILED_AND_CRASHED => "FAIL and CRASHED".to_string(),
-            exit::INTERRUPTED => "INTERRUPTED".to_string(),
-            c => format!("exit {c}"),
-        };
-        println!("{verdict} · {} · report {}", profile.name, run_dir.join("report.json").display());
+        println!("{}", serde_json::to_string(report)?);
+        return Ok(());
     }
-    Ok(code)
+    if !g.quiet {
+        print_summary(report);
+    }
+    let verdict = match code {
+        exit::SUCCESS => "PASS".to_string(),
+        exit::FAILED => "FAIL".to_string(),
+        exit::CRASHED => "CRASHED (the target died or hung; all checks passed)".to_string(),
+        exit::FAILED_AND_CRASHED => "FAIL and CRASHED".to_string(),
+        exit::INTERRUPTED => "INTERRUPTED".to_string(),
+        c => format!("exit {c}"),
+    };
+    println!("{verdict} · {} · report {}", report.profile, run_dir.join("report.json").display());
+    Ok(())
 }
 
 /// At the end of the run: the crash buckets first (in a hunt, what the user came for), then the
@@ -301,168 +327,9 @@ async fn run_profile(
         target.sup.telemetry(),
     );
     let e = Env { profile, g, say, run_dir, database, seed: report.seed, stop: stop.clone() };
-    let r = run_phases(&e, report, target, &mut ck).await;
+    let r = phases::run_phases(&e, report, target, &mut ck).await;
     report.telemetry = target.sup.telemetry().lock().unwrap_or_else(|e| e.into_inner()).clone();
     r
-}
-
-async fn run_phases(
-    env: &Env<'_>,
-    report: &mut RunReport,
-    target: &mut Target,
-    ck: &mut crate::checkpoint::Checkpointer,
-) -> Result<()> {
-    let (profile, g, say, database) = (env.profile, env.g, env.say, env.database);
-    let mut stop = env.stop.clone();
-    let ledger = std::sync::Arc::new(crate::invariants::Ledger::new());
-    let since: String = sqlx::query_scalar("SELECT now()::text").fetch_one(&database.pool).await?;
-    for (i, phase) in profile.phases.iter().enumerate() {
-        if *stop.borrow() {
-            break;
-        }
-        if let Some(why) = &target.lost {
-            say(format!("phase {} skipped: {why}", i + 1));
-            report.verdict.failed = true;
-            break;
-        }
-        let log = target.sup.process().map(|p| p.log_handle());
-        match phase {
-            Phase::Checks { checks: which, startup_timeout } => {
-                say(format!("phase {}: checks", i + 1));
-                let startup_lines = target::startup_lines(&profile.target);
-                let a = target.addrs();
-                let ctx = checks::CheckContext {
-                    http: a.http,
-                    ws: a.ws,
-                    fixtures: &database.fixtures,
-                    pool: &database.pool,
-                    process: target.sup.process(),
-                    startup_lines: &startup_lines,
-                    startup_timeout: *startup_timeout,
-                    request_timeout: Duration::from_secs(10),
-                };
-                let results = tokio::select! {
-                    r = ck.during(report, i + 1, log.as_ref(), checks::run_checks(&ctx, which)) => r,
-                    _ = stopped(&mut stop) => break,
-                };
-                for r in &results {
-                    if let Some(c) = &r.crash
-                        && !report.crashes.contains(c)
-                    {
-                        report.crashes.push(c.clone());
-                    }
-                    if !g.quiet && !g.json {
-                        let tag = match r.status {
-                            Status::Pass => "PASS",
-                            Status::Fail => "FAIL",
-                            Status::Skip => "SKIP",
-                        };
-                        println!("{tag} {:<10} {}", r.name.as_str(), r.summary);
-                        for e in &r.evidence {
-                            println!("       {e}");
-                        }
-                    }
-                }
-                report.phases.push(RunPhase::Checks { results });
-            }
-            Phase::Fuzz(spec) => {
-                say(format!("phase {}: fuzz + triage ({})", i + 1, humantime::format_duration(spec.duration)));
-                // The run's target is lent: the phase starts its own incarnations on its ports.
-                let Some(launch) = target.sup.lend().await else {
-                    anyhow::bail!("the fuzz phase needs a target the tool starts (validated)");
-                };
-                let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-                let (flag2, mut stop2) = (flag.clone(), stop.clone());
-                let bridge = tokio::spawn(async move {
-                    stopped(&mut stop2).await;
-                    flag2.store(true, std::sync::atomic::Ordering::SeqCst);
-                });
-                let fuzz = crate::triage::phase::run(
-                    spec,
-                    launch,
-                    &database.fixtures,
-                    report.seed,
-                    profile.canonical_source(),
-                    crate::triage::phase::Outputs {
-                        progress: ck.fuzz.clone(),
-                        corpus: Some(env.run_dir.join(format!("fuzz-corpus-{}", i + 1))),
-                    },
-                    flag,
-                );
-                let r = ck.during(report, i + 1, None, fuzz).await;
-                *ck.fuzz.lock().unwrap_or_else(|e| e.into_inner()) = None;
-                bridge.abort();
-                let r = r?;
-                say(format!(
-                    "fuzz: {} inputs, {} deaths, {} buckets in {:.0}s",
-                    r.inputs_sent,
-                    r.deaths,
-                    r.buckets.len(),
-                    r.seconds
-                ));
-                if !g.quiet && !g.json {
-                    print!("{}", crate::triage::session::format_table(&r.buckets));
-                    if let Some(c) = &r.coverage {
-                        print!("{}", c.format());
-                    }
-                }
-                report.add_fuzz(i + 1, r);
-            }
-            Phase::Load(load) => {
-                say(format!("phase {}: load {:?}", i + 1, load.name));
-                let (window, deaths) = (ck.window.clone(), ck.deaths.clone());
-                let phase = load::run_load(env, load, target, &ledger, window, deaths);
-                // (The load phase owns the target meanwhile; checkpoints show the output of the
-                // process that started the phase, the phase's restarts leave their own logs.)
-                let r = ck.during(report, i + 1, log.as_ref(), phase).await?;
-                if !g.quiet && !g.json {
-                    let _ = r.print_table(&mut std::io::stdout());
-                }
-                // Every death the phase's watchdog saw is a crash (also exits and SIGKILLs: the
-                // tool stops nothing during a load phase), restarted or not; hangs apart.
-                for o in &r.outages {
-                    if o.death == Some(crate::watch::Death::Hang) {
-                        report.hangs.push(format!("load phase {:?}: {}", r.name, o.describe()));
-                    } else if let Some(e) = &o.exit
-                        && !report.crashes.contains(e)
-                    {
-                        report.crashes.push(e.clone());
-                    }
-                }
-                report.phases.push(RunPhase::Load(Box::new(r)));
-            }
-            Phase::Invariants { flush_wait } => {
-                say(format!("phase {}: invariants (nothing lost)", i + 1));
-                let t = crate::invariants::CheckTarget {
-                    pool: &database.pool,
-                    project_id: &database.fixtures.project_id,
-                    org_id: &database.fixtures.org_id,
-                    http: Some(target.addrs().http),
-                    since: &since,
-                    flush_wait: *flush_wait,
-                };
-                let results = ck.during(report, i + 1, log.as_ref(), crate::invariants::check(&ledger, &t)).await?;
-                if !g.quiet && !g.json {
-                    for r in &results {
-                        println!("{} {:<20} {}", if r.passed { "PASS" } else { "FAIL" }, r.name, r.summary);
-                        for m in &r.missing {
-                            println!("       missing: {m}");
-                        }
-                    }
-                }
-                report.phases.push(RunPhase::Invariants { results });
-            }
-        }
-        let next = (i + 1 < profile.phases.len() && !*stop.borrow()).then_some(i + 2);
-        target::settle(env, report, target, next).await;
-        ck.write_or_warn(report, None, target.sup.process().map(|p| p.log_handle()).as_ref()).await;
-        if target.lost.is_some() && next.is_some() {
-            say("the target could not be started again: remaining phases skipped".into());
-            report.verdict.failed = true;
-            break;
-        }
-    }
-    Ok(())
 }
 
 /// `--out`, or `<output.dir>/<name>-<UTC timestamp>`; created, must be writable.
