@@ -40,7 +40,7 @@ use std::time::{Duration, Instant};
 /// target can parse (a test checks it; only accepted bodies are observed), without building the parts of an event grouping never reads: a mutated event with a
 /// 100 000-element array in `extra` costs tens of MB as a `Value` and nothing here.
 pub fn fingerprints(body: &[u8], bulk: bool) -> Vec<String> {
-    use crate::target::ingest::{BULK_MAX, fingerprint, storable_fingerprint};
+    use crate::reference::ingest::{BULK_MAX, fingerprint, storable_fingerprint};
     let Ok(top) = serde_json::from_slice::<Slim>(body) else { return Vec::new() };
     let of = |e: Slim| match e {
         Slim::Object(m) => Some(storable_fingerprint(fingerprint(&m))),
@@ -609,7 +609,7 @@ mod tests {
 
     /// The reference: the target's own path over whole `serde_json::Value`s.
     fn fingerprints_by_value(body: &[u8], bulk: bool) -> Vec<String> {
-        use crate::target::ingest::{fingerprint, parse_events, storable_fingerprint};
+        use crate::reference::ingest::{fingerprint, parse_events, storable_fingerprint};
         parse_events(body, bulk)
             .unwrap_or_default()
             .iter()
@@ -662,7 +662,7 @@ mod tests {
                 // Only bodies the target can parse are ever accepted (observed); skipped members
                 // are not checked for lone surrogates or invalid UTF-8, so a body the target
                 // rejects may still get fingerprints here.
-                if crate::target::ingest::parse_events(b, bulk).is_err() {
+                if crate::reference::ingest::parse_events(b, bulk).is_err() {
                     continue;
                 }
                 compared += 1;

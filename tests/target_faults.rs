@@ -3,7 +3,7 @@
 
 mod target_support;
 
-use mesher_stress::target::faults::SERVICE_REPLY_ABI_SMALLEST_TRIGGER;
+use mesher_stress::reference::faults::SERVICE_REPLY_ABI_SMALLEST_TRIGGER;
 use std::os::unix::process::ExitStatusExt;
 use std::time::{Duration, Instant};
 use target_support::*;
@@ -339,7 +339,7 @@ fn help_documents_every_fault() {
     let out =
         std::process::Command::new(env!("CARGO_BIN_EXE_mesher-stress")).args(["target", "--help"]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    for name in mesher_stress::target::faults::Fault::NAMES {
+    for name in mesher_stress::reference::faults::Fault::NAMES {
         assert!(text.contains(name), "--help lacks {name}");
     }
     assert!(text.contains("user_context") && text.contains("colno"));

@@ -4,7 +4,7 @@
 mod target_support;
 
 use mesher_stress::api::{Route, RouteId};
-use mesher_stress::target::{Running, TargetConfig, start};
+use mesher_stress::reference::{Running, TargetConfig, start};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::time::Duration;

@@ -4,7 +4,7 @@
 
 use mesher_stress::db::fixtures::{Fixtures, SeedOptions};
 use mesher_stress::model::Payload;
-use mesher_stress::target::faults::SERVICE_REPLY_ABI_SMALLEST_TRIGGER;
+use mesher_stress::reference::faults::SERVICE_REPLY_ABI_SMALLEST_TRIGGER;
 use mesher_stress::triage::bucket::{self, Store};
 use std::process::Command;
 

@@ -14,7 +14,7 @@
 use mesher_stress::db::Cluster;
 use mesher_stress::db::fixtures::{Fixtures, SeedOptions};
 use mesher_stress::model::{Generated, HttpRequest, Layer, Payload, RequestSeed};
-use mesher_stress::target::faults::SERVICE_REPLY_ABI_SMALLEST_TRIGGER;
+use mesher_stress::reference::faults::SERVICE_REPLY_ABI_SMALLEST_TRIGGER;
 use mesher_stress::triage::Death;
 use mesher_stress::triage::bucket::{self, Store};
 use mesher_stress::triage::session::{TriageOptions, Triager};

@@ -35,7 +35,7 @@ pub enum Command {
     /// Run a profile: set up the database and target, run its phases, write reports, exit with the verdict.
     Run(crate::run::RunArgs),
     /// Serve the built-in Mesher-compatible target (HTTP :8080, WebSocket :8081) with optional planted faults.
-    Target(crate::target::TargetArgs),
+    Target(crate::reference::TargetArgs),
     /// Re-render report.html and junit.xml of a run directory from its report.json; `report compare
     /// A B` compares run B with baseline run A (regressions per route).
     Report(report::ReportArgs),
@@ -55,7 +55,7 @@ pub enum Command {
 pub async fn dispatch(command: Command, g: &Global) -> anyhow::Result<u8> {
     match command {
         Command::Run(a) => crate::run::main(a, g).await,
-        Command::Target(a) => crate::target::main(a, g).await,
+        Command::Target(a) => crate::reference::main(a, g).await,
         Command::Report(a) => report::main(a, g).await,
         Command::Db(a) => db::main(a, g).await,
         Command::Replay(a) => triage::replay_main(a, g).await,

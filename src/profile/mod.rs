@@ -448,7 +448,7 @@ impl Profile {
         match &self.target {
             TargetSpec::Builtin { faults, .. } => {
                 for (i, f) in faults.iter().enumerate() {
-                    crate::target::faults::Fault::parse(f)
+                    crate::reference::faults::Fault::parse(f)
                         .map_err(|e| anyhow::anyhow!("target.faults[{i}] = {f:?}: {e}"))?;
                 }
             }

@@ -1,5 +1,5 @@
-//! `target`: the built-in Mesher-compatible server (HTTP + WebSocket on PostgreSQL) with
-//! switchable planted faults. It is the faithful stand-in for Mesher (`docs/mesher-interface.md`):
+//! `reference`: the reference server, a Mesher-compatible server (HTTP + WebSocket on PostgreSQL) with
+//! switchable planted faults, run as `mesher-stress target`. It is the faithful stand-in for Mesher (`docs/mesher-interface.md`):
 //! same ports and startup lines (§1.5), the 36 routes of §2.4 routed by
 //! [`crate::api::match_route`], the same auth, rate limiting, status codes and response shapes
 //! (§2.5), the WebSocket paths of §3, and Mesher's schema (§5). Where Mesher is broken it behaves

@@ -515,7 +515,7 @@ pub fn is_negative_integer_text(s: &str) -> bool {
 
 /// `ws-level-case`: one of the known levels in other ASCII case (`Error`, `ERROR`), not the level itself.
 pub fn is_level_in_other_case(level: &str) -> bool {
-    crate::target::ingest::LEVELS.iter().any(|l| *l != level && l.eq_ignore_ascii_case(level))
+    crate::reference::ingest::LEVELS.iter().any(|l| *l != level && l.eq_ignore_ascii_case(level))
 }
 
 /// `service-reply-abi`: die by a genuine SIGSEGV, as Mesher does after misreading a service reply.

@@ -473,8 +473,8 @@ async fn insert_rows(pool: &PgPool, rows: Vec<Row>) {
 /// planted `service-reply-abi` check, validate. `Err` is the 400 message.
 pub fn prepare(app: &App, body: &[u8], bulk: bool) -> Result<Vec<Event>, String> {
     let items = parse_events(body, bulk)?;
-    if app.faults.service_reply_abi && items.iter().any(crate::target::faults::is_service_reply_abi_trigger) {
-        crate::target::faults::service_reply_abi_crash();
+    if app.faults.service_reply_abi && items.iter().any(crate::reference::faults::is_service_reply_abi_trigger) {
+        crate::reference::faults::service_reply_abi_crash();
     }
     items.into_iter().map(validate).collect::<Result<Vec<_>, _>>().map_err(|e| format!("invalid event: {e}"))
 }

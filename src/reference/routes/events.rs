@@ -1,7 +1,7 @@
 //! Event routes: ingestion (1, 2), search (4), tag filter (5), detail (13).
 
 use super::{Answer, Req, Resp, api_key, code_points, json_array, raw_json};
-use crate::target::ingest;
+use crate::reference::ingest;
 use serde_json::json;
 
 /// Routes 1 and 2 (§2.5): count, auth, (bulk: sampling), rate limit, size, process.
