@@ -211,7 +211,7 @@ pub const HELP: &str = "Planted faults (--fault NAME[=PARAM], repeatable). Each 
                             with an \"email\" key. Smallest trigger:
                             {\"stacktrace\":[{\"colno\":0,\"in_app\":false}],\"user_context\":{\"email\":0}}
                             Symptom: no response; the process dies by SIGSEGV (exit 139) in
-                            service_reply_abi_crash (mesher-api.md 6.1).
+                            service_reply_abi_crash (docs/mesher-interface.md §6.1).
   rate-limit-bool           Trigger: the first rate-limit check of each project (first
                             authenticated event). Symptom: 429 {\"error\":\"rate limited\"}
                             although the budget is untouched; later checks are normal (6.1, the

@@ -1,4 +1,4 @@
-//! The 36 HTTP route handlers (`mesher-api.md` §2.4/§2.5), dispatched on [`RouteId`] after
+//! The 36 HTTP route handlers (`docs/mesher-interface.md` §2.4/§2.5), dispatched on [`RouteId`] after
 //! [`crate::api::match_route`]. Each handler is one (rarely two) SQL statement(s); bodies are
 //! built with `serde_json` so they are always valid JSON (Mesher's are not, §6.3 F11).
 //!
