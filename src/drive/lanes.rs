@@ -19,7 +19,7 @@ use crate::drive::net::{ConnectOpts, Timeouts};
 use crate::drive::sched::Schedule;
 use crate::drive::suspects::frame_from;
 use crate::drive::ws::{self, Fanout};
-use crate::drive::{Endpoint, LoadPhase, PhaseCtx, TargetAddr, resolve};
+use crate::drive::{Endpoint, LoadPhase, PhaseCtx, PhaseFacts, PhaseResult, Planned, TargetAddr, resolve};
 use crate::model::{Layer, Payload, RequestSeed, Source};
 use anyhow::Result;
 use fastwebsockets::{Frame, OpCode};
@@ -636,7 +636,7 @@ pub(crate) async fn run(
     source: Arc<dyn Source>,
     target: &TargetAddr,
     ctx: &PhaseCtx,
-) -> Result<crate::report::PhaseReport> {
+) -> Result<PhaseResult> {
     let http: Endpoint = resolve(&target.http).await?;
     let ws_ep = match &target.ws {
         Some(u) => Some(resolve(u).await?),
@@ -705,8 +705,8 @@ pub(crate) async fn run(
         target: ctx.target_state.clone(),
         skipped_down: AtomicU64::new(0),
     });
-    let planned = crate::report::Planned::of(phase, sh.schedule.as_ref());
-    // Checkpoints may read the report so far until this phase returns.
+    let planned = Planned::of(phase, sh.schedule.as_ref());
+    // Checkpoints may read what was measured so far until this phase returns.
     let _window = ctx.window.as_ref().map(|w| {
         w.open(crate::drive::window::Probe {
             ask: agg.snapshots(),
@@ -877,10 +877,8 @@ pub(crate) async fn run(
     let sent = sent_total.load(Ordering::Relaxed);
     let elapsed = Instant::now().saturating_duration_since(start);
     progress.finish();
-    let report = crate::report::PhaseReport::build(crate::report::BuildInput {
-        phase,
+    let facts = PhaseFacts {
         planned,
-        totals: &totals,
         sent,
         lane_panics,
         started_at: started_wall,
@@ -892,6 +890,6 @@ pub(crate) async fn run(
         interval_log: hlog,
         skipped_down,
         lanes_aborted,
-    });
-    Ok(report)
+    };
+    Ok(PhaseResult { phase: phase.clone(), facts, totals })
 }

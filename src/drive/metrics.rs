@@ -479,6 +479,37 @@ fn rec<T: hdrhistogram::Counter>(h: &mut Histogram<T>, v: u64) {
     }
 }
 
+/// Latency summary, µs.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Percentiles {
+    pub count: u64,
+    pub min: u64,
+    pub mean: f64,
+    pub p50: u64,
+    pub p90: u64,
+    pub p99: u64,
+    pub p999: u64,
+    pub max: u64,
+}
+
+impl Percentiles {
+    pub fn of<T: hdrhistogram::Counter>(h: &Histogram<T>) -> Percentiles {
+        if h.is_empty() {
+            return Percentiles::default();
+        }
+        Percentiles {
+            count: h.len(),
+            min: h.min(),
+            mean: (h.mean() * 10.0).round() / 10.0,
+            p50: h.value_at_quantile(0.5),
+            p90: h.value_at_quantile(0.9),
+            p99: h.value_at_quantile(0.99),
+            p999: h.value_at_quantile(0.999),
+            max: h.max(),
+        }
+    }
+}
+
 /// Histograms of one key.
 pub struct Pair {
     pub corrected: KeyHist,
@@ -528,6 +559,20 @@ pub struct Totals {
     pub stalls: Vec<super::activity::Stretch>,
     /// Per-window latency (when asked for with [`Aggregator::windows`]).
     pub windows: Vec<super::activity::WindowStat>,
+}
+
+impl Totals {
+    /// Requests of a key: its latency samples plus those that failed while the target was down
+    /// (counted, not measured).
+    pub fn count(&self, k: &Key, p: &Pair) -> u64 {
+        p.corrected.len() + self.down.get(k).copied().unwrap_or(0)
+    }
+
+    /// Every request with an outcome: measured ones plus those that failed while the target was
+    /// down.
+    pub fn requests_with_outcome(&self) -> u64 {
+        self.pairs.iter().filter(|(k, _)| k.outcome.is_request()).map(|(k, p)| self.count(k, p)).sum()
+    }
 }
 
 /// Most intervals a per-route series holds; past it, adjacent intervals merge (module docs).
