@@ -5,7 +5,8 @@
 //! Every figure in the table comes from the JSON; percentiles are in microseconds, corrected
 //! (from the intended send time) and uncorrected (from the actual send). Files are written
 //! atomically ([`write_json_atomic`]: temp file in the same directory, fsync, rename).
-//! Change threshold rules in [`evaluate`]; change table columns in `print_table`.
+//! Change threshold rules in [`evaluate`]; change table columns in `print_routes`. The report is
+//! built from what the drive stage measured ([`PhaseResult`]: its totals and facts).
 
 use crate::drive::flight::FlightEntry;
 use crate::drive::metrics::{Key, KeyHist, Outcome, Pair, RouteIntervals, Second, Totals};
