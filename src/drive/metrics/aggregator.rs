@@ -4,6 +4,7 @@
 
 use super::Totals;
 use super::histograms::{Pair, key_hist, new_hist, rec};
+use super::interval_log::IntervalLog;
 use super::live::Live;
 use super::outcome::Outcome;
 use super::recorder::{Sample, Sink};
@@ -12,10 +13,9 @@ use super::timeline::{Second, TIMELINE_MAX};
 use crate::model::Layer;
 use hdrhistogram::Histogram;
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 pub struct Aggregator {
@@ -54,35 +54,12 @@ pub struct Aggregator {
 /// A look at the totals so far, run by the aggregator between two sample batches.
 pub type SnapshotFn = Box<dyn FnOnce(&Totals) + Send>;
 
-struct IntervalLog {
-    file: std::fs::File,
-    serializer: hdrhistogram::serialization::V2DeflateSerializer,
-}
-
 impl Aggregator {
     /// A new aggregator. `interval_log` is the path of the HdrHistogram interval log to write
     /// (one corrected histogram per second, all routes), if any.
     pub fn new(interval_log: Option<&std::path::Path>) -> std::io::Result<Aggregator> {
         let (tx, rx) = mpsc::unbounded_channel();
-        let interval_log = match interval_log {
-            Some(p) => {
-                let mut file = std::fs::File::create(p)?;
-                let mut serializer = hdrhistogram::serialization::V2DeflateSerializer::new();
-                let now = SystemTime::now();
-                {
-                    let mut w = hdrhistogram::serialization::interval_log::IntervalLogWriterBuilder::new()
-                        .add_comment("mesher-stress latency (corrected, microseconds), one histogram per second")
-                        .with_start_time(now)
-                        .with_base_time(now)
-                        .begin_log_with(&mut file, &mut serializer)?;
-                    w.write_comment(
-                        "\"StartTimestamp\",\"Interval_Length\",\"Interval_Max\",\"Interval_Compressed_Histogram\"",
-                    )?;
-                }
-                Some(IntervalLog { file, serializer })
-            }
-            None => None,
-        };
+        let interval_log = interval_log.map(IntervalLog::create).transpose()?;
         Ok(Aggregator {
             tx: Some(tx),
             rx,
@@ -150,8 +127,8 @@ impl Aggregator {
     }
 
     fn answer_snapshot(&mut self, look: SnapshotFn) {
-        if let Some(log) = &mut self.interval_log {
-            let _ = log.file.sync_data();
+        if let Some(log) = &self.interval_log {
+            log.sync_data();
         }
         crate::util::thread::on_own_thread("mesher-snapshot", look, &self.totals);
     }
@@ -279,15 +256,7 @@ impl Aggregator {
         let sec = Second::of(self.seconds, 1, h, &self.interval_outcomes);
 
         if let Some(log) = &mut self.interval_log {
-            let mut buf = Vec::new();
-            let start = Duration::from_secs(self.seconds - 1);
-            let ok = hdrhistogram::serialization::interval_log::IntervalLogWriterBuilder::new()
-                .begin_log_with(&mut buf, &mut log.serializer)
-                .ok()
-                .and_then(|mut w| w.write_histogram(h, start, Duration::from_secs(1), None).ok());
-            if ok.is_some() {
-                let _ = log.file.write_all(&buf);
-            }
+            log.second(self.seconds, h);
         }
         if let Some(w) = &mut self.windows {
             let h = self.drift.as_ref().map_or(&self.interval, |(_, h)| h);
@@ -372,8 +341,8 @@ impl Aggregator {
             let e = Second::of(self.seconds, span.max(1), &self.bin, &self.bin_outcomes);
             self.totals.timeline.push(e);
         }
-        if let Some(log) = &mut self.interval_log {
-            let _ = log.file.sync_all();
+        if let Some(log) = &self.interval_log {
+            log.sync_all();
         }
         self.totals
     }

@@ -30,11 +30,12 @@
 //! Submodules: `outcome` ([`Outcome`], [`Key`]), `recorder` (the lanes' side: [`Sample`],
 //! [`Recorder`], [`Sink`]), `aggregator` (the task that owns the histograms), `histograms`
 //! ([`KeyHist`], [`Pair`], [`Percentiles`]), `series` (per-route intervals), `timeline`
-//! ([`Second`]), `live` (the progress display's figures). [`Totals`] is what the aggregator
+//! ([`Second`]), `interval_log` (the HdrHistogram log on disk), `live` (the progress display's figures). [`Totals`] is what the aggregator
 //! hands over.
 
 mod aggregator;
 mod histograms;
+mod interval_log;
 mod live;
 mod outcome;
 mod recorder;
