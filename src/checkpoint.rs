@@ -125,7 +125,7 @@ impl Checkpointer {
         running: Option<usize>,
         target: Option<&LogHandle>,
     ) -> Result<()> {
-        let phase = self.window.snapshot().await;
+        let phase = self.window.read(crate::report::PhaseReport::build).await;
         let deaths =
             if phase.is_some() { self.deaths.lock().unwrap_or_else(|e| e.into_inner()).clone() } else { Vec::new() };
         let fuzz = self.fuzz.lock().unwrap_or_else(|e| e.into_inner()).clone();

@@ -3,7 +3,7 @@
 
 mod drive_common;
 use drive_common::*;
-use mesher_stress::drive::{LoadPhase, Outcome, PhaseCtx, TargetAddr, run_phase};
+use mesher_stress::drive::{LoadPhase, Outcome, PhaseCtx, TargetAddr};
 use mesher_stress::model::{Generated, HttpRequest, Layer, Payload, RequestSeed, Source};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

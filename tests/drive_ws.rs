@@ -4,7 +4,7 @@
 mod drive_common;
 use drive_common::*;
 use mesher_stress::api::WsPath;
-use mesher_stress::drive::{LoadPhase, PhaseCtx, TargetAddr, run_phase};
+use mesher_stress::drive::{LoadPhase, PhaseCtx, TargetAddr};
 use mesher_stress::model::{Generated, Layer, Payload, RequestSeed, Source, WsFrame, WsScript};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

@@ -213,7 +213,7 @@ pub async fn main(a: Box<LoadArgs>, g: &Global) -> Result<u8> {
     };
     let _ = WsPath::INGEST;
     let target = TargetAddr { http: a.http.clone(), ws: a.ws.clone() };
-    let report = run_phase(&phase, source, &target, &ctx).await?;
+    let report = crate::report::PhaseReport::from(run_phase(&phase, source, &target, &ctx).await?);
     let interrupted = crate::signals::was_interrupted();
     if let Some(dir) = &g.out {
         crate::report::write_json_atomic(&dir.join("report.json"), &report)?;

@@ -12,7 +12,7 @@
 //! request duration late), so buckets are decided only once they are older than a horizon of
 //! twice the longest possible request; memory is the horizon's buckets, not the run's length.
 
-use crate::report::load::Percentiles;
+use crate::drive::metrics::Percentiles;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;

@@ -3,11 +3,14 @@
 //! * [`LoadPhase`]: the profile's `kind = "load"` phase (bounds, concurrency, open/closed loop,
 //!   timeouts, WebSocket lanes, thresholds, the generators' mix kept opaque).
 //! * [`run_phase`]: runs one phase against a [`TargetAddr`] with inputs from a
-//!   [`crate::model::Source`] and returns a [`crate::report::PhaseReport`].
+//!   [`crate::model::Source`] and returns what it measured, a [`PhaseResult`] (the report stage
+//!   builds its `PhaseReport` from it).
 //! * Submodules: `sched` (open-loop arrival schedule), `lanes` (the sending tasks), `http`
 //!   (hyper client connections), `net` (sockets, raw executor), `ws` (WebSocket executors,
 //!   fan-out correlation), `metrics` (outcomes, histograms, timeline, interval log), `activity`
-//!   (outage detection, per-window latency), `flight`
+//!   (outage detection, per-window latency), `plan` (what the phase meant to do), `soak` (the
+//!   `[phases.soak]` table), `result` (what the phase measured), `window` (a running phase so
+//!   far, for checkpoints), `flight`
 //!   (flight recorder for crash triage), `progress` (bars / plain lines), `cli` (`mesher-stress
 //!   load`).
 //!
@@ -21,8 +24,11 @@ pub mod http;
 mod lanes;
 pub mod metrics;
 pub mod net;
+pub mod plan;
 pub mod progress;
+pub mod result;
 pub mod sched;
+pub mod soak;
 pub mod suspects;
 pub mod window;
 pub mod wire;
@@ -39,6 +45,9 @@ use std::time::Duration;
 
 pub use flight::{FlightEntry, FlightRecorder};
 pub use metrics::Outcome;
+pub use plan::Planned;
+pub use result::{PhaseFacts, PhaseResult};
+pub use soak::SoakSpec;
 pub use window::PhaseWindow;
 
 /// Which HTTP/1.1 client implementation sends well-formed requests (malformed ones always go
@@ -129,7 +138,7 @@ pub struct LoadPhase {
     pub outage_min: Duration,
     /// Soak verdicts (leaks, drift, outages) from the target's /proc samples; absent = off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub soak: Option<crate::report::soak::SoakSpec>,
+    pub soak: Option<SoakSpec>,
     /// Restart the target when it dies during the phase (`run` with a spawned target), so a
     /// soak survives deaths; each death is a crash and an outage. Off: a death ends the phase.
     #[serde(default)]
@@ -428,7 +437,7 @@ pub struct PhaseCtx {
     /// requests in flight when it died, are counted but are not latency samples, and closed-loop
     /// lanes wait while it is down.
     pub target_state: Option<tokio::sync::watch::Receiver<TargetState>>,
-    /// Opened while the phase runs: checkpoints read the report so far through it.
+    /// Opened while the phase runs: checkpoints read what was measured so far through it.
     pub window: Option<PhaseWindow>,
 }
 
@@ -474,13 +483,13 @@ impl PhaseCtx {
     }
 }
 
-/// Run one load phase: safety check, lanes, measurement, report (thresholds evaluated).
+/// Run one load phase: safety check, lanes, measurement.
 pub async fn run_phase(
     phase: &LoadPhase,
     source: Arc<dyn Source>,
     target: &TargetAddr,
     ctx: &PhaseCtx,
-) -> Result<crate::report::PhaseReport> {
+) -> Result<PhaseResult> {
     phase.validate()?;
     crate::safety::check_target(&target.http, ctx.allow_remote)?;
     if let Some(ws) = &target.ws {

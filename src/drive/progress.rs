@@ -7,7 +7,8 @@
 
 use crate::drive::ProgressMode;
 use crate::drive::metrics::Live;
-use crate::report::{Planned, fmt_us};
+use crate::drive::plan::Planned;
+use crate::util::units::fmt_us;
 use std::io::IsTerminal;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

@@ -1,15 +1,17 @@
-//! [`PhaseWindow`]: the report so far of a load phase that is still running, for checkpoints.
+//! [`PhaseWindow`]: what a load phase that is still running measured so far, for checkpoints.
 //!
 //! The caller puts a `PhaseWindow` into the [`crate::drive::PhaseCtx`]; while the phase runs,
-//! [`PhaseWindow::snapshot`] has the phase's aggregator build a [`PhaseReport`] from its totals
-//! in place (between two sample batches, after flushing the interval log to disk; no copy of
-//! the histograms): closed timeline intervals, histograms, thresholds evaluated on what was
-//! measured so far. Requests still in flight are not in it (`requests_sent` counts the
-//! measured ones). The lanes never see any of this: the hot path is unchanged.
+//! [`PhaseWindow::read`] runs the caller's function on the aggregator's totals in place
+//! (between two sample batches, after flushing the interval log to disk; no copy of the
+//! histograms), with the phase and its [`PhaseFacts`] so far: the report stage builds the report
+//! so far from them (closed timeline intervals, histograms, thresholds evaluated on what was
+//! measured). Requests still in flight are not in it (`sent` counts the measured ones). The
+//! lanes never see any of this: the hot path is unchanged.
 
 use crate::drive::LoadPhase;
 use crate::drive::metrics::{SnapshotFn, Totals};
-use crate::report::{BuildInput, PhaseReport, Planned};
+use crate::drive::plan::Planned;
+use crate::drive::result::PhaseFacts;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
@@ -21,7 +23,7 @@ pub struct PhaseWindow {
     probe: Arc<Mutex<Option<Probe>>>,
 }
 
-/// What a snapshot needs besides the totals.
+/// What a look needs besides the totals.
 pub(crate) struct Probe {
     pub ask: mpsc::UnboundedSender<SnapshotFn>,
     pub phase: LoadPhase,
@@ -55,9 +57,12 @@ impl PhaseWindow {
         self.lock().is_some()
     }
 
-    /// The running phase's report so far; `None` between phases or when the phase ended while
-    /// asking. The report is built by the aggregator from its totals in place.
-    pub async fn snapshot(&self) -> Option<PhaseReport> {
+    /// `look` applied to the running phase so far; `None` between phases or when the phase ended
+    /// while asking. It runs in the aggregator, on its totals in place.
+    pub async fn read<R: Send + 'static>(
+        &self,
+        look: impl FnOnce(&LoadPhase, PhaseFacts, &Totals) -> R + Send + 'static,
+    ) -> Option<R> {
         let (reply, answer) = oneshot::channel();
         {
             let g = self.lock();
@@ -65,20 +70,10 @@ impl PhaseWindow {
             let (phase, planned, started_at, start, interval_log) =
                 (p.phase.clone(), p.planned.clone(), p.started_at, p.start, p.interval_log.clone());
             let look: SnapshotFn = Box::new(move |totals: &Totals| {
-                // Every request with an outcome: measured ones plus those that failed while the
-                // target was down (counted, not measured), as the report counts them.
-                let measured: u64 = totals
-                    .pairs
-                    .iter()
-                    .filter(|(k, _)| k.outcome.is_request())
-                    .map(|(k, p)| p.corrected.len() + totals.down.get(k).copied().unwrap_or(0))
-                    .sum();
                 let elapsed = Instant::now().saturating_duration_since(start);
-                let _ = reply.send(PhaseReport::build(BuildInput {
-                    phase: &phase,
+                let facts = PhaseFacts {
                     planned,
-                    totals,
-                    sent: measured,
+                    sent: totals.requests_with_outcome(),
                     lane_panics: 0,
                     started_at,
                     sending: elapsed,
@@ -89,7 +84,8 @@ impl PhaseWindow {
                     interval_log,
                     skipped_down: 0,
                     lanes_aborted: 0,
-                }));
+                };
+                let _ = reply.send(look(&phase, facts, totals));
             });
             p.ask.send(look).ok()?;
         }

@@ -5,100 +5,22 @@
 //! Every figure in the table comes from the JSON; percentiles are in microseconds, corrected
 //! (from the intended send time) and uncorrected (from the actual send). Files are written
 //! atomically ([`write_json_atomic`]: temp file in the same directory, fsync, rename).
-//! Change threshold rules in [`evaluate`]; change table columns in `print_table`.
+//! Change threshold rules in [`evaluate`]; change table columns in `print_routes`. The report is
+//! built from what the drive stage measured ([`PhaseResult`]: its totals and facts).
 
-use crate::drive::LoadPhase;
 use crate::drive::flight::FlightEntry;
-use crate::drive::metrics::{Key, KeyHist, Outcome, RouteIntervals, Second, Totals};
-use crate::drive::sched::Schedule;
+use crate::drive::metrics::{Key, KeyHist, Outcome, Pair, RouteIntervals, Second, Totals};
+use crate::drive::{LoadPhase, PhaseFacts, PhaseResult};
 use crate::model::Layer;
-use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
-/// Latency summary, µs.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct Percentiles {
-    pub count: u64,
-    pub min: u64,
-    pub mean: f64,
-    pub p50: u64,
-    pub p90: u64,
-    pub p99: u64,
-    pub p999: u64,
-    pub max: u64,
-}
-
-impl Percentiles {
-    pub fn of<T: hdrhistogram::Counter>(h: &Histogram<T>) -> Percentiles {
-        if h.is_empty() {
-            return Percentiles::default();
-        }
-        Percentiles {
-            count: h.len(),
-            min: h.min(),
-            mean: (h.mean() * 10.0).round() / 10.0,
-            p50: h.value_at_quantile(0.5),
-            p90: h.value_at_quantile(0.9),
-            p99: h.value_at_quantile(0.99),
-            p999: h.value_at_quantile(0.999),
-            max: h.max(),
-        }
-    }
-}
-
-/// What the phase meant to do.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Planned {
-    /// `open` or `closed`.
-    pub mode: String,
-    pub concurrency: u32,
-    pub keep_alive: bool,
-    /// The HTTP executor (`wire` or `hyper`); reports of versions before it was a choice
-    /// (hyper only) read as `wire`.
-    #[serde(default)]
-    pub executor: crate::drive::Executor,
-    /// Open loop: the schedule's average rate (requests/s).
-    pub asked_rate: Option<f64>,
-    /// Open loop: requests in the schedule; closed loop: the `requests` bound.
-    pub planned_requests: Option<u64>,
-    pub duration_s: Option<f64>,
-    pub ws_ingest_connections: u32,
-    pub ws_stream_subscribers: u32,
-    pub ws_churn: u32,
-}
-
-impl Planned {
-    pub fn of(p: &LoadPhase, s: Option<&Schedule>) -> Planned {
-        let dur = p.time_bound();
-        let mut planned = p.requests;
-        let mut asked = None;
-        if let Some(s) = s {
-            if let Some(t) = s.total() {
-                planned = Some(planned.map_or(t, |r| r.min(t)));
-            }
-            asked = match (planned, dur) {
-                (Some(n), Some(d)) if s.total().is_some() => Some(n as f64 / d.as_secs_f64()),
-                _ => p.rate,
-            };
-        }
-        Planned {
-            mode: if s.is_some() { "open" } else { "closed" }.into(),
-            concurrency: p.concurrency,
-            keep_alive: p.keep_alive,
-            executor: p.executor,
-            asked_rate: asked,
-            planned_requests: planned,
-            duration_s: dur.map(|d| d.as_secs_f64()),
-            ws_ingest_connections: p.websocket.ingest_connections,
-            ws_stream_subscribers: p.websocket.stream_subscribers,
-            ws_churn: p.websocket.churn,
-        }
-    }
-}
+pub use crate::drive::Planned;
+pub use crate::drive::metrics::Percentiles;
+pub use crate::util::units::fmt_us;
 
 /// One route × layer × outcome.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -290,27 +212,6 @@ impl Outage {
     }
 }
 
-/// Inputs of [`PhaseReport::build`].
-pub struct BuildInput<'a> {
-    pub phase: &'a LoadPhase,
-    pub planned: Planned,
-    pub totals: &'a Totals,
-    pub sent: u64,
-    pub lane_panics: u64,
-    pub started_at: SystemTime,
-    pub sending: Duration,
-    pub send_span: Option<Duration>,
-    pub elapsed: Duration,
-    pub interrupted: bool,
-    pub suspects: Vec<FlightEntry>,
-    pub interval_log: Option<PathBuf>,
-    /// Arrivals skipped because they fell due while the target was down.
-    pub skipped_down: u64,
-    /// Lanes aborted at the end (their requests in flight are `sent` but not measured: they
-    /// count as interrupted).
-    pub lanes_aborted: u64,
-}
-
 /// Merges key histograms into one scratch histogram, reused for every merge of a report: a
 /// checkpoint builds a report every minute, and a fresh histogram per route (two, with the
 /// uncorrected one) would be ~100 transient allocations growing to ~60 KiB each time.
@@ -334,148 +235,180 @@ impl Merger {
     }
 }
 
-impl PhaseReport {
-    pub fn build(b: BuildInput<'_>) -> PhaseReport {
-        let t = b.totals;
-        let req_keys: Vec<(&Key, &crate::drive::metrics::Pair)> =
-            t.pairs.iter().filter(|(k, _)| k.outcome.is_request()).collect();
-        // Requests of a key: its latency samples plus those that failed while the target was
-        // down (counted, not measured).
-        let count = |k: &Key, p: &crate::drive::metrics::Pair| p.corrected.len() + t.down.get(k).copied().unwrap_or(0);
+impl From<PhaseResult> for PhaseReport {
+    fn from(r: PhaseResult) -> PhaseReport {
+        PhaseReport::build(&r.phase, r.facts, &r.totals)
+    }
+}
+
+/// Request counts of a phase: per outcome, per layer, errors.
+struct Counts {
+    outcomes: BTreeMap<String, u64>,
+    layers: BTreeMap<String, BTreeMap<String, u64>>,
+    measured: u64,
+    errors: u64,
+    error_rate: f64,
+}
+
+impl Counts {
+    fn of(t: &Totals, req_keys: &[(&Key, &Pair)], f: &PhaseFacts) -> Counts {
         let mut outcomes = BTreeMap::new();
         let mut layers: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
-        for (k, p) in &req_keys {
-            let n = count(k, p);
+        for (k, p) in req_keys {
+            let n = t.count(k, p);
             *outcomes.entry(k.outcome.name().to_string()).or_insert(0) += n;
             *layers.entry(layer_name(k.layer)).or_default().entry(k.outcome.name().to_string()).or_insert(0) += n;
         }
         // Requests in flight in lanes aborted at the phase's end or stop: interrupted.
         let measured_so_far: u64 = outcomes.values().sum();
-        let cut = if b.lanes_aborted > 0 { b.sent.saturating_sub(measured_so_far) } else { 0 };
+        let cut = if f.lanes_aborted > 0 { f.sent.saturating_sub(measured_so_far) } else { 0 };
         if cut > 0 {
             *outcomes.entry(Outcome::Interrupted.name().to_string()).or_insert(0) += cut;
         }
         let measured: u64 = outcomes.values().sum();
-        let errors: u64 = req_keys.iter().filter(|(k, _)| k.outcome.is_error()).map(|(k, p)| count(k, p)).sum();
+        let errors: u64 = req_keys.iter().filter(|(k, _)| k.outcome.is_error()).map(|(k, p)| t.count(k, p)).sum();
         let interrupted_n: u64 =
-            req_keys.iter().filter(|(k, _)| k.outcome == Outcome::Interrupted).map(|(k, p)| count(k, p)).sum::<u64>()
+            req_keys.iter().filter(|(k, _)| k.outcome == Outcome::Interrupted).map(|(k, p)| t.count(k, p)).sum::<u64>()
                 + cut;
         let denom = measured.saturating_sub(interrupted_n);
-        let elapsed_s = b.elapsed.as_secs_f64().max(1e-9);
-        let span = b.send_span.unwrap_or(b.sending).as_secs_f64();
-        let achieved_rate =
-            if b.sent > 1 && span > 0.0 { (b.sent - 1) as f64 / span } else { b.sent as f64 / elapsed_s };
-        let rate_base = b.planned.duration_s.map(|d| d.min(elapsed_s)).unwrap_or(elapsed_s).max(1e-9);
+        let error_rate = if denom == 0 { 0.0 } else { errors as f64 / denom as f64 };
+        Counts { outcomes, layers, measured, errors, error_rate }
+    }
+}
 
-        // Per route × layer.
-        let mut by_route: BTreeMap<(&str, Layer), Vec<(&Key, &crate::drive::metrics::Pair)>> = BTreeMap::new();
-        for (k, p) in &req_keys {
-            by_route.entry((k.route, k.layer)).or_default().push((k, p));
-        }
-        let mut m = Merger::new();
-        let routes: Vec<RouteReport> = by_route
-            .iter()
-            .map(|((route, layer), v)| {
-                let n: u64 = v.iter().map(|(k, p)| count(k, p)).sum();
-                RouteReport {
-                    route: route.to_string(),
-                    layer: *layer,
-                    count: n,
-                    rate: round2(n as f64 / rate_base),
-                    errors: v.iter().filter(|(k, _)| k.outcome.is_error()).map(|(k, p)| count(k, p)).sum(),
-                    outcomes: v.iter().map(|(k, p)| (k.outcome.name().to_string(), count(k, p))).collect(),
-                    corrected: m.percentiles(v.iter().map(|(_, p)| &p.corrected)),
-                    uncorrected: m.percentiles(v.iter().map(|(_, p)| p.uncorrected())),
-                }
-            })
-            .collect();
-        let detail = t
-            .pairs
-            .iter()
-            .map(|(k, p)| KeyReport {
-                route: k.route.to_string(),
-                layer: k.layer,
-                outcome: k.outcome,
-                count: count(k, p),
-                corrected: Percentiles::of(&p.corrected),
-                uncorrected: Percentiles::of(p.uncorrected()),
-            })
-            .collect();
-        let fanout = (b.phase.websocket.stream_subscribers > 0).then(|| {
-            let d = t.pairs.iter().find(|(k, _)| k.outcome == Outcome::Delivered).map(|(_, p)| &p.corrected);
-            FanoutReport {
-                delivered: d.map_or(0, |h| h.len()),
-                missed: t
-                    .pairs
-                    .iter()
-                    .filter(|(k, _)| k.outcome == Outcome::Missed)
-                    .map(|(_, p)| p.corrected.len())
-                    .sum(),
-                delay: d.map(Percentiles::of).unwrap_or_default(),
+/// Per route × layer, every outcome merged.
+fn route_reports(t: &Totals, req_keys: &[(&Key, &Pair)], rate_base: f64, m: &mut Merger) -> Vec<RouteReport> {
+    let mut by_route: BTreeMap<(&str, Layer), Vec<(&Key, &Pair)>> = BTreeMap::new();
+    for (k, p) in req_keys {
+        by_route.entry((k.route, k.layer)).or_default().push((k, p));
+    }
+    by_route
+        .iter()
+        .map(|((route, layer), v)| {
+            let n: u64 = v.iter().map(|(k, p)| t.count(k, p)).sum();
+            RouteReport {
+                route: route.to_string(),
+                layer: *layer,
+                count: n,
+                rate: round2(n as f64 / rate_base),
+                errors: v.iter().filter(|(k, _)| k.outcome.is_error()).map(|(k, p)| t.count(k, p)).sum(),
+                outcomes: v.iter().map(|(k, p)| (k.outcome.name().to_string(), t.count(k, p))).collect(),
+                corrected: m.percentiles(v.iter().map(|(_, p)| &p.corrected)),
+                uncorrected: m.percentiles(v.iter().map(|(_, p)| p.uncorrected())),
             }
-        });
+        })
+        .collect()
+}
+
+/// Every route × layer × outcome.
+fn key_reports(t: &Totals) -> Vec<KeyReport> {
+    t.pairs
+        .iter()
+        .map(|(k, p)| KeyReport {
+            route: k.route.to_string(),
+            layer: k.layer,
+            outcome: k.outcome,
+            count: t.count(k, p),
+            corrected: Percentiles::of(&p.corrected),
+            uncorrected: Percentiles::of(p.uncorrected()),
+        })
+        .collect()
+}
+
+/// Stream fan-out, when the phase had subscribers.
+fn fanout_report(phase: &LoadPhase, t: &Totals) -> Option<FanoutReport> {
+    (phase.websocket.stream_subscribers > 0).then(|| {
+        let d = t.pairs.iter().find(|(k, _)| k.outcome == Outcome::Delivered).map(|(_, p)| &p.corrected);
+        FanoutReport {
+            delivered: d.map_or(0, |h| h.len()),
+            missed: t.pairs.iter().filter(|(k, _)| k.outcome == Outcome::Missed).map(|(_, p)| p.corrected.len()).sum(),
+            delay: d.map(Percentiles::of).unwrap_or_default(),
+        }
+    })
+}
+
+/// The per-route series in route × layer order (the aggregator keeps them in order of first
+/// appearance).
+fn sorted_route_intervals(t: &Totals) -> RouteIntervals {
+    let mut ri = t.route_intervals.clone();
+    ri.series.sort_by(|a, b| (&a.route, a.layer).cmp(&(&b.route, b.layer)));
+    ri
+}
+
+/// The stalls the aggregator detected, as outages (deaths are added by the watchdog).
+fn stall_outages(t: &Totals) -> Vec<Outage> {
+    t.stalls
+        .iter()
+        .map(|s| Outage {
+            cause: OutageCause::Stall,
+            start_s: round2(s.start_s),
+            end_s: round2(s.end_s),
+            peak_in_flight: s.peak_in_flight,
+            failed: s.failed,
+            exit: None,
+            restarted: false,
+            detail: String::new(),
+            suspects: Vec::new(),
+            death: None,
+            inputs: None,
+            bucket: None,
+        })
+        .collect()
+}
+
+impl PhaseReport {
+    /// The report of what a phase measured, its thresholds evaluated.
+    pub fn build(phase: &LoadPhase, f: PhaseFacts, t: &Totals) -> PhaseReport {
+        let req_keys: Vec<(&Key, &Pair)> = t.pairs.iter().filter(|(k, _)| k.outcome.is_request()).collect();
+        let counts = Counts::of(t, &req_keys, &f);
+        let elapsed_s = f.elapsed.as_secs_f64().max(1e-9);
+        let span = f.send_span.unwrap_or(f.sending).as_secs_f64();
+        let achieved_rate =
+            if f.sent > 1 && span > 0.0 { (f.sent - 1) as f64 / span } else { f.sent as f64 / elapsed_s };
+        let rate_base = f.planned.duration_s.map(|d| d.min(elapsed_s)).unwrap_or(elapsed_s).max(1e-9);
+        let mut m = Merger::new();
+        let routes = route_reports(t, &req_keys, rate_base, &mut m);
         let mut r = PhaseReport {
-            name: b.phase.name.clone(),
-            started_at_ms: b
+            name: phase.name.clone(),
+            started_at_ms: f
                 .started_at
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map(|d| d.as_millis() as u64)
                 .unwrap_or(0),
-            planned: b.planned,
+            planned: f.planned,
             elapsed_s: round2(elapsed_s),
-            requests_sent: b.sent,
-            requests_measured: measured,
-            consistent: measured == b.sent && b.lane_panics == 0,
+            requests_sent: f.sent,
+            requests_measured: counts.measured,
+            consistent: counts.measured == f.sent && f.lane_panics == 0,
             achieved_rate: round2(achieved_rate),
-            throughput: round2(measured as f64 / elapsed_s),
-            interrupted: b.interrupted,
-            lane_panics: b.lane_panics,
-            outcomes,
-            layers,
-            errors,
-            error_rate: if denom == 0 { 0.0 } else { errors as f64 / denom as f64 },
+            throughput: round2(counts.measured as f64 / elapsed_s),
+            interrupted: f.interrupted,
+            lane_panics: f.lane_panics,
+            outcomes: counts.outcomes,
+            layers: counts.layers,
+            errors: counts.errors,
+            error_rate: counts.error_rate,
             latency: m.percentiles(req_keys.iter().map(|(_, p)| &p.corrected)),
             latency_uncorrected: m.percentiles(req_keys.iter().map(|(_, p)| p.uncorrected())),
             send_lag: Percentiles::of(&t.lag),
             routes,
-            detail,
-            fanout,
+            detail: key_reports(t),
+            fanout: fanout_report(phase, t),
             timeline: t.timeline.clone(),
-            route_intervals: {
-                let mut ri = t.route_intervals.clone();
-                ri.series.sort_by(|a, b| (&a.route, a.layer).cmp(&(&b.route, b.layer)));
-                ri
-            },
+            route_intervals: sorted_route_intervals(t),
             thresholds: Vec::new(),
             passed: true,
-            unanswered: b.suspects,
-            interval_log: b.interval_log,
+            unanswered: f.suspects,
+            interval_log: f.interval_log,
             excluded: t.down.values().sum(),
-            outages: t
-                .stalls
-                .iter()
-                .map(|s| Outage {
-                    cause: OutageCause::Stall,
-                    start_s: round2(s.start_s),
-                    end_s: round2(s.end_s),
-                    peak_in_flight: s.peak_in_flight,
-                    failed: s.failed,
-                    exit: None,
-                    restarted: false,
-                    detail: String::new(),
-                    suspects: Vec::new(),
-                    death: None,
-                    inputs: None,
-                    bucket: None,
-                })
-                .collect(),
+            outages: stall_outages(t),
             restarts: 0,
-            skipped_down: b.skipped_down,
+            skipped_down: f.skipped_down,
             triage: None,
             windows: t.windows.clone(),
             soak: None,
         };
-        r.thresholds = evaluate(b.phase, &r, b.totals);
+        r.thresholds = evaluate(phase, &r, t);
         r.passed = r.consistent && r.thresholds.iter().all(|t| t.passed);
         r
     }
@@ -510,6 +443,14 @@ impl PhaseReport {
 
     /// The per-route table and the verdict lines.
     pub fn print_table(&self, w: &mut impl Write) -> std::io::Result<()> {
+        self.print_headline(w)?;
+        self.print_routes(w)?;
+        self.print_events(w)?;
+        self.print_verdict(w)
+    }
+
+    /// What was asked and what was sent, in one line.
+    fn print_headline(&self, w: &mut impl Write) -> std::io::Result<()> {
         writeln!(
             w,
             "phase {:?} ({} loop, {} lanes{}): {} requests in {:.2}s, {:.1} req/s sent{}, {} errors ({:.3}%){}",
@@ -524,7 +465,11 @@ impl PhaseReport {
             self.errors,
             self.error_rate * 100.0,
             if self.interrupted { ", INTERRUPTED" } else { "" }
-        )?;
+        )
+    }
+
+    /// The table: a row per route × layer, then every route together.
+    fn print_routes(&self, w: &mut impl Write) -> std::io::Result<()> {
         writeln!(
             w,
             "{:<24} {:<6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}  outcomes",
@@ -560,7 +505,11 @@ impl PhaseReport {
             self.throughput,
             &self.latency_uncorrected,
             String::new(),
-        )?;
+        )
+    }
+
+    /// Send lag, fan-out, the target's deaths and outages, soak findings.
+    fn print_events(&self, w: &mut impl Write) -> std::io::Result<()> {
         if self.planned.mode == "open" {
             writeln!(
                 w,
@@ -602,6 +551,11 @@ impl PhaseReport {
                 writeln!(w, "soak: {n}")?;
             }
         }
+        Ok(())
+    }
+
+    /// Consistency, unanswered requests, thresholds and the verdict.
+    fn print_verdict(&self, w: &mut impl Write) -> std::io::Result<()> {
         if !self.consistent {
             writeln!(
                 w,
@@ -648,65 +602,12 @@ fn layer_name(l: Layer) -> String {
     serde_json::to_value(l).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
 }
 
-/// `1234` µs → `1.23ms`.
-pub fn fmt_us(us: u64) -> String {
-    if us < 1000 {
-        format!("{us}µs")
-    } else if us < 1_000_000 {
-        format!("{:.2}ms", us as f64 / 1000.0)
-    } else {
-        format!("{:.2}s", us as f64 / 1e6)
-    }
-}
-
 /// Evaluate the phase's thresholds. Route p99 limits use the route's valid-layer corrected
 /// latency when it has valid traffic, else all layers; interrupted requests are left out. A
 /// route named in `p99_max` without any sample fails (nothing was proven).
 pub fn evaluate(p: &LoadPhase, r: &PhaseReport, totals: &Totals) -> Vec<ThresholdResult> {
     let th = &p.thresholds;
-    let mut out = Vec::new();
-    let mut m = Merger::new();
-    let mut route_p99 = |route: &str| -> Option<u64> {
-        let mut of_layer = |valid_only: bool| {
-            let h = m.merged(
-                totals
-                    .pairs
-                    .iter()
-                    .filter(|(k, _)| {
-                        k.route == route
-                            && k.outcome.is_request()
-                            && k.outcome != Outcome::Interrupted
-                            && (!valid_only || k.layer == Layer::Valid)
-                    })
-                    .map(|(_, p)| &p.corrected),
-            );
-            (!h.is_empty()).then(|| h.value_at_quantile(0.99))
-        };
-        of_layer(true).or_else(|| of_layer(false))
-    };
-    let mut routes: Vec<String> = r.routes.iter().map(|x| x.route.clone()).collect();
-    routes.dedup();
-    for (name, limit) in &th.p99_max {
-        if name == "*" {
-            for route in routes.iter().filter(|x| !th.p99_max.contains_key(*x)) {
-                let actual = route_p99(route).unwrap_or(0);
-                out.push(ThresholdResult {
-                    name: format!("p99 {route}"),
-                    limit: fmt_us(limit.as_micros() as u64),
-                    actual: fmt_us(actual),
-                    passed: actual as u128 <= limit.as_micros(),
-                });
-            }
-        } else {
-            let actual = route_p99(name);
-            out.push(ThresholdResult {
-                name: format!("p99 {name}"),
-                limit: fmt_us(limit.as_micros() as u64),
-                actual: actual.map(fmt_us).unwrap_or_else(|| "no data".into()),
-                passed: actual.is_some_and(|a| a as u128 <= limit.as_micros()),
-            });
-        }
-    }
+    let mut out = p99_thresholds(th, r, totals);
     if let Some(max) = th.error_rate_max {
         out.push(ThresholdResult {
             name: "error rate".into(),
@@ -723,23 +624,7 @@ pub fn evaluate(p: &LoadPhase, r: &PhaseReport, totals: &Totals) -> Vec<Threshol
             passed: r.achieved_rate >= min,
         });
     }
-    // Always: a phase in which the target answered nothing at all did not pass, whatever the
-    // limits (a server that accepts and never answers has no p99 and no 5xx).
-    let tried = r.requests_measured.saturating_sub(r.outcomes.get(Outcome::Interrupted.name()).copied().unwrap_or(0));
-    if tried > 0 {
-        let answered: u64 = totals
-            .pairs
-            .iter()
-            .filter(|(k, _)| k.outcome.is_answer())
-            .map(|(k, p)| p.corrected.len() + totals.down.get(k).copied().unwrap_or(0))
-            .sum();
-        out.push(ThresholdResult {
-            name: "target answered".into(),
-            limit: "at least one answer".into(),
-            actual: format!("{answered} of {tried} requests answered"),
-            passed: answered > 0,
-        });
-    }
+    out.extend(answered_threshold(r, totals));
     if let Some(max) = th.fanout_p99_max {
         let f = r.fanout.as_ref();
         let actual = f.filter(|f| f.delivered > 0).map(|f| f.delay.p99);
@@ -751,6 +636,75 @@ pub fn evaluate(p: &LoadPhase, r: &PhaseReport, totals: &Totals) -> Vec<Threshol
         });
     }
     out
+}
+
+/// One result per `p99_max` entry; `"*"` expands to every measured route without its own entry.
+fn p99_thresholds(th: &crate::drive::Thresholds, r: &PhaseReport, totals: &Totals) -> Vec<ThresholdResult> {
+    let mut out = Vec::new();
+    let mut m = Merger::new();
+    let mut p99_of = |route: &str| route_p99(&mut m, totals, route);
+    let mut routes: Vec<String> = r.routes.iter().map(|x| x.route.clone()).collect();
+    routes.dedup();
+    for (name, limit) in &th.p99_max {
+        if name == "*" {
+            for route in routes.iter().filter(|x| !th.p99_max.contains_key(*x)) {
+                let actual = p99_of(route).unwrap_or(0);
+                out.push(ThresholdResult {
+                    name: format!("p99 {route}"),
+                    limit: fmt_us(limit.as_micros() as u64),
+                    actual: fmt_us(actual),
+                    passed: actual as u128 <= limit.as_micros(),
+                });
+            }
+        } else {
+            let actual = p99_of(name);
+            out.push(ThresholdResult {
+                name: format!("p99 {name}"),
+                limit: fmt_us(limit.as_micros() as u64),
+                actual: actual.map(fmt_us).unwrap_or_else(|| "no data".into()),
+                passed: actual.is_some_and(|a| a as u128 <= limit.as_micros()),
+            });
+        }
+    }
+    out
+}
+
+/// A route's corrected p99: of its valid layer when it has valid traffic, else of all layers;
+/// interrupted requests left out. `None`: no sample.
+fn route_p99(m: &mut Merger, totals: &Totals, route: &str) -> Option<u64> {
+    let mut of_layer = |valid_only: bool| {
+        let h = m.merged(
+            totals
+                .pairs
+                .iter()
+                .filter(|(k, _)| {
+                    k.route == route
+                        && k.outcome.is_request()
+                        && k.outcome != Outcome::Interrupted
+                        && (!valid_only || k.layer == Layer::Valid)
+                })
+                .map(|(_, p)| &p.corrected),
+        );
+        (!h.is_empty()).then(|| h.value_at_quantile(0.99))
+    };
+    of_layer(true).or_else(|| of_layer(false))
+}
+
+/// Always judged: a phase in which the target answered nothing at all did not pass, whatever the
+/// limits (a server that accepts and never answers has no p99 and no 5xx).
+fn answered_threshold(r: &PhaseReport, totals: &Totals) -> Option<ThresholdResult> {
+    let tried = r.requests_measured.saturating_sub(r.outcomes.get(Outcome::Interrupted.name()).copied().unwrap_or(0));
+    if tried == 0 {
+        return None;
+    }
+    let answered: u64 =
+        totals.pairs.iter().filter(|(k, _)| k.outcome.is_answer()).map(|(k, p)| totals.count(k, p)).sum();
+    Some(ThresholdResult {
+        name: "target answered".into(),
+        limit: "at least one answer".into(),
+        actual: format!("{answered} of {tried} requests answered"),
+        passed: answered > 0,
+    })
 }
 
 pub use crate::util::fs::write_json_atomic;

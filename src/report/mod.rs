@@ -16,7 +16,7 @@ use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-pub use load::{BuildInput, PhaseReport, Planned, fmt_us, write_json_atomic};
+pub use load::{PhaseReport, Planned, fmt_us, write_json_atomic};
 
 /// One phase's outcome in `report.json` (`{"kind": "load", ...}`).
 #[derive(Debug, Clone, Serialize)]

@@ -137,7 +137,8 @@ pub(super) async fn run_load(
     let readiness_before = target.sup.set_ready_timeout(load.restart_timeout);
     let description = target.sup.launch().map(|l| l.describe()).unwrap_or_else(|| target.description.clone());
     let phase = async {
-        let r = crate::drive::run_phase(load, generator.clone(), &addr, &ctx).await;
+        let r =
+            crate::drive::run_phase(load, generator.clone(), &addr, &ctx).await.map(crate::report::PhaseReport::from);
         let _ = done_tx.send(true);
         r
     };

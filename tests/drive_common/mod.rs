@@ -220,3 +220,13 @@ pub fn check_consistent(r: &mesher_stress::report::PhaseReport) {
     let by_route: u64 = r.routes.iter().map(|x| x.count).sum();
     assert_eq!(by_route, r.requests_sent);
 }
+
+/// Run a load phase and build its report, as the `load` command does.
+pub async fn run_phase(
+    phase: &mesher_stress::drive::LoadPhase,
+    source: Arc<dyn mesher_stress::model::Source>,
+    target: &mesher_stress::drive::TargetAddr,
+    ctx: &mesher_stress::drive::PhaseCtx,
+) -> anyhow::Result<mesher_stress::report::PhaseReport> {
+    mesher_stress::drive::run_phase(phase, source, target, ctx).await.map(mesher_stress::report::PhaseReport::from)
+}
