@@ -4,7 +4,7 @@
 //!
 //! A checkpoint writes, each file atomically (`crate::util::fs`):
 //! - `report.json`: the finished phases, the running load phase's report so far (through the
-//!   phase's [`PhaseWindow`]: histograms, timeline, thresholds on what was measured), the
+//!   phase's [`PhaseView`]: histograms, timeline, thresholds on what was measured), the
 //!   target's telemetry so far, the crashes seen, `"partial": true` and a `checkpoint` object
 //!   (time, running phase, interval);
 //! - `report.html` and `junit.xml` rendered from it (a "run finished" test case fails, so CI
@@ -15,7 +15,7 @@
 //! aggregator and flushed to disk (`fdatasync`) when the checkpoint asks for its totals.
 //! A checkpoint that cannot be written (disk full) is reported on stderr and the run goes on.
 
-use crate::drive::PhaseWindow;
+use crate::drive::PhaseView;
 use crate::report::{Checkpoint, RunPhase, RunReport};
 use crate::watch::process::LogHandle;
 use crate::watch::sampler::ProcSample;
@@ -88,7 +88,7 @@ pub struct Checkpointer {
     origin: Instant,
     telemetry: Arc<Mutex<Vec<ProcSample>>>,
     /// The running load phase's report so far (put into its `PhaseCtx`).
-    pub window: PhaseWindow,
+    pub view: PhaseView,
     /// The running load phase's deaths so far.
     pub deaths: PhaseDeaths,
     /// The running fuzz phase's report so far.
@@ -108,7 +108,7 @@ impl Checkpointer {
             tick,
             origin,
             telemetry,
-            window: PhaseWindow::new(),
+            view: PhaseView::new(),
             deaths: PhaseDeaths::default(),
             fuzz: Default::default(),
             written: 0,
@@ -125,7 +125,7 @@ impl Checkpointer {
         running: Option<usize>,
         target: Option<&LogHandle>,
     ) -> Result<()> {
-        let phase = self.window.read(crate::report::PhaseReport::build).await;
+        let phase = self.view.read(crate::report::PhaseReport::build).await;
         let deaths =
             if phase.is_some() { self.deaths.lock().unwrap_or_else(|e| e.into_inner()).clone() } else { Vec::new() };
         let fuzz = self.fuzz.lock().unwrap_or_else(|e| e.into_inner()).clone();

@@ -209,7 +209,7 @@ pub async fn main(a: Box<LoadArgs>, g: &Global) -> Result<u8> {
         ws_source: Some(generated.unwrap_or_else(|| Arc::new(EventSource { run }))),
         observer: None,
         target_state: None,
-        window: None,
+        view: None,
     };
     let _ = WsPath::INGEST;
     let target = TargetAddr { http: a.http.clone(), ws: a.ws.clone() };

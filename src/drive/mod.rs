@@ -30,7 +30,7 @@ pub mod result;
 pub mod sched;
 pub mod soak;
 pub mod suspects;
-pub mod window;
+pub mod view;
 pub mod wire;
 pub mod ws;
 
@@ -48,7 +48,7 @@ pub use metrics::Outcome;
 pub use plan::Planned;
 pub use result::{PhaseFacts, PhaseResult};
 pub use soak::SoakSpec;
-pub use window::PhaseWindow;
+pub use view::PhaseView;
 
 /// Which HTTP/1.1 client implementation sends well-formed requests (malformed ones always go
 /// through the raw executor on a fresh connection).
@@ -438,7 +438,7 @@ pub struct PhaseCtx {
     /// lanes wait while it is down.
     pub target_state: Option<tokio::sync::watch::Receiver<TargetState>>,
     /// Opened while the phase runs: checkpoints read what was measured so far through it.
-    pub window: Option<PhaseWindow>,
+    pub view: Option<PhaseView>,
 }
 
 /// What the watchdog tells the lanes about the target.
@@ -478,7 +478,7 @@ impl PhaseCtx {
             ws_source: None,
             observer: None,
             target_state: None,
-            window: None,
+            view: None,
         }
     }
 }

@@ -11,7 +11,7 @@ use std::fmt::Write;
 
 /// The outcome of one test case.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub enum CaseResult {
     Passed,
     /// Failed with a one-line message and details.
     Failed {
@@ -27,7 +27,7 @@ pub enum Outcome {
 pub struct TestCase {
     pub name: String,
     pub seconds: f64,
-    pub outcome: Outcome,
+    pub outcome: CaseResult,
     /// Evidence shown by CI next to the case.
     pub output: String,
 }
@@ -61,10 +61,11 @@ pub fn escape(s: &str) -> String {
 
 /// Render the document. `name` names the whole run (the profile), `timestamp` is ISO 8601.
 pub fn render(name: &str, timestamp: &str, suites: &[TestSuite]) -> String {
-    let count = |f: &dyn Fn(&Outcome) -> bool| suites.iter().flat_map(|s| &s.cases).filter(|c| f(&c.outcome)).count();
+    let count =
+        |f: &dyn Fn(&CaseResult) -> bool| suites.iter().flat_map(|s| &s.cases).filter(|c| f(&c.outcome)).count();
     let total: usize = suites.iter().map(|s| s.cases.len()).sum();
-    let failures = count(&|o| matches!(o, Outcome::Failed { .. }));
-    let skipped = count(&|o| matches!(o, Outcome::Skipped { .. }));
+    let failures = count(&|o| matches!(o, CaseResult::Failed { .. }));
+    let skipped = count(&|o| matches!(o, CaseResult::Skipped { .. }));
     let time: f64 = suites.iter().flat_map(|s| &s.cases).map(|c| c.seconds).sum();
     let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     let _ = writeln!(
@@ -73,8 +74,8 @@ pub fn render(name: &str, timestamp: &str, suites: &[TestSuite]) -> String {
         escape(name)
     );
     for (id, s) in suites.iter().enumerate() {
-        let f = s.cases.iter().filter(|c| matches!(c.outcome, Outcome::Failed { .. })).count();
-        let sk = s.cases.iter().filter(|c| matches!(c.outcome, Outcome::Skipped { .. })).count();
+        let f = s.cases.iter().filter(|c| matches!(c.outcome, CaseResult::Failed { .. })).count();
+        let sk = s.cases.iter().filter(|c| matches!(c.outcome, CaseResult::Skipped { .. })).count();
         let t: f64 = s.cases.iter().map(|c| c.seconds).sum();
         let _ = writeln!(
             x,
@@ -93,8 +94,8 @@ pub fn render(name: &str, timestamp: &str, suites: &[TestSuite]) -> String {
                 c.seconds
             );
             match &c.outcome {
-                Outcome::Passed => {}
-                Outcome::Failed { message, details } => {
+                CaseResult::Passed => {}
+                CaseResult::Failed { message, details } => {
                     let _ = write!(
                         x,
                         "\n      <failure message=\"{}\" type=\"{}\">{}</failure>",
@@ -103,14 +104,14 @@ pub fn render(name: &str, timestamp: &str, suites: &[TestSuite]) -> String {
                         escape(details)
                     );
                 }
-                Outcome::Skipped { message } => {
+                CaseResult::Skipped { message } => {
                     let _ = write!(x, "\n      <skipped message=\"{}\"/>", escape(message));
                 }
             }
             if !c.output.is_empty() {
                 let _ = write!(x, "\n      <system-out>{}</system-out>", escape(&c.output));
             }
-            if !matches!(c.outcome, Outcome::Passed) || !c.output.is_empty() {
+            if !matches!(c.outcome, CaseResult::Passed) || !c.output.is_empty() {
                 x.push_str("\n    ");
             }
             x.push_str("</testcase>\n");
@@ -153,9 +154,9 @@ fn checks_suite(p: &RunPhase) -> Option<TestSuite> {
                 name: c.name.as_str().into(),
                 seconds: c.millis as f64 / 1000.0,
                 outcome: match c.status {
-                    Status::Pass => Outcome::Passed,
-                    Status::Fail => Outcome::Failed { message: c.summary.clone(), details: c.evidence.join("\n") },
-                    Status::Skip => Outcome::Skipped { message: c.summary.clone() },
+                    Status::Pass => CaseResult::Passed,
+                    Status::Fail => CaseResult::Failed { message: c.summary.clone(), details: c.evidence.join("\n") },
+                    Status::Skip => CaseResult::Skipped { message: c.summary.clone() },
                 },
                 output: format!("{}\n{}", c.summary, c.evidence.join("\n")),
             })
@@ -169,9 +170,9 @@ fn thresholds_suite(l: &PhaseReport) -> TestSuite {
         name: "requests accounted for".into(),
         seconds: l.elapsed_s,
         outcome: if l.consistent && l.lane_panics == 0 {
-            Outcome::Passed
+            CaseResult::Passed
         } else {
-            Outcome::Failed {
+            CaseResult::Failed {
                 message: format!(
                     "{} sent, {} measured, {} tool panics",
                     l.requests_sent, l.requests_measured, l.lane_panics
@@ -189,9 +190,9 @@ fn thresholds_suite(l: &PhaseReport) -> TestSuite {
             name,
             seconds: 0.0,
             outcome: if passed {
-                Outcome::Passed
+                CaseResult::Passed
             } else {
-                Outcome::Failed { message: v.to_string(), details: String::new() }
+                CaseResult::Failed { message: v.to_string(), details: String::new() }
             },
             output: v.to_string(),
         }
@@ -208,9 +209,9 @@ fn invariants_suite(results: &[InvariantResult]) -> TestSuite {
                 name: i.name.clone(),
                 seconds: 0.0,
                 outcome: if i.passed {
-                    Outcome::Passed
+                    CaseResult::Passed
                 } else {
-                    Outcome::Failed { message: i.summary.clone(), details: i.missing.join("\n") }
+                    CaseResult::Failed { message: i.summary.clone(), details: i.missing.join("\n") }
                 },
                 output: i.summary.clone(),
             })
@@ -227,7 +228,7 @@ fn buckets_suite(r: &RunReport) -> Option<TestSuite> {
     let bucket_cases = buckets.iter().map(|b| TestCase {
         name: b.bucket_id.clone(),
         seconds: 0.0,
-        outcome: Outcome::Failed {
+        outcome: CaseResult::Failed {
             message: format!("{} on {} ({} hits in this run)", b.death, b.route, b.count),
             details: format!("reproducer: {}", b.reproducer.join("repro.sh").display()),
         },
@@ -236,7 +237,7 @@ fn buckets_suite(r: &RunReport) -> Option<TestSuite> {
     let hang_cases = r.hangs.iter().enumerate().map(|(i, h)| TestCase {
         name: format!("hang-{}", i + 1),
         seconds: 0.0,
-        outcome: Outcome::Failed { message: h.clone(), details: String::new() },
+        outcome: CaseResult::Failed { message: h.clone(), details: String::new() },
         output: String::new(),
     });
     Some(TestSuite { name: "crash-buckets".into(), cases: bucket_cases.chain(hang_cases).collect() })
@@ -255,12 +256,12 @@ fn soak_suite(p: &RunPhase) -> Option<TestSuite> {
                 name: f.kind.clone(),
                 seconds: 0.0,
                 outcome: if f.flagged {
-                    Outcome::Failed {
+                    CaseResult::Failed {
                         message: f.summary.clone(),
                         details: serde_json::to_string(&f.figures).unwrap_or_default(),
                     }
                 } else {
-                    Outcome::Passed
+                    CaseResult::Passed
                 },
                 output: f.summary.clone(),
             })
@@ -276,7 +277,7 @@ fn checkpoint_suite(r: &RunReport) -> Option<TestSuite> {
         cases: vec![TestCase {
             name: "run finished".into(),
             seconds: r.elapsed_ms as f64 / 1000.0,
-            outcome: Outcome::Failed {
+            outcome: CaseResult::Failed {
                 message: format!("the run did not finish: this report is its checkpoint of {}", c.at),
                 details: c.running_phase.map(|p| format!("phase {p} was running")).unwrap_or_default(),
             },
@@ -292,8 +293,8 @@ fn crashes_suite(r: &RunReport) -> TestSuite {
             name: "target stays alive".into(),
             seconds: 0.0,
             outcome: match r.crashes.first() {
-                None => Outcome::Passed,
-                Some(c) => Outcome::Failed {
+                None => CaseResult::Passed,
+                Some(c) => CaseResult::Failed {
                     message: format!("the target {}", c.describe()),
                     details: r.crashes.iter().map(ExitInfo::describe).collect::<Vec<_>>().join("\n"),
                 },
@@ -323,12 +324,12 @@ fn comparison_suite(c: &compare::Comparison) -> TestSuite {
                 seconds: 0.0,
                 outcome: match r.verdict {
                     compare::Call::Regression => {
-                        Outcome::Failed { message: format!("regression: {line}"), details: String::new() }
+                        CaseResult::Failed { message: format!("regression: {line}"), details: String::new() }
                     }
-                    compare::Call::InsufficientData => Outcome::Skipped {
+                    compare::Call::InsufficientData => CaseResult::Skipped {
                         message: format!("insufficient data (fewer than {} intervals)", c.settings.min_intervals),
                     },
-                    _ => Outcome::Passed,
+                    _ => CaseResult::Passed,
                 },
                 output: line,
             }
@@ -338,7 +339,7 @@ fn comparison_suite(c: &compare::Comparison) -> TestSuite {
         cases.push(TestCase {
             name: "compared".into(),
             seconds: 0.0,
-            outcome: Outcome::Skipped { message: c.notes.join("; ") },
+            outcome: CaseResult::Skipped { message: c.notes.join("; ") },
             output: String::new(),
         });
     }
@@ -354,17 +355,22 @@ mod tests {
         let suites = vec![TestSuite {
             name: "checks".into(),
             cases: vec![
-                TestCase { name: "health".into(), seconds: 0.01, outcome: Outcome::Passed, output: "200 <ok>".into() },
+                TestCase {
+                    name: "health".into(),
+                    seconds: 0.01,
+                    outcome: CaseResult::Passed,
+                    output: "200 <ok>".into(),
+                },
                 TestCase {
                     name: "ingest".into(),
                     seconds: 1.0,
-                    outcome: Outcome::Failed { message: "a \"quote\" & \u{1}".into(), details: "d".into() },
+                    outcome: CaseResult::Failed { message: "a \"quote\" & \u{1}".into(), details: "d".into() },
                     output: String::new(),
                 },
                 TestCase {
                     name: "startup".into(),
                     seconds: 0.0,
-                    outcome: Outcome::Skipped { message: "n/a".into() },
+                    outcome: CaseResult::Skipped { message: "n/a".into() },
                     output: String::new(),
                 },
             ],

@@ -105,7 +105,7 @@ pub(super) async fn run_load(
     load: &LoadPhase,
     target: &mut Target,
     ledger: &Arc<crate::invariants::Ledger>,
-    window: crate::drive::PhaseWindow,
+    view: crate::drive::PhaseView,
     shared: PhaseDeaths,
 ) -> Result<PhaseReport> {
     let g = env.g;
@@ -129,7 +129,7 @@ pub(super) async fn run_load(
         ws_source: None,
         observer: Some(observer),
         target_state: started.then_some(state_rx),
-        window: Some(window),
+        view: Some(view),
     };
     let a = target.addrs();
     let addr = TargetAddr { http: format!("http://{}", a.http), ws: a.ws.map(|w| format!("ws://{w}")) };

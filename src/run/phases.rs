@@ -203,8 +203,8 @@ async fn load_phase(
     spec: &LoadPhase,
     ledger: &Arc<Ledger>,
 ) -> Result<crate::report::PhaseReport> {
-    let (window, deaths) = (ck.window.clone(), ck.deaths.clone());
-    let phase = load::run_load(env, spec, target, ledger, window, deaths);
+    let (view, deaths) = (ck.view.clone(), ck.deaths.clone());
+    let phase = load::run_load(env, spec, target, ledger, view, deaths);
     // (The load phase owns the target meanwhile; checkpoints show the output of the process
     // that started the phase, the phase's restarts leave their own logs.)
     let r = ck.during(report, step.n, step.log, phase).await?;

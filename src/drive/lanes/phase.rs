@@ -18,8 +18,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{Notify, watch};
 
-/// Closes the phase's window however `run` returns.
-struct CloseOnDrop(crate::drive::PhaseWindow);
+/// Closes the phase's view however `run` returns.
+struct CloseOnDrop(crate::drive::PhaseView);
 
 impl Drop for CloseOnDrop {
     fn drop(&mut self) {
@@ -48,8 +48,8 @@ pub(crate) async fn run(
     let sh = Arc::new(Shared::new(phase, source, ctx, &http, ws_ep.as_ref(), start));
     let planned = Planned::of(phase, sh.schedule.as_ref());
     // Checkpoints may read what was measured so far until this phase returns.
-    let _window = ctx.window.as_ref().map(|w| {
-        w.open(crate::drive::window::Probe {
+    let _view = ctx.view.as_ref().map(|w| {
+        w.open(crate::drive::view::Probe {
             ask: agg.snapshots(),
             phase: phase.clone(),
             planned: planned.clone(),

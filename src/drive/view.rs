@@ -1,7 +1,7 @@
-//! [`PhaseWindow`]: what a load phase that is still running measured so far, for checkpoints.
+//! [`PhaseView`]: what a load phase that is still running measured so far, for checkpoints.
 //!
-//! The caller puts a `PhaseWindow` into the [`crate::drive::PhaseCtx`]; while the phase runs,
-//! [`PhaseWindow::read`] runs the caller's function on the aggregator's totals in place
+//! The caller puts a `PhaseView` into the [`crate::drive::PhaseCtx`]; while the phase runs,
+//! [`PhaseView::read`] runs the caller's function on the aggregator's totals in place
 //! (between two sample batches, after flushing the interval log to disk; no copy of the
 //! histograms), with the phase and its [`PhaseFacts`] so far: the report stage builds the report
 //! so far from them (closed timeline intervals, histograms, thresholds evaluated on what was
@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 
 /// See the module docs. Cheap to clone; empty between phases.
 #[derive(Clone, Default)]
-pub struct PhaseWindow {
+pub struct PhaseView {
     probe: Arc<Mutex<Option<Probe>>>,
 }
 
@@ -33,9 +33,9 @@ pub(crate) struct Probe {
     pub interval_log: Option<PathBuf>,
 }
 
-impl PhaseWindow {
-    pub fn new() -> PhaseWindow {
-        PhaseWindow::default()
+impl PhaseView {
+    pub fn new() -> PhaseView {
+        PhaseView::default()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<Probe>> {
