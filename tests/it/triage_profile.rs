@@ -3,9 +3,10 @@
 //! built-in generators (fuzz-heavy mix), watchdog + triage, the bucket table at the end, exit code
 //! 3 (crashed); and a field campaign (below).
 
+use crate::support::bin;
 use serde_json::Value;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 #[test]
 fn fuzz_phase_profile_ends_with_the_bucket_table() {
@@ -21,10 +22,8 @@ fn fuzz_phase_profile_ends_with_the_bucket_table() {
         .replace("repro_tries = 3", "repro_tries = 1");
     let p = dir.path().join("abi.toml");
     std::fs::write(&p, profile).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_mesher-stress"))
-        .args(["run", p.to_str().unwrap(), "--out", dir.path().join("run").to_str().unwrap()])
-        .output()
-        .unwrap();
+    let out =
+        bin().args(["run", p.to_str().unwrap(), "--out", dir.path().join("run").to_str().unwrap()]).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     eprintln!("{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(out.status.code(), Some(3), "crashed");
@@ -43,10 +42,6 @@ fn fuzz_phase_profile_ends_with_the_bucket_table() {
 // cumulative one (the 60th `alerts-list` of a process lifetime): one bounded run files each in a
 // bucket of its own, the cumulative one as cumulative; the field coverage is in report.json, the
 // terminal and the HTML; the feedback corpus is written and seeds a second run.
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_mesher-stress"))
-}
 
 fn text(o: &Output) -> String {
     format!("{}\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))

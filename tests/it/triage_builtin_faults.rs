@@ -9,8 +9,9 @@
 //! - `replay` verdicts for a service-reply-abi bucket: still crashing with the fault, fixed
 //!   without it.
 //!
-//! The crashy-server versions of these scenarios live in `tests/triage_crashes.rs`.
+//! The crashy-server versions of these scenarios live in `triage_crashes`.
 
+use crate::support::{BIN, bin};
 use mesher_stress::db::Cluster;
 use mesher_stress::db::fixtures::{Fixtures, SeedOptions};
 use mesher_stress::model::{Generated, HttpRequest, Layer, Payload, RequestSeed};
@@ -25,12 +26,11 @@ use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_mesher-stress");
 const HEALTH: &str = "/api/v1/projects/33333333-3333-3333-3333-333333333333/dashboard/health";
 
 /// Run `mesher-stress ARGS`, echoing its output into the test log.
 fn tool(args: &[&str]) -> Output {
-    let out = Command::new(BIN).args(args).output().unwrap();
+    let out = bin().args(args).output().unwrap();
     eprintln!(
         "$ mesher-stress {}\n{}{}-> {:?}",
         args.join(" "),
@@ -62,7 +62,7 @@ struct Target {
 
 impl Target {
     fn start(db_url: &str, faults: &[&str]) -> Target {
-        let mut child = Command::new(BIN)
+        let mut child = bin()
             .args(target_args(db_url, faults))
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -10,12 +10,9 @@
 //! shifts of more than 250 ms; the planted 30 ms per request moves the p50 by about +30 ms
 //! (+2000 %). Open loop with 32 lanes keeps the throughput at the schedule's 300/s in both cases.
 
+use crate::support::bin;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_mesher-stress"))
-}
+use std::process::Output;
 
 /// The two read routes get all the traffic.
 const ROUTES: [&str; 2] = ["dashboard-health", "issues-list"];

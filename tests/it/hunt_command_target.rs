@@ -15,21 +15,14 @@
 //! kills (or hangs) a fresh target, `replay corpus` says still crashing against the run's own
 //! target (the profile the buckets record) and fixed against the same server without faults.
 
+use crate::support::db::PROJECT;
+use crate::support::{BIN, bin, free_ports};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_mesher-stress");
 const FAULTS: [&str; 4] = ["api-key-reply-abi", "ws-binary-frame-segv", "oversized-content-length", "global-lock-hang"];
-const PROJECT: &str = "33333333-3333-3333-3333-333333333333";
-
-/// Two ports free right now.
-fn free_ports() -> (u16, u16) {
-    let a = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let b = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    (a.local_addr().unwrap().port(), b.local_addr().unwrap().port())
-}
 
 fn command(http: u16, ws: u16, db: &str, faults: &[&str]) -> Vec<String> {
     let mut c: Vec<String> = [BIN, "target", "--http-port", &http.to_string(), "--ws-port", &ws.to_string()]
@@ -139,7 +132,7 @@ fn hunting_a_crashy_command_target_unattended() {
     let (http, ws) = free_ports();
     let hunt = profile(dir.path(), "hunt", http, ws, &FAULTS);
     let started = Instant::now();
-    let mut c = Command::new(BIN);
+    let mut c = bin();
     c.arg("--out").arg(dir.path().join("run")).arg("run").arg(&hunt);
     let out = bounded(c, Duration::from_secs(300));
     println!("run took {:.0} s", started.elapsed().as_secs_f64());
@@ -232,7 +225,7 @@ fn hunting_a_crashy_command_target_unattended() {
 
     // `replay` without a target: the run's own (the profile the buckets record): still crashing.
     let corpus = dir.path().join("corpus");
-    let mut c = Command::new(BIN);
+    let mut c = bin();
     c.args(["replay", "--tries", "1"]).arg(&corpus);
     let r = bounded(c, Duration::from_secs(180));
     println!("{}", String::from_utf8_lossy(&r.stdout));
@@ -240,7 +233,7 @@ fn hunting_a_crashy_command_target_unattended() {
     assert_eq!(String::from_utf8_lossy(&r.stdout).matches("still-crashing").count(), 4, "{}", text(&r));
     // The same server without its faults: fixed.
     let clean = profile(dir.path(), "clean", http, ws, &[]);
-    let mut c = Command::new(BIN);
+    let mut c = bin();
     c.args(["replay", "--tries", "1", "--profile"]).arg(&clean).arg(&corpus);
     let r = bounded(c, Duration::from_secs(180));
     println!("{}", String::from_utf8_lossy(&r.stdout));
@@ -251,7 +244,7 @@ fn hunting_a_crashy_command_target_unattended() {
     // (the run's profile.toml), a corpus of its own.
     let first = deaths[0]["inputs"].as_str().unwrap();
     let n: String = first.chars().filter(|c| c.is_ascii_digit()).collect();
-    let mut c = Command::new(BIN);
+    let mut c = bin();
     c.args(["minimize", "--run"])
         .arg(dir.path().join("run"))
         .args(["--outage", &n, "--tries", "1", "--max-time", "20s", "--corpus"])
@@ -309,7 +302,7 @@ fn deaths_during_startup_are_retried_and_a_target_that_never_starts_is_told() {
         c = counter.display()
     );
     let p = checks_profile(dir.path(), "flaky-start", &["sh".into(), "-c".into(), script], http, ws, 4);
-    let mut c = Command::new(BIN);
+    let mut c = bin();
     c.arg("--out").arg(dir.path().join("run1")).arg("run").arg(&p);
     let out = bounded(c, Duration::from_secs(120));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
@@ -320,7 +313,7 @@ fn deaths_during_startup_are_retried_and_a_target_that_never_starts_is_told() {
     // run's crash and no phase ran (exit 4: failed and crashed).
     let script = "echo 'boot crash: no database' >&2; kill -SEGV $$".to_string();
     let p = checks_profile(dir.path(), "never-starts", &["sh".into(), "-c".into(), script], http, ws, 2);
-    let mut c = Command::new(BIN);
+    let mut c = bin();
     c.arg("--out").arg(dir.path().join("run2")).arg("run").arg(&p);
     let out = bounded(c, Duration::from_secs(120));
     let all = text(&out);
@@ -370,7 +363,7 @@ checks = ["health"]
     );
     let p = dir.path().join("fuzz.toml");
     std::fs::write(&p, text_).unwrap();
-    let mut c = Command::new(BIN);
+    let mut c = bin();
     c.arg("--out").arg(dir.path().join("run")).arg("run").arg(&p);
     let out = bounded(c, Duration::from_secs(180));
     let all = text(&out);

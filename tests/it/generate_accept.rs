@@ -5,6 +5,7 @@
 //! WebSocket line, then send with a plain hyper client. The driver's role (feeding created ids
 //! back into the pool) is played here by `IdPool::observe`.
 
+use crate::support::bin;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
@@ -14,7 +15,7 @@ use mesher_stress::db::{Cluster, Fixtures};
 use mesher_stress::generate::{GenOptions, Generator, Mix, cli::ws_wire};
 use mesher_stress::model::{HttpRequest, Layer, Payload, Source};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -37,7 +38,7 @@ fn port_after(line: &str, marker: &str) -> Option<u16> {
 }
 
 fn start_target(url: &str) -> Target {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mesher-stress"))
+    let mut child = bin()
         .args(["target", "--http-port", "0", "--ws-port", "0", "--database-url", url, "--prepare-db", "--keep-alive"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
