@@ -7,7 +7,7 @@
 //! middle of a fuzz phase against a command target on fixed ports, it keeps the phase's deaths,
 //! crashes and buckets so far.
 
-use crate::support::{BIN, alive, bin, free_ports, validate_junit};
+use crate::support::{BIN, alive, bin, free_ports, run_cmd, validate_junit};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
@@ -18,7 +18,7 @@ struct Guard(Child);
 
 /// `mesher-stress --out RUN run PROFILE`, its stderr piped or dropped.
 fn start_run(run: &std::path::Path, profile: &std::path::Path, stderr: Stdio) -> Guard {
-    Guard(bin().arg("--out").arg(run).arg("run").arg(profile).stdout(Stdio::null()).stderr(stderr).spawn().unwrap())
+    Guard(run_cmd(run, profile).stdout(Stdio::null()).stderr(stderr).spawn().unwrap())
 }
 
 impl Drop for Guard {

@@ -9,7 +9,7 @@
 //! The runs are independent processes: they go eight at a time, so the suite takes a few
 //! phase lengths, not one per run.
 
-use crate::support::{bin, test_name};
+use crate::support::{bin, run_cmd, test_name};
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -499,15 +499,7 @@ fn sigterm_ends_a_run_whose_websocket_peer_never_reads() {
         ),
     )
     .unwrap();
-    let mut child = bin()
-        .arg("--out")
-        .arg(dir.path().join("run"))
-        .arg("run")
-        .arg(&p)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = run_cmd(dir.path().join("run"), &p).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
     // Once the load phase runs (its database is up and the target reachable).
     let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
     let mut line = String::new();

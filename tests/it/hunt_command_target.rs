@@ -16,7 +16,7 @@
 //! target (the profile the buckets record) and fixed against the same server without faults.
 
 use crate::support::db::PROJECT;
-use crate::support::{BIN, bin, free_ports};
+use crate::support::{BIN, bin, free_ports, run_cmd};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -132,9 +132,7 @@ fn hunting_a_crashy_command_target_unattended() {
     let (http, ws) = free_ports();
     let hunt = profile(dir.path(), "hunt", http, ws, &FAULTS);
     let started = Instant::now();
-    let mut c = bin();
-    c.arg("--out").arg(dir.path().join("run")).arg("run").arg(&hunt);
-    let out = bounded(c, Duration::from_secs(300));
+    let out = bounded(run_cmd(dir.path().join("run"), &hunt), Duration::from_secs(300));
     println!("run took {:.0} s", started.elapsed().as_secs_f64());
     let report: Value = serde_json::from_slice(&std::fs::read(dir.path().join("run/report.json")).unwrap()).unwrap();
     assert_eq!(out.status.code(), Some(3), "exit 3 (crashed)\n{}", text(&out));
@@ -302,9 +300,7 @@ fn deaths_during_startup_are_retried_and_a_target_that_never_starts_is_told() {
         c = counter.display()
     );
     let p = checks_profile(dir.path(), "flaky-start", &["sh".into(), "-c".into(), script], http, ws, 4);
-    let mut c = bin();
-    c.arg("--out").arg(dir.path().join("run1")).arg("run").arg(&p);
-    let out = bounded(c, Duration::from_secs(120));
+    let out = bounded(run_cmd(dir.path().join("run1"), &p), Duration::from_secs(120));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("ready after 3 attempts"), "{}", text(&out));
     assert_eq!(std::fs::read_to_string(&counter).unwrap().trim(), "3");
@@ -313,9 +309,7 @@ fn deaths_during_startup_are_retried_and_a_target_that_never_starts_is_told() {
     // run's crash and no phase ran (exit 4: failed and crashed).
     let script = "echo 'boot crash: no database' >&2; kill -SEGV $$".to_string();
     let p = checks_profile(dir.path(), "never-starts", &["sh".into(), "-c".into(), script], http, ws, 2);
-    let mut c = bin();
-    c.arg("--out").arg(dir.path().join("run2")).arg("run").arg(&p);
-    let out = bounded(c, Duration::from_secs(120));
+    let out = bounded(run_cmd(dir.path().join("run2"), &p), Duration::from_secs(120));
     let all = text(&out);
     assert_eq!(out.status.code(), Some(4), "{all}");
     assert!(all.contains("cannot start: 3 attempt(s) in a row failed"), "{all}");
@@ -363,9 +357,7 @@ checks = ["health"]
     );
     let p = dir.path().join("fuzz.toml");
     std::fs::write(&p, text_).unwrap();
-    let mut c = bin();
-    c.arg("--out").arg(dir.path().join("run")).arg("run").arg(&p);
-    let out = bounded(c, Duration::from_secs(180));
+    let out = bounded(run_cmd(dir.path().join("run"), &p), Duration::from_secs(180));
     let all = text(&out);
     assert_eq!(out.status.code(), Some(3), "{all}");
     let report: Value = serde_json::from_slice(&std::fs::read(dir.path().join("run/report.json")).unwrap()).unwrap();

@@ -1,7 +1,7 @@
 //! `mesher-stress run` end to end against the built-in target: the verification checks pass,
 //! the planted §6.1 crash is reported on the event check, and Ctrl-C leaves no orphan.
 
-use crate::support::{BIN, alive, bin, free_ports};
+use crate::support::{BIN, alive, bin, free_ports, run_cmd};
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -25,12 +25,8 @@ fn report(dir: &std::path::Path) -> serde_json::Value {
 #[test]
 fn verify_profile_passes_against_the_builtin_target() {
     let dir = tempfile::tempdir().unwrap();
-    let out = bin()
-        .arg("--out")
-        .arg(dir.path().join("run"))
-        .args(["run", concat!(env!("CARGO_MANIFEST_DIR"), "/profiles/verify-mesher.toml")])
-        .output()
-        .unwrap();
+    let verify = concat!(env!("CARGO_MANIFEST_DIR"), "/profiles/verify-mesher.toml");
+    let out = run_cmd(dir.path().join("run"), verify).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     for check in ["startup", "health", "members", "websocket", "ingest"] {
@@ -49,7 +45,7 @@ fn verify_profile_passes_against_the_builtin_target() {
 fn planted_abi_crash_is_reported_on_the_event_check() {
     let dir = tempfile::tempdir().unwrap();
     let p = write_profile(dir.path(), "\"service-reply-abi\"");
-    let out = bin().arg("--out").arg(dir.path().join("run")).arg("run").arg(&p).output().unwrap();
+    let out = run_cmd(dir.path().join("run"), &p).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         out.status.code(),
@@ -83,15 +79,7 @@ fn ctrl_c_stops_postgres_and_the_target_and_writes_the_report() {
         ),
     )
     .unwrap();
-    let mut child = bin()
-        .arg("--out")
-        .arg(dir.path().join("run"))
-        .arg("run")
-        .arg(&p)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = run_cmd(dir.path().join("run"), &p).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
     let stderr = BufReader::new(child.stderr.take().unwrap());
     let (mut pg, mut target) = (None, None);
     let mut seen = Vec::new();

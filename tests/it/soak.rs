@@ -10,7 +10,7 @@
 //!
 //! The scenarios that measure run one at a time (each starts PostgreSQL, a target and real load).
 
-use crate::support::bin;
+use crate::support::{bin, run_cmd};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::Mutex;
@@ -34,7 +34,7 @@ fn write_profile(dir: &Path, name: &str, faults: &str, phase: &str) -> PathBuf {
 }
 
 fn run(dir: &Path, profile: &Path) -> (Output, serde_json::Value) {
-    let out = bin().arg("--out").arg(dir.join("run")).arg("run").arg(profile).output().unwrap();
+    let out = run_cmd(dir.join("run"), profile).output().unwrap();
     let report = match std::fs::read(dir.join("run/report.json")) {
         Ok(b) => serde_json::from_slice(&b).unwrap(),
         Err(e) => panic!("no report.json ({e})\n{}", text(&out)),

@@ -3,7 +3,7 @@
 //! built-in generators (fuzz-heavy mix), watchdog + triage, the bucket table at the end, exit code
 //! 3 (crashed); and a field campaign (below).
 
-use crate::support::bin;
+use crate::support::{bin, run_cmd};
 use serde_json::Value;
 use std::path::Path;
 use std::process::Output;
@@ -86,7 +86,7 @@ grace = "100ms"
 fn one_bounded_run_finds_every_field_boundary_crash_and_the_cumulative_one() {
     let dir = tempfile::tempdir().unwrap();
     let p = profile(dir.path(), "fields", "150s", "fields = true\nsettle = \"5ms\"\nstop_after_buckets = 6");
-    let out = bin().arg("--out").arg(dir.path().join("run")).arg("run").arg(&p).output().unwrap();
+    let out = run_cmd(dir.path().join("run"), &p).output().unwrap();
     let all = text(&out);
     println!("{all}");
     assert_eq!(out.status.code(), Some(3), "{all}");
@@ -169,7 +169,7 @@ fn one_bounded_run_finds_every_field_boundary_crash_and_the_cumulative_one() {
     assert!(saved > 10, "{saved} inputs in the corpus");
     let p2 =
         profile(dir.path(), "seeded", "5s", &format!("fields = true\nseed_corpus = {:?}", corpus.to_str().unwrap()));
-    let out = bin().arg("--out").arg(dir.path().join("run2")).arg("run").arg(&p2).output().unwrap();
+    let out = run_cmd(dir.path().join("run2"), &p2).output().unwrap();
     let r2: Value = serde_json::from_slice(&std::fs::read(dir.path().join("run2/report.json")).unwrap()).unwrap();
     assert!(r2["phases"][0]["coverage"]["corpus"].as_u64().unwrap() >= saved as u64, "{}", text(&out));
 

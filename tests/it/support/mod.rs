@@ -19,6 +19,13 @@ pub fn bin() -> Command {
     Command::new(BIN)
 }
 
+/// `mesher-stress --out OUT run PROFILE`.
+pub fn run_cmd(out: impl AsRef<Path>, profile: impl AsRef<Path>) -> Command {
+    let mut c = bin();
+    c.arg("--out").arg(out.as_ref()).arg("run").arg(profile.as_ref());
+    c
+}
+
 /// A file of `tests/data/` (pinned digests, schemas).
 pub fn data(name: &str) -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data")).join(name)
