@@ -15,7 +15,8 @@ pub struct ChildTarget {
 }
 
 impl ChildTarget {
-    /// Start `mesher-stress target` on free ports against `url` (schema + fixtures prepared).
+    /// Start `mesher-stress target` on free ports against `url` (schema + fixtures prepared),
+    /// with `extra` arguments (`--fault F`, `--keep-alive`).
     pub fn start(url: &str, extra: &[&str]) -> ChildTarget {
         let mut child = super::bin()
             .args(["target", "--http-port", "0", "--ws-port", "0", "--database-url", url, "--prepare-db"])
@@ -43,7 +44,10 @@ impl ChildTarget {
         });
         let (mut http, mut ws) = (None, None);
         while http.is_none() || ws.is_none() {
-            let (k, a) = rx.recv_timeout(Duration::from_secs(60)).expect("target startup lines");
+            let (k, a) = rx.recv_timeout(Duration::from_secs(90)).unwrap_or_else(|_| {
+                let status = child.try_wait().ok().flatten();
+                panic!("target not ready (exit {status:?}); its stderr:\n{}", log.lock().unwrap())
+            });
             if k == "http" { http = Some(a) } else { ws = Some(a) }
         }
         ChildTarget { child, http: http.unwrap(), ws: ws.unwrap(), stderr: log }
