@@ -2,9 +2,10 @@
 //! helpers they share in `support`. Run one area with `cargo test --test it AREA::`.
 //!
 //! Tests of different areas run at the same time in this one process, so none of them changes
-//! process-wide state (environment, current directory, signal dispositions) and none uses a
-//! fixed port: each asks the kernel for free ports. Children (targets, PostgreSQL, re-executions
-//! of this binary) carry their own environment.
+//! process-wide state (environment, current directory, signal dispositions) and none listens on
+//! a fixed port: each asks the kernel for free ports. What needs its own environment or signal
+//! dispositions runs as a child (targets, PostgreSQL, this binary re-executed as one of its
+//! servers: `support::crashy`, `hostile::frozen_entry`).
 
 mod support;
 
