@@ -3,9 +3,10 @@
 //! built-in generators (fuzz-heavy mix), watchdog + triage, the bucket table at the end, exit code
 //! 3 (crashed); and a field campaign (below).
 
+use crate::support::{bin, run_cmd};
 use serde_json::Value;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 #[test]
 fn fuzz_phase_profile_ends_with_the_bucket_table() {
@@ -21,10 +22,8 @@ fn fuzz_phase_profile_ends_with_the_bucket_table() {
         .replace("repro_tries = 3", "repro_tries = 1");
     let p = dir.path().join("abi.toml");
     std::fs::write(&p, profile).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_mesher-stress"))
-        .args(["run", p.to_str().unwrap(), "--out", dir.path().join("run").to_str().unwrap()])
-        .output()
-        .unwrap();
+    let out =
+        bin().args(["run", p.to_str().unwrap(), "--out", dir.path().join("run").to_str().unwrap()]).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     eprintln!("{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(out.status.code(), Some(3), "crashed");
@@ -43,10 +42,6 @@ fn fuzz_phase_profile_ends_with_the_bucket_table() {
 // cumulative one (the 60th `alerts-list` of a process lifetime): one bounded run files each in a
 // bucket of its own, the cumulative one as cumulative; the field coverage is in report.json, the
 // terminal and the HTML; the feedback corpus is written and seeds a second run.
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_mesher-stress"))
-}
 
 fn text(o: &Output) -> String {
     format!("{}\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
@@ -91,7 +86,7 @@ grace = "100ms"
 fn one_bounded_run_finds_every_field_boundary_crash_and_the_cumulative_one() {
     let dir = tempfile::tempdir().unwrap();
     let p = profile(dir.path(), "fields", "150s", "fields = true\nsettle = \"5ms\"\nstop_after_buckets = 6");
-    let out = bin().arg("--out").arg(dir.path().join("run")).arg("run").arg(&p).output().unwrap();
+    let out = run_cmd(dir.path().join("run"), &p).output().unwrap();
     let all = text(&out);
     println!("{all}");
     assert_eq!(out.status.code(), Some(3), "{all}");
@@ -174,7 +169,7 @@ fn one_bounded_run_finds_every_field_boundary_crash_and_the_cumulative_one() {
     assert!(saved > 10, "{saved} inputs in the corpus");
     let p2 =
         profile(dir.path(), "seeded", "5s", &format!("fields = true\nseed_corpus = {:?}", corpus.to_str().unwrap()));
-    let out = bin().arg("--out").arg(dir.path().join("run2")).arg("run").arg(&p2).output().unwrap();
+    let out = run_cmd(dir.path().join("run2"), &p2).output().unwrap();
     let r2: Value = serde_json::from_slice(&std::fs::read(dir.path().join("run2/report.json")).unwrap()).unwrap();
     assert!(r2["phases"][0]["coverage"]["corpus"].as_u64().unwrap() >= saved as u64, "{}", text(&out));
 

@@ -1,14 +1,10 @@
 //! `mesher-stress load` end to end as a child process: Ctrl-C produces a complete report and
 //! exit code 130; thresholds set the exit code.
 
-mod drive_common;
-use drive_common::*;
-use std::process::Command;
+use crate::support::bin;
+use crate::support::load::*;
+use crate::support::servers::*;
 use std::time::{Duration, Instant};
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_mesher-stress"))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_writes_the_report_of_what_was_measured() {

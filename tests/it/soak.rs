@@ -10,8 +10,9 @@
 //!
 //! The scenarios that measure run one at a time (each starts PostgreSQL, a target and real load).
 
+use crate::support::{bin, run_cmd};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::Mutex;
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -33,13 +34,7 @@ fn write_profile(dir: &Path, name: &str, faults: &str, phase: &str) -> PathBuf {
 }
 
 fn run(dir: &Path, profile: &Path) -> (Output, serde_json::Value) {
-    let out = Command::new(env!("CARGO_BIN_EXE_mesher-stress"))
-        .arg("--out")
-        .arg(dir.join("run"))
-        .arg("run")
-        .arg(profile)
-        .output()
-        .unwrap();
+    let out = run_cmd(dir.join("run"), profile).output().unwrap();
     let report = match std::fs::read(dir.join("run/report.json")) {
         Ok(b) => serde_json::from_slice(&b).unwrap(),
         Err(e) => panic!("no report.json ({e})\n{}", text(&out)),
@@ -101,8 +96,7 @@ fn planted_leak_is_flagged_with_its_bytes_per_request() {
     assert!(case.split("</testcase>").next().unwrap().contains("<failure"), "{junit}");
     // `report RUN_DIR` reads the new fields back.
     std::fs::remove_file(dir.path().join("run/report.html")).unwrap();
-    let st =
-        Command::new(env!("CARGO_BIN_EXE_mesher-stress")).arg("report").arg(dir.path().join("run")).output().unwrap();
+    let st = bin().arg("report").arg(dir.path().join("run")).output().unwrap();
     assert!(st.status.success(), "{}", text(&st));
     assert!(std::fs::read_to_string(dir.path().join("run/report.html")).unwrap().contains("fitted trend"));
 }
@@ -236,8 +230,7 @@ fn restart_keeps_the_phase_running_through_deaths() {
     assert!(html.contains("<title>death (the target was killed by signal 11"), "no death band");
     let junit = std::fs::read_to_string(dir.path().join("run/junit.xml")).unwrap();
     assert!(junit.contains("SIGSEGV"), "{junit}");
-    let st =
-        Command::new(env!("CARGO_BIN_EXE_mesher-stress")).arg("report").arg(dir.path().join("run")).output().unwrap();
+    let st = bin().arg("report").arg(dir.path().join("run")).output().unwrap();
     assert!(st.status.success(), "{}", text(&st));
 }
 
@@ -247,7 +240,7 @@ fn soak_and_restart_keys_are_checked() {
     let bad = |body: &str| {
         let p = dir.path().join("bad.toml");
         std::fs::write(&p, body).unwrap();
-        let out = Command::new(env!("CARGO_BIN_EXE_mesher-stress")).arg("run").arg(&p).output().unwrap();
+        let out = bin().arg("run").arg(&p).output().unwrap();
         (out.status.code(), String::from_utf8_lossy(&out.stderr).to_string())
     };
     let head = "version = 1\nname = \"bad\"\n";

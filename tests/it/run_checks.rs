@@ -1,20 +1,10 @@
 //! `mesher-stress run` end to end against the built-in target: the verification checks pass,
 //! the planted §6.1 crash is reported on the event check, and Ctrl-C leaves no orphan.
 
+use crate::support::{BIN, alive, bin, free_ports, run_cmd};
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_mesher-stress"))
-}
-
-fn alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'),
-        Err(_) => false,
-    }
-}
 
 fn write_profile(dir: &std::path::Path, faults: &str) -> std::path::PathBuf {
     let p = dir.join("p.toml");
@@ -35,12 +25,8 @@ fn report(dir: &std::path::Path) -> serde_json::Value {
 #[test]
 fn verify_profile_passes_against_the_builtin_target() {
     let dir = tempfile::tempdir().unwrap();
-    let out = bin()
-        .arg("--out")
-        .arg(dir.path().join("run"))
-        .args(["run", concat!(env!("CARGO_MANIFEST_DIR"), "/profiles/verify-mesher.toml")])
-        .output()
-        .unwrap();
+    let verify = concat!(env!("CARGO_MANIFEST_DIR"), "/profiles/verify-mesher.toml");
+    let out = run_cmd(dir.path().join("run"), verify).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     for check in ["startup", "health", "members", "websocket", "ingest"] {
@@ -59,7 +45,7 @@ fn verify_profile_passes_against_the_builtin_target() {
 fn planted_abi_crash_is_reported_on_the_event_check() {
     let dir = tempfile::tempdir().unwrap();
     let p = write_profile(dir.path(), "\"service-reply-abi\"");
-    let out = bin().arg("--out").arg(dir.path().join("run")).arg("run").arg(&p).output().unwrap();
+    let out = run_cmd(dir.path().join("run"), &p).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         out.status.code(),
@@ -79,11 +65,7 @@ fn planted_abi_crash_is_reported_on_the_event_check() {
 fn ctrl_c_stops_postgres_and_the_target_and_writes_the_report() {
     let dir = tempfile::tempdir().unwrap();
     // The run stays busy in the startup check, waiting for a line the target never prints.
-    // Two distinct free ports (both listeners alive while choosing, so they cannot coincide).
-    let (l1, l2) =
-        (std::net::TcpListener::bind("127.0.0.1:0").unwrap(), std::net::TcpListener::bind("127.0.0.1:0").unwrap());
-    let (hp, wp) = (l1.local_addr().unwrap().port(), l2.local_addr().unwrap().port());
-    drop((l1, l2));
+    let (hp, wp) = free_ports();
     let p = dir.path().join("p.toml");
     std::fs::write(
         &p,
@@ -93,19 +75,11 @@ fn ctrl_c_stops_postgres_and_the_target_and_writes_the_report() {
              http = \"http://127.0.0.1:{hp}\"\nws = \"ws://127.0.0.1:{wp}\"\nready_timeout = \"60s\"\n\
              startup_lines = [\"a line that never comes\"]\n\
              [[phases]]\nkind = \"checks\"\nchecks = [\"startup\"]\nstartup_timeout = \"5m\"\n",
-            env!("CARGO_BIN_EXE_mesher-stress")
+            BIN
         ),
     )
     .unwrap();
-    let mut child = bin()
-        .arg("--out")
-        .arg(dir.path().join("run"))
-        .arg("run")
-        .arg(&p)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = run_cmd(dir.path().join("run"), &p).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
     let stderr = BufReader::new(child.stderr.take().unwrap());
     let (mut pg, mut target) = (None, None);
     let mut seen = Vec::new();

@@ -10,12 +10,9 @@
 //! shifts of more than 250 ms; the planted 30 ms per request moves the p50 by about +30 ms
 //! (+2000 %). Open loop with 32 lanes keeps the throughput at the schedule's 300/s in both cases.
 
+use crate::support::{bin, run_cmd};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_mesher-stress"))
-}
+use std::process::Output;
 
 /// The two read routes get all the traffic.
 const ROUTES: [&str; 2] = ["dashboard-health", "issues-list"];
@@ -47,8 +44,7 @@ fn profile(dir: &Path, file: &str, faults: &str) -> PathBuf {
 }
 
 fn run(dir: &Path, out: &str, profile: &Path, baseline: Option<&Path>) -> Output {
-    let mut c = bin();
-    c.arg("--out").arg(dir.join(out)).arg("run").arg(profile);
+    let mut c = run_cmd(dir.join(out), profile);
     if let Some(b) = baseline {
         c.arg("--baseline").arg(b);
     }
@@ -190,7 +186,7 @@ fn unreadable_inputs_are_usage_errors() {
     assert_eq!(o.status.code(), Some(2));
     // `run --baseline` refuses an unreadable baseline before starting anything.
     let p = profile(d, "x.toml", "");
-    let o = bin().arg("--out").arg(d.join("run")).arg("run").arg(&p).arg("--baseline").arg(&garbage).output().unwrap();
+    let o = run_cmd(d.join("run"), &p).arg("--baseline").arg(&garbage).output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("--baseline") && err.contains("not a mesher-stress report.json"), "{err}");

@@ -5,6 +5,7 @@
 //! WebSocket line, then send with a plain hyper client. The driver's role (feeding created ids
 //! back into the pool) is played here by `IdPool::observe`.
 
+use crate::support::child::ChildTarget;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
@@ -13,71 +14,8 @@ use mesher_stress::db::fixtures::SeedOptions;
 use mesher_stress::db::{Cluster, Fixtures};
 use mesher_stress::generate::{GenOptions, Generator, Mix};
 use mesher_stress::model::{HttpRequest, Layer, Payload, Source};
-use mesher_stress::wire::ws_script_bytes as ws_wire;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
-
-struct Target {
-    child: Child,
-    http: u16,
-    ws: u16,
-}
-
-impl Drop for Target {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn port_after(line: &str, marker: &str) -> Option<u16> {
-    let rest = &line[line.find(marker)? + marker.len()..];
-    rest.trim().rsplit(':').next()?.trim().parse().ok()
-}
-
-fn start_target(url: &str) -> Target {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mesher-stress"))
-        .args(["target", "--http-port", "0", "--ws-port", "0", "--database-url", url, "--prepare-db", "--keep-alive"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn the target");
-    let (tx, rx) = mpsc::channel::<String>();
-    for pipe in [Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>, Box::new(child.stderr.take().unwrap())]
-    {
-        let tx = tx.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-    }
-    let (mut http, mut ws) = (None, None);
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let mut seen = Vec::new();
-    while http.is_none() || ws.is_none() {
-        match rx.recv_timeout(Duration::from_millis(200)) {
-            Ok(line) => {
-                http = http.or_else(|| port_after(&line, "HTTP server listening on"));
-                ws = ws.or_else(|| port_after(&line, "WebSocket server listening on"));
-                seen.push(line);
-            }
-            Err(_) if Instant::now() < deadline && child.try_wait().ok().flatten().is_none() => {}
-            Err(_) => {
-                // Collect what is left of its output.
-                while let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
-                    seen.push(line);
-                }
-                let status = child.try_wait().ok().flatten();
-                let _ = child.kill();
-                panic!("target not ready (exit {status:?}); output:\n{}", seen.join("\n"));
-            }
-        }
-    }
-    Target { child, http: http.unwrap(), ws: ws.unwrap() }
-}
+use std::io::{Read, Write};
+use std::time::Duration;
 
 async fn send(port: u16, req: &HttpRequest) -> (u16, Vec<u8>) {
     let stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
@@ -99,7 +37,7 @@ async fn send(port: u16, req: &HttpRequest) -> (u16, Vec<u8>) {
 #[test]
 fn valid_requests_succeed_against_the_builtin_target() {
     let cluster = Cluster::start().expect("throwaway PostgreSQL");
-    let target = start_target(cluster.url());
+    let target = ChildTarget::start(cluster.url(), &["--keep-alive"]);
     let fixtures = Fixtures::plan(&SeedOptions::default());
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let mut failures = Vec::new();
@@ -112,7 +50,7 @@ fn valid_requests_succeed_against_the_builtin_target() {
             let item = g.generate(seed, n);
             let Payload::Http(req) = &item.payload else { unreachable!("valid layer is HTTP") };
             let route = Route::get(req.route.expect("valid requests are routed"));
-            let (status, body) = rt.block_on(send(target.http, req));
+            let (status, body) = rt.block_on(send(target.http.port(), req));
             g.ids().observe(req, status, &body);
             sent += 1;
             if status != route.success {
@@ -136,9 +74,9 @@ fn valid_requests_succeed_against_the_builtin_target() {
         if !item.trail.is_empty() {
             continue;
         }
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", target.ws)).unwrap();
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", target.ws.port())).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        s.write_all(&ws_wire(script)).unwrap();
+        s.write_all(&mesher_stress::wire::ws_script_bytes(script)).unwrap();
         let mut buf = [0u8; 12];
         s.read_exact(&mut buf).unwrap();
         assert_eq!(&buf, b"HTTP/1.1 101", "{script:?}");

@@ -1,28 +1,15 @@
 //! The `replay` and `minimize` subcommands as real child processes of the mesher-stress binary,
-//! against the crashy test server (tests/common); gdb frames in the signature; reproducers
+//! against the crashy test server (`support::crashy`); gdb frames in the signature; reproducers
 //! intact after `kill -9` of the tool; a fuzz phase surviving a target that dies 100 times.
 
-mod common;
-
-use common::*;
+use crate::support::bin;
+use crate::support::crashy::*;
 use mesher_stress::model::{Generated, HttpRequest, Layer, Payload, RequestSeed, Source};
 use mesher_stress::triage::bucket::{self, Store};
 use mesher_stress::triage::session::{FuzzOptions, Inputs, ReplaySender, TriageOptions, fuzz_phase};
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
-
-#[test]
-fn crashy_entry() {
-    if std::env::var_os("CRASHY_SERVE").is_some() {
-        serve();
-    }
-}
-
-fn tool() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_mesher-stress"))
-}
 
 fn raw_trigger_file(dir: &Path) -> std::path::PathBuf {
     let body = serde_json::to_vec_pretty(&noisy_trigger_body()).unwrap();
@@ -42,7 +29,7 @@ fn minimize_then_replay_still_crashing_then_fixed() {
     let dir = tempfile::tempdir().unwrap();
     let corpus = dir.path().join("crashes");
     let file = raw_trigger_file(dir.path());
-    let out = tool()
+    let out = bin()
         .args(["minimize", file.to_str().unwrap(), "--target-cmd", &crashy_cmd(), "--target-env", "CRASHY_SERVE=1"])
         .args(["--corpus", corpus.to_str().unwrap(), "--gdb", "--tries", "2", "--grace", "150ms"])
         .output()
@@ -70,7 +57,7 @@ fn minimize_then_replay_still_crashing_then_fixed() {
     assert!(m.bucket_id.starts_with(&m.signature.bucket_id()));
 
     // Replay: still crashing against the same server.
-    let out = tool()
+    let out = bin()
         .args(["replay", corpus.to_str().unwrap(), "--target-cmd", &crashy_cmd(), "--target-env", "CRASHY_SERVE=1"])
         .args(["--tries", "3", "--json"])
         .output()
@@ -81,7 +68,7 @@ fn minimize_then_replay_still_crashing_then_fixed() {
     assert_eq!(rows[0]["hits"], 3);
 
     // Replay against the "fixed" server: exit 0.
-    let out = tool()
+    let out = bin()
         .args(["replay", corpus.to_str().unwrap(), "--target-cmd", &crashy_cmd(), "--target-env", "CRASHY_SERVE=1"])
         .args(["--target-env", "CRASHY_FIXED=1", "--tries", "2"])
         .output()
@@ -95,7 +82,7 @@ fn minimize_then_replay_still_crashing_then_fixed() {
     let f = crashy_factory(&[]);
     let t = f.start().unwrap();
     let url = format!("http://{}", t.addrs().http);
-    let out = tool().args(["replay", corpus.to_str().unwrap(), "--http", &url]).output().unwrap();
+    let out = bin().args(["replay", corpus.to_str().unwrap(), "--http", &url]).output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stdout));
     assert_eq!(t.wait_death(Duration::from_secs(5)).map(|d| d.key()), Some("SIGSEGV".into()));
 }
@@ -106,7 +93,7 @@ fn reproducers_survive_kill_9_of_the_tool() {
     let corpus = dir.path().join("crashes");
     let file = raw_trigger_file(dir.path());
     let run = || {
-        let mut c = tool();
+        let mut c = bin();
         c.args(["minimize", file.to_str().unwrap(), "--target-cmd", &crashy_cmd(), "--target-env", "CRASHY_SERVE=1"])
             .args(["--corpus", corpus.to_str().unwrap(), "--tries", "1", "--grace", "100ms", "-q"]);
         c

@@ -1,23 +1,14 @@
-//! Triage end to end against a real crashing server process (see tests/common): attribution,
+//! Triage end to end against a real crashing server process (`support::crashy`): attribution,
 //! minimisation, buckets, reproducers (repro.sh really reproduces), replay verdicts, surviving
 //! many deaths, and reproducers intact after `kill -9` of the tool.
 
-mod common;
-
-use common::*;
+use crate::support::crashy::*;
 use mesher_stress::model::{Generated, HttpRequest, Layer, Payload, RequestSeed};
 use mesher_stress::triage::Death;
 use mesher_stress::triage::bucket::{self, Store};
 use mesher_stress::triage::session::{TriageOptions, Triager};
 use mesher_stress::triage::target::TargetFactory;
 use std::time::Duration;
-
-#[test]
-fn crashy_entry() {
-    if std::env::var_os("CRASHY_SERVE").is_some() {
-        serve();
-    }
-}
 
 fn mkgen(index: u64, p: HttpRequest) -> Generated {
     Generated {

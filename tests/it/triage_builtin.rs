@@ -2,11 +2,11 @@
 //! by `mesher-stress minimize --fault ...`): the service-reply-abi SIGSEGV is minimised to at
 //! most twice the documented smallest trigger, with gdb frames naming the crash function.
 
+use crate::support::bin;
 use mesher_stress::db::fixtures::{Fixtures, SeedOptions};
 use mesher_stress::model::Payload;
 use mesher_stress::reference::faults::SERVICE_REPLY_ABI_SMALLEST_TRIGGER;
 use mesher_stress::triage::bucket::{self, Store};
-use std::process::Command;
 
 #[test]
 fn service_reply_abi_is_minimised_against_the_builtin_target() {
@@ -32,7 +32,7 @@ fn service_reply_abi_is_minimised_against_the_builtin_target() {
     let file = dir.path().join("event.http");
     std::fs::write(&file, &raw).unwrap();
     let corpus = dir.path().join("crashes");
-    let out = Command::new(env!("CARGO_BIN_EXE_mesher-stress"))
+    let out = bin()
         .args(["minimize", file.to_str().unwrap(), "--fault", "service-reply-abi", "--gdb", "--tries", "2"])
         .args(["--corpus", corpus.to_str().unwrap()])
         .output()
@@ -91,7 +91,7 @@ fn ws_ingest_frames_are_minimised_against_the_builtin_target() {
     let file = dir.path().join("ws.json");
     std::fs::write(&file, serde_json::to_vec(&Payload::Ws(script)).unwrap()).unwrap();
     let corpus = dir.path().join("crashes");
-    let out = Command::new(env!("CARGO_BIN_EXE_mesher-stress"))
+    let out = bin()
         .args(["minimize", file.to_str().unwrap(), "--fault", "service-reply-abi", "--tries", "1"])
         .args(["--corpus", corpus.to_str().unwrap()])
         .output()

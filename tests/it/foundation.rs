@@ -1,22 +1,10 @@
 //! Foundation: the throwaway cluster, schema and fixtures, profile errors, CLI manners.
 //! Real PostgreSQL, real processes.
 
+use crate::support::{alive, bin};
 use mesher_stress::db::{self, Cluster, fixtures, schema};
 use mesher_stress::profile::Profile;
 use std::path::Path;
-use std::process::Command;
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_mesher-stress"))
-}
-
-fn alive(pid: u32) -> bool {
-    // A zombie is not alive for our purposes.
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'),
-        Err(_) => false,
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throwaway_cluster_starts_serves_and_stops_cleanly() {

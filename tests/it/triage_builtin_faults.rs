@@ -9,8 +9,10 @@
 //! - `replay` verdicts for a service-reply-abi bucket: still crashing with the fault, fixed
 //!   without it.
 //!
-//! The crashy-server versions of these scenarios live in `tests/triage_crashes.rs`.
+//! The crashy-server versions of these scenarios live in `triage_crashes`.
 
+use crate::support::child::ChildTarget;
+use crate::support::{BIN, bin};
 use mesher_stress::db::Cluster;
 use mesher_stress::db::fixtures::{Fixtures, SeedOptions};
 use mesher_stress::model::{Generated, HttpRequest, Layer, Payload, RequestSeed};
@@ -19,18 +21,16 @@ use mesher_stress::triage::Death;
 use mesher_stress::triage::bucket::{self, Store};
 use mesher_stress::triage::session::{TriageOptions, Triager};
 use mesher_stress::triage::target::CommandFactory;
-use std::io::{BufRead, BufReader};
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_mesher-stress");
 const HEALTH: &str = "/api/v1/projects/33333333-3333-3333-3333-333333333333/dashboard/health";
 
 /// Run `mesher-stress ARGS`, echoing its output into the test log.
 fn tool(args: &[&str]) -> Output {
-    let out = Command::new(BIN).args(args).output().unwrap();
+    let out = bin().args(args).output().unwrap();
     eprintln!(
         "$ mesher-stress {}\n{}{}-> {:?}",
         args.join(" "),
@@ -52,55 +52,6 @@ fn target_args(db_url: &str, faults: &[&str]) -> Vec<String> {
         a.push(f.to_string());
     }
     a
-}
-
-/// A built-in target started by hand; killed on drop.
-struct Target {
-    child: Child,
-    port: u16,
-}
-
-impl Target {
-    fn start(db_url: &str, faults: &[&str]) -> Target {
-        let mut child = Command::new(BIN)
-            .args(target_args(db_url, faults))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                eprintln!("[target] {line}");
-                if let Some(rest) = line.strip_prefix("[mesh-rt] HTTP server listening on ") {
-                    let port = rest.trim().rsplit(':').next().and_then(|p| p.parse::<u16>().ok());
-                    let _ = tx.send(port.expect("port in the listening line"));
-                }
-            }
-        });
-        let port = rx.recv_timeout(Duration::from_secs(30)).expect("target never said where it listens");
-        Target { child, port }
-    }
-
-    fn wait_exit(&mut self, within: Duration) -> Option<ExitStatus> {
-        let until = Instant::now() + within;
-        while Instant::now() < until {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                return Some(st);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
-    }
-}
-
-impl Drop for Target {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn generated(index: u64, r: HttpRequest) -> Generated {
@@ -165,11 +116,11 @@ fn oversized_content_length_is_minimised_and_repro_sh_aborts_a_fresh_target() {
     let script = std::fs::read_to_string(bdir.join("repro.sh")).unwrap();
     assert!(script.contains("PORT=\"${PORT:-8080}\""), "{script}");
     let cluster = Cluster::start().unwrap();
-    let mut target = Target::start(cluster.url(), &["oversized-content-length"]);
+    let mut target = ChildTarget::start(cluster.url(), &["--fault", "oversized-content-length"]);
     let sh = Command::new("bash")
         .arg(bdir.join("repro.sh"))
         .env("HOST", "127.0.0.1")
-        .env("PORT", target.port.to_string())
+        .env("PORT", target.http.port().to_string())
         .output()
         .unwrap();
     eprintln!("repro.sh: {}{}", String::from_utf8_lossy(&sh.stdout), String::from_utf8_lossy(&sh.stderr));

@@ -1,8 +1,8 @@
 //! HTTP load over real sockets against in-process servers: counts, consistency, open-loop
 //! pacing, latency correction, connect errors, raw requests, thresholds, flight recorder.
 
-mod drive_common;
-use drive_common::*;
+use crate::support::load::*;
+use crate::support::servers::*;
 use mesher_stress::drive::{LoadPhase, Outcome, PhaseCtx, TargetAddr};
 use mesher_stress::model::{Generated, HttpRequest, Layer, Payload, RequestSeed, Source};
 use std::sync::Arc;

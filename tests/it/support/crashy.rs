@@ -1,6 +1,6 @@
-//! A tiny crashing HTTP server for the triage tests, run by re-executing the test binary itself
-//! (`<test exe> --exact crashy_entry --nocapture` with `CRASHY_SERVE=1`): real process, real
-//! signals. Behaviour:
+//! A tiny crashing HTTP server for the triage and supervision tests, run by re-executing the test
+//! binary itself (`<test exe> --exact support::crashy::crashy_entry --nocapture` with
+//! `CRASHY_SERVE=1`): real process, real signals. Behaviour:
 //! - JSON body with an object member `"ctx"` whose value contains a key `"boom"` at any depth →
 //!   answers 202, then `raise(SIGSEGV)` (like Mesher's §6.1 crash after the response);
 //! - `Content-Length` above 10^12 → "memory allocation of N bytes failed" + `abort()` (SIGABRT);
@@ -8,7 +8,6 @@
 //! - header `x-stall` → the server stops answering anything (hang);
 //! - `CRASHY_DIE_AFTER=N` → after the N-th request, SIGBUS (cumulative crash);
 //! - `CRASHY_FIXED=1` → the JSON trigger is "fixed" (no crash).
-#![allow(dead_code)]
 
 use mesher_stress::triage::target::CommandFactory;
 use std::io::{Read, Write};
@@ -116,8 +115,23 @@ fn handle(mut s: TcpStream) {
     }
 }
 
+/// The server's entry: a test that serves in the re-executed binary and passes at once in the
+/// suite.
+#[test]
+fn crashy_entry() {
+    if std::env::var_os("CRASHY_SERVE").is_some() {
+        serve();
+    }
+}
+
+/// The arguments that re-execute this binary as the crashy server (with `CRASHY_SERVE=1`).
+fn entry_args() -> Vec<String> {
+    let name = super::test_name(module_path!(), "crashy_entry");
+    ["--exact", &name, "--nocapture", "--test-threads=1", "-q"].iter().map(|s| s.to_string()).collect()
+}
+
 /// Serve forever (called in the re-executed test binary).
-pub fn serve() -> ! {
+fn serve() -> ! {
     // Rust's std installs SIGSEGV/SIGBUS handlers (stack-overflow detection) that swallow a
     // raised signal once; a real fault would re-trigger, raise() does not. Default them.
     unsafe {
@@ -136,11 +150,7 @@ pub fn serve() -> ! {
 /// The factory for this test binary's crashy server.
 pub fn crashy_factory(env: &[(&str, &str)]) -> CommandFactory {
     let exe = std::env::current_exe().unwrap().to_string_lossy().to_string();
-    let mut f = CommandFactory::new(
-        exe,
-        ["--exact", "crashy_entry", "--nocapture", "--test-threads=1", "-q"].iter().map(|s| s.to_string()).collect(),
-    )
-    .env("CRASHY_SERVE", "1");
+    let mut f = CommandFactory::new(exe, entry_args()).env("CRASHY_SERVE", "1");
     for (k, v) in env {
         f = f.env(k, v);
     }
@@ -150,7 +160,7 @@ pub fn crashy_factory(env: &[(&str, &str)]) -> CommandFactory {
 
 /// The `--target-cmd` string for the mesher-stress CLI.
 pub fn crashy_cmd() -> String {
-    format!("{} --exact crashy_entry --nocapture --test-threads=1 -q", std::env::current_exe().unwrap().display())
+    format!("{} {}", std::env::current_exe().unwrap().display(), entry_args().join(" "))
 }
 
 /// A noisy event body that contains the trigger deep inside.

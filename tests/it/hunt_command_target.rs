@@ -15,21 +15,14 @@
 //! kills (or hangs) a fresh target, `replay corpus` says still crashing against the run's own
 //! target (the profile the buckets record) and fixed against the same server without faults.
 
+use crate::support::db::PROJECT;
+use crate::support::{BIN, bin, free_ports, run_cmd};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_mesher-stress");
 const FAULTS: [&str; 4] = ["api-key-reply-abi", "ws-binary-frame-segv", "oversized-content-length", "global-lock-hang"];
-const PROJECT: &str = "33333333-3333-3333-3333-333333333333";
-
-/// Two ports free right now.
-fn free_ports() -> (u16, u16) {
-    let a = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let b = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    (a.local_addr().unwrap().port(), b.local_addr().unwrap().port())
-}
 
 fn command(http: u16, ws: u16, db: &str, faults: &[&str]) -> Vec<String> {
     let mut c: Vec<String> = [BIN, "target", "--http-port", &http.to_string(), "--ws-port", &ws.to_string()]
@@ -139,9 +132,7 @@ fn hunting_a_crashy_command_target_unattended() {
     let (http, ws) = free_ports();
     let hunt = profile(dir.path(), "hunt", http, ws, &FAULTS);
     let started = Instant::now();
-    let mut c = Command::new(BIN);
-    c.arg("--out").arg(dir.path().join("run")).arg("run").arg(&hunt);
-    let out = bounded(c, Duration::from_secs(300));
+    let out = bounded(run_cmd(dir.path().join("run"), &hunt), Duration::from_secs(300));
     println!("run took {:.0} s", started.elapsed().as_secs_f64());
     let report: Value = serde_json::from_slice(&std::fs::read(dir.path().join("run/report.json")).unwrap()).unwrap();
     assert_eq!(out.status.code(), Some(3), "exit 3 (crashed)\n{}", text(&out));
@@ -232,7 +223,7 @@ fn hunting_a_crashy_command_target_unattended() {
 
     // `replay` without a target: the run's own (the profile the buckets record): still crashing.
     let corpus = dir.path().join("corpus");
-    let mut c = Command::new(BIN);
+    let mut c = bin();
     c.args(["replay", "--tries", "1"]).arg(&corpus);
     let r = bounded(c, Duration::from_secs(180));
     println!("{}", String::from_utf8_lossy(&r.stdout));
@@ -240,7 +231,7 @@ fn hunting_a_crashy_command_target_unattended() {
     assert_eq!(String::from_utf8_lossy(&r.stdout).matches("still-crashing").count(), 4, "{}", text(&r));
     // The same server without its faults: fixed.
     let clean = profile(dir.path(), "clean", http, ws, &[]);
-    let mut c = Command::new(BIN);
+    let mut c = bin();
     c.args(["replay", "--tries", "1", "--profile"]).arg(&clean).arg(&corpus);
     let r = bounded(c, Duration::from_secs(180));
     println!("{}", String::from_utf8_lossy(&r.stdout));
@@ -251,7 +242,7 @@ fn hunting_a_crashy_command_target_unattended() {
     // (the run's profile.toml), a corpus of its own.
     let first = deaths[0]["inputs"].as_str().unwrap();
     let n: String = first.chars().filter(|c| c.is_ascii_digit()).collect();
-    let mut c = Command::new(BIN);
+    let mut c = bin();
     c.args(["minimize", "--run"])
         .arg(dir.path().join("run"))
         .args(["--outage", &n, "--tries", "1", "--max-time", "20s", "--corpus"])
@@ -309,9 +300,7 @@ fn deaths_during_startup_are_retried_and_a_target_that_never_starts_is_told() {
         c = counter.display()
     );
     let p = checks_profile(dir.path(), "flaky-start", &["sh".into(), "-c".into(), script], http, ws, 4);
-    let mut c = Command::new(BIN);
-    c.arg("--out").arg(dir.path().join("run1")).arg("run").arg(&p);
-    let out = bounded(c, Duration::from_secs(120));
+    let out = bounded(run_cmd(dir.path().join("run1"), &p), Duration::from_secs(120));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("ready after 3 attempts"), "{}", text(&out));
     assert_eq!(std::fs::read_to_string(&counter).unwrap().trim(), "3");
@@ -320,9 +309,7 @@ fn deaths_during_startup_are_retried_and_a_target_that_never_starts_is_told() {
     // run's crash and no phase ran (exit 4: failed and crashed).
     let script = "echo 'boot crash: no database' >&2; kill -SEGV $$".to_string();
     let p = checks_profile(dir.path(), "never-starts", &["sh".into(), "-c".into(), script], http, ws, 2);
-    let mut c = Command::new(BIN);
-    c.arg("--out").arg(dir.path().join("run2")).arg("run").arg(&p);
-    let out = bounded(c, Duration::from_secs(120));
+    let out = bounded(run_cmd(dir.path().join("run2"), &p), Duration::from_secs(120));
     let all = text(&out);
     assert_eq!(out.status.code(), Some(4), "{all}");
     assert!(all.contains("cannot start: 3 attempt(s) in a row failed"), "{all}");
@@ -370,9 +357,7 @@ checks = ["health"]
     );
     let p = dir.path().join("fuzz.toml");
     std::fs::write(&p, text_).unwrap();
-    let mut c = Command::new(BIN);
-    c.arg("--out").arg(dir.path().join("run")).arg("run").arg(&p);
-    let out = bounded(c, Duration::from_secs(180));
+    let out = bounded(run_cmd(dir.path().join("run"), &p), Duration::from_secs(180));
     let all = text(&out);
     assert_eq!(out.status.code(), Some(3), "{all}");
     let report: Value = serde_json::from_slice(&std::fs::read(dir.path().join("run/report.json")).unwrap()).unwrap();

@@ -1,23 +1,14 @@
-//! Supervision of a real crashing child (tests/common): readiness, instant death notice with
+//! Supervision of a real crashing child (`support::crashy`): readiness, instant death notice with
 //! classification, restart with outage intervals, hang detection by probe, the /proc sampler,
 //! and attaching to a process we did not start (pidfd).
 
-mod common;
-
-use common::*;
+use crate::support::crashy::*;
 use mesher_stress::model::{HttpRequest, Payload};
 use mesher_stress::triage::exec;
 use mesher_stress::watch::attach::Attached;
 use mesher_stress::watch::launch::Launch;
 use mesher_stress::watch::supervisor::{HangPolicy, SuperviseOptions, Supervisor, WatchEvent};
 use std::time::Duration;
-
-#[test]
-fn crashy_entry() {
-    if std::env::var_os("CRASHY_SERVE").is_some() {
-        serve();
-    }
-}
 
 fn launch() -> Launch {
     crashy_factory(&[]).launch()

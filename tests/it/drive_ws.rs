@@ -1,8 +1,8 @@
 //! WebSocket load against an in-process fastwebsockets server: ingest acks, stream fan-out,
 //! churn, and raw (mutated) scripts in the request mix.
 
-mod drive_common;
-use drive_common::*;
+use crate::support::load::*;
+use crate::support::servers::*;
 use mesher_stress::api::WsPath;
 use mesher_stress::drive::{LoadPhase, PhaseCtx, TargetAddr};
 use mesher_stress::model::{Generated, Layer, Payload, RequestSeed, Source, WsFrame, WsScript};

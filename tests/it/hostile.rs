@@ -9,6 +9,7 @@
 //! The runs are independent processes: they go eight at a time, so the suite takes a few
 //! phase lengths, not one per run.
 
+use crate::support::{bin, run_cmd, test_name};
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -16,7 +17,6 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_mesher-stress");
 /// The phase's sending time, and the longest a run may take: the phase, the lanes' grace (2 s)
 /// and start-up and report writing.
 const PHASE: Duration = Duration::from_secs(3);
@@ -210,7 +210,7 @@ fn run(
 ) -> Run {
     let out = dir.join(&label);
     let started = Instant::now();
-    let mut child = Command::new(BIN)
+    let mut child = bin()
         .arg("--out")
         .arg(&out)
         .args(["load", "--http", &format!("http://{http}"), "--ws", &format!("ws://{ws}"), "--phase"])
@@ -430,7 +430,7 @@ fn frozen_entry() {
 fn a_frozen_process_bounds_the_run_and_sigint_ends_it() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "frozen_entry", "--nocapture", "--test-threads=1", "-q"])
+        .args(["--exact", &test_name(module_path!(), "frozen_entry"), "--nocapture", "--test-threads=1", "-q"])
         .env("HOSTILE_SERVE", "1")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -499,15 +499,7 @@ fn sigterm_ends_a_run_whose_websocket_peer_never_reads() {
         ),
     )
     .unwrap();
-    let mut child = Command::new(BIN)
-        .arg("--out")
-        .arg(dir.path().join("run"))
-        .arg("run")
-        .arg(&p)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = run_cmd(dir.path().join("run"), &p).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
     // Once the load phase runs (its database is up and the target reachable).
     let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
     let mut line = String::new();

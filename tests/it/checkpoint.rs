@@ -7,28 +7,18 @@
 //! middle of a fuzz phase against a command target on fixed ports, it keeps the phase's deaths,
 //! crashes and buckets so far.
 
+use crate::support::{BIN, alive, bin, free_ports, run_cmd, validate_junit};
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_mesher-stress"))
-}
-
-fn alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'),
-        Err(_) => false,
-    }
-}
 
 /// Kills the run if the test fails before it does.
 struct Guard(Child);
 
 /// `mesher-stress --out RUN run PROFILE`, its stderr piped or dropped.
 fn start_run(run: &std::path::Path, profile: &std::path::Path, stderr: Stdio) -> Guard {
-    Guard(bin().arg("--out").arg(run).arg("run").arg(profile).stdout(Stdio::null()).stderr(stderr).spawn().unwrap())
+    Guard(run_cmd(run, profile).stdout(Stdio::null()).stderr(stderr).spawn().unwrap())
 }
 
 impl Drop for Guard {
@@ -153,13 +143,8 @@ fn a_run_killed_mid_load_leaves_a_checkpoint_that_renders() {
     // The checkpoint's own renderings, then `report DIR` renders them again from report.json.
     let junit = std::fs::read_to_string(run.join("junit.xml")).unwrap();
     assert!(junit.contains("<testcase name=\"run finished\"") && junit.contains("did not finish"), "{junit}");
-    // CI reads it: valid JUnit (tests/junit_schema.rs has the schema's own tests).
-    let xsd = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/junit/junit-4.xsd");
-    let v =
-        Command::new("xmllint").args(["--noout", "--schema", xsd]).arg(run.join("junit.xml")).output().unwrap_or_else(
-            |e| panic!("xmllint cannot be run ({e}): apt-get install -y libxml2-utils (.ci/run does this)"),
-        );
-    assert!(v.status.success(), "{}\n{junit}", String::from_utf8_lossy(&v.stderr));
+    // CI reads it: valid JUnit (`junit_schema` has the schema's own tests).
+    validate_junit(&run.join("junit.xml")).unwrap_or_else(|e| panic!("{e}\n{junit}"));
     std::fs::remove_file(run.join("report.html")).unwrap();
     std::fs::remove_file(run.join("junit.xml")).unwrap();
     let out = bin().arg("report").arg(&run).output().unwrap();
@@ -199,12 +184,8 @@ fn a_run_killed_mid_fuzz_keeps_its_deaths_and_buckets() {
     let profile = dir.path().join("p.toml");
     let corpus = dir.path().join("corpus");
     // The target as a real Mesher runs: an external command on fixed ports.
-    let (http, ws) = {
-        let a = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let b = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        (a.local_addr().unwrap().port(), b.local_addr().unwrap().port())
-    };
-    let command = [env!("CARGO_BIN_EXE_mesher-stress"), "target", "--http-port", &http.to_string(), "--ws-port"]
+    let (http, ws) = free_ports();
+    let command = [BIN, "target", "--http-port", &http.to_string(), "--ws-port"]
         .into_iter()
         .map(String::from)
         .chain([ws.to_string(), "--database-url".into(), "{database_url}".into()])

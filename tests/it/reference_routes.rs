@@ -1,14 +1,13 @@
 //! The built-in target in-process on a throwaway PostgreSQL: all 36 routes, both WebSocket paths,
 //! ingestion semantics and transport rules, checked against status codes, bodies and rows.
 
-mod target_support;
-
+use crate::support::client::*;
+use crate::support::db::*;
 use mesher_stress::api::{Route, RouteId};
 use mesher_stress::reference::{Running, TargetConfig, start};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::time::Duration;
-use target_support::*;
 
 fn p(id: RouteId, args: &[&str]) -> String {
     Route::get(id).path(args)

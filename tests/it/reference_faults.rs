@@ -1,12 +1,13 @@
 //! Planted faults and graceful shutdown of `mesher-stress target`, each against a real child
 //! process on a throwaway PostgreSQL: deaths are observed as signals, hangs as timeouts.
 
-mod target_support;
-
+use crate::support::bin;
+use crate::support::child::*;
+use crate::support::client::*;
+use crate::support::db::*;
 use mesher_stress::reference::faults::SERVICE_REPLY_ABI_SMALLEST_TRIGGER;
 use std::os::unix::process::ExitStatusExt;
 use std::time::{Duration, Instant};
-use target_support::*;
 use tokio::io::AsyncWriteExt;
 
 const HEALTH: &str = "/api/v1/projects/33333333-3333-3333-3333-333333333333/dashboard/health";
@@ -305,10 +306,7 @@ async fn route_cumulative_kills_on_the_nth_request_to_its_route() {
 
 #[test]
 fn route_cumulative_without_its_parameter_is_a_usage_error() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mesher-stress"))
-        .args(["target", "--fault", "route-cumulative"])
-        .output()
-        .unwrap();
+    let out = bin().args(["target", "--fault", "route-cumulative"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2), "usage error");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("route-cumulative=ROUTE/N"), "{err}");
@@ -336,8 +334,7 @@ async fn sigterm_flushes_every_accepted_event() {
 
 #[test]
 fn help_documents_every_fault() {
-    let out =
-        std::process::Command::new(env!("CARGO_BIN_EXE_mesher-stress")).args(["target", "--help"]).output().unwrap();
+    let out = bin().args(["target", "--help"]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     for name in mesher_stress::reference::faults::Fault::NAMES {
         assert!(text.contains(name), "--help lacks {name}");
@@ -378,10 +375,7 @@ async fn threads_choose_the_runtime_and_both_serve_and_flush() {
             .unwrap();
         assert_eq!(n, 20, "--threads {threads}: every accepted event stored");
     }
-    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_mesher-stress"))
-        .args(["target", "--threads", "0"])
-        .output()
-        .unwrap();
+    let bad = bin().args(["target", "--threads", "0"]).output().unwrap();
     assert_eq!(bad.status.code(), Some(2), "usage error");
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--threads"));
 }

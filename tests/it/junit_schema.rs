@@ -1,32 +1,12 @@
 //! The `junit.xml` of real runs validates against the JUnit XML schema CI systems read
-//! (`tests/junit/junit-4.xsd`), with `xmllint --schema` (Debian: libxml2-utils; `.ci/run`
+//! (`tests/data/junit-4.xsd`), with `xmllint --schema` (Debian: libxml2-utils; `.ci/run`
 //! installs it). Runs: one that passes (checks, a short load, invariants), and one that fails a
 //! threshold and kills the target with the planted §6.1 crash (failures with messages full of
 //! quotes and angle brackets). The schema itself is shown to reject a malformed document, so
 //! the validation can fail.
 
+use crate::support::{bin, validate_junit};
 use std::path::{Path, PathBuf};
-use std::process::Command;
-
-const XSD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/junit/junit-4.xsd");
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_mesher-stress"))
-}
-
-/// `xmllint --noout --schema junit-4.xsd FILE`: Ok, or xmllint's complaint.
-fn validate(file: &Path) -> Result<(), String> {
-    let out = Command::new("xmllint").args(["--noout", "--schema", XSD]).arg(file).output().unwrap_or_else(|e| {
-        panic!(
-            "xmllint cannot be run ({e}): install it (Debian/Ubuntu: apt-get install -y libxml2-utils; .ci/run does this)"
-        )
-    });
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
-    }
-}
 
 /// Run `profile` (TOML text) into a fresh run directory; returns (exit code, run directory).
 fn run(dir: &Path, profile: &str) -> (Option<i32>, PathBuf) {
@@ -71,7 +51,7 @@ flush_wait = "3s"
     );
     assert_eq!(code, Some(0));
     let junit = run.join("junit.xml");
-    validate(&junit).unwrap_or_else(|e| panic!("{e}\n{}", std::fs::read_to_string(&junit).unwrap()));
+    validate_junit(&junit).unwrap_or_else(|e| panic!("{e}\n{}", std::fs::read_to_string(&junit).unwrap()));
     let x = std::fs::read_to_string(&junit).unwrap();
     assert!(x.contains("failures=\"0\"") && x.contains("<testcase name=\"ingest\""), "{x}");
 }
@@ -106,7 +86,7 @@ kind = "checks"
     assert_eq!(code, Some(4), "exit 4 = a threshold failed and the target crashed");
     let junit = run.join("junit.xml");
     let x = std::fs::read_to_string(&junit).unwrap();
-    validate(&junit).unwrap_or_else(|e| panic!("{e}\n{x}"));
+    validate_junit(&junit).unwrap_or_else(|e| panic!("{e}\n{x}"));
     assert!(x.contains("<failure message=\"the target") && x.contains("SIGSEGV"), "{x}");
     assert!(x.contains("<failure message=\"{&quot;"), "threshold failures carry their JSON, escaped: {x}");
 }
@@ -122,6 +102,6 @@ fn the_schema_rejects_malformed_junit() {
          <testcase classname=\"c\" time=\"0\"/></testsuite></testsuites>\n",
     )
     .unwrap();
-    let e = validate(&f).expect_err("a malformed document must not validate");
+    let e = validate_junit(&f).expect_err("a malformed document must not validate");
     assert!(e.contains("failures") && e.contains("name"), "{e}");
 }

@@ -3,6 +3,7 @@
 //! every mutated input regenerates with the same trail; strategies equal the fast path;
 //! `arbitrary` inputs build deterministically and never panic.
 
+use crate::support::{BIN, data};
 use mesher_stress::api::RouteId;
 use mesher_stress::db::Fixtures;
 use mesher_stress::db::fixtures::SeedOptions;
@@ -72,8 +73,7 @@ fn pinned_digest_is_machine_independent() {
         h.update(&bytes(&g.generate(1, n)));
     }
     let digest = h.digest().to_string();
-    let expected =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/generate_digest.txt")).unwrap_or_default();
+    let expected = std::fs::read_to_string(data("generate_digest.txt")).unwrap_or_default();
     assert_eq!(digest, expected.trim(), "generation digest changed");
 }
 
@@ -171,7 +171,7 @@ fn arbitrary_requests_are_deterministic_and_total() {
 
 #[test]
 fn cli_regenerates_exactly() {
-    let exe = env!("CARGO_BIN_EXE_mesher-stress");
+    let exe = BIN;
     let run = |args: &[&str]| {
         let out = std::process::Command::new(exe).args(args).output().unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
