@@ -296,8 +296,8 @@ mod tests {
             "#0  __pthread_kill_implementation (no_tid=0, signo=11, threadid=<optimized out>) at ./nptl/pthread_kill.c:44",
             "#1  0x00007ffff7c8f15f in __pthread_kill_internal (signo=11) at ./nptl/pthread_kill.c:78",
             "#2  0x00007ffff7c40472 in __GI_raise (sig=11) at ../sysdeps/posix/raise.c:26",
-            "#3  0x0000555555560abc in crashy::handle::h0123456789abcdef (s=...) at tests/common/mod.rs:40",
-            "#4  0x0000555555560def in crashy::serve (port=0) at tests/common/mod.rs:80",
+            "#3  0x0000555555560abc in crashy::handle::h0123456789abcdef (s=...) at tests/it/support/crashy.rs:40",
+            "#4  0x0000555555560def in crashy::serve (port=0) at tests/it/support/crashy.rs:80",
         ]
         .iter()
         .map(|s| s.to_string())
