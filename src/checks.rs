@@ -354,107 +354,139 @@ async fn check_ingest(ctx: &CheckContext<'_>) -> CheckResult {
     let key = ctx.fixtures.api_key().to_string();
     let mut evidence = Vec::new();
     let mut accepted = 0;
+    // Counted over both events: the retry budget is the check's, not each event's.
     let mut attempts_429 = 0;
     for (label, body) in [("minimal", MINIMAL_EVENT), ("full", FULL_EVENT)] {
-        let before: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE project_id = $1::uuid")
-            .bind(&ctx.fixtures.project_id)
-            .fetch_one(ctx.pool)
-            .await
-            .unwrap_or(-1);
-        let headers = [("x-sentry-auth", key.as_str()), ("Content-Type", "application/json")];
-        let sent = loop {
-            let sent = exchange(ctx.http, "POST", &path, &headers, body.as_bytes().to_vec(), ctx.request_timeout).await;
-            // 429 is neither accepted nor fatal: Mesher's rate limiter wrongly limits the first
-            // event (§6.1) and the process may die on the next one, so the event is sent again
-            // a few times (the 429s are kept as evidence) unless the 429 was the last answer
-            // of a dying target.
-            let Ok(r) = &sent else { break sent };
-            if r.status != 429 || attempts_429 >= INGEST_429_ATTEMPTS {
-                break sent;
-            }
-            attempts_429 += 1;
-            evidence.push(format!(
-                "POST {path} ({label} event) → 429 {} (attempt {attempts_429}; sent again)",
-                r.body_text(200)
-            ));
-            if let Some(p) = ctx.process
-                && p.wait_exit(Duration::from_millis(300)).await.is_some()
-            {
-                break sent;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        };
-        match sent {
+        let before = project_event_count(ctx).await;
+        let event = IngestEvent { path: &path, key: &key, label, body };
+        match send_event(ctx, &event, &mut attempts_429, &mut evidence).await {
             Ok(r) if r.status == 202 => {
                 evidence.push(format!("POST {path} ({label} event) → 202 {}", r.body_text(200)));
-                // Accepted means stored: allow Mesher's flush delay.
-                let deadline = Instant::now() + Duration::from_secs(5);
-                loop {
-                    let now: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE project_id = $1::uuid")
-                        .bind(&ctx.fixtures.project_id)
-                        .fetch_one(ctx.pool)
-                        .await
-                        .unwrap_or(-1);
-                    if now > before {
-                        evidence.push(format!("events for the project: {before} → {now}"));
-                        break;
-                    }
-                    if Instant::now() > deadline {
-                        return result(
-                            name,
-                            Status::Fail,
-                            format!("{label} event answered 202 but not stored within 5 s"),
-                            evidence,
-                        );
-                    }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                if let Err(summary) = await_stored(ctx, label, before, &mut evidence).await {
+                    return result(name, Status::Fail, summary, evidence);
                 }
                 accepted += 1;
             }
-            other => {
-                // Not accepted: did the target die?
-                let what = match &other {
-                    Ok(r) => format!("{} {}", r.status, r.body_text(200)),
-                    Err(e) => e.to_string(),
-                };
-                evidence.push(format!("POST {path} ({label} event) → {what}"));
-                if let Some(p) = ctx.process {
-                    if let Some(exit) = p.wait_exit(Duration::from_secs(3)).await {
-                        evidence.extend(p.log_tail(5).into_iter().map(|l| format!("log: {}", l.text)));
-                        let mut r = result(
-                            name,
-                            Status::Pass,
-                            format!("the {label} event killed the target: {}", exit.describe()),
-                            evidence,
-                        );
-                        r.crash = Some(exit);
-                        return r;
-                    }
-                } else if matches!(&other, Err(ExchangeError::NoResponse(_)))
-                    && matches!(
-                        exchange(ctx.http, "GET", "/", &[], Vec::new(), ctx.request_timeout).await,
-                        Err(ExchangeError::Connect(_))
-                    )
-                {
-                    return result(
-                        name,
-                        Status::Pass,
-                        format!(
-                            "the {label} event got no answer and the target stopped accepting connections (died; exit status unknown: not spawned by mesher-stress)"
-                        ),
-                        evidence,
-                    );
-                }
-                return result(
-                    name,
-                    Status::Fail,
-                    format!("the {label} event was neither accepted nor fatal: {what}"),
-                    evidence,
-                );
-            }
+            other => return not_accepted(ctx, &event, other, evidence).await,
         }
     }
     result(name, Status::Pass, format!("{accepted} events accepted (202) and stored; the target survived"), evidence)
+}
+
+/// One event of the `ingest` check and where it goes.
+struct IngestEvent<'a> {
+    path: &'a str,
+    key: &'a str,
+    label: &'a str,
+    body: &'a str,
+}
+
+/// The project's stored events (-1 when the database cannot say).
+async fn project_event_count(ctx: &CheckContext<'_>) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM events WHERE project_id = $1::uuid")
+        .bind(&ctx.fixtures.project_id)
+        .fetch_one(ctx.pool)
+        .await
+        .unwrap_or(-1)
+}
+
+/// POST the event, sending it again while it is answered 429 (within the check's budget).
+async fn send_event(
+    ctx: &CheckContext<'_>,
+    event: &IngestEvent<'_>,
+    attempts_429: &mut usize,
+    evidence: &mut Vec<String>,
+) -> Result<Response, ExchangeError> {
+    let IngestEvent { path, key, label, body } = *event;
+    let headers = [("x-sentry-auth", key), ("Content-Type", "application/json")];
+    loop {
+        let sent = exchange(ctx.http, "POST", path, &headers, body.as_bytes().to_vec(), ctx.request_timeout).await;
+        // 429 is neither accepted nor fatal: Mesher's rate limiter wrongly limits the first
+        // event (§6.1) and the process may die on the next one, so the event is sent again
+        // a few times (the 429s are kept as evidence) unless the 429 was the last answer
+        // of a dying target.
+        let Ok(r) = &sent else { return sent };
+        if r.status != 429 || *attempts_429 >= INGEST_429_ATTEMPTS {
+            return sent;
+        }
+        *attempts_429 += 1;
+        evidence.push(format!(
+            "POST {path} ({label} event) → 429 {} (attempt {attempts_429}; sent again)",
+            r.body_text(200)
+        ));
+        if let Some(p) = ctx.process
+            && p.wait_exit(Duration::from_millis(300)).await.is_some()
+        {
+            return sent;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Wait until the project has more than `before` events; the error is the check's summary.
+async fn await_stored(
+    ctx: &CheckContext<'_>,
+    label: &str,
+    before: i64,
+    evidence: &mut Vec<String>,
+) -> Result<(), String> {
+    // Accepted means stored: allow Mesher's flush delay.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let now = project_event_count(ctx).await;
+        if now > before {
+            evidence.push(format!("events for the project: {before} → {now}"));
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!("{label} event answered 202 but not stored within 5 s"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The verdict on an event that was not accepted: it passes only if the target died of it.
+async fn not_accepted(
+    ctx: &CheckContext<'_>,
+    event: &IngestEvent<'_>,
+    sent: Result<Response, ExchangeError>,
+    mut evidence: Vec<String>,
+) -> CheckResult {
+    let name = CheckName::Ingest;
+    let IngestEvent { path, label, .. } = *event;
+    let what = match &sent {
+        Ok(r) => format!("{} {}", r.status, r.body_text(200)),
+        Err(e) => e.to_string(),
+    };
+    evidence.push(format!("POST {path} ({label} event) → {what}"));
+    if let Some(p) = ctx.process {
+        if let Some(exit) = p.wait_exit(Duration::from_secs(3)).await {
+            evidence.extend(p.log_tail(5).into_iter().map(|l| format!("log: {}", l.text)));
+            let mut r = result(
+                name,
+                Status::Pass,
+                format!("the {label} event killed the target: {}", exit.describe()),
+                evidence,
+            );
+            r.crash = Some(exit);
+            return r;
+        }
+    } else if matches!(&sent, Err(ExchangeError::NoResponse(_)))
+        && matches!(
+            exchange(ctx.http, "GET", "/", &[], Vec::new(), ctx.request_timeout).await,
+            Err(ExchangeError::Connect(_))
+        )
+    {
+        return result(
+            name,
+            Status::Pass,
+            format!(
+                "the {label} event got no answer and the target stopped accepting connections (died; exit status unknown: not spawned by mesher-stress)"
+            ),
+            evidence,
+        );
+    }
+    result(name, Status::Fail, format!("the {label} event was neither accepted nor fatal: {what}"), evidence)
 }
 
 /// An HTTP response, as the checks need it.

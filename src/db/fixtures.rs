@@ -145,27 +145,42 @@ pub struct SeedReport {
 }
 
 /// Insert the fixtures (idempotent) and return their ids.
+///
+/// One transaction under an advisory lock, so concurrent seeders of one database wait for each
+/// other instead of racing on the same rows.
 pub async fn seed(pool: &PgPool, opts: &SeedOptions) -> Result<(Fixtures, SeedReport)> {
     let f = Fixtures::plan(opts);
     let mut report = SeedReport::default();
     let mut tx = pool.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock(7358190412)").execute(&mut *tx).await?;
-    macro_rules! count {
-        ($table:literal, $n:expr) => {
-            report.inserted.push(($table.to_string(), $n))
-        };
-    }
+    seed_tenancy(&mut tx, &f, &mut report).await?;
+    seed_api_keys(&mut tx, &f, &mut report).await?;
+    seed_issues_and_events(&mut tx, &f, opts, &mut report).await?;
+    seed_alerts(&mut tx, &f, &mut report).await?;
+    tx.commit().await?;
+    Ok((f, report))
+}
 
+type Tx<'c> = sqlx::Transaction<'c, sqlx::Postgres>;
+
+impl SeedReport {
+    fn count(&mut self, table: &str, n: u64) {
+        self.inserted.push((table.to_string(), n));
+    }
+}
+
+/// The organization, its users, its project and its memberships.
+async fn seed_tenancy(tx: &mut Tx<'_>, f: &Fixtures, report: &mut SeedReport) -> Result<()> {
     let n = sqlx::query(
         "INSERT INTO organizations (id, name, slug) VALUES ($1::uuid, 'Stress Org', $2) ON CONFLICT DO NOTHING",
     )
     .bind(&f.org_id)
     .bind(&f.org_slug)
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await
     .context("seeding organizations")?
     .rows_affected();
-    count!("organizations", n);
+    report.count("organizations", n);
 
     let names: Vec<String> = f
         .users
@@ -184,11 +199,11 @@ pub async fn seed(pool: &PgPool, opts: &SeedOptions) -> Result<(Fixtures, SeedRe
     .bind(&f.users)
     .bind(&emails)
     .bind(&names)
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await
     .context("seeding users")?
     .rows_affected();
-    count!("users", n);
+    report.count("users", n);
 
     let n = sqlx::query(
         "INSERT INTO projects (id, org_id, name, platform, slug) VALUES ($1::uuid, $2::uuid, 'Stress Project', 'python', $3)
@@ -197,12 +212,16 @@ pub async fn seed(pool: &PgPool, opts: &SeedOptions) -> Result<(Fixtures, SeedRe
     .bind(&f.project_id)
     .bind(&f.org_id)
     .bind(&f.project_slug)
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await
     .context("seeding projects")?
     .rows_affected();
-    count!("projects", n);
+    report.count("projects", n);
 
+    seed_memberships(tx, f, report).await
+}
+
+async fn seed_memberships(tx: &mut Tx<'_>, f: &Fixtures, report: &mut SeedReport) -> Result<()> {
     let roles: Vec<String> =
         (0..f.memberships.len()).map(|i| if i == 0 { "owner".into() } else { "member".into() }).collect();
     let n = sqlx::query(
@@ -214,12 +233,17 @@ pub async fn seed(pool: &PgPool, opts: &SeedOptions) -> Result<(Fixtures, SeedRe
     .bind(&f.member_users)
     .bind(&f.org_id)
     .bind(&roles)
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await
     .context("seeding org_memberships")?
     .rows_affected();
-    count!("org_memberships", n);
+    report.count("org_memberships", n);
 
+    Ok(())
+}
+
+/// The live API keys and the revoked one, in one statement.
+async fn seed_api_keys(tx: &mut Tx<'_>, f: &Fixtures, report: &mut SeedReport) -> Result<()> {
     let mut key_ids: Vec<String> = f.api_keys.iter().map(|k| k.0.clone()).collect();
     let mut key_vals: Vec<String> = f.api_keys.iter().map(|k| k.1.clone()).collect();
     key_ids.push(f.revoked_key.0.clone());
@@ -233,12 +257,22 @@ pub async fn seed(pool: &PgPool, opts: &SeedOptions) -> Result<(Fixtures, SeedRe
     .bind(&key_vals)
     .bind(&f.project_id)
     .bind(&f.revoked_key.0)
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await
     .context("seeding api_keys")?
     .rows_affected();
-    count!("api_keys", n);
+    report.count("api_keys", n);
 
+    Ok(())
+}
+
+/// The issues and their events; events point at their issue and reuse its fingerprint.
+async fn seed_issues_and_events(
+    tx: &mut Tx<'_>,
+    f: &Fixtures,
+    opts: &SeedOptions,
+    report: &mut SeedReport,
+) -> Result<()> {
     let per = opts.events_per_issue.max(1) as usize;
     let titles: Vec<String> = (0..f.issues.len())
         .map(|i| if i == 0 { "Seed issue".to_string() } else { format!("Seed issue {i}") })
@@ -255,11 +289,11 @@ pub async fn seed(pool: &PgPool, opts: &SeedOptions) -> Result<(Fixtures, SeedRe
     .bind(&titles)
     .bind(&f.project_id)
     .bind(opts.events_per_issue as i32)
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await
     .context("seeding issues")?
     .rows_affected();
-    count!("issues", n);
+    report.count("issues", n);
 
     let ev_issue: Vec<String> = f.events.iter().enumerate().map(|(i, _)| f.issues[i / per].clone()).collect();
     let ev_fp: Vec<String> = f.events.iter().enumerate().map(|(i, _)| fps[i / per].clone()).collect();
@@ -277,12 +311,17 @@ pub async fn seed(pool: &PgPool, opts: &SeedOptions) -> Result<(Fixtures, SeedRe
     .bind(&ev_msg)
     .bind(&ev_fp)
     .bind(&f.project_id)
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await
     .context("seeding events (is there a partition for today? run the schema step first)")?
     .rows_affected();
-    count!("events", n);
+    report.count("events", n);
 
+    Ok(())
+}
+
+/// The alert rules, each with one `active` and one `acknowledged` alert.
+async fn seed_alerts(tx: &mut Tx<'_>, f: &Fixtures, report: &mut SeedReport) -> Result<()> {
     let n = sqlx::query(
         "INSERT INTO alert_rules (id, project_id, name, condition_json, action_json)
          SELECT r::uuid, $2::uuid, 'Seed rule ' || ord, '{\"condition_type\":\"threshold\",\"threshold\":10,\"window_minutes\":5}'::jsonb,
@@ -291,11 +330,11 @@ pub async fn seed(pool: &PgPool, opts: &SeedOptions) -> Result<(Fixtures, SeedRe
     )
     .bind(&f.alert_rules)
     .bind(&f.project_id)
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await
     .context("seeding alert_rules")?
     .rows_affected();
-    count!("alert_rules", n);
+    report.count("alert_rules", n);
 
     let n = sqlx::query(
         "INSERT INTO alerts (id, rule_id, project_id, status, message, condition_snapshot, acknowledged_at)
@@ -311,12 +350,11 @@ pub async fn seed(pool: &PgPool, opts: &SeedOptions) -> Result<(Fixtures, SeedRe
             .collect::<Vec<_>>(),
     )
     .bind(&f.project_id)
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await
     .context("seeding alerts")?
     .rows_affected();
-    count!("alerts", n);
+    report.count("alerts", n);
 
-    tx.commit().await?;
-    Ok((f, report))
+    Ok(())
 }

@@ -141,92 +141,118 @@ impl WireConn {
         let start = head.len;
         match head.framing {
             Framing::None => Ok(self.buf.len() == start),
-            Framing::Length(n) => {
-                // Count and (when kept) copy; big bodies do not accumulate in the buffer.
-                let mut have = self.buf.len() - start;
-                if let Some(k) = kept.as_mut() {
-                    k.extend_from_slice(&self.buf[start..start + have.min(n)]);
+            Framing::Length(n) => self.read_length_body(start, n, body_len, kept).await,
+            Framing::Chunked => self.read_chunked_body(start, body_len, kept).await,
+            Framing::Close => self.read_close_body(start, body_len, kept).await,
+        }
+    }
+
+    /// A `Content-Length` body of `n` bytes starting at `start` in the buffer.
+    async fn read_length_body(
+        &mut self,
+        start: usize,
+        n: usize,
+        body_len: &mut usize,
+        kept: &mut Option<Vec<u8>>,
+    ) -> Result<bool, Outcome> {
+        // Count and (when kept) copy; big bodies do not accumulate in the buffer.
+        let mut have = self.buf.len() - start;
+        if let Some(k) = kept.as_mut() {
+            k.extend_from_slice(&self.buf[start..start + have.min(n)]);
+        }
+        let mut pos = self.buf.len();
+        while have < n {
+            if have > MAX_BODY {
+                *body_len = have;
+                return Ok(false);
+            }
+            if pos > 64 * 1024 {
+                self.buf.clear();
+                pos = 0;
+            }
+            match self.read_more().await {
+                Ok(0) => {
+                    *body_len = have;
+                    return Err(Outcome::Closed);
                 }
-                let mut pos = self.buf.len();
-                while have < n {
+                Ok(_) => {
+                    let got = &self.buf[pos..];
+                    if let Some(k) = kept.as_mut() {
+                        k.extend_from_slice(&got[..got.len().min(n - have)]);
+                    }
+                    have += got.len();
+                    pos = self.buf.len();
+                }
+                Err(e) => {
+                    *body_len = have;
+                    return Err(Outcome::from_io_error(&e));
+                }
+            }
+        }
+        *body_len = n;
+        Ok(have == n)
+    }
+
+    /// A chunked body whose first chunk starts at `start` in the buffer.
+    async fn read_chunked_body(
+        &mut self,
+        start: usize,
+        body_len: &mut usize,
+        kept: &mut Option<Vec<u8>>,
+    ) -> Result<bool, Outcome> {
+        let mut from = start;
+        loop {
+            match decode_chunks(&self.buf, from, body_len, kept).map_err(|_| Outcome::BadResponse)? {
+                Chunks::Done(end) => return Ok(end == self.buf.len()),
+                Chunks::More(at) => from = at,
+            }
+            if *body_len > MAX_BODY {
+                return Ok(false);
+            }
+            if from > 64 * 1024 {
+                self.buf.drain(..from);
+                from = 0;
+            }
+            match self.read_more().await {
+                Ok(0) => return Err(Outcome::Closed),
+                Ok(_) => {}
+                Err(e) => return Err(Outcome::from_io_error(&e)),
+            }
+        }
+    }
+
+    /// A body delimited by the end of the connection, starting at `start` in the buffer; such a
+    /// connection is never reused, so this is never Ok(true).
+    async fn read_close_body(
+        &mut self,
+        start: usize,
+        body_len: &mut usize,
+        kept: &mut Option<Vec<u8>>,
+    ) -> Result<bool, Outcome> {
+        let mut have = self.buf.len() - start;
+        if let Some(k) = kept.as_mut() {
+            k.extend_from_slice(&self.buf[start..]);
+        }
+        loop {
+            self.buf.clear();
+            match self.read_more().await {
+                Ok(0) => {
+                    *body_len = have;
+                    return Ok(false);
+                }
+                Ok(n) => {
+                    have += n;
+                    if let Some(k) = kept.as_mut() {
+                        k.extend_from_slice(&self.buf);
+                    }
                     if have > MAX_BODY {
                         *body_len = have;
                         return Ok(false);
                     }
-                    if pos > 64 * 1024 {
-                        self.buf.clear();
-                        pos = 0;
-                    }
-                    match self.read_more().await {
-                        Ok(0) => {
-                            *body_len = have;
-                            return Err(Outcome::Closed);
-                        }
-                        Ok(_) => {
-                            let got = &self.buf[pos..];
-                            if let Some(k) = kept.as_mut() {
-                                k.extend_from_slice(&got[..got.len().min(n - have)]);
-                            }
-                            have += got.len();
-                            pos = self.buf.len();
-                        }
-                        Err(e) => {
-                            *body_len = have;
-                            return Err(Outcome::from_io_error(&e));
-                        }
-                    }
                 }
-                *body_len = n;
-                Ok(have == n)
-            }
-            Framing::Chunked => {
-                let mut from = start;
-                loop {
-                    match decode_chunks(&self.buf, from, body_len, kept).map_err(|_| Outcome::BadResponse)? {
-                        Chunks::Done(end) => return Ok(end == self.buf.len()),
-                        Chunks::More(at) => from = at,
-                    }
-                    if *body_len > MAX_BODY {
-                        return Ok(false);
-                    }
-                    if from > 64 * 1024 {
-                        self.buf.drain(..from);
-                        from = 0;
-                    }
-                    match self.read_more().await {
-                        Ok(0) => return Err(Outcome::Closed),
-                        Ok(_) => {}
-                        Err(e) => return Err(Outcome::from_io_error(&e)),
-                    }
-                }
-            }
-            Framing::Close => {
-                let mut have = self.buf.len() - start;
-                if let Some(k) = kept.as_mut() {
-                    k.extend_from_slice(&self.buf[start..]);
-                }
-                loop {
-                    self.buf.clear();
-                    match self.read_more().await {
-                        Ok(0) => {
-                            *body_len = have;
-                            return Ok(false);
-                        }
-                        Ok(n) => {
-                            have += n;
-                            if let Some(k) = kept.as_mut() {
-                                k.extend_from_slice(&self.buf);
-                            }
-                            if have > MAX_BODY {
-                                *body_len = have;
-                                return Ok(false);
-                            }
-                        }
-                        Err(e) => {
-                            *body_len = have;
-                            return Err(Outcome::from_io_error(&e));
-                        }
-                    }
+                Err(e) => {
+                    *body_len = have;
+                    return Err(Outcome::from_io_error(&e));
                 }
             }
         }

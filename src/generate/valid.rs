@@ -300,34 +300,19 @@ pub fn event(r: &mut GenRng, opts: &GenOptions) -> J {
 }
 
 /// [`event`] into any sink.
+///
+/// Each optional member is drawn in schema order by its own step; the draws and their order
+/// are the generator's contract (`tests/generate_digest.txt` pins them).
 pub fn event_to<S: Sink>(r: &mut GenRng, opts: &GenOptions, s: &mut S) {
     let (frames, crumbs, msg_words) = event_sizes(r, opts);
     let etype = *pick(r, ERR_TYPES);
     s.begin_obj();
     s.key("message");
-    s.text_with(|msg| {
-        msg.push_str(etype);
-        msg.push_str(": ");
-        words(r, 1, msg_words, msg);
-        if chance(r, 0.3) {
-            msg.push_str(" at 0x");
-            rng::hex(r, 12, msg);
-        }
-    });
+    s.text_with(|msg| event_message_into(r, etype, msg_words, msg));
     s.key("level");
     s.str_const(pick_str(r, LEVELS));
     if chance(r, 0.75) {
-        s.key("exception");
-        s.begin_obj();
-        s.key("type_name");
-        s.str_const(etype);
-        s.key("value");
-        s.text_with(|t| words(r, 1, 10, t));
-        if chance(r, 0.6) {
-            s.key("module_name");
-            s.str_const(pick_str(r, MODULES));
-        }
-        s.end();
+        event_exception(r, etype, s);
     }
     if frames > 0 || chance(r, 0.5) {
         s.key("stacktrace");
@@ -346,60 +331,13 @@ pub fn event_to<S: Sink>(r: &mut GenRng, opts: &GenOptions, s: &mut S) {
         s.end();
     }
     if chance(r, 0.8) {
-        s.key("tags");
-        s.begin_obj();
-        s.key("environment");
-        s.str_const(pick_str(r, ENVS));
-        if chance(r, 0.7) {
-            s.key("release");
-            s.str_const(pick_str(r, RELEASES));
-        }
-        for _ in 0..range(r, 0, 3) {
-            s.plain_key_with(|t| ident_into(r, 2, 10, t));
-            s.plain_with(|t| ident_into(r, 1, 16, t));
-        }
-        s.end();
+        event_tags(r, s);
     }
     if chance(r, 0.4) {
-        s.key("extra");
-        s.begin_obj();
-        for _ in 0..range(r, 1, 4) {
-            // The value is drawn before its name.
-            let kind = below(r, 4);
-            let (n, b, t) = match kind {
-                0 => (range(r, 0, 1 << 40) as i64, false, String::new()),
-                1 => (0, chance(r, 0.5), String::new()),
-                2 => (0, false, ident(r, 1, 8)),
-                _ => (0, false, word_string(r, 1, 5)),
-            };
-            s.plain_key_with(|t| ident_into(r, 2, 12, t));
-            match kind {
-                0 => s.int(n),
-                1 => s.bool(b),
-                2 => {
-                    s.begin_arr();
-                    s.text(t);
-                    s.null();
-                    s.end();
-                }
-                _ => s.text(t),
-            }
-        }
-        s.end();
+        event_extra(r, s);
     }
     if chance(r, 0.5) {
-        s.key("user_context");
-        s.begin_obj();
-        s.key("id");
-        s.plain_with(|t| ident_into(r, 2, 12, t));
-        if chance(r, 0.5) {
-            s.key("email");
-            s.plain_with(|t| {
-                ident_into(r, 3, 10, t);
-                t.push_str("@example.test");
-            });
-        }
-        s.end();
+        event_user_context(r, s);
     }
     if chance(r, 0.8) {
         s.key("sdk_name");
@@ -412,6 +350,94 @@ pub fn event_to<S: Sink>(r: &mut GenRng, opts: &GenOptions, s: &mut S) {
         s.plain_with(|t| {
             t.push_str("fp-");
             ident_into(r, 4, 24, t);
+        });
+    }
+    s.end();
+}
+
+/// `Type: words`, sometimes followed by a hex address.
+fn event_message_into(r: &mut GenRng, etype: &str, msg_words: u64, msg: &mut String) {
+    msg.push_str(etype);
+    msg.push_str(": ");
+    words(r, 1, msg_words, msg);
+    if chance(r, 0.3) {
+        msg.push_str(" at 0x");
+        rng::hex(r, 12, msg);
+    }
+}
+
+/// The `exception` member; its type is the message's, as SDKs report it.
+fn event_exception<S: Sink>(r: &mut GenRng, etype: &'static str, s: &mut S) {
+    s.key("exception");
+    s.begin_obj();
+    s.key("type_name");
+    s.str_const(etype);
+    s.key("value");
+    s.text_with(|t| words(r, 1, 10, t));
+    if chance(r, 0.6) {
+        s.key("module_name");
+        s.str_const(pick_str(r, MODULES));
+    }
+    s.end();
+}
+
+/// The `tags` member: environment, usually a release, then a few free-form tags.
+fn event_tags<S: Sink>(r: &mut GenRng, s: &mut S) {
+    s.key("tags");
+    s.begin_obj();
+    s.key("environment");
+    s.str_const(pick_str(r, ENVS));
+    if chance(r, 0.7) {
+        s.key("release");
+        s.str_const(pick_str(r, RELEASES));
+    }
+    for _ in 0..range(r, 0, 3) {
+        s.plain_key_with(|t| ident_into(r, 2, 10, t));
+        s.plain_with(|t| ident_into(r, 1, 16, t));
+    }
+    s.end();
+}
+
+/// The `extra` member: a few values of mixed JSON types.
+fn event_extra<S: Sink>(r: &mut GenRng, s: &mut S) {
+    s.key("extra");
+    s.begin_obj();
+    for _ in 0..range(r, 1, 4) {
+        // The value is drawn before its name.
+        let kind = below(r, 4);
+        let (n, b, t) = match kind {
+            0 => (range(r, 0, 1 << 40) as i64, false, String::new()),
+            1 => (0, chance(r, 0.5), String::new()),
+            2 => (0, false, ident(r, 1, 8)),
+            _ => (0, false, word_string(r, 1, 5)),
+        };
+        s.plain_key_with(|t| ident_into(r, 2, 12, t));
+        match kind {
+            0 => s.int(n),
+            1 => s.bool(b),
+            2 => {
+                s.begin_arr();
+                s.text(t);
+                s.null();
+                s.end();
+            }
+            _ => s.text(t),
+        }
+    }
+    s.end();
+}
+
+/// The `user_context` member: an id, sometimes an email.
+fn event_user_context<S: Sink>(r: &mut GenRng, s: &mut S) {
+    s.key("user_context");
+    s.begin_obj();
+    s.key("id");
+    s.plain_with(|t| ident_into(r, 2, 12, t));
+    if chance(r, 0.5) {
+        s.key("email");
+        s.plain_with(|t| {
+            ident_into(r, 3, 10, t);
+            t.push_str("@example.test");
         });
     }
     s.end();

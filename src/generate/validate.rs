@@ -165,96 +165,114 @@ pub fn check_body(kind: BodyKind, v: &Value, f: &Fixtures) -> R {
             Value::Array(a) if !a.is_empty() => a.iter().try_for_each(check_event),
             _ => check_event(v),
         },
-        BodyKind::Assign => {
-            let m = obj(v)?;
-            only_keys(m, &["user_id"])?;
-            match m.get("user_id") {
-                Some(Value::Null) => Ok(()),
-                Some(Value::String(s)) if s.is_empty() || f.users.contains(s) => Ok(()),
-                other => Err(format!("user_id {other:?}")),
-            }
-        }
-        BodyKind::AddMember => {
-            let m = obj(v)?;
-            only_keys(m, &["user_id", "role"])?;
-            match m.get("user_id") {
-                Some(Value::String(s)) if f.users.contains(s) => {}
-                other => return Err(format!("user_id {other:?}")),
-            }
-            match m.get("role") {
-                None => Ok(()),
-                Some(Value::String(r)) if ROLES.contains(&r.as_str()) => Ok(()),
-                other => Err(format!("role {other:?}")),
-            }
-        }
-        BodyKind::MemberRole => {
-            let m = obj(v)?;
-            only_keys(m, &["role"])?;
-            match m.get("role") {
-                Some(Value::String(r)) if ROLES.contains(&r.as_str()) => Ok(()),
-                other => Err(format!("role {other:?}")),
-            }
-        }
+        BodyKind::Assign => check_assign(v, f),
+        BodyKind::AddMember => check_add_member(v, f),
+        BodyKind::MemberRole => check_member_role(v),
         BodyKind::ApiKeyLabel => {
             let m = obj(v)?;
             only_keys(m, &["label"])?;
             string(m, "label", false)
         }
-        BodyKind::AlertRule => {
-            let m = obj(v)?;
-            only_keys(m, &["name", "condition", "action", "cooldown_minutes"])?;
-            string(m, "name", false)?;
-            if let Some(c) = m.get("condition") {
-                let c = obj(c)?;
-                match c.get("condition_type").and_then(Value::as_str) {
-                    Some("threshold") => {
-                        for k in ["threshold", "window_minutes"] {
-                            if !c.get(k).is_some_and(Value::is_i64) {
-                                return Err(format!("condition.{k} must be an integer"));
-                            }
-                        }
+        BodyKind::AlertRule => check_alert_rule(v),
+        BodyKind::Toggle => check_toggle(v),
+        BodyKind::Settings => check_settings(v),
+    }
+}
+
+/// `assign`: `user_id` is a fixture user, an empty string or null.
+fn check_assign(v: &Value, f: &Fixtures) -> R {
+    let m = obj(v)?;
+    only_keys(m, &["user_id"])?;
+    match m.get("user_id") {
+        Some(Value::Null) => Ok(()),
+        Some(Value::String(s)) if s.is_empty() || f.users.contains(s) => Ok(()),
+        other => Err(format!("user_id {other:?}")),
+    }
+}
+
+/// `add member`: a fixture user and an optional role.
+fn check_add_member(v: &Value, f: &Fixtures) -> R {
+    let m = obj(v)?;
+    only_keys(m, &["user_id", "role"])?;
+    match m.get("user_id") {
+        Some(Value::String(s)) if f.users.contains(s) => {}
+        other => return Err(format!("user_id {other:?}")),
+    }
+    match m.get("role") {
+        None => Ok(()),
+        Some(Value::String(r)) if ROLES.contains(&r.as_str()) => Ok(()),
+        other => Err(format!("role {other:?}")),
+    }
+}
+
+/// `member role`: a known role.
+fn check_member_role(v: &Value) -> R {
+    let m = obj(v)?;
+    only_keys(m, &["role"])?;
+    match m.get("role") {
+        Some(Value::String(r)) if ROLES.contains(&r.as_str()) => Ok(()),
+        other => Err(format!("role {other:?}")),
+    }
+}
+
+/// `alert rule`: a threshold or new-issue condition, an action object, an i32 cooldown.
+fn check_alert_rule(v: &Value) -> R {
+    let m = obj(v)?;
+    only_keys(m, &["name", "condition", "action", "cooldown_minutes"])?;
+    string(m, "name", false)?;
+    if let Some(c) = m.get("condition") {
+        let c = obj(c)?;
+        match c.get("condition_type").and_then(Value::as_str) {
+            Some("threshold") => {
+                for k in ["threshold", "window_minutes"] {
+                    if !c.get(k).is_some_and(Value::is_i64) {
+                        return Err(format!("condition.{k} must be an integer"));
                     }
-                    Some("new_issue") => {}
-                    other => return Err(format!("condition_type {other:?}")),
                 }
             }
-            if let Some(a) = m.get("action") {
-                obj(a)?;
-            }
-            match m.get("cooldown_minutes") {
-                None => Ok(()),
-                Some(Value::Number(n)) if n.as_i64().is_some_and(|i| i32::try_from(i).is_ok()) => Ok(()),
-                Some(Value::String(s)) if is_int_text(s, i32::MIN as i64, i32::MAX as i64) => Ok(()),
-                other => Err(format!("cooldown_minutes {other:?}")),
-            }
+            Some("new_issue") => {}
+            other => return Err(format!("condition_type {other:?}")),
         }
-        BodyKind::Toggle => {
-            let m = obj(v)?;
-            only_keys(m, &["enabled"])?;
-            match m.get("enabled") {
-                Some(Value::Bool(_)) => Ok(()),
-                Some(Value::Number(n)) if matches!(n.as_i64(), Some(0 | 1)) => Ok(()),
-                Some(Value::String(s)) if TOGGLES.iter().any(|t| t.eq_ignore_ascii_case(s)) => Ok(()),
-                other => Err(format!("enabled {other:?}")),
-            }
-        }
-        BodyKind::Settings => {
-            let m = obj(v)?;
-            only_keys(m, &["retention_days", "sample_rate"])?;
-            match m.get("retention_days") {
-                None => {}
-                Some(Value::Number(n)) if n.as_i64().is_some_and(|i| i32::try_from(i).is_ok()) => {}
-                Some(Value::String(s)) if is_int_text(s, i32::MIN as i64, i32::MAX as i64) => {}
-                other => return Err(format!("retention_days {other:?}")),
-            }
-            let real = |x: f64| x.is_finite() && x.abs() < 3.4e38;
-            match m.get("sample_rate") {
-                None => Ok(()),
-                Some(Value::Number(n)) if n.as_f64().is_some_and(real) => Ok(()),
-                Some(Value::String(s)) if s.parse::<f64>().is_ok_and(real) => Ok(()),
-                other => Err(format!("sample_rate {other:?}")),
-            }
-        }
+    }
+    if let Some(a) = m.get("action") {
+        obj(a)?;
+    }
+    match m.get("cooldown_minutes") {
+        None => Ok(()),
+        Some(Value::Number(n)) if n.as_i64().is_some_and(|i| i32::try_from(i).is_ok()) => Ok(()),
+        Some(Value::String(s)) if is_int_text(s, i32::MIN as i64, i32::MAX as i64) => Ok(()),
+        other => Err(format!("cooldown_minutes {other:?}")),
+    }
+}
+
+/// `toggle`: `enabled` as a bool, 0 or 1, or a toggle word.
+fn check_toggle(v: &Value) -> R {
+    let m = obj(v)?;
+    only_keys(m, &["enabled"])?;
+    match m.get("enabled") {
+        Some(Value::Bool(_)) => Ok(()),
+        Some(Value::Number(n)) if matches!(n.as_i64(), Some(0 | 1)) => Ok(()),
+        Some(Value::String(s)) if TOGGLES.iter().any(|t| t.eq_ignore_ascii_case(s)) => Ok(()),
+        other => Err(format!("enabled {other:?}")),
+    }
+}
+
+/// `settings`: an i32 retention and a sample rate that fits an f32.
+fn check_settings(v: &Value) -> R {
+    let m = obj(v)?;
+    only_keys(m, &["retention_days", "sample_rate"])?;
+    match m.get("retention_days") {
+        None => {}
+        Some(Value::Number(n)) if n.as_i64().is_some_and(|i| i32::try_from(i).is_ok()) => {}
+        Some(Value::String(s)) if is_int_text(s, i32::MIN as i64, i32::MAX as i64) => {}
+        other => return Err(format!("retention_days {other:?}")),
+    }
+    let real = |x: f64| x.is_finite() && x.abs() < 3.4e38;
+    match m.get("sample_rate") {
+        None => Ok(()),
+        Some(Value::Number(n)) if n.as_f64().is_some_and(real) => Ok(()),
+        Some(Value::String(s)) if s.parse::<f64>().is_ok_and(real) => Ok(()),
+        other => Err(format!("sample_rate {other:?}")),
     }
 }
 

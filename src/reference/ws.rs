@@ -168,15 +168,7 @@ pub async fn serve_conn(
         let frame = match read {
             Ok(f) => f,
             Err(e) => {
-                let (c, reason): (u16, &[u8]) = match e {
-                    WebSocketError::InvalidUTF8 => (1007, b"invalid UTF-8"),
-                    WebSocketError::FrameTooLarge => (1009, b"message too big"),
-                    WebSocketError::IoError(_)
-                    | WebSocketError::UnexpectedEOF
-                    | WebSocketError::ConnectionClosed
-                    | WebSocketError::SendError(_) => (0, b""),
-                    _ => (1002, b"protocol error"),
-                };
+                let (c, reason) = close_for(e);
                 if c != 0 {
                     code = c;
                     let _ = tx.send(Frame::close(c, reason)).await;
@@ -187,17 +179,7 @@ pub async fn serve_conn(
         match frame.opcode {
             OpCode::Close => break,
             OpCode::Text | OpCode::Binary => {
-                if let Kind::Ingest { .. } = &kind {
-                    app.faults.ingest_frame(frame.opcode == OpCode::Binary, &frame.payload);
-                }
-                app.faults.pass_registry().await;
-                let reply = match &kind {
-                    Kind::Stream { .. } => {
-                        set_filters(&filters, &frame.payload);
-                        json!({"type":"filters_updated"})
-                    }
-                    Kind::Ingest { key } => ingest_frame(&app, key.as_deref().unwrap_or(""), &frame.payload).await,
-                };
+                let reply = answer(&app, &kind, &filters, frame.opcode == OpCode::Binary, &frame.payload).await;
                 if tx.send(text_frame(reply.to_string())).await.is_err() {
                     break;
                 }
@@ -211,6 +193,36 @@ pub async fn serve_conn(
     drop(tx);
     let _ = writer.await;
     println!("[WS] Connection closed: {code}");
+}
+
+/// The close code and reason a read error ends the connection with; code 0 when the peer is
+/// already gone and no close frame can reach it.
+fn close_for(e: WebSocketError) -> (u16, &'static [u8]) {
+    match e {
+        WebSocketError::InvalidUTF8 => (1007, b"invalid UTF-8"),
+        WebSocketError::FrameTooLarge => (1009, b"message too big"),
+        WebSocketError::IoError(_)
+        | WebSocketError::UnexpectedEOF
+        | WebSocketError::ConnectionClosed
+        | WebSocketError::SendError(_) => (0, b""),
+        _ => (1002, b"protocol error"),
+    }
+}
+
+/// The reply to one text or binary message: a stream connection's new filters, an ingest
+/// connection's event; the planted faults see the message first.
+async fn answer(app: &App, kind: &Kind, filters: &Mutex<Filters>, binary: bool, payload: &[u8]) -> Value {
+    if let Kind::Ingest { .. } = kind {
+        app.faults.ingest_frame(binary, payload);
+    }
+    app.faults.pass_registry().await;
+    match kind {
+        Kind::Stream { .. } => {
+            set_filters(filters, payload);
+            json!({"type":"filters_updated"})
+        }
+        Kind::Ingest { key } => ingest_frame(app, key.as_deref().unwrap_or(""), payload).await,
+    }
 }
 
 fn set_filters(filters: &Mutex<Filters>, payload: &[u8]) {
