@@ -41,22 +41,7 @@ pub struct TestSuite {
 
 /// Escape text for XML content and attributes; characters XML 1.0 cannot carry become `\u{..}`.
 pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            '\t' | '\n' | '\r' => out.push(c),
-            c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => {
-                let _ = write!(out, "\\u{{{:x}}}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out
+    super::escape_markup(s, "&apos;", true)
 }
 
 /// Render the document. `name` names the whole run (the profile), `timestamp` is ISO 8601.

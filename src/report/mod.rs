@@ -291,3 +291,25 @@ pub fn render_files(dir: &Path, report: &RunReport) -> Result<()> {
     crate::util::fs::write_atomic(&dir.join("junit.xml"), junit::render_run(report).as_bytes())?;
     Ok(())
 }
+
+/// Escape text for HTML or XML content and attributes: `apos` spells `'`; with `xml`, the
+/// characters XML 1.0 cannot carry become `\u{..}` (HTML keeps them).
+fn escape_markup(s: &str, apos: &str, xml: bool) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str(apos),
+            '\t' | '\n' | '\r' => out.push(c),
+            c if xml && ((c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}') => {
+                use std::fmt::Write;
+                let _ = write!(out, "\\u{{{:x}}}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
