@@ -25,7 +25,7 @@
 //! of the sample. Summaries say when a sample was checked.
 
 use crate::api::{Route, RouteId, match_route};
-use crate::checks::exchange;
+use crate::drive::http::exchange;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use std::collections::{BTreeMap, BTreeSet};

@@ -345,6 +345,76 @@ pub fn classify(e: &hyper::Error) -> Outcome {
     }
 }
 
+/// An HTTP response, as the checks need it.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Bytes,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone())
+    }
+
+    /// The body as text, cut at `max` characters.
+    pub fn body_text(&self, max: usize) -> String {
+        let t = String::from_utf8_lossy(&self.body);
+        if t.chars().count() > max { format!("{}…", t.chars().take(max).collect::<String>()) } else { t.to_string() }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExchangeError {
+    #[error("cannot connect: {0}")]
+    Connect(std::io::Error),
+    #[error("no response (connection closed or reset): {0}")]
+    NoResponse(String),
+    #[error("timed out after {0:?}")]
+    Timeout(std::time::Duration),
+}
+
+/// One request on a fresh connection (hyper's client connection API), reading the whole
+/// response: the checks and the invariants ask the target through hyper, a parser of its own. Header names are sent as given.
+pub async fn exchange(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+    timeout: std::time::Duration,
+) -> Result<Response, ExchangeError> {
+    let fut = async {
+        let stream = tokio::net::TcpStream::connect(addr).await.map_err(ExchangeError::Connect)?;
+        let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
+            .title_case_headers(false)
+            .handshake::<_, Full<Bytes>>(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| ExchangeError::NoResponse(e.to_string()))?;
+        tokio::spawn(conn.with_upgrades());
+        let mut req = http::Request::builder().method(method).uri(path).header("host", addr.to_string());
+        for (n, v) in headers {
+            req = req.header(*n, *v);
+        }
+        let req = req.body(Full::new(Bytes::from(body))).map_err(|e| ExchangeError::NoResponse(e.to_string()))?;
+        let resp = sender.send_request(req).await.map_err(|e| ExchangeError::NoResponse(e.to_string()))?;
+        let status = resp.status().as_u16();
+        let headers = resp
+            .headers()
+            .iter()
+            .map(|(n, v)| (n.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).to_string()))
+            .collect();
+        let body = if status == 101 {
+            Bytes::new()
+        } else {
+            resp.into_body().collect().await.map_err(|e| ExchangeError::NoResponse(e.to_string()))?.to_bytes()
+        };
+        Ok(Response { status, headers, body })
+    };
+    tokio::time::timeout(timeout, fut).await.unwrap_or(Err(ExchangeError::Timeout(timeout)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
