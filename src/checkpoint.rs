@@ -92,7 +92,7 @@ pub struct Checkpointer {
     /// The running load phase's deaths so far.
     pub deaths: PhaseDeaths,
     /// The running fuzz phase's report so far.
-    pub fuzz: crate::triage::session::FuzzProgress,
+    pub fuzz: crate::triage::fuzz::FuzzProgress,
     /// Checkpoints written.
     pub written: u64,
 }

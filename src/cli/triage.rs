@@ -471,7 +471,7 @@ pub fn run_deaths(run: &Path, only: Option<usize>) -> Result<Vec<crate::triage::
 async fn minimize_run(args: MinimizeArgs, run: PathBuf, g: &Global) -> Result<u8> {
     let g = g.clone();
     let (gj, quiet) = (g.json, g.quiet);
-    let t = tokio::task::spawn_blocking(move || -> Result<crate::triage::session::PhaseTriage> {
+    let t = tokio::task::spawn_blocking(move || -> Result<crate::triage::records::PhaseTriage> {
         let records = run_deaths(&run, args.outage)?;
         let own = run.join("profile.toml");
         let fallback = own.exists().then_some(own.clone());
@@ -486,8 +486,8 @@ async fn minimize_run(args: MinimizeArgs, run: PathBuf, g: &Global) -> Result<u8
         }
         let store = bucket::Store::open(&args.corpus)?;
         let budget = args.max_time * records.len().max(1) as u32;
-        let suspects = crate::triage::session::saved_suspects(&records);
-        crate::triage::session::triage_records(
+        let suspects = crate::triage::records::saved_suspects(&records);
+        crate::triage::records::triage_records(
             f.as_ref(),
             store,
             opts,
@@ -504,7 +504,7 @@ async fn minimize_run(args: MinimizeArgs, run: PathBuf, g: &Global) -> Result<u8
         for r in &t.results {
             println!("{}", describe_report(r));
         }
-        print!("{}", crate::triage::session::format_table(&t.buckets));
+        print!("{}", crate::triage::bucket::format_table(&t.buckets));
     }
     Ok(if t.results.iter().any(|r| r.bucket_id.is_some()) { crate::exit::CRASHED } else { crate::exit::FAILED })
 }

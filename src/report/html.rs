@@ -10,7 +10,7 @@ use crate::drive::metrics::Second;
 use crate::generate::campaign::CoverageReport;
 use crate::invariants::InvariantResult;
 use crate::model::Layer;
-use crate::triage::session::FuzzReport;
+use crate::triage::fuzz::FuzzReport;
 use crate::watch::sampler::ProcSample;
 use std::fmt::Write;
 

@@ -138,7 +138,7 @@ pub struct PhaseReport {
     pub soak: Option<crate::report::soak::SoakReport>,
 }
 
-pub use crate::triage::session::PhaseTriage;
+pub use crate::triage::records::PhaseTriage;
 
 /// Why the target did not answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

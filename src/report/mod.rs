@@ -24,7 +24,7 @@ pub use load::{PhaseReport, Planned, fmt_us, write_json_atomic};
 pub enum RunPhase {
     Checks { results: Vec<CheckResult> },
     Load(Box<PhaseReport>),
-    Fuzz(Box<crate::triage::session::FuzzReport>),
+    Fuzz(Box<crate::triage::fuzz::FuzzReport>),
     Invariants { results: Vec<crate::invariants::InvariantResult> },
 }
 
@@ -150,7 +150,7 @@ impl RunReport {
 
     /// Add the fuzz phase `n` (1-based) with its crashes and hangs: one entry per distinct way
     /// of dying (its buckets hold the counts).
-    pub fn add_fuzz(&mut self, n: usize, r: crate::triage::session::FuzzReport) {
+    pub fn add_fuzz(&mut self, n: usize, r: crate::triage::fuzz::FuzzReport) {
         let mut kinds: Vec<String> = Vec::new();
         for o in &r.outages {
             let key = o.death.key();
@@ -176,7 +176,7 @@ impl RunReport {
 /// under it (fuzz phases count every hit in their table; load phases one per triaged death).
 pub fn run_buckets(r: &RunReport) -> Vec<RunBucket> {
     let mut out: Vec<RunBucket> = Vec::new();
-    let mut add = |b: &crate::triage::session::BucketRow, dir: Option<&Path>, n: u64| {
+    let mut add = |b: &crate::triage::bucket::BucketRow, dir: Option<&Path>, n: u64| {
         if let Some(x) = out.iter_mut().find(|x| x.bucket_id == b.bucket_id) {
             x.count += n;
             return;

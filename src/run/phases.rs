@@ -150,7 +150,7 @@ async fn fuzz_phase(
     ck: &mut Checkpointer,
     step: &Step<'_>,
     spec: &FuzzPhaseSpec,
-) -> Result<crate::triage::session::FuzzReport> {
+) -> Result<crate::triage::fuzz::FuzzReport> {
     let Some(launch) = target.sup.lend().await else {
         anyhow::bail!("the fuzz phase needs a target the tool starts (validated)");
     };
@@ -185,7 +185,7 @@ async fn fuzz_phase(
         r.seconds
     ));
     if !env.g.quiet && !env.g.json {
-        print!("{}", crate::triage::session::format_table(&r.buckets));
+        print!("{}", crate::triage::bucket::format_table(&r.buckets));
         if let Some(c) = &r.coverage {
             print!("{}", c.format());
         }

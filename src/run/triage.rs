@@ -7,7 +7,7 @@ use super::load::ToTriage;
 use super::{Env, Target};
 use crate::triage::DeathRecord;
 use crate::triage::phase::TriageSpec;
-use crate::triage::session::PhaseTriage;
+use crate::triage::records::PhaseTriage;
 use anyhow::Result;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -59,7 +59,7 @@ pub(super) async fn triage_deaths(
             let d = &deaths[i];
             super::load::exact_inputs(&d.entries, d.hot, source.as_ref(), &load, usize::MAX)
         };
-        crate::triage::session::triage_records(&launch, store, opts, &records, &suspects, spec2.budget, &stop)
+        crate::triage::records::triage_records(&launch, store, opts, &records, &suspects, spec2.budget, &stop)
     })
     .await;
     bridge.abort();

@@ -23,10 +23,6 @@ use serde::Serialize;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-pub use super::bucket::{BucketRow, bucket_table, format_table};
-pub use super::fuzz::{FuzzOptions, FuzzProgress, FuzzReport, Inputs, Outage, ReplaySender, Sender, fuzz_phase};
-pub use super::records::{PhaseTriage, saved_suspects, triage_records};
-
 /// Triage settings.
 #[derive(Debug, Clone)]
 pub struct TriageOptions {
