@@ -106,14 +106,7 @@ impl TryFrom<String> for Verdict {
 /// Callers and tests compare a verdict with the word the reports hold.
 impl PartialEq<&str> for Verdict {
     fn eq(&self, other: &&str) -> bool {
-        match self {
-            Verdict::Filed(k) => k == other,
-            Verdict::ByShape(k) => other.strip_suffix(" (by shape)").is_some_and(|w| *k == w),
-            Verdict::ByRoute(k) => other.strip_suffix(" (by route)").is_some_and(|w| *k == w),
-            Verdict::NotReproduced => *other == "not-reproduced",
-            Verdict::Untriaged => *other == "untriaged",
-            Verdict::Failed => *other == "failed",
-        }
+        self.to_string() == *other
     }
 }
 
