@@ -93,6 +93,26 @@ fn respond_bytes(app: &App, status: u16, body: Bytes) -> Response<Full<Bytes>> {
     r
 }
 
+/// The next connection (no Nagle), or `None` once `stop` turns true. An accept error (e.g. out
+/// of descriptors) is logged and retried after 10 ms, as Mesher's runtime keeps serving.
+async fn accept(listener: &TcpListener, stop: &mut watch::Receiver<bool>, what: &str) -> Option<tokio::net::TcpStream> {
+    loop {
+        tokio::select! {
+            r = listener.accept() => match r {
+                Ok((stream, _)) => {
+                    let _ = stream.set_nodelay(true);
+                    return Some(stream);
+                }
+                Err(e) => {
+                    eprintln!("[mesh-rt] {what} error: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+            },
+            _ = stop.changed() => return None,
+        }
+    }
+}
+
 /// The HTTP accept loop; returns when `stop` turns true (open connections finish on their own,
 /// tracked by `tracker`).
 pub async fn serve_http(app: Arc<App>, listener: TcpListener, mut stop: watch::Receiver<bool>, tracker: Arc<Tracker>) {
@@ -106,18 +126,7 @@ pub async fn serve_http(app: Arc<App>, listener: TcpListener, mut stop: watch::R
             },
             None => None,
         };
-        let (stream, _) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(s) => s,
-                Err(e) => {
-                    eprintln!("[mesh-rt] accept error: {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                    continue;
-                }
-            },
-            _ = stop.changed() => return,
-        };
-        let _ = stream.set_nodelay(true);
+        let Some(stream) = accept(&listener, &mut stop, "accept").await else { return };
         let app = app.clone();
         let guard = tracker.enter();
         let mut stop = stop.clone();
@@ -208,18 +217,7 @@ async fn handle(
 /// The WebSocket accept loop (§3.1): any path; invalid handshakes get 400 `Bad Request: <reason>`.
 pub async fn serve_ws(app: Arc<App>, listener: TcpListener, mut stop: watch::Receiver<bool>, tracker: Arc<Tracker>) {
     loop {
-        let (stream, _) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(s) => s,
-                Err(e) => {
-                    eprintln!("[mesh-rt] WS accept error: {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                    continue;
-                }
-            },
-            _ = stop.changed() => return,
-        };
-        let _ = stream.set_nodelay(true);
+        let Some(stream) = accept(&listener, &mut stop, "WS accept").await else { return };
         let app = app.clone();
         let guard = tracker.enter();
         let mut stop = stop.clone();
