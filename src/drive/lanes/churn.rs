@@ -16,10 +16,9 @@ pub(super) async fn ws_churn_lane(
     fl: LaneRecorder,
     stop: Stop,
 ) -> (u64, Option<Instant>) {
-    let (opts, host) = sh.ws.clone().expect("checked: ws target");
+    let (opts, host, headers) = sh.ws_ingest();
     let w = &sh.phase.websocket;
     let stream = WS_CHURN_STREAM + lane as u64;
-    let headers = vec![("x-sentry-auth".to_string(), w.auth.clone().into_bytes())];
     let mut j = 0u64;
     tokio::time::sleep_until(sh.start.into()).await;
     while !stop.is_set() && sh.wait_until_up(&stop).await && sh.take_budget() {

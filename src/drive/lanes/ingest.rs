@@ -29,9 +29,8 @@ pub(super) async fn ws_ingest_lane(
     fl: LaneRecorder,
     stop: Stop,
 ) -> (u64, Option<Instant>) {
-    let (opts, host) = sh.ws.clone().expect("checked: ws target");
+    let (opts, host, headers) = sh.ws_ingest();
     let w = &sh.phase.websocket;
-    let headers = vec![("x-sentry-auth".to_string(), w.auth.clone().into_bytes())];
     let period = if w.frame_rate > 0.0 { Some(Duration::from_secs_f64(1.0 / w.frame_rate)) } else { None };
     // Spread the lanes' phases over one period.
     let lanes = w.ingest_connections.max(1) as f64;

@@ -75,6 +75,13 @@ struct Shared {
 }
 
 impl Shared {
+    /// The WebSocket port's connect options and Host, and the ingest lanes' auth header (churn
+    /// and ingest lanes open `/ingest` connections with it).
+    fn ws_ingest(&self) -> (ConnectOpts, String, Vec<(String, Vec<u8>)>) {
+        let (opts, host) = self.ws.clone().expect("checked: ws target");
+        (opts, host, vec![("x-sentry-auth".to_string(), self.phase.websocket.auth.clone().into_bytes())])
+    }
+
     /// Closed loop: may another request be started now?
     fn take_budget(&self) -> bool {
         if self.deadline.is_some_and(|d| Instant::now() >= d) {
