@@ -506,17 +506,6 @@ mod tests {
         assert_eq!(ri.series[0].count.iter().map(|&c| u64::from(c)).sum::<u64>(), 80 + 500 * 2 - a.open[0].count);
     }
 
-    fn sample_us(us: u64) -> Sample {
-        Sample {
-            key: Key { route: "storage", layer: Layer::Valid, outcome: Outcome::S2xx },
-            corrected_us: us,
-            uncorrected_us: us,
-            lag_us: 0,
-            done: Instant::now(),
-            down: false,
-        }
-    }
-
     #[test]
     fn a_long_timeline_is_merged_and_stays_bounded() {
         let mut a = Aggregator::new(None).unwrap();
@@ -524,9 +513,9 @@ mod tests {
         for s in 1..=seconds {
             // Second s: s % 7 + 1 requests, one of them slow every 1000 s.
             let n = s % 7 + 1;
-            let mut batch: Vec<Sample> = (0..n).map(|_| sample_us(100)).collect();
+            let mut batch: Vec<Sample> = (0..n).map(|_| sample("storage", Layer::Valid, Outcome::S2xx, 100)).collect();
             if s % 1000 == 0 {
-                batch[0] = sample_us(50_000);
+                batch[0] = sample("storage", Layer::Valid, Outcome::S2xx, 50_000);
             }
             a.absorb(batch);
             a.close_second();
