@@ -1,16 +1,12 @@
 //! "Nothing lost" invariants against a real PostgreSQL: pass when the rows are there, fail naming
 //! the missing ids when rows are deleted behind the tool's back.
 
-use mesher_stress::db::{self, Cluster, fixtures, schema};
 use mesher_stress::invariants::{CheckTarget, Ledger, check, fingerprints};
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invariants_pass_then_name_what_was_deleted() {
-    let cluster = Cluster::start().unwrap();
-    let pool = db::connect(cluster.url(), 2).await.unwrap();
-    schema::apply(&pool).await.unwrap();
-    let (f, _) = fixtures::seed(&pool, &Default::default()).await.unwrap();
+    let (_url, pool, f) = crate::support::db::seeded_db().await;
     let since: String = sqlx::query_scalar("SELECT now()::text").fetch_one(&pool).await.unwrap();
 
     // What a target would have done for three accepted events and one new membership.
@@ -85,10 +81,7 @@ async fn invariants_pass_then_name_what_was_deleted() {
 /// Long runs keep a bounded hash sample of the ids they check; a failure still names ids.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sampled_ledger_still_names_missing_ids() {
-    let cluster = Cluster::start().unwrap();
-    let pool = db::connect(cluster.url(), 2).await.unwrap();
-    schema::apply(&pool).await.unwrap();
-    let (f, _) = fixtures::seed(&pool, &Default::default()).await.unwrap();
+    let (_url, pool, f) = crate::support::db::seeded_db().await;
     let since: String = sqlx::query_scalar("SELECT now()::text").fetch_one(&pool).await.unwrap();
     let ledger = Ledger::with_sample_max(8);
     let mut created = Vec::new();
