@@ -106,7 +106,7 @@ impl TryFrom<String> for Verdict {
 /// Callers and tests compare a verdict with the word the reports hold.
 impl PartialEq<&str> for Verdict {
     fn eq(&self, other: &&str) -> bool {
-        self.to_string() == *other
+        Verdict::try_from(other.to_string()).is_ok_and(|v| v == *self)
     }
 }
 
