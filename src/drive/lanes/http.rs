@@ -4,7 +4,7 @@
 
 use super::{Held, SCHEDULE_STREAM, Shared, Stop, finish, is_ingest_route, route_of};
 use crate::drive::flight::LaneRecorder;
-use crate::drive::http::HttpLane;
+use crate::drive::http::{HttpLane, Prepared};
 use crate::drive::metrics::{Key, Outcome, Recorder};
 use crate::drive::sched::Schedule;
 use crate::drive::ws;
@@ -28,32 +28,44 @@ pub(super) async fn http_lane(
         if stop.is_set() {
             break;
         }
-        let turn = match &sh.schedule {
-            Some(s) => open_loop_turn(&sh, s, &mut rec, &stop).await,
+        let claim = match &sh.schedule {
+            Some(s) => claim_arrival(&sh, s),
             None => closed_loop_turn(&sh, lane, &mut j, &stop).await,
         };
-        let (stream, index, intended, behind) = match turn {
-            Turn::Send { stream, index, intended, behind } => (stream, index, intended, behind),
-            Turn::Skip => continue,
-            Turn::End => break,
-        };
+        let Some(Claim { stream, index, intended, behind }) = claim else { break };
+        // An arrival's request is made before its time comes: at each timer tick the lanes due
+        // send back to back, the burst reaches the server together, and the only delay between
+        // the intended and the actual send is the timer's.
         let g = sh.source.generate(stream, index);
+        let prepared = match &g.payload {
+            Payload::Http(r) => Some(client.prepare(r)),
+            Payload::Ws(_) => None,
+        };
+        if sh.schedule.is_some() {
+            match arrival(&sh, intended, &mut rec, &stop).await {
+                Due::Send => {}
+                Due::Skip => {
+                    drop(prepared);
+                    recycle(g);
+                    continue;
+                }
+                Due::End => break,
+            }
+        }
         let sent = Instant::now();
         let at = When { intended, from: if behind { intended } else { sent }, sent };
         rec.sent += 1;
-        match &g.payload {
-            Payload::Http(r) => {
-                send_http(&sh, &mut client, &mut rec, &fl, &stop, &g, r, at).await;
-                if let Payload::Http(r) = g.payload {
-                    // A large body's buffer serves the next large body (no fresh pages).
-                    crate::generate::recycle(r.body);
-                }
+        match (&g.payload, prepared) {
+            (Payload::Http(r), Some(p)) => {
+                send_http(&sh, &mut client, &mut rec, &fl, &stop, &g, r, p, at).await;
+                recycle(g);
             }
-            Payload::Ws(script) => {
+            (Payload::Ws(script), _) => {
                 if !send_script(&sh, &mut client, &mut rec, &fl, &stop, &g, script, at).await {
                     continue;
                 }
             }
+            (Payload::Http(_), None) => unreachable!("an HTTP request is always prepared"),
         }
         if let Some(think) = sh.think {
             rec.idle_until(Instant::now() + think);
@@ -66,59 +78,73 @@ pub(super) async fn http_lane(
     (rec.sent, rec.last_sent)
 }
 
-/// What an HTTP lane does next.
-enum Turn {
-    /// Send request `index` of `stream`, intended for `intended`; `behind`: the lane is behind
-    /// schedule, so the latency is charged from the intended time.
-    Send {
-        stream: u64,
-        index: u64,
-        intended: Instant,
-        behind: bool,
-    },
-    /// An arrival that fell due while the target was down: skipped (counted).
-    Skip,
-    End,
+/// A large body's buffer serves the next large body (no fresh pages).
+fn recycle(g: Generated) {
+    if let Payload::Http(r) = g.payload {
+        crate::generate::recycle(r.body);
+    }
 }
 
-/// Open loop: claim the next schedule index and wait for its time.
-async fn open_loop_turn(sh: &Shared, s: &Schedule, rec: &mut Recorder, stop: &Stop) -> Turn {
+/// The request a lane sends next: request `index` of `stream`, intended for `intended`;
+/// `behind`: the lane is behind schedule, so the latency is charged from the intended time.
+struct Claim {
+    stream: u64,
+    index: u64,
+    intended: Instant,
+    behind: bool,
+}
+
+/// Open loop: claim the next schedule index (its time is waited for by [`arrival`]); None: the
+/// schedule, the budget or the phase is over.
+fn claim_arrival(sh: &Shared, s: &Schedule) -> Option<Claim> {
     let k = sh.next.fetch_add(1, Ordering::Relaxed);
     if sh.requests.is_some_and(|m| k >= m) {
-        return Turn::End;
+        return None;
     }
-    let Some(off) = s.at(k) else { return Turn::End };
-    let at = sh.start + off;
+    let at = sh.start + s.at(k)?;
     if sh.past_deadline(at) {
-        return Turn::End;
+        return None;
     }
     // Behind schedule (every lane was busy): charge from the intended time. Otherwise the only
     // delay is our own timer's (≤ 1 ms): measure from the actual send.
     let behind = Instant::now() >= at;
+    Some(Claim { stream: SCHEDULE_STREAM, index: k, intended: at, behind })
+}
+
+/// What an open-loop arrival comes to once its time has come.
+enum Due {
+    Send,
+    /// It fell due while the target was down: skipped (counted).
+    Skip,
+    End,
+}
+
+/// Open loop: wait for an arrival's intended time `at`, then for the target if it is down.
+async fn arrival(sh: &Shared, at: Instant, rec: &mut Recorder, stop: &Stop) -> Due {
     rec.idle_until(at);
     tokio::select! {
         _ = tokio::time::sleep_until(at.into()) => {}
-        _ = stop.wait() => return Turn::End,
+        _ = stop.wait() => return Due::End,
     }
     // Arrivals due while the target was down are not sent late in a burst at a server that just
     // came back: they are skipped (counted), the schedule goes on from now.
     match sh.hold_while_down(stop).await {
-        Held::Stopped => Turn::End,
+        Held::Stopped => Due::End,
         Held::Up(Some(_)) => {
             sh.skipped_down.fetch_add(1, Ordering::Relaxed);
-            Turn::Skip
+            Due::Skip
         }
-        Held::Up(None) => Turn::Send { stream: SCHEDULE_STREAM, index: k, intended: at, behind },
+        Held::Up(None) => Due::Send,
     }
 }
 
 /// Closed loop: the lane's next request, once the target is up and the budget allows it.
-async fn closed_loop_turn(sh: &Shared, lane: u32, j: &mut u64, stop: &Stop) -> Turn {
+async fn closed_loop_turn(sh: &Shared, lane: u32, j: &mut u64, stop: &Stop) -> Option<Claim> {
     if !sh.wait_until_up(stop).await || !sh.take_budget() {
-        return Turn::End;
+        return None;
     }
     *j += 1;
-    Turn::Send { stream: lane as u64, index: *j - 1, intended: Instant::now(), behind: true }
+    Some(Claim { stream: lane as u64, index: *j - 1, intended: Instant::now(), behind: true })
 }
 
 /// The times of one request: intended, charged from (the intended time when behind schedule,
@@ -140,10 +166,10 @@ async fn send_http(
     stop: &Stop,
     g: &Generated,
     r: &HttpRequest,
+    prepared: Prepared<'_>,
     at: When,
 ) {
     let route = route_of(g);
-    let prepared = client.prepare(r);
     let t = fl.begin(g.seed, g.layer, route, client.conns.max(1), 0, at.sent, prepared.raw());
     if r.route.is_some_and(crate::generate::valid::pool_dependent) {
         fl.keep_input(t, g);
