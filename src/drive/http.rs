@@ -103,6 +103,9 @@ pub struct HttpLane {
     sender: Option<SendRequest<Full<Bytes>>>,
     executor: crate::drive::Executor,
     wire: Option<WireConn>,
+    /// The answer buffer of the lane's last closed connection, for its next one (a connection
+    /// per request would otherwise allocate, and fault in, a fresh buffer per request).
+    spare: Option<Vec<u8>>,
     /// Connections opened so far (the flight recorder's connection number).
     pub conns: u64,
 }
@@ -119,6 +122,7 @@ impl HttpLane {
             sender: None,
             executor: crate::drive::Executor::Hyper,
             wire: None,
+            spare: None,
             conns: 0,
         }
     }
@@ -145,23 +149,28 @@ impl HttpLane {
     async fn send_wire(&mut self, bytes: &[u8], body: &[u8], head: bool, keep_body: bool) -> Answer {
         for attempt in 0..2 {
             let reused = self.wire.is_some();
-            let mut conn = match self.wire.take() {
-                Some(c) => c,
-                None => match WireConn::open(&self.opts).await {
-                    Ok(c) => {
-                        self.conns += 1;
-                        c
+            let (mut conn, sent) = match self.wire.take() {
+                Some(c) => (c, 0),
+                None => {
+                    let buf = self.spare.take().unwrap_or_default();
+                    match WireConn::open_sending(&self.opts, bytes, self.keep_alive, !body.is_empty(), buf).await {
+                        Ok(c) => {
+                            self.conns += 1;
+                            c
+                        }
+                        Err(outcome) => return Answer { outcome, status: None, body_len: 0, raw: false, body: None },
                     }
-                    Err(outcome) => return Answer { outcome, status: None, body_len: 0, raw: false, body: None },
-                },
+                }
             };
-            let a = conn.exchange(bytes, body, head, self.timeouts, keep_body).await;
+            let a = conn.exchange(bytes, sent, body, head, self.timeouts, keep_body).await;
             if a.nothing && reused && attempt == 0 {
                 // The server had closed the idle connection: once more on a new one.
                 continue;
             }
             if self.keep_alive && a.reusable {
                 self.wire = Some(conn);
+            } else {
+                self.spare = conn.into_buf();
             }
             return Answer { outcome: a.outcome, status: a.status, body_len: a.body_len, raw: false, body: a.body };
         }

@@ -36,15 +36,73 @@ fn next_source() -> Ipv4Addr {
 
 /// Open a TCP connection; the error is already classified.
 pub async fn connect(o: &ConnectOpts) -> Result<TcpStream, Outcome> {
-    let sock = match o.addr {
-        SocketAddr::V4(_) => TcpSocket::new_v4(),
-        SocketAddr::V6(_) => TcpSocket::new_v6(),
+    let sock = socket(o, true)?;
+    let sock = TcpSocket::from_std_stream(sock.into());
+    match tokio::time::timeout(o.connect_timeout, sock.connect(o.addr)).await {
+        Err(_) => Err(Outcome::ConnectTimeout),
+        Ok(Err(e)) => Err(Outcome::from_connect_error(&e)),
+        Ok(Ok(s)) => Ok(s),
     }
-    .map_err(|e| Outcome::from_connect_error(&e))?;
+}
+
+/// Open a TCP connection and send `first` (the start of a request) on it in the same turn;
+/// returns the stream and how many bytes of `first` went out (the caller writes the rest).
+/// `nodelay`: set TCP_NODELAY now (a connection that carries more than one write).
+///
+/// Why not [`connect`] and then a write: on loopback the handshake is over when connect()
+/// returns, so the request can go at once, without a trip through the event loop for the
+/// socket's writable event and without the getsockopt(SO_ERROR) that reads the connect's
+/// result: a connect that failed shows in the send's error (refused, reset). When the handshake
+/// is not over (a remote target, a full accept queue), the send finds EAGAIN and this waits for
+/// it as [`connect`] does. Without `nodelay`, TCP_NODELAY is set only before a second write: a
+/// connection's first segment is never held back by Nagle (nothing of it is in flight yet), so a
+/// request sent whole by the first send needs no setsockopt.
+pub async fn connect_sending(o: &ConnectOpts, first: &[u8], nodelay: bool) -> Result<(TcpStream, usize), Outcome> {
+    let sock = socket(o, nodelay)?;
+    match sock.connect(&o.addr.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(Outcome::from_connect_error(&e)),
+    }
+    let sent = match sock.send(first) {
+        Ok(n) => n,
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
+        // A broken pipe is a connection the peer ended after it was made; any other error of the
+        // first send is the connect's own (refused, reset during the handshake, unreachable).
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Err(Outcome::from_write_error(&e)),
+        Err(e) => return Err(Outcome::from_connect_error(&e)),
+    };
+    let stream = TcpStream::from_std(sock.into()).map_err(|e| Outcome::from_connect_error(&e))?;
+    if sent == 0 {
+        match tokio::time::timeout(o.connect_timeout, stream.writable()).await {
+            Err(_) => return Err(Outcome::ConnectTimeout),
+            Ok(Err(e)) => return Err(Outcome::from_connect_error(&e)),
+            Ok(Ok(())) => {}
+        }
+        match stream.take_error() {
+            Ok(None) => {}
+            Ok(Some(e)) | Err(e) => return Err(Outcome::from_connect_error(&e)),
+        }
+    }
+    if sent < first.len() && !nodelay {
+        let _ = stream.set_nodelay(true);
+    }
+    Ok((stream, sent))
+}
+
+/// A non-blocking TCP socket for `o`, not yet connected: SO_LINGER 0 when asked, TCP_NODELAY
+/// when `nodelay`, bound to a spread source address when that is needed.
+fn socket(o: &ConnectOpts, nodelay: bool) -> Result<socket2::Socket, Outcome> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let domain = if o.addr.is_ipv4() { Domain::IPV4 } else { Domain::IPV6 };
+    let sock = Socket::new(domain, Type::STREAM.nonblocking().cloexec(), Some(Protocol::TCP))
+        .map_err(|e| Outcome::from_connect_error(&e))?;
     if o.linger_zero {
-        let _ = socket2::SockRef::from(&sock).set_linger(Some(Duration::ZERO));
+        let _ = sock.set_linger(Some(Duration::ZERO));
     }
-    let _ = sock.set_nodelay(true);
+    if nodelay {
+        let _ = sock.set_tcp_nodelay(true);
+    }
     // A connection closed with RST (SO_LINGER 0) leaves no TIME_WAIT on either side, so its
     // 4-tuple is free at once: spreading is needed only for connections closed with FIN, and
     // the others save its two system calls.
@@ -55,17 +113,13 @@ pub async fn connect(o: &ConnectOpts) -> Result<TcpStream, Outcome> {
     {
         set_bind_no_port(&sock);
         let src = SocketAddr::new(IpAddr::V4(next_source()), 0);
-        sock.bind(src).map_err(|e| Outcome::from_connect_error(&e))?;
+        sock.bind(&src.into()).map_err(|e| Outcome::from_connect_error(&e))?;
     }
-    match tokio::time::timeout(o.connect_timeout, sock.connect(o.addr)).await {
-        Err(_) => Err(Outcome::ConnectTimeout),
-        Ok(Err(e)) => Err(Outcome::from_connect_error(&e)),
-        Ok(Ok(s)) => Ok(s),
-    }
+    Ok(sock)
 }
 
 /// IP_BIND_ADDRESS_NO_PORT: let connect() pick the port per 4-tuple instead of bind().
-fn set_bind_no_port(sock: &TcpSocket) {
+fn set_bind_no_port(sock: &socket2::Socket) {
     use std::os::fd::AsRawFd;
     let one: libc::c_int = 1;
     // SAFETY: valid fd owned by `sock`, option value is a c_int of the right size.
@@ -105,8 +159,23 @@ pub async fn write_bounded<W: tokio::io::AsyncWrite + Unpin>(
     bytes: &[u8],
     (idle, total): (Duration, Duration),
 ) -> std::io::Result<()> {
-    let deadline = tokio::time::Instant::now() + total;
+    // Most writes are taken whole at once: one try before the stall clocks are set.
     let mut at = 0;
+    let first = std::future::poll_fn(|cx| match std::pin::Pin::new(&mut *w).poll_write(cx, bytes) {
+        std::task::Poll::Ready(r) => std::task::Poll::Ready(Some(r)),
+        std::task::Poll::Pending => std::task::Poll::Ready(None),
+    });
+    match first.await {
+        Some(Ok(0)) => return Err(std::io::ErrorKind::WriteZero.into()),
+        Some(Ok(n)) => at = n,
+        Some(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => {}
+        Some(Err(e)) => return Err(e),
+        None => {}
+    }
+    if at == bytes.len() {
+        return Ok(());
+    }
+    let deadline = tokio::time::Instant::now() + total;
     while at < bytes.len() {
         let until = deadline.min(tokio::time::Instant::now() + idle);
         match tokio::time::timeout_at(until, w.write(&bytes[at..])).await {
@@ -227,6 +296,64 @@ pub async fn raw_on_stream(s: &mut TcpStream, t: Timeouts, bytes: &[u8]) -> RawA
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn opts(addr: SocketAddr) -> ConnectOpts {
+        ConnectOpts { addr, connect_timeout: Duration::from_millis(300), spread_source: false, linger_zero: true }
+    }
+
+    #[tokio::test]
+    async fn connect_sending_sends_with_the_connect_and_sets_nodelay_only_when_needed() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let o = opts(l.local_addr().unwrap());
+        let (s, sent) = connect_sending(&o, b"GET / HTTP/1.1\r\n\r\n", false).await.unwrap();
+        assert_eq!(sent, 18);
+        // Sent whole by the first send: Nagle had nothing to hold back, no setsockopt was made.
+        assert!(!s.nodelay().unwrap());
+        let (mut peer, _) = l.accept().unwrap();
+        let mut got = [0u8; 18];
+        std::io::Read::read_exact(&mut peer, &mut got).unwrap();
+        assert_eq!(&got, b"GET / HTTP/1.1\r\n\r\n");
+        let (s, _) = connect_sending(&o, b"x", true).await.unwrap();
+        assert!(s.nodelay().unwrap());
+    }
+
+    #[tokio::test]
+    async fn connect_sending_leaves_the_rest_of_a_large_request_to_the_caller_with_nodelay() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let o = opts(l.local_addr().unwrap());
+        // More than the socket buffers of both ends hold: the peer never reads.
+        let big = vec![b'a'; 64 << 20];
+        let (s, sent) = connect_sending(&o, &big, false).await.unwrap();
+        assert!(sent > 0 && sent < big.len(), "sent {sent}");
+        // The rest is a second write: Nagle must not hold it back.
+        assert!(s.nodelay().unwrap());
+    }
+
+    #[tokio::test]
+    async fn connect_sending_classifies_refused_and_unanswered_connects() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        drop(l);
+        assert_eq!(connect_sending(&opts(addr), b"x", false).await.err(), Some(Outcome::ConnectRefused));
+        // A listener whose accept queue is full drops new SYNs: the handshake is not over when
+        // connect() returns, the first send finds EAGAIN, and the connect times out.
+        let l = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        l.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into()).unwrap();
+        l.listen(0).unwrap();
+        let addr = l.local_addr().unwrap().as_socket().unwrap();
+        let mut held = Vec::new();
+        let mut outcome = None;
+        for _ in 0..8 {
+            match connect_sending(&opts(addr), b"x", false).await {
+                Ok(s) => held.push(s),
+                Err(o) => {
+                    outcome = Some(o);
+                    break;
+                }
+            }
+        }
+        assert_eq!(outcome, Some(Outcome::ConnectTimeout), "{} connections were accepted", held.len());
+    }
 
     #[test]
     fn sources_are_loopback() {

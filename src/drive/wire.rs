@@ -53,8 +53,29 @@ pub struct WireConn {
 }
 
 impl WireConn {
-    pub async fn open(opts: &ConnectOpts) -> Result<WireConn, Outcome> {
-        Ok(WireConn { stream: net::connect(opts).await?, buf: Vec::with_capacity(8 * 1024), used: 0 })
+    /// Open a connection and send `req` on it in the same turn ([`net::connect_sending`]);
+    /// `exchange` then goes on from the returned count of bytes sent. `keep_alive`: the
+    /// connection will carry more requests; `more`: more bytes follow `req` (a body apart).
+    /// `buf`: the answer buffer of a closed connection, reused (cleared).
+    pub async fn open_sending(
+        opts: &ConnectOpts,
+        req: &[u8],
+        keep_alive: bool,
+        more: bool,
+        mut buf: Vec<u8>,
+    ) -> Result<(WireConn, usize), Outcome> {
+        let (stream, sent) = net::connect_sending(opts, req, keep_alive || more).await?;
+        buf.clear();
+        if buf.capacity() < 8 * 1024 {
+            buf.reserve(8 * 1024);
+        }
+        Ok((WireConn { stream, buf, used: 0 }, sent))
+    }
+
+    /// The answer buffer, for the lane's next connection; None when a large answer grew it
+    /// (it is not kept).
+    pub fn into_buf(self) -> Option<Vec<u8>> {
+        (self.buf.capacity() <= 64 * 1024).then_some(self.buf)
     }
 
     async fn read_more(&mut self) -> std::io::Result<usize> {
@@ -64,11 +85,12 @@ impl WireConn {
         self.stream.read_buf(&mut self.buf).await
     }
 
-    /// Send `req` and then `body` (the two are the request's bytes; `body` may be empty) and read
-    /// its answer.
+    /// Send `req` from byte `from` on (the bytes before it went out with the connect) and then
+    /// `body` (the two are the request's bytes; `body` may be empty) and read its answer.
     pub async fn exchange(
         &mut self,
         req: &[u8],
+        from: usize,
         body: &[u8],
         head_request: bool,
         t: Timeouts,
@@ -76,7 +98,9 @@ impl WireConn {
     ) -> WireAnswer {
         self.buf.clear();
         let write = async {
-            net::write_bounded(&mut self.stream, req, t.write()).await?;
+            if from < req.len() {
+                net::write_bounded(&mut self.stream, &req[from..], t.write()).await?;
+            }
             if !body.is_empty() {
                 net::write_bounded(&mut self.stream, body, t.write()).await?;
             }
