@@ -135,8 +135,8 @@ impl LaneRecorder {
         }
     }
 
-    /// Note the answer (or failure) of a request.
-    pub fn end(&self, t: Ticket, outcome: Outcome, answered: Option<Instant>) {
+    /// Note the answer (or failure) of a request, which ended at `ended`.
+    pub fn end(&self, t: Ticket, outcome: Outcome, answered: Option<Instant>, ended: Instant) {
         let mut r = self.ring.lock().unwrap_or_else(|p| p.into_inner());
         let first = r.next - r.entries.len() as u64;
         if t.0 < first {
@@ -146,7 +146,7 @@ impl LaneRecorder {
         if let Some(e) = r.entries.get_mut(i) {
             e.outcome = Some(outcome);
             e.answered_after_us = answered.map(|a| a.saturating_duration_since(e.sent).as_micros() as u64);
-            e.ended_after_us = Some(e.sent.elapsed().as_micros() as u64);
+            e.ended_after_us = Some(ended.saturating_duration_since(e.sent).as_micros() as u64);
         }
     }
 }

@@ -171,6 +171,6 @@ fn finish(
     done: Instant,
 ) {
     let answered = key.outcome.is_answer();
-    fl.end(t, key.outcome, answered.then_some(done));
+    fl.end(t, key.outcome, answered.then_some(done), done);
     rec.record(key, intended, from, sent, done);
 }
