@@ -122,9 +122,11 @@ enum Due {
 /// Open loop: wait for an arrival's intended time `at`, then for the target if it is down.
 async fn arrival(sh: &Shared, at: Instant, rec: &mut Recorder, stop: &Stop) -> Due {
     rec.idle_until(at);
+    // `biased`: no random branch order per poll, and a stop wins over a due arrival.
     tokio::select! {
-        _ = tokio::time::sleep_until(at.into()) => {}
+        biased;
         _ = stop.wait() => return Due::End,
+        _ = tokio::time::sleep_until(at.into()) => {}
     }
     // Arrivals due while the target was down are not sent late in a burst at a server that just
     // came back: they are skipped (counted), the schedule goes on from now.
@@ -179,7 +181,9 @@ async fn send_http(
         _ => None,
     };
     let keep = sh.observer.is_some() && crate::drive::observed_with_body(r.route);
+    // `biased`: no random branch order per poll, and an answer that is in wins over a stop.
     let ans = tokio::select! {
+        biased;
         a = client.send_prepared(prepared, keep) => Some(a),
         _ = stop.wait() => None,
     };
