@@ -61,7 +61,7 @@ duration = "40s"
 concurrency = 8
 restart = true
 max_restarts = 1000
-mix = {{ valid = 0.45, json = 0.2, http = 0.3, ws = 0.05, routes = {{ "api-keys-create" = 3.0 }} }}
+mix = {{ valid = 0.45, json = 0.2, http = 0.3, ws = 0.05, routes = {{ "api-keys-create" = 3.0, "issue-assign" = 3.0 }} }}
 websocket = {{ ingest_connections = 2 }}
 
 [phases.triage]
@@ -154,6 +154,7 @@ fn hunting_a_crashy_command_target_unattended() {
 
     // Hangs: detected, killed, bucketed, and the phase went on.
     let hangs: Vec<&&Value> = deaths.iter().filter(|o| o["death"]["kind"] == "hang").collect();
+    println!("{} of the deaths were hangs", hangs.len());
     assert!(!hangs.is_empty(), "a hang was detected\n{}", text(&out));
     assert!(hangs.iter().any(|o| o["bucket"].as_str().is_some_and(|b| b.contains("hang-issue-assign"))), "{hangs:?}");
     assert!(!report["hangs"].as_array().unwrap().is_empty());
