@@ -154,13 +154,16 @@ impl Aggregator {
     /// Absorb every batch the lanes have handed over. False: every recorder and sink is gone
     /// and nothing is left (the phase's sending is over).
     fn collect(&mut self) -> bool {
-        loop {
+        // Only what is queued now: lanes that queue batches faster than they are absorbed must not
+        // keep this turn, and the runtime's other tasks, from ending.
+        for _ in 0..self.rx.len().max(1) {
             match self.rx.try_recv() {
                 Ok(b) => self.absorb(b),
                 Err(mpsc::error::TryRecvError::Empty) => return true,
                 Err(mpsc::error::TryRecvError::Disconnected) => return false,
             }
         }
+        true
     }
 
     fn absorb(&mut self, batch: Vec<Sample>) {
