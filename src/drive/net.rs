@@ -159,6 +159,9 @@ pub async fn write_bounded<W: tokio::io::AsyncWrite + Unpin>(
     bytes: &[u8],
     (idle, total): (Duration, Duration),
 ) -> std::io::Result<()> {
+    if bytes.is_empty() {
+        return Ok(());
+    }
     // Most writes are taken whole at once: one try before the stall clocks are set.
     let mut at = 0;
     let first = std::future::poll_fn(|cx| match std::pin::Pin::new(&mut *w).poll_write(cx, bytes) {
@@ -230,14 +233,15 @@ const RAW_BODY_MAX: usize = 16 * 1024 * 1024;
 /// announces: none, a Content-Length body, a chunked body until its terminator, or until close). The connection
 /// is closed afterwards. Errors are outcomes, never panics.
 pub async fn raw_exchange(o: &ConnectOpts, t: Timeouts, bytes: &[u8]) -> RawAnswer {
-    let mut s = match connect(o).await {
+    let (mut s, sent) = match connect_sending(o, bytes, false).await {
         Ok(s) => s,
         Err(outcome) => return RawAnswer { outcome, status: None, body_len: 0 },
     };
-    raw_on_stream(&mut s, t, bytes).await
+    raw_on_stream(&mut s, t, &bytes[sent..]).await
 }
 
-/// Like [`raw_exchange`] on an open stream.
+/// Like [`raw_exchange`] on an open stream: `bytes` (the request, or what of it is still to
+/// send) written, then one response read.
 pub async fn raw_on_stream(s: &mut TcpStream, t: Timeouts, bytes: &[u8]) -> RawAnswer {
     let fail = |outcome| RawAnswer { outcome, status: None, body_len: 0 };
     if let Err(e) = write_bounded(s, bytes, t.write()).await {
@@ -327,6 +331,13 @@ mod tests {
         assert!(sent > 0 && sent < big.len(), "sent {sent}");
         // The rest is a second write: Nagle must not hold it back.
         assert!(s.nodelay().unwrap());
+    }
+
+    #[tokio::test]
+    async fn an_empty_write_is_done_at_once() {
+        let (mut a, _b) = tokio::io::duplex(1);
+        let t = Duration::from_millis(100);
+        assert!(write_bounded(&mut a, b"", (t, t)).await.is_ok());
     }
 
     #[tokio::test]

@@ -98,12 +98,8 @@ impl WireConn {
     ) -> WireAnswer {
         self.buf.clear();
         let write = async {
-            if from < req.len() {
-                net::write_bounded(&mut self.stream, &req[from..], t.write()).await?;
-            }
-            if !body.is_empty() {
-                net::write_bounded(&mut self.stream, body, t.write()).await?;
-            }
+            net::write_bounded(&mut self.stream, &req[from..], t.write()).await?;
+            net::write_bounded(&mut self.stream, body, t.write()).await?;
             Ok::<(), std::io::Error>(())
         };
         if let Err(e) = write.await {
