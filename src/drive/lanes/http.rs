@@ -37,15 +37,15 @@ pub(super) async fn http_lane(
         // send back to back, the burst reaches the server together, and the only delay between
         // the intended and the actual send is the timer's.
         let g = sh.source.generate(stream, index);
-        let prepared = match &g.payload {
-            Payload::Http(r) => Some(client.prepare(r)),
-            Payload::Ws(_) => None,
+        let ready = match &g.payload {
+            Payload::Http(r) => Ready::Http(r, client.prepare(r)),
+            Payload::Ws(script) => Ready::Ws(script),
         };
         if sh.schedule.is_some() {
             match arrival(&sh, intended, &mut rec, &stop).await {
                 Due::Send => {}
                 Due::Skip => {
-                    drop(prepared);
+                    drop(ready);
                     recycle(g);
                     continue;
                 }
@@ -55,18 +55,15 @@ pub(super) async fn http_lane(
         let sent = Instant::now();
         let at = When { intended, from: if behind { intended } else { sent }, sent };
         rec.sent += 1;
-        match (&g.payload, prepared) {
-            (Payload::Http(r), Some(p)) => {
-                send_http(&sh, &mut client, &mut rec, &fl, &stop, &g, r, p, at).await;
-                recycle(g);
-            }
-            (Payload::Ws(script), _) => {
+        match ready {
+            Ready::Http(r, p) => send_http(&sh, &mut client, &mut rec, &fl, &stop, &g, r, p, at).await,
+            Ready::Ws(script) => {
                 if !send_script(&sh, &mut client, &mut rec, &fl, &stop, &g, script, at).await {
                     continue;
                 }
             }
-            (Payload::Http(_), None) => unreachable!("an HTTP request is always prepared"),
         }
+        recycle(g);
         if let Some(think) = sh.think {
             rec.idle_until(Instant::now() + think);
             tokio::select! {
@@ -76,6 +73,12 @@ pub(super) async fn http_lane(
         }
     }
     (rec.sent, rec.last_sent)
+}
+
+/// A generated input, made ready to send: an HTTP request with its bytes, or a WebSocket script.
+enum Ready<'g> {
+    Http(&'g HttpRequest, Prepared<'g>),
+    Ws(&'g WsScript),
 }
 
 /// A large body's buffer serves the next large body (no fresh pages).
