@@ -76,6 +76,7 @@ pub(super) async fn http_lane(
 }
 
 /// A generated input, made ready to send: an HTTP request with its bytes, or a WebSocket script.
+#[allow(clippy::large_enum_variant)] // one per request, on the lane's stack: no box on the hot path
 enum Ready<'g> {
     Http(&'g HttpRequest, Prepared<'g>),
     Ws(&'g WsScript),
